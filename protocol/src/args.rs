@@ -1,0 +1,435 @@
+//! Single-pass decoding of a request body into a function's argument type.
+//!
+//! A request body is `{"args": [...], "kwargs": {...}}`. A function declares
+//! how it takes its arguments with [`ArgsShape`]: positionally as a tuple of a
+//! known arity, or as one struct whose fields are the keyword names (filled
+//! from `kwargs`, or from `args` in field order). Arguments are decoded
+//! straight from the body bytes into the target type, with no intermediate
+//! value tree.
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde::Deserializer;
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// How a function takes its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgsShape {
+    /// A tuple of exactly this many positional arguments; keyword arguments are refused.
+    Positional {
+        /// Number of parameters.
+        arity: usize,
+    },
+    /// One struct filled from `kwargs`, or from `args` in field order (not both).
+    Keyword,
+}
+
+/// Why a request body did not decode into a function's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    /// The body is not a MessagePack map with array `args` and map `kwargs`.
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+    /// The body is well formed but the arguments do not fit the function.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Malformed,
+    Mismatch,
+}
+
+/// Decodes `body` into `T` according to `shape`.
+pub fn decode_args<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
+    let fault = Cell::new(Fault::Malformed);
+    let mut rest = body;
+    let result = rmp_serde::Deserializer::new(&mut rest).deserialize_map(BodyVisitor::<T> {
+        shape,
+        fault: &fault,
+        target: PhantomData,
+    });
+    match result {
+        Ok(_) if !rest.is_empty() => {
+            Err(ArgsError::Malformed("trailing bytes after the body".into()))
+        }
+        Ok(value) => Ok(value),
+        Err(e) => Err(match fault.get() {
+            Fault::Malformed => ArgsError::Malformed(e.to_string()),
+            Fault::Mismatch => ArgsError::Mismatch(e.to_string()),
+        }),
+    }
+}
+
+struct BodyVisitor<'c, T> {
+    shape: ArgsShape,
+    fault: &'c Cell<Fault>,
+    target: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for BodyVisitor<'_, T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a request body map with \"args\" and \"kwargs\"")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<T, M::Error> {
+        let mut from_args: Option<T> = None;
+        let mut from_kwargs: Option<T> = None;
+        let mut positional_count = 0usize;
+        while let Some(key) = map.next_key::<KeyName>()? {
+            match key {
+                KeyName::Args => {
+                    let seed = ArgsSeed::<T> {
+                        shape: self.shape,
+                        fault: self.fault,
+                        count: &mut positional_count,
+                        target: PhantomData,
+                    };
+                    from_args = map.next_value_seed(seed)?;
+                }
+                KeyName::Kwargs => {
+                    let seed = KwargsSeed::<T> {
+                        shape: self.shape,
+                        fault: self.fault,
+                        target: PhantomData,
+                    };
+                    from_kwargs = map.next_value_seed(seed)?;
+                }
+                KeyName::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        self.fault.set(Fault::Mismatch);
+        match (from_args, from_kwargs, self.shape) {
+            (Some(_), Some(_), _) => Err(de::Error::custom(
+                "pass arguments either positionally or by keyword, not both",
+            )),
+            (Some(value), None, _) | (None, Some(value), _) => Ok(value),
+            (None, None, ArgsShape::Positional { arity: 0 }) => {
+                T::deserialize(de::value::UnitDeserializer::<M::Error>::new())
+            }
+            (None, None, ArgsShape::Positional { arity }) => Err(de::Error::custom(format!(
+                "takes {arity} positional argument{} but 0 were given",
+                plural(arity)
+            ))),
+            (None, None, ArgsShape::Keyword) => {
+                T::deserialize(de::value::MapDeserializer::<_, M::Error>::new(
+                    std::iter::empty::<((), ())>(),
+                ))
+            }
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+enum KeyName {
+    Args,
+    Kwargs,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = KeyName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyName, E> {
+                Ok(match v {
+                    "args" => KeyName::Args,
+                    "kwargs" => KeyName::Kwargs,
+                    _ => KeyName::Other,
+                })
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<KeyName, E> {
+                Ok(match v {
+                    b"args" => KeyName::Args,
+                    b"kwargs" => KeyName::Kwargs,
+                    _ => KeyName::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Decodes the `args` array; `None` when it is empty or nil and the shape allows that.
+struct ArgsSeed<'c, 'n, T> {
+    shape: ArgsShape,
+    fault: &'c Cell<Fault>,
+    count: &'n mut usize,
+    target: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for ArgsSeed<'_, '_, T> {
+    type Value = Option<T>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for ArgsSeed<'_, '_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of positional arguments")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Option<T>, S::Error> {
+        let given = seq.size_hint().unwrap_or(0);
+        *self.count = given;
+        if given == 0 {
+            return Ok(None);
+        }
+        self.fault.set(Fault::Mismatch);
+        if let ArgsShape::Positional { arity } = self.shape {
+            if given != arity {
+                return Err(de::Error::custom(format!(
+                    "takes {arity} positional argument{} but {given} were given",
+                    plural(arity)
+                )));
+            }
+        }
+        let numbered = NumberedSeq {
+            inner: seq,
+            index: 0,
+        };
+        let value = T::deserialize(de::value::SeqAccessDeserializer::new(numbered))?;
+        self.fault.set(Fault::Malformed);
+        Ok(Some(value))
+    }
+}
+
+/// Prefixes element errors with the 1-based argument position.
+struct NumberedSeq<S> {
+    inner: S,
+    index: usize,
+}
+
+impl<'de, S: SeqAccess<'de>> SeqAccess<'de> for NumberedSeq<S> {
+    type Error = S::Error;
+
+    fn next_element_seed<E: DeserializeSeed<'de>>(
+        &mut self,
+        seed: E,
+    ) -> Result<Option<E::Value>, S::Error> {
+        self.index += 1;
+        let index = self.index;
+        self.inner
+            .next_element_seed(seed)
+            .map_err(|e| de::Error::custom(format!("argument {index}: {}", readable(&e))))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+/// Rewrites rmp_serde's "wrong msgpack marker FixStr(1)" into "got a string".
+fn readable(error: &impl fmt::Display) -> String {
+    let text = error.to_string();
+    let Some(marker) = text.strip_prefix("wrong msgpack marker ") else {
+        return text;
+    };
+    let kind = [
+        ("Fix", "a small integer"),
+        ("U", "an integer"),
+        ("I", "an integer"),
+        ("F", "a float"),
+        ("Str", "a string"),
+        ("Bin", "binary data"),
+        ("Array", "an array"),
+        ("Map", "a map"),
+        ("Null", "nil"),
+        ("True", "a boolean"),
+        ("False", "a boolean"),
+        ("Ext", "an extension value"),
+    ];
+    let described = match marker {
+        m if m.starts_with("FixStr") => "a string",
+        m if m.starts_with("FixArray") => "an array",
+        m if m.starts_with("FixMap") => "a map",
+        m if m.starts_with("FixExt") => "an extension value",
+        m => kind
+            .iter()
+            .find(|(prefix, _)| m.starts_with(prefix))
+            .map_or("a value of another type", |(_, kind)| kind),
+    };
+    format!("wrong type: got {described}")
+}
+
+/// Decodes the `kwargs` map; `None` when it is empty or nil.
+struct KwargsSeed<'c, T> {
+    shape: ArgsShape,
+    fault: &'c Cell<Fault>,
+    target: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for KwargsSeed<'_, T> {
+    type Value = Option<T>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for KwargsSeed<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of keyword arguments")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Option<T>, M::Error> {
+        if map.size_hint() == Some(0) {
+            return Ok(None);
+        }
+        self.fault.set(Fault::Mismatch);
+        if let ArgsShape::Positional { .. } = self.shape {
+            return Err(de::Error::custom("takes no keyword arguments"));
+        }
+        let value = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.fault.set(Fault::Malformed);
+        Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode_request_body;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Greet {
+        name: String,
+        #[serde(default)]
+        excited: bool,
+    }
+
+    fn positional<T: DeserializeOwned>(body: &[u8], arity: usize) -> Result<T, ArgsError> {
+        decode_args(body, ArgsShape::Positional { arity })
+    }
+
+    #[test]
+    fn positional_tuple_decodes() {
+        let body = encode_request_body(&(2i64, 3i64), &()).unwrap();
+        assert_eq!(positional::<(i64, i64)>(&body, 2).unwrap(), (2, 3));
+    }
+
+    #[test]
+    fn wrong_arity_names_the_counts() {
+        let body = encode_request_body(&(1, 2, 3), &()).unwrap();
+        let err = positional::<(i64, i64)>(&body, 2).unwrap_err();
+        assert_eq!(
+            err,
+            ArgsError::Mismatch("takes 2 positional arguments but 3 were given".into())
+        );
+        let body = encode_request_body(&(), &()).unwrap();
+        let err = positional::<(i64,)>(&body, 1).unwrap_err();
+        assert!(matches!(err, ArgsError::Mismatch(m) if m.contains("0 were given")));
+    }
+
+    #[test]
+    fn wrong_type_is_a_mismatch() {
+        let body = encode_request_body(&("x", 2), &()).unwrap();
+        let err = positional::<(i64, i64)>(&body, 2).unwrap_err();
+        assert_eq!(
+            err,
+            ArgsError::Mismatch("argument 1: wrong type: got a string".into())
+        );
+    }
+
+    #[test]
+    fn zero_arity_accepts_missing_args() {
+        let body = encode_request_body(&(), &()).unwrap();
+        positional::<()>(&body, 0).unwrap();
+        // A body with neither key also works.
+        positional::<()>(&[0x80], 0).unwrap();
+    }
+
+    #[test]
+    fn positional_refuses_kwargs() {
+        let mut kwargs = BTreeMap::new();
+        kwargs.insert("a", 1);
+        let body = encode_request_body(&(), &kwargs).unwrap();
+        let err = positional::<(i64,)>(&body, 1).unwrap_err();
+        assert_eq!(
+            err,
+            ArgsError::Mismatch("takes no keyword arguments".into())
+        );
+    }
+
+    #[test]
+    fn keyword_struct_from_kwargs_or_args() {
+        let mut kwargs = BTreeMap::new();
+        kwargs.insert("name", "ada");
+        let body = encode_request_body(&(), &kwargs).unwrap();
+        let greet: Greet = decode_args(&body, ArgsShape::Keyword).unwrap();
+        assert_eq!(
+            greet,
+            Greet {
+                name: "ada".into(),
+                excited: false
+            }
+        );
+
+        let body = encode_request_body(&("bob", true), &()).unwrap();
+        let greet: Greet = decode_args(&body, ArgsShape::Keyword).unwrap();
+        assert_eq!(
+            greet,
+            Greet {
+                name: "bob".into(),
+                excited: true
+            }
+        );
+    }
+
+    #[test]
+    fn keyword_missing_field_is_a_mismatch() {
+        let body = encode_request_body(&(), &()).unwrap();
+        let err = decode_args::<Greet>(&body, ArgsShape::Keyword).unwrap_err();
+        assert!(matches!(err, ArgsError::Mismatch(m) if m.contains("name")));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        for body in [
+            &b""[..],
+            b"\xc1",
+            b"\x92\x01\x02",
+            b"\x81\xa4args\x05",
+            b"\xdf\xff\xff\xff\xff",
+        ] {
+            let err = positional::<(i64,)>(body, 1).unwrap_err();
+            assert!(
+                matches!(err, ArgsError::Malformed(_)),
+                "{body:?} gave {err:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Frames between a client and the broker frontend.
+//!
+//! Request, as a `DEALER` client sends it (a `REQ` socket adds the empty
+//! delimiter itself): `[""]["SBC1"][function][header][body]`.
+//! Reply: `[""]["SBC1"][header][body]`, where `header` is the request's header
+//! frame echoed byte for byte.
+
+use crate::error::ProtocolError;
+use crate::message::CallHeader;
+use crate::{Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
+
+/// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
+pub const NO_HEADER: &[u8] = &[0xc0];
+
+/// A call as the broker receives it on its frontend.
+#[derive(Debug)]
+pub struct Request {
+    /// Routing frames that lead back to the caller (usually one identity frame).
+    pub envelope: Vec<Frame>,
+    /// The function to call.
+    pub function: String,
+    /// The header frame as received, echoed in the reply.
+    pub header_frame: Frame,
+    /// The decoded header.
+    pub header: CallHeader,
+    /// The request body, never decoded by the broker.
+    pub body: Frame,
+}
+
+/// A frontend message that is not a valid request, with what is needed to answer it.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Routing frames back to the sender; empty when the message carried none.
+    pub envelope: Vec<Frame>,
+    /// The header frame to echo, if the message got that far.
+    pub header_frame: Option<Frame>,
+    /// What was wrong.
+    pub error: ProtocolError,
+}
+
+/// Splits a frontend message `[envelope…][""]["SBC1"][function][header][body]`.
+pub fn parse_request(mut frames: Vec<Frame>) -> Result<Request, Box<Rejected>> {
+    let Some(delimiter) = frames.iter().position(|f| f.is_empty()) else {
+        // A ROUTER always prepends the sender's identity: answer to that.
+        frames.truncate(1);
+        return Err(Box::new(Rejected {
+            envelope: frames,
+            header_frame: None,
+            error: ProtocolError::MissingDelimiter,
+        }));
+    };
+    let mut rest = frames.split_off(delimiter + 1);
+    frames.pop(); // the delimiter
+    let envelope = frames;
+    let reject = |envelope, header_frame, error| {
+        Err(Box::new(Rejected {
+            envelope,
+            header_frame,
+            error,
+        }))
+    };
+    if rest.len() != 4 {
+        let header = if rest.len() == 3 { rest.pop() } else { None };
+        let got = rest.len() + usize::from(header.is_some());
+        return reject(
+            envelope,
+            None,
+            ProtocolError::FrameCount {
+                expected: "4 (signature, function, header, body)",
+                got,
+            },
+        );
+    }
+    let body = rest.pop().expect("four frames");
+    let header_frame = rest.pop().expect("four frames");
+    let function = rest.pop().expect("four frames");
+    let signature = rest.pop().expect("four frames");
+    if &signature[..] != CLIENT_SIGNATURE {
+        return reject(
+            envelope,
+            Some(header_frame),
+            ProtocolError::Signature { expected: "SBC1" },
+        );
+    }
+    let function = match function_name(&function) {
+        Ok(name) => name.to_owned(),
+        Err(error) => return reject(envelope, Some(header_frame), error),
+    };
+    let header = match CallHeader::decode(&header_frame) {
+        Ok(header) => header,
+        Err(source) => {
+            return reject(
+                envelope,
+                Some(header_frame),
+                ProtocolError::Body {
+                    frame: "header",
+                    source,
+                },
+            )
+        }
+    };
+    Ok(Request {
+        envelope,
+        function,
+        header_frame,
+        header,
+        body,
+    })
+}
+
+/// Checks a function name frame: UTF-8, 1 to 255 bytes, no control characters.
+pub fn function_name(frame: &[u8]) -> Result<&str, ProtocolError> {
+    if frame.is_empty() {
+        return Err(ProtocolError::FunctionName("empty"));
+    }
+    if frame.len() > MAX_FUNCTION_NAME_LEN {
+        return Err(ProtocolError::FunctionName("longer than 255 bytes"));
+    }
+    let name = std::str::from_utf8(frame).map_err(|_| ProtocolError::FunctionName("not UTF-8"))?;
+    if name.chars().any(char::is_control) {
+        return Err(ProtocolError::FunctionName("contains control characters"));
+    }
+    Ok(name)
+}
+
+/// Builds the frames the broker sends back to a caller.
+pub fn reply_frames(envelope: Vec<Frame>, header_frame: Frame, body: Frame) -> Vec<Frame> {
+    let mut frames = envelope;
+    frames.reserve(4);
+    frames.push(Frame::new());
+    frames.push(Frame::from(CLIENT_SIGNATURE));
+    frames.push(header_frame);
+    frames.push(body);
+    frames
+}
+
+/// Builds the frames a `DEALER` client sends for one call (leading empty delimiter included).
+pub fn request_frames(function: &str, header: &CallHeader, body: Vec<u8>) -> Vec<Frame> {
+    vec![
+        Frame::new(),
+        Frame::from(CLIENT_SIGNATURE),
+        Frame::from(function.as_bytes()),
+        Frame::from(header.encode()),
+        Frame::from(body),
+    ]
+}
+
+/// A reply as a `DEALER` client receives it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The echoed header of the request this answers.
+    pub header: CallHeader,
+    /// The reply body: `{"result": ...}` or `{"error": {...}}`.
+    pub body: Frame,
+}
+
+/// Splits a reply `[""]["SBC1"][header][body]` received on a `DEALER` socket.
+pub fn parse_reply(mut frames: Vec<Frame>) -> Result<Reply, ProtocolError> {
+    if frames.len() != 4 {
+        return Err(ProtocolError::FrameCount {
+            expected: "4 (delimiter, signature, header, body)",
+            got: frames.len(),
+        });
+    }
+    let body = frames.pop().expect("four frames");
+    let header_frame = frames.pop().expect("four frames");
+    if !frames[0].is_empty() {
+        return Err(ProtocolError::MissingDelimiter);
+    }
+    if &frames[1][..] != CLIENT_SIGNATURE {
+        return Err(ProtocolError::Signature { expected: "SBC1" });
+    }
+    let header = CallHeader::decode(&header_frame).map_err(|source| ProtocolError::Body {
+        frame: "header",
+        source,
+    })?;
+    Ok(Reply { header, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[&[u8]]) -> Vec<Frame> {
+        parts.iter().map(|p| Frame::from(*p)).collect()
+    }
+
+    #[test]
+    fn parses_a_well_formed_request() {
+        let header = CallHeader {
+            id: 9,
+            timeout_ms: Some(50),
+        }
+        .encode();
+        let req =
+            parse_request(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"])).unwrap();
+        assert_eq!(&req.envelope[0][..], b"\x00id");
+        assert_eq!(req.function, "add");
+        assert_eq!(
+            req.header,
+            CallHeader {
+                id: 9,
+                timeout_ms: Some(50)
+            }
+        );
+        assert_eq!(&req.body[..], b"\x80");
+    }
+
+    #[test]
+    fn missing_delimiter_still_answers_the_sender() {
+        let rejected = parse_request(frames(&[b"\x00id", b"SBC1", b"add"])).unwrap_err();
+        assert_eq!(rejected.envelope.len(), 1);
+        assert_eq!(rejected.error, ProtocolError::MissingDelimiter);
+    }
+
+    #[test]
+    fn bad_requests_are_rejected_with_a_reason() {
+        let header = CallHeader {
+            id: 1,
+            timeout_ms: None,
+        }
+        .encode();
+        let cases: Vec<(Vec<&[u8]>, &str)> = vec![
+            (vec![b"c", b"", b"SBC1", b"add", &header], "expected 4"),
+            (
+                vec![b"c", b"", b"XXXX", b"add", &header, b"\x80"],
+                "signature",
+            ),
+            (
+                vec![b"c", b"", b"SBC1", b"", &header, b"\x80"],
+                "function name",
+            ),
+            (
+                vec![b"c", b"", b"SBC1", b"\xff", &header, b"\x80"],
+                "function name",
+            ),
+            (vec![b"c", b"", b"SBC1", b"add", b"\x01", b"\x80"], "header"),
+        ];
+        for (parts, want) in cases {
+            let rejected = parse_request(frames(&parts)).unwrap_err();
+            assert_eq!(rejected.envelope.len(), 1);
+            assert!(
+                rejected.error.to_string().contains(want),
+                "{}",
+                rejected.error
+            );
+        }
+    }
+
+    #[test]
+    fn reply_frames_round_trip_through_parse_reply() {
+        let header = CallHeader {
+            id: 3,
+            timeout_ms: None,
+        };
+        let mut out = reply_frames(
+            frames(&[b"client"]),
+            header.encode().into(),
+            Frame::from(&b"\x80"[..]),
+        );
+        assert_eq!(&out.remove(0)[..], b"client");
+        let reply = parse_reply(out).unwrap();
+        assert_eq!(reply.header, header);
+    }
+}

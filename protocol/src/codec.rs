@@ -1,0 +1,184 @@
+//! Encoding and decoding of message bodies: the crate's `rmp_serde` boundary.
+
+use crate::error::CodecError;
+use crate::message::{CallHeader, RemoteError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// MessagePack `nil`.
+const NIL: u8 = 0xc0;
+/// MessagePack empty array.
+const EMPTY_ARRAY: u8 = 0x90;
+
+/// Encodes any value as MessagePack, structs as maps.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    rmp_serde::to_vec_named(value).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes MessagePack bytes into `T`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    rmp_serde::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+}
+
+impl CallHeader {
+    /// Encodes the header frame.
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self).expect("a call header always encodes")
+    }
+
+    /// Decodes a header frame.
+    pub fn decode(bytes: &[u8]) -> Result<CallHeader, CodecError> {
+        decode(bytes)
+    }
+}
+
+/// Encodes a request body `{"args": [...], "kwargs": {...}}`.
+///
+/// `args` must serialize as a sequence (a tuple, array or `Vec`); `()` means
+/// no positional arguments. `kwargs` must serialize as a map or struct; `()`
+/// means no keyword arguments.
+pub fn encode_request_body<A, K>(args: &A, kwargs: &K) -> Result<Vec<u8>, CodecError>
+where
+    A: Serialize + ?Sized,
+    K: Serialize + ?Sized,
+{
+    let args = encode(args)?;
+    let kwargs = encode(kwargs)?;
+    let args: &[u8] = if args == [NIL] { &[EMPTY_ARRAY] } else { &args };
+    let kwargs: &[u8] = if kwargs == [NIL] { &[0x80] } else { &kwargs };
+    if !is_array(args) {
+        return Err(CodecError::Encode(
+            "positional arguments must serialize as a sequence (use a tuple)".into(),
+        ));
+    }
+    if !is_map(kwargs) {
+        return Err(CodecError::Encode(
+            "keyword arguments must serialize as a map or struct".into(),
+        ));
+    }
+    // fixmap with two entries, then the keys and the already-encoded values.
+    let mut body = Vec::with_capacity(args.len() + kwargs.len() + 14);
+    body.push(0x82);
+    body.push(0xa4);
+    body.extend_from_slice(b"args");
+    body.extend_from_slice(args);
+    body.push(0xa6);
+    body.extend_from_slice(b"kwargs");
+    body.extend_from_slice(kwargs);
+    Ok(body)
+}
+
+fn is_array(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(0x90..=0x9f | 0xdc | 0xdd))
+}
+
+fn is_map(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+#[derive(Serialize)]
+struct OkReply<'a, T: ?Sized> {
+    result: &'a T,
+}
+
+#[derive(Serialize)]
+struct ErrReply<'a> {
+    error: &'a RemoteError,
+}
+
+/// Encodes a successful reply body `{"result": value}`.
+pub fn encode_result<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    encode(&OkReply { result: value })
+}
+
+/// Encodes a failed reply body `{"error": {"code": ..., "message": ...}}`.
+pub fn encode_error(error: &RemoteError) -> Vec<u8> {
+    encode(&ErrReply { error }).expect("an error reply always encodes")
+}
+
+#[derive(Deserialize)]
+struct ReplyBody<T> {
+    #[serde(default = "none")]
+    result: Option<T>,
+    #[serde(default)]
+    error: Option<RemoteError>,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
+/// Decodes a reply body into the function's result or its remote error.
+///
+/// A missing or `nil` result decodes as `T` from `nil`, so `()` and `Option`
+/// results work.
+pub fn decode_reply<T: DeserializeOwned>(
+    body: &[u8],
+) -> Result<Result<T, RemoteError>, CodecError> {
+    let reply: ReplyBody<T> = decode(body)?;
+    match (reply.error, reply.result) {
+        (Some(error), _) => Ok(Err(error)),
+        (None, Some(value)) => Ok(Ok(value)),
+        (None, None) => decode(&[NIL]).map(Ok),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::ErrorCode;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn request_body_is_a_map_of_args_and_kwargs() {
+        let body = encode_request_body(&(1, "x"), &()).unwrap();
+        assert_eq!(
+            body,
+            [
+                0x82, 0xa4, b'a', b'r', b'g', b's', 0x92, 0x01, 0xa1, b'x', 0xa6, b'k', b'w', b'a',
+                b'r', b'g', b's', 0x80
+            ]
+        );
+        let mut kwargs = BTreeMap::new();
+        kwargs.insert("name", "bob");
+        let body = encode_request_body(&(), &kwargs).unwrap();
+        assert_eq!(&body[..7], &[0x82, 0xa4, b'a', b'r', b'g', b's', 0x90]);
+    }
+
+    #[test]
+    fn request_body_rejects_scalar_args() {
+        assert!(encode_request_body(&5, &()).is_err());
+        assert!(encode_request_body(&(), &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn reply_round_trips_result_and_error() {
+        let ok = encode_result(&42i64).unwrap();
+        assert_eq!(decode_reply::<i64>(&ok).unwrap(), Ok(42));
+        let err = encode_error(&RemoteError::new(ErrorCode::Timeout, "too slow"));
+        let got = decode_reply::<i64>(&err).unwrap().unwrap_err();
+        assert_eq!(got.code, ErrorCode::Timeout);
+        assert_eq!(got.message, "too slow");
+    }
+
+    #[test]
+    fn nil_result_decodes_as_unit_and_none() {
+        let nil = encode_result(&()).unwrap();
+        assert_eq!(decode_reply::<()>(&nil).unwrap(), Ok(()));
+        assert_eq!(decode_reply::<Option<i64>>(&nil).unwrap(), Ok(None));
+    }
+
+    #[test]
+    fn header_omits_absent_timeout() {
+        let header = CallHeader {
+            id: 7,
+            timeout_ms: None,
+        };
+        assert_eq!(header.encode(), [0x81, 0xa2, b'i', b'd', 0x07]);
+        let header = CallHeader {
+            id: 7,
+            timeout_ms: Some(1000),
+        };
+        assert_eq!(CallHeader::decode(&header.encode()).unwrap(), header);
+    }
+}

@@ -1,0 +1,52 @@
+//! Switchboard wire protocol v1: the only code that knows the bytes.
+//!
+//! Every multipart message that crosses a Switchboard socket is built and parsed
+//! here, and this crate is the only caller of `rmp_serde`. Broker, worker and
+//! client never assemble frames by hand. The normative description of the
+//! bytes is `docs/PROTOCOL.md`; this crate implements it.
+//!
+//! MessagePack conventions (decided once, here): structs are written as maps
+//! with field names as keys (`rmp_serde::to_vec_named`), so Python sees dicts;
+//! byte strings that are data travel as `bin` through `serde_bytes`.
+//!
+//! # Layout
+//! - [`code`]: the fixed vocabulary of error codes that travel on the wire.
+//! - [`message`]: the MessagePack bodies: call header, request body, reply body,
+//!   worker READY announcement.
+//! - [`codec`]: encode/decode of those bodies (the `rmp_serde` boundary).
+//! - [`args`]: single-pass decoding of a request body into a function's
+//!   argument type, with arity and type errors that name the problem.
+//! - [`client`]: frames between a client and the broker frontend.
+//! - [`worker`]: frames between a worker and the broker backend.
+//! - [`socket`]: multipart send/receive and socket options shared by every peer.
+//! - [`wake`]: a waker that lets other threads interrupt a socket thread's poll.
+//! - [`error`]: the crate's error types.
+
+pub mod args;
+pub mod client;
+pub mod code;
+pub mod codec;
+pub mod error;
+pub mod message;
+pub mod socket;
+pub mod wake;
+pub mod worker;
+
+pub use code::ErrorCode;
+pub use error::{CodecError, ProtocolError};
+pub use message::{CallHeader, FunctionInfo, ReadyInfo, RemoteError};
+
+/// One ZeroMQ frame. Frames the broker only forwards are moved, never copied.
+pub type Frame = zmq::Message;
+
+/// Signature frame that starts every client message (after the empty delimiter).
+pub const CLIENT_SIGNATURE: &[u8] = b"SBC1";
+
+/// Signature frame that starts every worker message (after the routing identity).
+pub const WORKER_SIGNATURE: &[u8] = b"SBW1";
+
+/// Longest function name accepted, in bytes.
+pub const MAX_FUNCTION_NAME_LEN: usize = 255;
+
+/// Names under this prefix are answered by the broker itself; workers cannot register them.
+pub const RESERVED_PREFIX: &str = "system.";

@@ -1,0 +1,60 @@
+//! The MessagePack bodies carried in frames. All structs travel as maps.
+
+use crate::code::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// The call header frame: what the broker needs to know about a call without
+/// reading its arguments. A client writes it; the broker echoes it verbatim in
+/// the reply, and sends workers a copy whose `timeout_ms` is the time left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallHeader {
+    /// Caller-chosen id that matches a reply to its request.
+    pub id: u64,
+    /// How long the caller will wait, in milliseconds; absent means the broker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The error half of a reply body: `{"code": "...", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RemoteError {
+    /// What kind of failure this is.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// Builds an error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> RemoteError {
+        RemoteError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One function a worker hosts, as announced in READY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// The name callers use.
+    pub name: String,
+    /// One line saying what the function does.
+    #[serde(default)]
+    pub doc: String,
+    /// The parameters and result, e.g. `add(a: i64, b: i64) -> i64`.
+    #[serde(default)]
+    pub signature: String,
+}
+
+/// The body of a worker's READY message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// How many calls the worker runs at once.
+    pub capacity: u32,
+    /// How often the worker sends heartbeats, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// The functions it hosts.
+    pub functions: Vec<FunctionInfo>,
+}

@@ -1,0 +1,59 @@
+//! Multipart send/receive and the socket options every Switchboard peer sets.
+
+use crate::Frame;
+
+/// Receives every frame of one multipart message, moving each into a [`Frame`].
+pub fn recv_frames(socket: &zmq::Socket, flags: i32) -> zmq::Result<Vec<Frame>> {
+    let mut frames = Vec::with_capacity(8);
+    loop {
+        let mut frame = Frame::new();
+        socket.recv(&mut frame, flags)?;
+        let more = frame.get_more();
+        frames.push(frame);
+        if !more {
+            return Ok(frames);
+        }
+    }
+}
+
+/// Sends frames as one multipart message. Frames are moved, never copied.
+pub fn send_frames(socket: &zmq::Socket, frames: Vec<Frame>, flags: i32) -> zmq::Result<()> {
+    let last = frames.len().saturating_sub(1);
+    for (i, frame) in frames.into_iter().enumerate() {
+        let more = if i < last { zmq::SNDMORE } else { 0 };
+        socket.send(frame, flags | more)?;
+    }
+    Ok(())
+}
+
+/// Options applied to every socket so that exit never hangs and peers cannot flood memory.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// How long unsent messages are kept after close, in milliseconds.
+    pub linger_ms: i32,
+    /// Largest message accepted from a peer, in bytes; larger ones disconnect it. `-1` is unlimited.
+    pub max_message_bytes: i64,
+    /// Messages queued per peer in each direction before sends fail or block.
+    pub high_water_mark: i32,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        SocketLimits {
+            linger_ms: 1000,
+            max_message_bytes: 64 * 1024 * 1024,
+            high_water_mark: 10_000,
+        }
+    }
+}
+
+impl SocketLimits {
+    /// Applies the limits to a socket (before bind or connect).
+    pub fn apply(&self, socket: &zmq::Socket) -> zmq::Result<()> {
+        socket.set_linger(self.linger_ms)?;
+        socket.set_maxmsgsize(self.max_message_bytes)?;
+        socket.set_sndhwm(self.high_water_mark)?;
+        socket.set_rcvhwm(self.high_water_mark)?;
+        Ok(())
+    }
+}
