@@ -19,6 +19,7 @@
 //! - [`client`]: frames between a client and the broker frontend.
 //! - [`worker`]: frames between a worker and the broker backend.
 //! - [`socket`]: multipart send/receive and socket options shared by every peer.
+//! - [`shutdown`]: the stop flag every long-running loop takes as a parameter.
 //! - [`wake`]: a waker that lets other threads interrupt a socket thread's poll.
 //! - [`error`]: the crate's error types.
 
@@ -50,3 +51,9 @@ pub const MAX_FUNCTION_NAME_LEN: usize = 255;
 
 /// Names under this prefix are answered by the broker itself; workers cannot register them.
 pub const RESERVED_PREFIX: &str = "system.";
+
+pub mod shutdown;
+pub use shutdown::Shutdown;
+
+/// A dynamically typed MessagePack value, for functions and tools that take anything.
+pub type Value = rmpv::Value;

@@ -1,0 +1,32 @@
+//! Everything the broker can be told, with defaults suited to a local run.
+
+use crate::router::RouterConfig;
+use std::time::Duration;
+use switchboard_protocol::socket::SocketLimits;
+
+/// Broker settings. `main` fills them from flags and environment variables.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Endpoint clients connect to, e.g. `tcp://*:5555`.
+    pub frontend: String,
+    /// Endpoint workers connect to, e.g. `tcp://*:5556`.
+    pub backend: String,
+    /// Routing tunables (queue bound, deadlines, heartbeat liveness, body limit).
+    pub router: RouterConfig,
+    /// Socket options for both sockets (linger, message size, high-water marks).
+    pub limits: SocketLimits,
+    /// How long a stopping broker waits for calls already accepted.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            frontend: "tcp://*:5555".into(),
+            backend: "tcp://*:5556".into(),
+            router: RouterConfig::default(),
+            limits: SocketLimits::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Errors that stop the broker.
+
+/// Why the broker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A socket could not be created, configured or bound.
+    #[error("cannot set up the {socket} socket at {endpoint}")]
+    Bind {
+        /// "frontend" or "backend".
+        socket: &'static str,
+        /// The endpoint that was asked for.
+        endpoint: String,
+        /// The ZeroMQ error.
+        #[source]
+        source: zmq::Error,
+    },
+    /// Polling or receiving failed in a way that cannot be retried.
+    #[error("socket loop failed")]
+    Io(#[from] zmq::Error),
+}

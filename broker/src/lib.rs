@@ -1,0 +1,27 @@
+//! Switchboard broker: routes calls from clients to the workers that host them.
+//!
+//! Clients connect to the frontend ROUTER socket, workers to the backend ROUTER
+//! socket. One thread polls both; routing decisions are made by a plain state
+//! machine with no sockets in it. Call bodies are forwarded as they arrived and
+//! never decoded.
+//!
+//! # Layout
+//! - [`config`]: [`BrokerConfig`], everything the broker can be told.
+//! - [`router`]: [`router::Router`], routing state and decisions (no I/O).
+//! - [`server`]: [`server::Broker`], the sockets and the poll loop that feeds the router.
+//! - [`error`]: [`BrokerError`].
+
+pub mod config;
+pub mod error;
+pub mod router;
+pub mod server;
+
+pub use config::BrokerConfig;
+pub use error::BrokerError;
+pub use server::Broker;
+pub use switchboard_protocol::Shutdown;
+
+/// Binds the broker's sockets and runs its loop until `shutdown` is triggered.
+pub fn run(config: BrokerConfig, shutdown: Shutdown) -> Result<(), BrokerError> {
+    Broker::bind(config)?.run(shutdown)
+}

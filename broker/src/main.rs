@@ -1,0 +1,84 @@
+//! `broker` binary: parses configuration, sets up logging and signals, runs the broker.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use switchboard_broker::router::RouterConfig;
+use switchboard_broker::{Broker, BrokerConfig, Shutdown};
+use switchboard_protocol::socket::SocketLimits;
+
+/// Switchboard broker: routes calls from clients to the workers that host them.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Endpoint clients connect to.
+    #[arg(long, env = "SWITCHBOARD_FRONTEND", default_value = "tcp://*:5555")]
+    frontend: String,
+    /// Endpoint workers connect to.
+    #[arg(long, env = "SWITCHBOARD_BACKEND", default_value = "tcp://*:5556")]
+    backend: String,
+    /// Calls that may wait per function when every capable worker is busy.
+    #[arg(long, env = "SWITCHBOARD_QUEUE_CAPACITY", default_value_t = 10_000)]
+    queue_capacity: usize,
+    /// Deadline, in milliseconds, of calls that do not set one.
+    #[arg(long, env = "SWITCHBOARD_DEFAULT_TIMEOUT_MS", default_value_t = 30_000)]
+    default_timeout_ms: u64,
+    /// Longest deadline, in milliseconds, a call may ask for.
+    #[arg(long, env = "SWITCHBOARD_MAX_TIMEOUT_MS", default_value_t = 3_600_000)]
+    max_timeout_ms: u64,
+    /// Heartbeats a worker may miss before it is declared lost.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_LIVENESS", default_value_t = 3)]
+    heartbeat_liveness: u32,
+    /// Largest request body accepted, in bytes (larger: PAYLOAD_TOO_LARGE).
+    #[arg(long, env = "SWITCHBOARD_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
+    max_request_bytes: usize,
+    /// Largest message frame accepted from any peer, in bytes (larger: the peer is disconnected).
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_message_bytes: i64,
+    /// Messages queued per peer before the broker drops replies to it.
+    #[arg(long, env = "SWITCHBOARD_HIGH_WATER_MARK", default_value_t = 10_000)]
+    high_water_mark: i32,
+    /// How long, in milliseconds, a stopping broker waits for accepted calls.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = BrokerConfig {
+        frontend: args.frontend,
+        backend: args.backend,
+        router: RouterConfig {
+            queue_capacity: args.queue_capacity,
+            default_timeout: Duration::from_millis(args.default_timeout_ms),
+            max_timeout: Duration::from_millis(args.max_timeout_ms),
+            heartbeat_liveness: args.heartbeat_liveness.max(1),
+            max_request_bytes: args.max_request_bytes,
+        },
+        limits: SocketLimits {
+            max_message_bytes: args.max_message_bytes,
+            high_water_mark: args.high_water_mark,
+            ..SocketLimits::default()
+        },
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+    };
+    let shutdown = Shutdown::new();
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.flag())
+            .context("installing signal handler")?;
+    }
+    let broker = Broker::bind(config).context("starting broker")?;
+    let (frontend, backend) = broker.endpoints();
+    // One machine-readable line on stdout so scripts and tests learn the real ports.
+    println!("switchboard-broker listening frontend={frontend} backend={backend}");
+    broker.run(shutdown).context("broker failed")?;
+    Ok(())
+}

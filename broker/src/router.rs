@@ -1,0 +1,755 @@
+//! Routing state and decisions: which worker runs which call, what waits, what fails.
+//!
+//! [`Router`] owns every piece of broker state and never touches a socket. The
+//! socket loop feeds it parsed messages and the current time, and performs the
+//! [`Action`]s it pushes into an outbox. Payload frames are moved through it,
+//! never decoded or copied.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use switchboard_protocol::client::{Rejected, Request, NO_HEADER};
+use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
+use switchboard_protocol::{
+    CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, RESERVED_PREFIX,
+};
+use tracing::{debug, info, warn};
+
+/// A worker's routing identity on the backend socket.
+pub type WorkerId = Vec<u8>;
+
+/// Heartbeat intervals a worker may announce are clamped to this range.
+const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 60_000);
+/// Largest capacity a worker may announce.
+const MAX_CAPACITY: u32 = 10_000;
+
+/// Tunables of the routing logic.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Calls that may wait per function when every capable worker is busy.
+    pub queue_capacity: usize,
+    /// Deadline of a call whose header has no `timeout_ms`.
+    pub default_timeout: Duration,
+    /// Longest deadline a call may ask for.
+    pub max_timeout: Duration,
+    /// Heartbeats a worker may miss before it is declared lost.
+    pub heartbeat_liveness: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            queue_capacity: 10_000,
+            default_timeout: Duration::from_secs(30),
+            max_timeout: Duration::from_secs(3600),
+            heartbeat_liveness: 3,
+            max_request_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Something the socket loop must send.
+#[derive(Debug)]
+pub enum Action {
+    /// Send a reply to a client on the frontend.
+    Reply {
+        /// Routing frames back to the caller.
+        envelope: Vec<Frame>,
+        /// The request's header frame, echoed.
+        header: Frame,
+        /// The reply body.
+        body: Frame,
+    },
+    /// Send a message to a worker on the backend.
+    Worker {
+        /// The worker's identity.
+        worker: WorkerId,
+        /// What to send.
+        message: BrokerMessage,
+    },
+}
+
+/// Counters of what the router has seen, for logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Calls accepted from clients (dispatched or queued).
+    pub calls_accepted: u64,
+    /// Replies forwarded from workers to clients.
+    pub calls_completed: u64,
+    /// Calls answered with an error by the broker itself, by code.
+    pub broker_errors: HashMap<&'static str, u64>,
+    /// Replies from workers that nobody waits for any more (late or unknown).
+    pub late_replies: u64,
+    /// Workers declared lost (silent or unreachable).
+    pub workers_lost: u64,
+    /// Malformed messages received from workers.
+    pub malformed_worker_messages: u64,
+}
+
+enum CallState {
+    Queued,
+    Running { worker: WorkerId },
+}
+
+struct Call {
+    /// Routing frames back to the caller; `None` once the caller was answered.
+    client: Option<(Vec<Frame>, Frame)>,
+    id: u64,
+    function: String,
+    body: Option<Frame>,
+    deadline: Instant,
+    state: CallState,
+}
+
+struct WorkerState {
+    capacity: u32,
+    running: HashSet<Ticket>,
+    functions: Vec<String>,
+    heartbeat: Duration,
+    expires: Instant,
+    next_heartbeat: Instant,
+    last_dispatch: u64,
+    draining: bool,
+}
+
+impl WorkerState {
+    fn free(&self) -> u32 {
+        if self.draining {
+            0
+        } else {
+            self.capacity.saturating_sub(self.running.len() as u32)
+        }
+    }
+}
+
+struct FunctionState {
+    info: FunctionInfo,
+    hosts: Vec<WorkerId>,
+    queue: VecDeque<Ticket>,
+    queued: usize,
+}
+
+/// A snapshot of one function for introspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSummary {
+    /// What the (first registering) worker said about it.
+    pub info: FunctionInfo,
+    /// How many connected workers host it.
+    pub workers: usize,
+    /// How many calls wait for a free worker.
+    pub queued: usize,
+}
+
+/// The broker's routing state machine.
+pub struct Router {
+    config: RouterConfig,
+    workers: HashMap<WorkerId, WorkerState>,
+    functions: HashMap<String, FunctionState>,
+    calls: HashMap<Ticket, Call>,
+    deadlines: BTreeSet<(Instant, Ticket)>,
+    next_ticket: u64,
+    dispatch_count: u64,
+    shutting_down: bool,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new(config: RouterConfig) -> Router {
+        Router {
+            config,
+            workers: HashMap::new(),
+            functions: HashMap::new(),
+            calls: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            next_ticket: 1,
+            dispatch_count: 0,
+            shutting_down: false,
+            stats: RouterStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// Number of connected workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Calls accepted and not yet finished (queued or running, answered or not).
+    pub fn calls_in_progress(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The functions connected workers host, sorted by name.
+    pub fn functions(&self) -> Vec<FunctionSummary> {
+        let mut list: Vec<_> = self
+            .functions
+            .values()
+            .filter(|f| !f.hosts.is_empty())
+            .map(|f| FunctionSummary {
+                info: f.info.clone(),
+                workers: f.hosts.len(),
+                queued: f.queued,
+            })
+            .collect();
+        list.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+        list
+    }
+
+    /// The earliest instant at which [`Router::tick`] has something to do.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        let worker = self
+            .workers
+            .values()
+            .map(|w| w.expires.min(w.next_heartbeat))
+            .min();
+        match (deadline, worker) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Stops accepting calls; calls already accepted go on.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Answers every unfinished call with SHUTTING_DOWN (end of the shutdown grace period).
+    pub fn abandon_all(&mut self, out: &mut Vec<Action>) {
+        let calls = std::mem::take(&mut self.calls);
+        self.deadlines.clear();
+        for (_, call) in calls {
+            let message = "the broker stopped before the call finished".to_owned();
+            self.answer(call.client, call.id, ErrorCode::ShuttingDown, message, out);
+        }
+        for function in self.functions.values_mut() {
+            function.queue.clear();
+            function.queued = 0;
+        }
+        for worker in self.workers.values_mut() {
+            worker.running.clear();
+        }
+    }
+
+    /// Handles a well-formed request from a client.
+    pub fn submit(&mut self, request: Request, now: Instant, out: &mut Vec<Action>) {
+        let Request {
+            envelope,
+            function,
+            header_frame,
+            header,
+            body,
+        } = request;
+        let worker = match self.admit(&function, body.len()) {
+            Ok(worker) => worker,
+            Err((code, message)) => {
+                *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
+                debug!(call_id = header.id, %function, %code, "call refused");
+                out.push(error_reply(envelope, header_frame, code, message));
+                return;
+            }
+        };
+        let timeout = header
+            .timeout_ms
+            .map_or(self.config.default_timeout, Duration::from_millis)
+            .min(self.config.max_timeout);
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        let deadline = now + timeout;
+        self.deadlines.insert((deadline, ticket));
+        self.stats.calls_accepted += 1;
+        debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
+        let call = Call {
+            client: Some((envelope, header_frame)),
+            id: header.id,
+            function,
+            body: Some(body),
+            deadline,
+            state: CallState::Queued,
+        };
+        match worker {
+            Some(worker) => self.dispatch(ticket, call, worker, now, out),
+            None => {
+                let entry = self
+                    .functions
+                    .get_mut(&call.function)
+                    .expect("checked above");
+                entry.queue.push_back(ticket);
+                entry.queued += 1;
+                self.calls.insert(ticket, call);
+            }
+        }
+    }
+
+    /// Decides whether a call can be taken: `Ok(Some(worker))` to run now,
+    /// `Ok(None)` to queue, or the error to answer with.
+    fn admit(
+        &self,
+        function: &str,
+        body_len: usize,
+    ) -> Result<Option<WorkerId>, (ErrorCode, String)> {
+        if self.shutting_down {
+            return Err((
+                ErrorCode::ShuttingDown,
+                "the broker is shutting down".into(),
+            ));
+        }
+        if body_len > self.config.max_request_bytes {
+            return Err((
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request body is {body_len} bytes; the limit is {}",
+                    self.config.max_request_bytes
+                ),
+            ));
+        }
+        let Some(entry) = self.functions.get(function).filter(|f| !f.hosts.is_empty()) else {
+            return Err((
+                ErrorCode::UnknownFunction,
+                format!("no connected worker hosts function '{function}'"),
+            ));
+        };
+        match self.pick_worker(function) {
+            Some(worker) => Ok(Some(worker)),
+            None if entry.queued >= self.config.queue_capacity => Err((
+                ErrorCode::Overloaded,
+                format!(
+                    "every worker hosting '{function}' is busy and {} calls already wait",
+                    self.config.queue_capacity
+                ),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Answers a malformed frontend message with BAD_REQUEST, when it says whom to answer.
+    pub fn reject(&mut self, rejected: Rejected, out: &mut Vec<Action>) {
+        let Rejected {
+            envelope,
+            header_frame,
+            error,
+        } = rejected;
+        if envelope.is_empty() {
+            warn!(%error, "dropping malformed client message with no return address");
+            return;
+        }
+        warn!(%error, "answering malformed client message with BAD_REQUEST");
+        *self.stats.broker_errors.entry("BAD_REQUEST").or_default() += 1;
+        let header = header_frame.unwrap_or_else(|| Frame::from(NO_HEADER));
+        out.push(error_reply(
+            envelope,
+            header,
+            ErrorCode::BadRequest,
+            error.to_string(),
+        ));
+    }
+
+    /// Handles a parsed message from a worker.
+    pub fn worker_message(
+        &mut self,
+        worker: WorkerId,
+        message: WorkerMessage,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if let WorkerMessage::Ready(info) = message {
+            return self.register(worker, info, now, out);
+        }
+        let Some(state) = self.workers.get_mut(&worker) else {
+            if !matches!(message, WorkerMessage::Disconnect) {
+                debug!(worker = %hex(&worker), "message from unknown worker; asking it to register");
+                out.push(Action::Worker {
+                    worker,
+                    message: BrokerMessage::Disconnect,
+                });
+            }
+            return;
+        };
+        state.expires = now + state.heartbeat * self.config.heartbeat_liveness;
+        match message {
+            WorkerMessage::Ready(_) => unreachable!("handled above"),
+            WorkerMessage::Heartbeat => {}
+            WorkerMessage::Reply { ticket, body } => self.complete(worker, ticket, body, now, out),
+            WorkerMessage::Disconnect => {
+                info!(worker = %hex(&worker), running = state.running.len(), "worker leaving");
+                state.draining = true;
+                out.push(Action::Worker {
+                    worker: worker.clone(),
+                    message: BrokerMessage::Disconnect,
+                });
+                if state.running.is_empty() {
+                    self.remove_worker(&worker, now, out);
+                }
+            }
+        }
+    }
+
+    /// Counts a malformed message from a worker. The worker keeps its calls.
+    pub fn worker_malformed(&mut self, worker: &[u8], error: &dyn std::fmt::Display) {
+        self.stats.malformed_worker_messages += 1;
+        warn!(worker = %hex(worker), %error, "dropping malformed worker message");
+    }
+
+    /// A send to this worker failed: treat it as lost.
+    pub fn worker_unreachable(&mut self, worker: &[u8], now: Instant, out: &mut Vec<Action>) {
+        if self.workers.contains_key(worker) {
+            warn!(worker = %hex(worker), "worker unreachable; declaring it lost");
+            self.lose_worker(worker, now, out);
+        }
+    }
+
+    /// Expires deadlines, declares silent workers lost and sends due heartbeats.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        while let Some(&(at, ticket)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.expire(ticket, out);
+        }
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for worker in silent {
+            warn!(worker = %hex(&worker), "worker missed its heartbeats; declaring it lost");
+            self.lose_worker(&worker, now, out);
+        }
+        for (id, worker) in &mut self.workers {
+            if worker.next_heartbeat <= now {
+                worker.next_heartbeat = now + worker.heartbeat;
+                out.push(Action::Worker {
+                    worker: id.clone(),
+                    message: BrokerMessage::Heartbeat,
+                });
+            }
+        }
+    }
+
+    fn register(&mut self, worker: WorkerId, info: ReadyInfo, now: Instant, out: &mut Vec<Action>) {
+        let heartbeat = Duration::from_millis(
+            info.heartbeat_ms
+                .clamp(HEARTBEAT_RANGE_MS.0, HEARTBEAT_RANGE_MS.1),
+        );
+        let capacity = info.capacity.clamp(1, MAX_CAPACITY);
+        let mut names = Vec::new();
+        for function in info.functions {
+            if let Err(e) = switchboard_protocol::client::function_name(function.name.as_bytes()) {
+                warn!(worker = %hex(&worker), name = %function.name, error = %e, "ignoring invalid function name");
+                continue;
+            }
+            if function.name.starts_with(RESERVED_PREFIX) {
+                warn!(worker = %hex(&worker), name = %function.name, "ignoring reserved function name");
+                continue;
+            }
+            if names.contains(&function.name) {
+                continue;
+            }
+            let entry = self
+                .functions
+                .entry(function.name.clone())
+                .or_insert_with(|| FunctionState {
+                    info: function.clone(),
+                    hosts: Vec::new(),
+                    queue: VecDeque::new(),
+                    queued: 0,
+                });
+            if entry.hosts.is_empty() {
+                entry.info = function.clone();
+            }
+            if !entry.hosts.contains(&worker) {
+                entry.hosts.push(worker.clone());
+            }
+            names.push(function.name);
+        }
+        let previous = self.workers.remove(&worker);
+        let running = previous
+            .as_ref()
+            .map(|p| p.running.clone())
+            .unwrap_or_default();
+        if let Some(previous) = previous {
+            for name in previous.functions.iter().filter(|n| !names.contains(n)) {
+                self.unhost(&worker, name, out);
+            }
+        }
+        info!(worker = %hex(&worker), capacity, functions = ?names, "worker ready");
+        self.workers.insert(
+            worker.clone(),
+            WorkerState {
+                capacity,
+                running,
+                functions: names,
+                heartbeat,
+                expires: now + heartbeat * self.config.heartbeat_liveness,
+                next_heartbeat: now + heartbeat,
+                last_dispatch: 0,
+                draining: false,
+            },
+        );
+        self.pull_queued(&worker, now, out);
+    }
+
+    /// Chooses the capable worker with the most free slots; ties go to the least recently used.
+    fn pick_worker(&self, function: &str) -> Option<WorkerId> {
+        let entry = self.functions.get(function)?;
+        entry
+            .hosts
+            .iter()
+            .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
+            .filter(|(_, w)| w.free() > 0)
+            .max_by_key(|(_, w)| (w.free(), Reverse(w.last_dispatch)))
+            .map(|(id, _)| id.clone())
+    }
+
+    fn dispatch(
+        &mut self,
+        ticket: Ticket,
+        mut call: Call,
+        worker: WorkerId,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let state = self
+            .workers
+            .get_mut(&worker)
+            .expect("picked from connected workers");
+        self.dispatch_count += 1;
+        state.last_dispatch = self.dispatch_count;
+        state.running.insert(ticket);
+        let remaining = call.deadline.saturating_duration_since(now);
+        let header = CallHeader {
+            id: call.id,
+            timeout_ms: Some(remaining.as_millis().try_into().unwrap_or(u64::MAX)),
+        };
+        let body = call.body.take().expect("a call is dispatched once");
+        debug!(call_id = call.id, function = %call.function, worker = %hex(&worker), "dispatch");
+        out.push(Action::Worker {
+            worker: worker.clone(),
+            message: BrokerMessage::Request {
+                ticket,
+                function: call.function.clone(),
+                header,
+                body,
+            },
+        });
+        call.state = CallState::Running { worker };
+        self.calls.insert(ticket, call);
+    }
+
+    /// Fills a worker's free slots from the queues of the functions it hosts, oldest call first.
+    fn pull_queued(&mut self, worker: &WorkerId, now: Instant, out: &mut Vec<Action>) {
+        loop {
+            let Some(state) = self.workers.get(worker) else {
+                return;
+            };
+            if state.free() == 0 {
+                return;
+            }
+            let mut oldest: Option<(Ticket, &str)> = None;
+            for name in &state.functions {
+                let Some(function) = self.functions.get_mut(name) else {
+                    continue;
+                };
+                while let Some(&head) = function.queue.front() {
+                    if matches!(self.calls.get(&head), Some(c) if matches!(c.state, CallState::Queued))
+                    {
+                        break;
+                    }
+                    function.queue.pop_front();
+                }
+                if let Some(&head) = function.queue.front() {
+                    if oldest.is_none_or(|(t, _)| head < t) {
+                        oldest = Some((head, name));
+                    }
+                }
+            }
+            let Some((ticket, name)) = oldest else { return };
+            let name = name.to_owned();
+            let function = self.functions.get_mut(&name).expect("found above");
+            function.queue.pop_front();
+            function.queued -= 1;
+            let call = self
+                .calls
+                .remove(&ticket)
+                .expect("queue heads are live calls");
+            // The deadline entry stays: the call is re-inserted under the same ticket.
+            self.dispatch(ticket, call, worker.clone(), now, out);
+        }
+    }
+
+    fn complete(
+        &mut self,
+        worker: WorkerId,
+        ticket: Ticket,
+        body: Frame,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let owned = matches!(
+            self.calls.get(&ticket),
+            Some(Call { state: CallState::Running { worker: w }, .. }) if *w == worker
+        );
+        if !owned {
+            self.stats.late_replies += 1;
+            warn!(worker = %hex(&worker), ticket = ticket.0, "dropping reply for a call this worker does not hold");
+            return;
+        }
+        let call = self.take_call(ticket).expect("checked above");
+        let state = self.workers.get_mut(&worker).expect("sender is registered");
+        state.running.remove(&ticket);
+        match call.client {
+            Some((envelope, header)) => {
+                self.stats.calls_completed += 1;
+                debug!(call_id = call.id, function = %call.function, "reply");
+                out.push(Action::Reply {
+                    envelope,
+                    header,
+                    body,
+                });
+            }
+            None => {
+                self.stats.late_replies += 1;
+                debug!(
+                    call_id = call.id,
+                    "dropping reply to a call that already timed out"
+                );
+            }
+        }
+        if state.draining && state.running.is_empty() {
+            self.remove_worker(&worker, now, out);
+        } else {
+            self.pull_queued(&worker, now, out);
+        }
+    }
+
+    fn expire(&mut self, ticket: Ticket, out: &mut Vec<Action>) {
+        let Some(call) = self.calls.get_mut(&ticket) else {
+            return;
+        };
+        match call.state {
+            CallState::Queued => {
+                let call = self.calls.remove(&ticket).expect("present");
+                if let Some(function) = self.functions.get_mut(&call.function) {
+                    function.queued -= 1;
+                    compact_queue(function, &self.calls);
+                }
+                let message = format!(
+                    "call to '{}' timed out waiting for a free worker",
+                    call.function
+                );
+                self.answer(call.client, call.id, ErrorCode::Timeout, message, out);
+            }
+            CallState::Running { .. } => {
+                // The worker keeps the slot until it replies or is lost.
+                let client = call.client.take();
+                let message = format!("call to '{}' timed out while running", call.function);
+                let id = call.id;
+                self.answer(client, id, ErrorCode::Timeout, message, out);
+            }
+        }
+    }
+
+    /// Removes a finished call and its deadline.
+    fn take_call(&mut self, ticket: Ticket) -> Option<Call> {
+        let call = self.calls.remove(&ticket)?;
+        self.deadlines.remove(&(call.deadline, ticket));
+        Some(call)
+    }
+
+    fn answer(
+        &mut self,
+        client: Option<(Vec<Frame>, Frame)>,
+        call_id: u64,
+        code: ErrorCode,
+        message: String,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some((envelope, header)) = client {
+            debug!(call_id, %code, %message, "broker error reply");
+            *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
+            out.push(error_reply(envelope, header, code, message));
+        }
+    }
+
+    fn lose_worker(&mut self, worker: &[u8], now: Instant, out: &mut Vec<Action>) {
+        self.stats.workers_lost += 1;
+        if let Some(state) = self.workers.get(worker) {
+            for ticket in state.running.clone() {
+                if let Some(call) = self.take_call(ticket) {
+                    let message = format!("the worker running '{}' was lost", call.function);
+                    self.answer(call.client, call.id, ErrorCode::WorkerLost, message, out);
+                }
+            }
+        }
+        self.remove_worker(worker, now, out);
+    }
+
+    fn remove_worker(&mut self, worker: &[u8], _now: Instant, out: &mut Vec<Action>) {
+        let Some(state) = self.workers.remove(worker) else {
+            return;
+        };
+        for name in &state.functions {
+            self.unhost(worker, name, out);
+        }
+        info!(worker = %hex(worker), "worker removed");
+    }
+
+    /// Removes a worker from a function's hosts; with none left, fails its queued calls.
+    fn unhost(&mut self, worker: &[u8], name: &str, out: &mut Vec<Action>) {
+        let Some(function) = self.functions.get_mut(name) else {
+            return;
+        };
+        function.hosts.retain(|h| h != worker);
+        if !function.hosts.is_empty() {
+            return;
+        }
+        let queue = std::mem::take(&mut function.queue);
+        function.queued = 0;
+        self.functions.remove(name);
+        for ticket in queue {
+            if let Some(call) = self.take_call(ticket) {
+                let message = format!("the last worker hosting '{name}' left");
+                self.answer(
+                    call.client,
+                    call.id,
+                    ErrorCode::UnknownFunction,
+                    message,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+/// Drops dead queue entries once they outnumber the live ones.
+fn compact_queue(function: &mut FunctionState, calls: &HashMap<Ticket, Call>) {
+    if function.queue.len() > 2 * function.queued + 16 {
+        function
+            .queue
+            .retain(|t| matches!(calls.get(t), Some(c) if matches!(c.state, CallState::Queued)));
+    }
+}
+
+fn error_reply(envelope: Vec<Frame>, header: Frame, code: ErrorCode, message: String) -> Action {
+    Action::Reply {
+        envelope,
+        header,
+        body: Frame::from(encode_error(&RemoteError::new(code, message))),
+    }
+}
+
+/// Short printable form of a routing identity for logs.
+pub fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,200 @@
+//! The broker's sockets and poll loop: receive, hand to the router, send what it decides.
+
+use std::time::{Duration, Instant};
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::router::{Action, Router};
+use switchboard_protocol::client::{parse_request, reply_frames};
+use switchboard_protocol::socket::{recv_frames, send_frames};
+use switchboard_protocol::worker::WorkerMessage;
+use switchboard_protocol::Shutdown;
+use tracing::{debug, info, warn};
+
+/// Messages taken from one socket before the loop looks at the other.
+const BATCH: usize = 256;
+/// Longest poll wait, so a shutdown request is noticed promptly.
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// A bound broker: two ROUTER sockets and the router that decides for them.
+pub struct Broker {
+    _context: zmq::Context,
+    frontend: zmq::Socket,
+    backend: zmq::Socket,
+    router: Router,
+    outbox: Vec<Action>,
+    config: BrokerConfig,
+    dropped_replies: u64,
+}
+
+fn router_socket(
+    context: &zmq::Context,
+    config: &BrokerConfig,
+    name: &'static str,
+    endpoint: &str,
+) -> Result<zmq::Socket, BrokerError> {
+    let fail = |source| BrokerError::Bind {
+        socket: name,
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let socket = context.socket(zmq::ROUTER).map_err(fail)?;
+    config.limits.apply(&socket).map_err(fail)?;
+    socket.set_router_mandatory(true).map_err(fail)?;
+    socket.bind(endpoint).map_err(fail)?;
+    Ok(socket)
+}
+
+impl Broker {
+    /// Creates and binds both sockets.
+    pub fn bind(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let context = zmq::Context::new();
+        let frontend = router_socket(&context, &config, "frontend", &config.frontend)?;
+        let backend = router_socket(&context, &config, "backend", &config.backend)?;
+        Ok(Broker {
+            _context: context,
+            frontend,
+            backend,
+            router: Router::new(config.router.clone()),
+            outbox: Vec::with_capacity(BATCH),
+            config,
+            dropped_replies: 0,
+        })
+    }
+
+    /// The endpoints actually bound (with real ports when `*` or `0` was asked for).
+    pub fn endpoints(&self) -> (String, String) {
+        let endpoint = |s: &zmq::Socket| {
+            s.get_last_endpoint()
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        (endpoint(&self.frontend), endpoint(&self.backend))
+    }
+
+    /// Runs until `shutdown` is triggered, then drains accepted calls (bounded) and returns.
+    pub fn run(mut self, shutdown: Shutdown) -> Result<(), BrokerError> {
+        let (frontend, backend) = self.endpoints();
+        info!(%frontend, %backend, "broker listening");
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if shutdown.is_triggered() && stop_by.is_none() {
+                info!(
+                    in_progress = self.router.calls_in_progress(),
+                    "shutting down"
+                );
+                self.router.begin_shutdown();
+                stop_by = Some(now + self.config.shutdown_grace);
+            }
+            if let Some(limit) = stop_by {
+                if self.router.calls_in_progress() == 0 {
+                    break;
+                }
+                if now >= limit {
+                    warn!(
+                        abandoned = self.router.calls_in_progress(),
+                        "shutdown grace period over"
+                    );
+                    self.router.abandon_all(&mut self.outbox);
+                    self.flush(now);
+                    break;
+                }
+            }
+            let wait = self
+                .router
+                .next_wakeup()
+                .map_or(MAX_POLL, |at| at.saturating_duration_since(now))
+                .min(MAX_POLL);
+            let mut items = [
+                self.frontend.as_poll_item(zmq::POLLIN),
+                self.backend.as_poll_item(zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, wait.as_millis() as i64) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let (front_ready, back_ready) = (items[0].is_readable(), items[1].is_readable());
+            if back_ready {
+                self.drain_backend()?;
+            }
+            if front_ready {
+                self.drain_frontend()?;
+            }
+            let now = Instant::now();
+            self.router.tick(now, &mut self.outbox);
+            self.flush(now);
+        }
+        info!(stats = ?self.router.stats(), dropped_replies = self.dropped_replies, "broker stopped");
+        Ok(())
+    }
+
+    fn drain_frontend(&mut self) -> Result<(), BrokerError> {
+        for _ in 0..BATCH {
+            let frames = match recv_frames(&self.frontend, zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let now = Instant::now();
+            match parse_request(frames) {
+                Ok(request) => self.router.submit(request, now, &mut self.outbox),
+                Err(rejected) => self.router.reject(*rejected, &mut self.outbox),
+            }
+            self.flush(now);
+        }
+        Ok(())
+    }
+
+    fn drain_backend(&mut self) -> Result<(), BrokerError> {
+        for _ in 0..BATCH {
+            let mut frames = match recv_frames(&self.backend, zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let now = Instant::now();
+            let identity = frames.remove(0).to_vec();
+            match WorkerMessage::parse(frames) {
+                Ok(message) => self
+                    .router
+                    .worker_message(identity, message, now, &mut self.outbox),
+                Err(error) => self.router.worker_malformed(&identity, &error),
+            }
+            self.flush(now);
+        }
+        Ok(())
+    }
+
+    /// Sends everything the router decided. Never blocks: a peer that cannot take a
+    /// message right now loses that message (and a worker is then declared lost).
+    fn flush(&mut self, now: Instant) {
+        while !self.outbox.is_empty() {
+            for action in std::mem::take(&mut self.outbox) {
+                match action {
+                    Action::Reply {
+                        envelope,
+                        header,
+                        body,
+                    } => {
+                        let frames = reply_frames(envelope, header, body);
+                        if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {
+                            self.dropped_replies += 1;
+                            debug!(error = %e, "dropping reply: client gone or not reading");
+                        }
+                    }
+                    Action::Worker { worker, message } => {
+                        let frames = message.into_frames(&worker);
+                        if let Err(e) = send_frames(&self.backend, frames, zmq::DONTWAIT) {
+                            debug!(error = %e, "send to worker failed");
+                            // Losing the worker may produce replies: loop again.
+                            self.router
+                                .worker_unreachable(&worker, now, &mut self.outbox);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

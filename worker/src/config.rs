@@ -1,0 +1,37 @@
+//! Everything a worker can be told.
+
+use std::time::Duration;
+use switchboard_protocol::socket::SocketLimits;
+
+/// Worker settings. `main` fills them from flags and environment variables.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The broker's backend endpoint, e.g. `tcp://127.0.0.1:5556`.
+    pub broker: String,
+    /// Executor threads, which is also how many calls run at once (announced as capacity).
+    pub threads: usize,
+    /// How often to send heartbeats (announced to the broker, which uses it both ways).
+    pub heartbeat: Duration,
+    /// Heartbeats from the broker that may be missed before reconnecting.
+    pub heartbeat_liveness: u32,
+    /// How long a stopping worker waits for the calls it holds.
+    pub shutdown_grace: Duration,
+    /// Largest reply body sent, in bytes (larger: PAYLOAD_TOO_LARGE).
+    pub max_reply_bytes: usize,
+    /// Socket options (linger, message size, high-water marks).
+    pub limits: SocketLimits,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            broker: "tcp://127.0.0.1:5556".into(),
+            threads: 4,
+            heartbeat: Duration::from_secs(1),
+            heartbeat_liveness: 3,
+            shutdown_grace: Duration::from_secs(10),
+            max_reply_bytes: 32 * 1024 * 1024,
+            limits: SocketLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The demo registry hosted by the `worker` binary, used by the README demo, tests and benchmarks.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchboard_protocol::Value;
+
+use crate::registry::{Kwargs, Registry};
+
+/// Keyword arguments of `greet`.
+#[derive(Debug, Deserialize)]
+pub struct Greeting {
+    /// Who to greet.
+    pub name: String,
+    /// The greeting word; "hello" when absent.
+    #[serde(default)]
+    pub greeting: Option<String>,
+}
+
+/// Longest sleep `sleep_ms` accepts, so a caller cannot pin an executor forever.
+pub const MAX_SLEEP_MS: u64 = 600_000;
+
+/// Builds the demo registry. `worker_name` is what `whoami` answers.
+pub fn registry(worker_name: &str) -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register("add", |a: i64, b: i64| a.wrapping_add(b))
+        .doc("Adds two integers.");
+    registry
+        .register("echo", |value: Value| value)
+        .doc("Returns its argument unchanged (any MessagePack value, bytes included).")
+        .signature("echo(value: any) -> any");
+    registry
+        .register("upper", |text: String| text.to_uppercase())
+        .doc("Returns the text in upper case.");
+    registry
+        .register_fallible("sleep_ms", |ms: u64| {
+            if ms > MAX_SLEEP_MS {
+                return Err(format!("sleep_ms: at most {MAX_SLEEP_MS} ms"));
+            }
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(ms)
+        })
+        .doc("Sleeps for the given milliseconds, then returns them.");
+    registry
+        .register_fallible("fail", |message: String| -> Result<(), String> {
+            Err(message)
+        })
+        .doc("Always fails with the given message (FUNCTION_ERROR).");
+    registry
+        .register("panic", |message: String| -> () { panic!("{message}") })
+        .doc("Panics with the given message; the worker reports it and keeps serving.");
+    registry
+        .register("greet", |Kwargs(g): Kwargs<Greeting>| {
+            format!("{}, {}!", g.greeting.as_deref().unwrap_or("hello"), g.name)
+        })
+        .doc("Greets by keyword arguments: name, optional greeting.")
+        .signature("greet(name: str, greeting: str = \"hello\") -> str");
+    let name = worker_name.to_owned();
+    registry
+        .register("whoami", move || name.clone())
+        .doc("Returns the name of the worker that ran the call.");
+    registry
+}

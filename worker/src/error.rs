@@ -1,0 +1,15 @@
+//! Errors that stop a worker.
+
+/// Why a worker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The registry hosts no function.
+    #[error("the registry is empty: register at least one function")]
+    EmptyRegistry,
+    /// A ZeroMQ socket could not be created, configured or used.
+    #[error("socket error")]
+    Socket(#[from] zmq::Error),
+    /// A thread or the waker could not be created.
+    #[error("cannot start worker threads")]
+    Thread(#[from] std::io::Error),
+}

@@ -1,0 +1,124 @@
+//! The executor pool: named threads that run calls taken from a bounded channel.
+
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::wake::Waker;
+use switchboard_protocol::worker::Ticket;
+use switchboard_protocol::{ErrorCode, Frame, RemoteError};
+use tracing::debug;
+
+use crate::registry::Function;
+
+/// One call handed to the pool.
+pub struct Job {
+    /// The broker's ticket, echoed in the reply.
+    pub ticket: Ticket,
+    /// The caller's call id, for logs.
+    pub call_id: u64,
+    /// The function to run.
+    pub function: Function,
+    /// The request body.
+    pub body: Frame,
+    /// Past this instant the caller no longer waits: skip the call.
+    pub deadline: Instant,
+}
+
+/// A finished call: the reply body to send back under `ticket`.
+pub struct Done {
+    /// The ticket of the job.
+    pub ticket: Ticket,
+    /// `{"result": ...}` or `{"error": ...}`.
+    pub body: Vec<u8>,
+}
+
+/// A fixed pool of executor threads fed by a bounded channel.
+pub struct Executor {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Executor {
+    /// Starts `threads` executors. Finished calls go to `done`, followed by a `waker` wake-up.
+    pub fn start(
+        threads: usize,
+        max_reply_bytes: usize,
+        done: Sender<Done>,
+        waker: Waker,
+    ) -> std::io::Result<Executor> {
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(threads);
+        let handles = (0..threads)
+            .map(|i| {
+                let queue = queue.clone();
+                let done = done.clone();
+                let waker = waker.clone();
+                std::thread::Builder::new()
+                    .name(format!("switchboard-exec-{i}"))
+                    .spawn(move || run_jobs(queue, done, waker, max_reply_bytes))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Executor {
+            jobs: Some(jobs),
+            threads: handles,
+        })
+    }
+
+    /// Hands a job to a free executor, or gives it back if all are busy.
+    pub fn submit(&self, job: Job) -> Result<(), Job> {
+        let jobs = self.jobs.as_ref().expect("executor is running");
+        jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Closing the channel lets each thread finish its job and exit.
+        self.jobs.take();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run_jobs(queue: Receiver<Job>, done: Sender<Done>, waker: Waker, max_reply_bytes: usize) {
+    for job in queue {
+        let body = if Instant::now() >= job.deadline {
+            debug!(call_id = job.call_id, "skipping call whose deadline passed");
+            encode_error(&RemoteError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "{}: deadline passed before the call started",
+                    job.function.info().name
+                ),
+            ))
+        } else {
+            let reply = job.function.call(&job.body);
+            if reply.len() > max_reply_bytes {
+                encode_error(&RemoteError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "{}: result is {} bytes; the limit is {max_reply_bytes}",
+                        job.function.info().name,
+                        reply.len()
+                    ),
+                ))
+            } else {
+                reply
+            }
+        };
+        if done
+            .send(Done {
+                ticket: job.ticket,
+                body,
+            })
+            .is_err()
+        {
+            return;
+        }
+        waker.wake();
+    }
+}

@@ -1,0 +1,78 @@
+//! `worker` binary: hosts the demo registry and serves it to a broker.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use switchboard_protocol::socket::SocketLimits;
+use switchboard_worker::{demo, Shutdown, Worker, WorkerConfig};
+
+/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet and whoami.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The broker's backend endpoint.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_BROKER",
+        default_value = "tcp://127.0.0.1:5556"
+    )]
+    broker: String,
+    /// Executor threads (calls run at once).
+    #[arg(long, env = "SWITCHBOARD_THREADS", default_value_t = 4)]
+    threads: usize,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Missed broker heartbeats before reconnecting.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_LIVENESS", default_value_t = 3)]
+    heartbeat_liveness: u32,
+    /// How long, in milliseconds, a stopping worker waits for the calls it holds.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
+    /// Largest reply body, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_REPLY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    max_reply_bytes: usize,
+    /// Largest message frame accepted from the broker, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_message_bytes: i64,
+    /// Name this worker answers to `whoami` (default: worker-<pid>).
+    #[arg(long, env = "SWITCHBOARD_WORKER_NAME")]
+    name: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let config = WorkerConfig {
+        broker: args.broker,
+        threads: args.threads.max(1),
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
+        heartbeat_liveness: args.heartbeat_liveness.max(1),
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        max_reply_bytes: args.max_reply_bytes,
+        limits: SocketLimits {
+            max_message_bytes: args.max_message_bytes,
+            ..SocketLimits::default()
+        },
+    };
+    let shutdown = Shutdown::new();
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.flag())
+            .context("installing signal handler")?;
+    }
+    tracing::info!(%name, "worker starting");
+    Worker::new(demo::registry(&name), config)
+        .run(shutdown)
+        .context("worker failed")?;
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! The function registry: Rust functions registered by name, callable with a request body.
+//!
+//! ```
+//! use switchboard_worker::{Kwargs, Registry};
+//! #[derive(serde::Deserialize)]
+//! struct Greet { name: String }
+//! let mut registry = Registry::new();
+//! registry.register("add", |a: i64, b: i64| a + b).doc("adds two integers");
+//! registry.register_fallible("div", |a: f64, b: f64| {
+//!     if b == 0.0 { Err("division by zero") } else { Ok(a / b) }
+//! });
+//! registry.register("greet", |Kwargs(g): Kwargs<Greet>| format!("hello {}", g.name));
+//! assert_eq!(registry.functions().len(), 3);
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchboard_protocol::args::{decode_args, ArgsError, ArgsShape};
+use switchboard_protocol::codec::{encode_error, encode_result};
+use switchboard_protocol::{ErrorCode, FunctionInfo, RemoteError};
+
+/// Marks a function whose single parameter is a struct filled from keyword
+/// arguments (or from positional ones, in field order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kwargs<T>(pub T);
+
+type Invoke = dyn Fn(&[u8]) -> Result<Vec<u8>, RemoteError> + Send + Sync;
+
+/// One registered function, type-erased: takes a request body, returns a reply body.
+#[derive(Clone)]
+pub struct Function {
+    info: FunctionInfo,
+    invoke: Arc<Invoke>,
+}
+
+impl Function {
+    /// What the worker announces about this function.
+    pub fn info(&self) -> &FunctionInfo {
+        &self.info
+    }
+
+    /// Runs the function on a request body and returns the reply body.
+    ///
+    /// Never panics: argument errors become BAD_ARGUMENTS, a returned error or a
+    /// panic becomes FUNCTION_ERROR.
+    pub fn call(&self, body: &[u8]) -> Vec<u8> {
+        match catch_unwind(AssertUnwindSafe(|| (self.invoke)(body))) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => encode_error(&error),
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic payload".into());
+                encode_error(&RemoteError::new(
+                    ErrorCode::FunctionError,
+                    format!("{} panicked: {reason}", self.info.name),
+                ))
+            }
+        }
+    }
+}
+
+/// Functions a worker hosts, by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    functions: HashMap<String, Function>,
+    order: Vec<String>,
+}
+
+/// Returned by `register`: adds a doc line or overrides the signature.
+pub struct Registration<'r> {
+    function: &'r mut Function,
+}
+
+impl Registration<'_> {
+    /// Sets the one-line description announced to the broker.
+    pub fn doc(self, doc: &str) -> Self {
+        self.function.info.doc = doc.to_owned();
+        self
+    }
+
+    /// Replaces the signature derived from the Rust types.
+    pub fn signature(self, signature: &str) -> Self {
+        self.function.info.signature = signature.to_owned();
+        self
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Registers a function whose return value is the result.
+    ///
+    /// Parameters are positional (`|a: i64, b: String|`, up to 8), or one
+    /// [`Kwargs<T>`] whose fields are keyword names. Registering a name again
+    /// replaces the earlier function.
+    pub fn register<F, Args, R>(&mut self, name: &str, function: F) -> Registration<'_>
+    where
+        F: IntoFunction<Args, R>,
+    {
+        let (shape, params, invoke) = function.into_invoke(name);
+        self.insert(name, shape, params, std::any::type_name::<R>(), invoke)
+    }
+
+    /// Registers a function returning `Result<T, E>`: `Ok` is the result, `Err`
+    /// reaches the caller as FUNCTION_ERROR with `E`'s `Display` text.
+    pub fn register_fallible<F, Args, T, E>(&mut self, name: &str, function: F) -> Registration<'_>
+    where
+        F: IntoFallibleFunction<Args, T, E>,
+    {
+        let (shape, params, invoke) = function.into_invoke(name);
+        self.insert(name, shape, params, std::any::type_name::<T>(), invoke)
+    }
+
+    fn insert(
+        &mut self,
+        name: &str,
+        _shape: ArgsShape,
+        params: String,
+        result: &str,
+        invoke: Arc<Invoke>,
+    ) -> Registration<'_> {
+        let info = FunctionInfo {
+            name: name.to_owned(),
+            doc: String::new(),
+            signature: format!("{name}({params}) -> {}", short_type_name(result)),
+        };
+        if !self.functions.contains_key(name) {
+            self.order.push(name.to_owned());
+        }
+        let function = Function { info, invoke };
+        let slot = match self.functions.entry(name.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.insert(function);
+                e.into_mut()
+            }
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(function),
+        };
+        Registration { function: slot }
+    }
+
+    /// Looks a function up by name.
+    pub fn get(&self, name: &str) -> Option<&Function> {
+        self.functions.get(name)
+    }
+
+    /// What the worker announces in READY, in registration order.
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        self.order
+            .iter()
+            .filter_map(|n| self.functions.get(n))
+            .map(|f| f.info.clone())
+            .collect()
+    }
+}
+
+/// A Rust function or closure that can be registered with [`Registry::register`].
+pub trait IntoFunction<Args, R>: Send + Sync + 'static {
+    /// Erases the function's types.
+    #[doc(hidden)]
+    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>);
+}
+
+/// A function returning `Result`, for [`Registry::register_fallible`].
+pub trait IntoFallibleFunction<Args, T, E>: Send + Sync + 'static {
+    /// Erases the function's types.
+    #[doc(hidden)]
+    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>);
+}
+
+fn decode<A: DeserializeOwned>(
+    name: &str,
+    body: &[u8],
+    shape: ArgsShape,
+) -> Result<A, RemoteError> {
+    decode_args(body, shape).map_err(|e| match e {
+        ArgsError::Malformed(m) => RemoteError::new(
+            ErrorCode::BadRequest,
+            format!("{name}: malformed request body: {m}"),
+        ),
+        ArgsError::Mismatch(m) => RemoteError::new(ErrorCode::BadArguments, format!("{name}: {m}")),
+    })
+}
+
+fn encode_value<T: Serialize>(name: &str, value: &T) -> Result<Vec<u8>, RemoteError> {
+    encode_result(value).map_err(|e| {
+        RemoteError::new(
+            ErrorCode::FunctionError,
+            format!("{name}: cannot encode result: {e}"),
+        )
+    })
+}
+
+fn encode_outcome<T: Serialize, E: Display>(
+    name: &str,
+    outcome: Result<T, E>,
+) -> Result<Vec<u8>, RemoteError> {
+    match outcome {
+        Ok(value) => encode_value(name, &value),
+        Err(e) => Err(RemoteError::new(ErrorCode::FunctionError, e.to_string())),
+    }
+}
+
+/// `alloc::string::String` → `String`, `core::option::Option<i64>` → `Option<i64>`.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut word = String::new();
+    for c in full.chars().chain(std::iter::once('\0')) {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(&word));
+            word.clear();
+            if c != '\0' {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+macro_rules! impl_positional {
+    ($arity:expr; $($arg:ident),*) => {
+        impl<Func, R, $($arg,)*> IntoFunction<($($arg,)*), R> for Func
+        where
+            Func: Fn($($arg),*) -> R + Send + Sync + 'static,
+            R: Serialize,
+            $($arg: DeserializeOwned,)*
+        {
+            #[allow(non_snake_case)]
+            fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
+                let shape = ArgsShape::Positional { arity: $arity };
+                let owned = name.to_owned();
+                let params: Vec<String> = vec![$(short_type_name(std::any::type_name::<$arg>())),*];
+                let params = params.join(", ");
+                let invoke = move |body: &[u8]| {
+                    let ($($arg,)*) = decode::<($($arg,)*)>(&owned, body, shape)?;
+                    encode_value(&owned, &self($($arg),*))
+                };
+                (shape, params, Arc::new(invoke))
+            }
+        }
+
+        impl<Func, T, E, $($arg,)*> IntoFallibleFunction<($($arg,)*), T, E> for Func
+        where
+            Func: Fn($($arg),*) -> Result<T, E> + Send + Sync + 'static,
+            T: Serialize,
+            E: Display,
+            $($arg: DeserializeOwned,)*
+        {
+            #[allow(non_snake_case)]
+            fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
+                let shape = ArgsShape::Positional { arity: $arity };
+                let owned = name.to_owned();
+                let params: Vec<String> = vec![$(short_type_name(std::any::type_name::<$arg>())),*];
+                let params = params.join(", ");
+                let invoke = move |body: &[u8]| {
+                    let ($($arg,)*) = decode::<($($arg,)*)>(&owned, body, shape)?;
+                    encode_outcome(&owned, self($($arg),*))
+                };
+                (shape, params, Arc::new(invoke))
+            }
+        }
+    };
+}
+
+impl_positional!(0;);
+impl_positional!(1; A1);
+impl_positional!(2; A1, A2);
+impl_positional!(3; A1, A2, A3);
+impl_positional!(4; A1, A2, A3, A4);
+impl_positional!(5; A1, A2, A3, A4, A5);
+impl_positional!(6; A1, A2, A3, A4, A5, A6);
+impl_positional!(7; A1, A2, A3, A4, A5, A6, A7);
+impl_positional!(8; A1, A2, A3, A4, A5, A6, A7, A8);
+
+impl<Func, R, T> IntoFunction<Kwargs<T>, R> for Func
+where
+    Func: Fn(Kwargs<T>) -> R + Send + Sync + 'static,
+    R: Serialize,
+    T: DeserializeOwned,
+{
+    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
+        let owned = name.to_owned();
+        let params = format!("**{}", short_type_name(std::any::type_name::<T>()));
+        let invoke = move |body: &[u8]| {
+            let args = decode::<T>(&owned, body, ArgsShape::Keyword)?;
+            encode_value(&owned, &self(Kwargs(args)))
+        };
+        (ArgsShape::Keyword, params, Arc::new(invoke))
+    }
+}
+
+impl<Func, T, E, K> IntoFallibleFunction<Kwargs<K>, T, E> for Func
+where
+    Func: Fn(Kwargs<K>) -> Result<T, E> + Send + Sync + 'static,
+    T: Serialize,
+    E: Display,
+    K: DeserializeOwned,
+{
+    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
+        let owned = name.to_owned();
+        let params = format!("**{}", short_type_name(std::any::type_name::<K>()));
+        let invoke = move |body: &[u8]| {
+            let args = decode::<K>(&owned, body, ArgsShape::Keyword)?;
+            encode_outcome(&owned, self(Kwargs(args)))
+        };
+        (ArgsShape::Keyword, params, Arc::new(invoke))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use switchboard_protocol::codec::{decode_reply, encode_request_body};
+
+    #[derive(Deserialize)]
+    struct Greet {
+        name: String,
+        #[serde(default)]
+        greeting: Option<String>,
+    }
+
+    fn registry() -> Registry {
+        let mut registry = Registry::new();
+        registry.register("add", |a: i64, b: i64| a + b).doc("adds");
+        registry.register("nothing", || ());
+        registry.register_fallible("div", |a: f64, b: f64| {
+            if b == 0.0 {
+                Err("division by zero")
+            } else {
+                Ok(a / b)
+            }
+        });
+        registry.register("greet", |Kwargs(g): Kwargs<Greet>| {
+            format!("{} {}", g.greeting.as_deref().unwrap_or("hello"), g.name)
+        });
+        registry.register("boom", |_: i64| -> i64 { panic!("kaboom") });
+        registry
+    }
+
+    fn call<T: DeserializeOwned>(name: &str, body: Vec<u8>) -> Result<T, RemoteError> {
+        let reply = registry().get(name).unwrap().call(&body);
+        decode_reply(&reply).unwrap()
+    }
+
+    #[test]
+    fn positional_call_returns_the_result() {
+        let body = encode_request_body(&(2, 40), &()).unwrap();
+        assert_eq!(call::<i64>("add", body), Ok(42));
+        assert_eq!(
+            call::<()>("nothing", encode_request_body(&(), &()).unwrap()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn err_becomes_function_error_with_its_message() {
+        let err = call::<f64>("div", encode_request_body(&(1.0, 0.0), &()).unwrap()).unwrap_err();
+        assert_eq!(
+            err,
+            RemoteError::new(ErrorCode::FunctionError, "division by zero")
+        );
+    }
+
+    #[test]
+    fn bad_arguments_name_the_function() {
+        let err = call::<i64>("add", encode_request_body(&(1,), &()).unwrap()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadArguments);
+        assert_eq!(
+            err.message,
+            "add: takes 2 positional arguments but 1 were given"
+        );
+    }
+
+    #[test]
+    fn kwargs_fill_a_struct_with_defaults() {
+        let kwargs: HashMap<&str, &str> = [("name", "ada")].into();
+        let body = encode_request_body(&(), &kwargs).unwrap();
+        assert_eq!(call::<String>("greet", body), Ok("hello ada".into()));
+        let body = encode_request_body(&("bob", "hi"), &()).unwrap();
+        assert_eq!(call::<String>("greet", body), Ok("hi bob".into()));
+    }
+
+    #[test]
+    fn panic_is_caught_and_reported() {
+        let err = call::<i64>("boom", encode_request_body(&(1,), &()).unwrap()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::FunctionError);
+        assert!(err.message.contains("kaboom"), "{}", err.message);
+    }
+
+    #[test]
+    fn signatures_use_short_type_names() {
+        let infos = registry().functions();
+        assert_eq!(infos[0].signature, "add(i64, i64) -> i64");
+        assert_eq!(infos[0].doc, "adds");
+        let greet = infos.iter().find(|f| f.name == "greet").unwrap();
+        assert_eq!(greet.signature, "greet(**Greet) -> String");
+        assert_eq!(
+            short_type_name("core::option::Option<alloc::string::String>"),
+            "Option<String>"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! The worker's socket thread: talks to the broker and feeds the executor pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::socket::{recv_frames, send_frames};
+use switchboard_protocol::wake::{waker, WakeReceiver};
+use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
+use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError, Shutdown};
+use tracing::{debug, info, warn};
+
+use crate::config::WorkerConfig;
+use crate::error::WorkerError;
+use crate::executor::{Done, Executor, Job};
+use crate::registry::Registry;
+
+/// Longest poll wait, so a shutdown request is noticed promptly.
+const MAX_POLL: Duration = Duration::from_millis(100);
+
+/// A worker process's connection to the broker.
+pub struct Worker {
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+}
+
+/// Where a stopping worker is in its goodbye.
+#[derive(PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// DISCONNECT sent; waiting for the broker's acknowledgement and our calls.
+    Draining {
+        acknowledged: bool,
+        until: Instant,
+    },
+}
+
+struct Session {
+    socket: zmq::Socket,
+    /// The broker counts as gone if nothing arrives before this instant.
+    broker_expires: Instant,
+    next_heartbeat: Instant,
+}
+
+impl Worker {
+    /// A worker hosting `registry`, not yet connected.
+    pub fn new(registry: Registry, config: WorkerConfig) -> Worker {
+        Worker {
+            registry: Arc::new(registry),
+            config,
+        }
+    }
+
+    /// Connects, registers and serves calls until `shutdown` is triggered; then
+    /// leaves gracefully: tells the broker, finishes held calls (bounded), returns.
+    pub fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
+        if self.registry.functions().is_empty() {
+            return Err(WorkerError::EmptyRegistry);
+        }
+        let context = zmq::Context::new();
+        let (wake, wake_rx) = waker()?;
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let threads = self.config.threads.max(1);
+        let executor = Executor::start(threads, self.config.max_reply_bytes, done_tx, wake)?;
+        let mut session = self.connect(&context)?;
+        let mut phase = Phase::Serving;
+        let mut held = 0usize;
+        loop {
+            let now = Instant::now();
+            if shutdown.is_triggered() && phase == Phase::Serving {
+                info!(held, "stopping: leaving the broker");
+                self.send(&session.socket, WorkerMessage::Disconnect);
+                phase = Phase::Draining {
+                    acknowledged: false,
+                    until: now + self.config.shutdown_grace,
+                };
+            }
+            if let Phase::Draining {
+                acknowledged,
+                until,
+            } = phase
+            {
+                let broker_gone = now >= session.broker_expires;
+                if held == 0 && (acknowledged || broker_gone) {
+                    break;
+                }
+                if now >= until {
+                    warn!(held, "shutdown grace period over; abandoning held calls");
+                    break;
+                }
+            }
+            if now >= session.broker_expires && phase == Phase::Serving {
+                warn!(broker = %self.config.broker, "broker silent; reconnecting");
+                session = self.connect(&context)?;
+            }
+            if now >= session.next_heartbeat {
+                self.send(&session.socket, WorkerMessage::Heartbeat);
+                session.next_heartbeat = now + self.config.heartbeat;
+            }
+            let wait = session
+                .next_heartbeat
+                .min(session.broker_expires)
+                .saturating_duration_since(now)
+                .min(MAX_POLL);
+            let mut items = [
+                session.socket.as_poll_item(zmq::POLLIN),
+                wake_rx.poll_item(),
+            ];
+            match zmq::poll(&mut items, wait.as_millis() as i64) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let (socket_ready, done_ready) = (items[0].is_readable(), items[1].is_readable());
+            if done_ready {
+                held -= self.send_replies(&session.socket, &wake_rx, &done_rx);
+            }
+            if socket_ready {
+                held += self.receive(&mut session, &executor, &mut phase)?;
+            }
+        }
+        drop(executor);
+        held -= self.send_replies(&session.socket, &wake_rx, &done_rx);
+        info!(abandoned = held, "worker stopped");
+        Ok(())
+    }
+
+    /// Opens a fresh DEALER socket to the broker and announces READY.
+    fn connect(&self, context: &zmq::Context) -> Result<Session, WorkerError> {
+        let socket = context.socket(zmq::DEALER)?;
+        self.config.limits.apply(&socket)?;
+        socket.connect(&self.config.broker)?;
+        let info = self.ready_info();
+        info!(broker = %self.config.broker, functions = info.functions.len(), capacity = info.capacity, "registering with broker");
+        self.send(&socket, WorkerMessage::Ready(info));
+        let now = Instant::now();
+        Ok(Session {
+            socket,
+            broker_expires: now + self.config.heartbeat * self.config.heartbeat_liveness.max(1),
+            next_heartbeat: now + self.config.heartbeat,
+        })
+    }
+
+    fn ready_info(&self) -> ReadyInfo {
+        ReadyInfo {
+            capacity: self.config.threads.max(1) as u32,
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            functions: self.registry.functions(),
+        }
+    }
+
+    fn send(&self, socket: &zmq::Socket, message: WorkerMessage) {
+        if let Err(e) = send_frames(socket, message.into_frames(), zmq::DONTWAIT) {
+            warn!(error = %e, "cannot send to broker; message dropped");
+        }
+    }
+
+    /// Handles every message waiting on the socket. Returns how many calls were taken on.
+    fn receive(
+        &self,
+        session: &mut Session,
+        executor: &Executor,
+        phase: &mut Phase,
+    ) -> Result<usize, WorkerError> {
+        let mut taken = 0;
+        loop {
+            let frames = match recv_frames(&session.socket, zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(taken),
+                Err(e) => return Err(e.into()),
+            };
+            let now = Instant::now();
+            session.broker_expires =
+                now + self.config.heartbeat * self.config.heartbeat_liveness.max(1);
+            match BrokerMessage::parse(frames) {
+                Ok(BrokerMessage::Request {
+                    ticket,
+                    function,
+                    header,
+                    body,
+                }) => {
+                    debug!(call_id = header.id, %function, "request");
+                    let Some(found) = self.registry.get(&function) else {
+                        let error = RemoteError::new(
+                            ErrorCode::UnknownFunction,
+                            format!("this worker does not host '{function}'"),
+                        );
+                        self.reply(&session.socket, ticket, encode_error(&error));
+                        continue;
+                    };
+                    let budget = Duration::from_millis(header.timeout_ms.unwrap_or(u64::MAX / 4));
+                    let job = Job {
+                        ticket,
+                        call_id: header.id,
+                        function: found.clone(),
+                        body,
+                        deadline: now
+                            .checked_add(budget)
+                            .unwrap_or(now + Duration::from_secs(86_400)),
+                    };
+                    match executor.submit(job) {
+                        Ok(()) => taken += 1,
+                        Err(job) => {
+                            let error = RemoteError::new(
+                                ErrorCode::Overloaded,
+                                "every executor thread of this worker is busy",
+                            );
+                            self.reply(&session.socket, job.ticket, encode_error(&error));
+                        }
+                    }
+                }
+                Ok(BrokerMessage::Heartbeat) => {}
+                Ok(BrokerMessage::Disconnect) => match phase {
+                    Phase::Draining { acknowledged, .. } => *acknowledged = true,
+                    Phase::Serving => {
+                        info!("broker does not know this worker; registering again");
+                        self.send(&session.socket, WorkerMessage::Ready(self.ready_info()));
+                    }
+                },
+                Err(error) => warn!(%error, "dropping malformed message from broker"),
+            }
+        }
+    }
+
+    fn reply(&self, socket: &zmq::Socket, ticket: Ticket, body: Vec<u8>) {
+        self.send(
+            socket,
+            WorkerMessage::Reply {
+                ticket,
+                body: Frame::from(body),
+            },
+        );
+    }
+
+    /// Sends every finished call's reply. Returns how many were sent.
+    fn send_replies(
+        &self,
+        socket: &zmq::Socket,
+        wake_rx: &WakeReceiver,
+        done: &Receiver<Done>,
+    ) -> usize {
+        wake_rx.drain();
+        let mut sent = 0;
+        while let Ok(Done { ticket, body }) = done.try_recv() {
+            self.reply(socket, ticket, body);
+            sent += 1;
+        }
+        sent
+    }
+}
