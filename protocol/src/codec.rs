@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 const NIL: u8 = 0xc0;
 /// MessagePack empty array.
 const EMPTY_ARRAY: u8 = 0x90;
+/// MessagePack empty map.
+const EMPTY_MAP: u8 = 0x80;
 
 /// Encodes any value as MessagePack, structs as maps.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
@@ -32,31 +34,39 @@ impl CallHeader {
     }
 }
 
-/// Encodes a request body `{"args": [...], "kwargs": {...}}`.
-///
-/// `args` must serialize as a sequence (a tuple, array or `Vec`); `()` means
-/// no positional arguments. `kwargs` must serialize as a map or struct; `()`
-/// means no keyword arguments.
-pub fn encode_request_body<A, K>(args: &A, kwargs: &K) -> Result<Vec<u8>, CodecError>
-where
-    A: Serialize + ?Sized,
-    K: Serialize + ?Sized,
-{
-    let args = encode(args)?;
-    let kwargs = encode(kwargs)?;
-    let args: &[u8] = if args == [NIL] { &[EMPTY_ARRAY] } else { &args };
-    let kwargs: &[u8] = if kwargs == [NIL] { &[0x80] } else { &kwargs };
-    if !is_array(args) {
+/// Encodes positional arguments: anything that serializes as a sequence (a
+/// tuple, array or `Vec`); `()` means none.
+pub fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, CodecError> {
+    let bytes = encode(args)?;
+    if bytes == [NIL] {
+        return Ok(vec![EMPTY_ARRAY]);
+    }
+    if !is_array(&bytes) {
         return Err(CodecError::Encode(
             "positional arguments must serialize as a sequence (use a tuple)".into(),
         ));
     }
-    if !is_map(kwargs) {
+    Ok(bytes)
+}
+
+/// Encodes keyword arguments: anything that serializes as a map or struct; `()` means none.
+pub fn encode_kwargs<K: Serialize + ?Sized>(kwargs: &K) -> Result<Vec<u8>, CodecError> {
+    let bytes = encode(kwargs)?;
+    if bytes == [NIL] {
+        return Ok(vec![EMPTY_MAP]);
+    }
+    if !is_map(&bytes) {
         return Err(CodecError::Encode(
             "keyword arguments must serialize as a map or struct".into(),
         ));
     }
-    // fixmap with two entries, then the keys and the already-encoded values.
+    Ok(bytes)
+}
+
+/// Assembles a request body `{"args": ..., "kwargs": ...}` from parts made by
+/// [`encode_args`] and [`encode_kwargs`], without encoding them again.
+pub fn request_body_from_parts(args: &[u8], kwargs: &[u8]) -> Vec<u8> {
+    // fixmap with two entries, then each key and its already-encoded value.
     let mut body = Vec::with_capacity(args.len() + kwargs.len() + 14);
     body.push(0x82);
     body.push(0xa4);
@@ -65,7 +75,16 @@ where
     body.push(0xa6);
     body.extend_from_slice(b"kwargs");
     body.extend_from_slice(kwargs);
-    Ok(body)
+    body
+}
+
+/// Encodes a request body `{"args": [...], "kwargs": {...}}` (see [`encode_args`], [`encode_kwargs`]).
+pub fn encode_request_body<A, K>(args: &A, kwargs: &K) -> Result<Vec<u8>, CodecError>
+where
+    A: Serialize + ?Sized,
+    K: Serialize + ?Sized,
+{
+    Ok(request_body_from_parts(&encode_args(args)?, &encode_kwargs(kwargs)?))
 }
 
 fn is_array(bytes: &[u8]) -> bool {

@@ -1,0 +1,249 @@
+//! [`Client`]: call functions by name; safe to share across threads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchboard_protocol::client::request_frames;
+use switchboard_protocol::codec::{decode_reply, encode_args, encode_kwargs, request_body_from_parts};
+use switchboard_protocol::socket::SocketLimits;
+use switchboard_protocol::wake::{waker, Waker};
+use switchboard_protocol::{CallHeader, CodecError, Frame};
+
+use crate::connection::{self, Command};
+use crate::error::{CallError, ConnectError};
+
+/// How long past a call's deadline the client waits for the broker to report it.
+const DEADLINE_GRACE: Duration = Duration::from_millis(250);
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The broker's frontend endpoint, e.g. `tcp://127.0.0.1:5555`.
+    pub endpoint: String,
+    /// Deadline of calls that do not set one.
+    pub default_timeout: Duration,
+    /// Socket options (linger, message size, high-water marks).
+    pub limits: SocketLimits,
+}
+
+impl ClientConfig {
+    /// Defaults for a broker at `endpoint`: 30 s timeout.
+    pub fn new(endpoint: &str) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.to_owned(),
+            default_timeout: Duration::from_secs(30),
+            limits: SocketLimits::default(),
+        }
+    }
+}
+
+struct Shared {
+    commands: Option<Sender<Command>>,
+    waker: Waker,
+    next_id: AtomicU64,
+    default_timeout: Duration,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.commands.take();
+        self.waker.wake();
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A connection to a broker. Cheap to clone; every clone shares one socket
+/// thread that multiplexes calls by id, so many calls can be in flight at once.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Client {
+    /// Connects to a broker's frontend with default settings.
+    pub fn connect(endpoint: &str) -> Result<Client, ConnectError> {
+        Client::with_config(ClientConfig::new(endpoint))
+    }
+
+    /// Connects with explicit settings.
+    pub fn with_config(config: ClientConfig) -> Result<Client, ConnectError> {
+        let context = zmq::Context::new();
+        let fail = |source| ConnectError::Socket {
+            endpoint: config.endpoint.clone(),
+            source,
+        };
+        let socket = context.socket(zmq::DEALER).map_err(fail)?;
+        config.limits.apply(&socket).map_err(fail)?;
+        socket.connect(&config.endpoint).map_err(fail)?;
+        let (waker, wake_rx) = waker()?;
+        let (commands, inbox) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("switchboard-client-io".into())
+            .spawn(move || {
+                let _context = context;
+                connection::run(socket, inbox, wake_rx);
+            })?;
+        Ok(Client {
+            shared: Arc::new(Shared {
+                commands: Some(commands),
+                waker,
+                next_id: AtomicU64::new(1),
+                default_timeout: config.default_timeout,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Calls `function` with positional arguments (a tuple; `()` for none) and waits for the result.
+    pub fn call<R: DeserializeOwned>(
+        &self,
+        function: &str,
+        args: impl Serialize,
+    ) -> Result<R, CallError> {
+        self.request(function).args(args).call()
+    }
+
+    /// Calls `function` with keyword arguments (a struct or map) and waits for the result.
+    pub fn call_kwargs<R: DeserializeOwned>(
+        &self,
+        function: &str,
+        kwargs: impl Serialize,
+    ) -> Result<R, CallError> {
+        self.request(function).kwargs(kwargs).call()
+    }
+
+    /// Starts building a call with arguments, keyword arguments and a timeout.
+    pub fn request(&self, function: &str) -> RequestBuilder<'_> {
+        RequestBuilder {
+            client: self,
+            function: function.to_owned(),
+            args: encode_args(&()),
+            kwargs: encode_kwargs(&()),
+            timeout: None,
+        }
+    }
+
+    fn start(
+        &self,
+        function: &str,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<PendingCall, CallError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let timeout = timeout.unwrap_or(self.shared.default_timeout);
+        let header = CallHeader {
+            id,
+            timeout_ms: Some(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
+        };
+        let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let command = Command::Call {
+            id,
+            frames: request_frames(function, &header, body),
+            reply,
+            forget_after: give_up_at,
+        };
+        let commands = self.shared.commands.as_ref().expect("set until drop");
+        commands
+            .send(command)
+            .map_err(|_| CallError::Transport("the client thread has stopped".into()))?;
+        self.shared.waker.wake();
+        Ok(PendingCall {
+            client: self.clone(),
+            id,
+            outcome,
+            timeout,
+            give_up_at,
+        })
+    }
+}
+
+/// A call being built: see [`Client::request`].
+pub struct RequestBuilder<'c> {
+    client: &'c Client,
+    function: String,
+    args: Result<Vec<u8>, CodecError>,
+    kwargs: Result<Vec<u8>, CodecError>,
+    timeout: Option<Duration>,
+}
+
+impl RequestBuilder<'_> {
+    /// Positional arguments: a tuple, array or `Vec` (`(x,)` for one argument).
+    pub fn args(mut self, args: impl Serialize) -> Self {
+        self.args = encode_args(&args);
+        self
+    }
+
+    /// Keyword arguments: a struct or map.
+    pub fn kwargs(mut self, kwargs: impl Serialize) -> Self {
+        self.kwargs = encode_kwargs(&kwargs);
+        self
+    }
+
+    /// How long to wait for the result (default: the client's default timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the call without waiting: many calls can be in flight at once.
+    pub fn send(self) -> Result<PendingCall, CallError> {
+        let body = self.body()?;
+        self.client.start(&self.function, body, self.timeout)
+    }
+
+    /// Sends the call and waits for its result.
+    pub fn call<R: DeserializeOwned>(self) -> Result<R, CallError> {
+        self.send()?.wait()
+    }
+
+    fn body(&self) -> Result<Vec<u8>, CallError> {
+        let args = self.args.as_ref().map_err(|e| CallError::Encode(e.clone()))?;
+        let kwargs = self.kwargs.as_ref().map_err(|e| CallError::Encode(e.clone()))?;
+        Ok(request_body_from_parts(args, kwargs))
+    }
+}
+
+/// A call in flight. [`PendingCall::wait`] blocks until its outcome.
+pub struct PendingCall {
+    client: Client,
+    id: u64,
+    outcome: Receiver<Result<Frame, CallError>>,
+    timeout: Duration,
+    give_up_at: Instant,
+}
+
+impl PendingCall {
+    /// The call id carried in the header.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Waits for the result, at most until the call's deadline (plus a short grace).
+    pub fn wait<R: DeserializeOwned>(self) -> Result<R, CallError> {
+        let left = self.give_up_at.saturating_duration_since(Instant::now());
+        match self.outcome.recv_timeout(left) {
+            Ok(Ok(body)) => decode_reply::<R>(&body)
+                .map_err(CallError::Decode)?
+                .map_err(CallError::Remote),
+            Ok(Err(error)) => Err(error),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(commands) = &self.client.shared.commands {
+                    let _ = commands.send(Command::Cancel(self.id));
+                }
+                Err(CallError::Timeout(self.timeout))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(CallError::Transport(
+                "the client thread stopped before the reply".into(),
+            )),
+        }
+    }
+}

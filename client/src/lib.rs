@@ -1,0 +1,30 @@
+//! Switchboard client: call functions hosted by workers, by name, from Rust.
+//!
+//! ```no_run
+//! use switchboard_client::Client;
+//! let client = Client::connect("tcp://127.0.0.1:5555").unwrap();
+//! let sum: i64 = client.call("add", (2, 3)).unwrap();
+//! assert_eq!(sum, 5);
+//! // Many calls in flight over one connection:
+//! let pending: Vec<_> = (0..10)
+//!     .map(|i| client.request("add").args((i, i)).send().unwrap())
+//!     .collect();
+//! for call in pending {
+//!     let _: i64 = call.wait().unwrap();
+//! }
+//! ```
+//!
+//! # Layout
+//! - [`client`]: [`Client`], [`RequestBuilder`] and [`PendingCall`]: the caller-facing API.
+//! - [`connection`]: the socket thread that owns the DEALER socket and matches replies by call id.
+//! - [`json`]: conversion between JSON (as typed in a shell) and MessagePack values.
+//! - [`error`]: [`CallError`] and [`ConnectError`].
+
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod json;
+
+pub use client::{Client, ClientConfig, PendingCall, RequestBuilder};
+pub use error::{CallError, ConnectError};
+pub use switchboard_protocol::{ErrorCode, RemoteError, Value};
