@@ -10,10 +10,11 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::client::{Rejected, Request, NO_HEADER};
-use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::codec::{encode_error, encode_result};
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{
-    CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, RESERVED_PREFIX,
+    CallHeader, ErrorCode, Frame, FunctionInfo, FunctionListing, ReadyInfo, RemoteError,
+    RESERVED_PREFIX,
 };
 use tracing::{debug, info, warn};
 
@@ -249,6 +250,18 @@ impl Router {
             header,
             body,
         } = request;
+        if function.starts_with(RESERVED_PREFIX) {
+            let body = match self.introspect(&function) {
+                Ok(body) => body,
+                Err(error) => encode_error(&error),
+            };
+            out.push(Action::Reply {
+                envelope,
+                header: header_frame,
+                body: Frame::from(body),
+            });
+            return;
+        }
         let worker = match self.admit(&function, body.len()) {
             Ok(worker) => worker,
             Err((code, message)) => {
@@ -288,6 +301,34 @@ impl Router {
                 self.calls.insert(ticket, call);
             }
         }
+    }
+
+    /// Answers a call to the reserved `system.` namespace from the broker's own state.
+    fn introspect(&self, function: &str) -> Result<Vec<u8>, RemoteError> {
+        let encoded = match function {
+            "system.ping" => encode_result("pong"),
+            "system.functions" => {
+                let listing: Vec<FunctionListing> = self
+                    .functions()
+                    .into_iter()
+                    .map(|f| FunctionListing {
+                        name: f.info.name,
+                        doc: f.info.doc,
+                        signature: f.info.signature,
+                        workers: f.workers as u32,
+                        queued: f.queued as u32,
+                    })
+                    .collect();
+                encode_result(&listing)
+            }
+            _ => {
+                return Err(RemoteError::new(
+                    ErrorCode::UnknownFunction,
+                    format!("the broker has no built-in function '{function}'"),
+                ))
+            }
+        };
+        encoded.map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))
     }
 
     /// Decides whether a call can be taken: `Ok(Some(worker))` to run now,
@@ -752,4 +793,275 @@ fn error_reply(envelope: Vec<Frame>, header: Frame, code: ErrorCode, message: St
 /// Short printable form of a routing identity for logs.
 pub fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::codec::decode_reply;
+
+    fn request(client: &[u8], function: &str, id: u64, timeout_ms: Option<u64>) -> Request {
+        let header = CallHeader { id, timeout_ms };
+        Request {
+            envelope: vec![Frame::from(client)],
+            function: function.into(),
+            header_frame: Frame::from(header.encode()),
+            header,
+            body: Frame::from(&b"\x80"[..]),
+        }
+    }
+
+    fn ready(functions: &[&str], capacity: u32) -> WorkerMessage {
+        WorkerMessage::Ready(ReadyInfo {
+            capacity,
+            heartbeat_ms: 100,
+            functions: functions
+                .iter()
+                .map(|name| FunctionInfo {
+                    name: (*name).into(),
+                    doc: String::new(),
+                    signature: String::new(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The worker and ticket of every REQUEST in the outbox.
+    fn dispatched(out: &[Action]) -> Vec<(WorkerId, Ticket)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Worker {
+                    worker,
+                    message: BrokerMessage::Request { ticket, .. },
+                } => Some((worker.clone(), *ticket)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The error code of every reply in the outbox (`None` for forwarded results).
+    fn reply_codes(out: &[Action]) -> Vec<Option<ErrorCode>> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Reply { body, .. } => {
+                    Some(decode_reply::<Value>(body).unwrap().err().map(|e| e.code))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    type Value = switchboard_protocol::Value;
+
+    fn router() -> Router {
+        Router::new(RouterConfig {
+            queue_capacity: 2,
+            ..RouterConfig::default()
+        })
+    }
+
+    #[test]
+    fn unknown_function_is_refused_at_once() {
+        let mut router = router();
+        let mut out = Vec::new();
+        router.submit(request(b"c", "nope", 1, None), Instant::now(), &mut out);
+        assert_eq!(reply_codes(&out), [Some(ErrorCode::UnknownFunction)]);
+    }
+
+    #[test]
+    fn calls_go_to_the_worker_with_most_free_slots() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"small".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.worker_message(b"big".to_vec(), ready(&["f"], 3), now, &mut out);
+        for id in 0..4 {
+            router.submit(request(b"c", "f", id, None), now, &mut out);
+        }
+        let workers: Vec<_> = dispatched(&out).into_iter().map(|(w, _)| w).collect();
+        assert_eq!(
+            workers,
+            [
+                b"big".to_vec(),
+                b"big".to_vec(),
+                b"small".to_vec(),
+                b"big".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_workers_take_turns() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"a".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.worker_message(b"b".to_vec(), ready(&["f"], 1), now, &mut out);
+        let mut seen = Vec::new();
+        for id in 0..4 {
+            out.clear();
+            router.submit(request(b"c", "f", id, None), now, &mut out);
+            let (worker, ticket) = dispatched(&out).remove(0);
+            router.worker_message(
+                worker.clone(),
+                WorkerMessage::Reply {
+                    ticket,
+                    body: Frame::from(&b"\x81\xa6result\x01"[..]),
+                },
+                now,
+                &mut out,
+            );
+            seen.push(worker);
+        }
+        assert_ne!(seen[0], seen[1]);
+        assert_eq!((&seen[0], &seen[1]), (&seen[2], &seen[3]));
+    }
+
+    #[test]
+    fn busy_workers_queue_calls_then_overload() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"w".to_vec(), ready(&["f"], 1), now, &mut out);
+        for id in 0..4 {
+            router.submit(request(b"c", "f", id, None), now, &mut out);
+        }
+        // One runs, two wait (queue capacity 2), the fourth is refused.
+        assert_eq!(dispatched(&out).len(), 1);
+        assert_eq!(reply_codes(&out), [Some(ErrorCode::Overloaded)]);
+        let (_, ticket) = dispatched(&out)[0];
+        out.clear();
+        let body = Frame::from(&b"\x81\xa6result\x01"[..]);
+        router.worker_message(
+            b"w".to_vec(),
+            WorkerMessage::Reply { ticket, body },
+            now,
+            &mut out,
+        );
+        // The reply goes out and the oldest queued call is dispatched.
+        assert_eq!(reply_codes(&out), [None]);
+        assert_eq!(dispatched(&out).len(), 1);
+    }
+
+    #[test]
+    fn queued_call_times_out_at_its_deadline() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"w".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.submit(request(b"c", "f", 1, Some(10_000)), now, &mut out);
+        router.submit(request(b"c", "f", 2, Some(50)), now, &mut out);
+        out.clear();
+        router.tick(now + Duration::from_millis(40), &mut out);
+        assert!(reply_codes(&out).is_empty());
+        router.tick(now + Duration::from_millis(60), &mut out);
+        assert_eq!(reply_codes(&out), [Some(ErrorCode::Timeout)]);
+        assert_eq!(router.functions()[0].queued, 0);
+    }
+
+    #[test]
+    fn silent_worker_is_lost_and_its_calls_fail() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"w".to_vec(), ready(&["f"], 2), now, &mut out);
+        router.submit(request(b"c", "f", 1, None), now, &mut out);
+        out.clear();
+        // Heartbeat 100 ms, liveness 3: lost after 300 ms of silence.
+        router.tick(now + Duration::from_millis(250), &mut out);
+        assert!(reply_codes(&out).is_empty());
+        router.tick(now + Duration::from_millis(301), &mut out);
+        assert_eq!(reply_codes(&out), [Some(ErrorCode::WorkerLost)]);
+        assert_eq!(router.worker_count(), 0);
+        assert_eq!(router.stats().workers_lost, 1);
+    }
+
+    #[test]
+    fn reply_after_timeout_or_from_wrong_worker_is_dropped() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"w".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.worker_message(b"x".to_vec(), ready(&["g"], 1), now, &mut out);
+        router.submit(request(b"c", "f", 1, Some(10)), now, &mut out);
+        let (_, ticket) = dispatched(&out)[0];
+        out.clear();
+        let body = || Frame::from(&b"\x81\xa6result\x01"[..]);
+        router.worker_message(
+            b"x".to_vec(),
+            WorkerMessage::Reply {
+                ticket,
+                body: body(),
+            },
+            now,
+            &mut out,
+        );
+        assert!(
+            reply_codes(&out).is_empty(),
+            "a stranger's reply is not forwarded"
+        );
+        router.tick(now + Duration::from_millis(20), &mut out);
+        assert_eq!(reply_codes(&out), [Some(ErrorCode::Timeout)]);
+        out.clear();
+        router.worker_message(
+            b"w".to_vec(),
+            WorkerMessage::Reply {
+                ticket,
+                body: body(),
+            },
+            now,
+            &mut out,
+        );
+        assert!(
+            reply_codes(&out).is_empty(),
+            "a late reply is not forwarded"
+        );
+        assert_eq!(router.stats().late_replies, 2);
+        assert_eq!(router.calls_in_progress(), 0);
+    }
+
+    #[test]
+    fn workers_cannot_register_reserved_names() {
+        let mut router = router();
+        let mut out = Vec::new();
+        router.worker_message(
+            b"w".to_vec(),
+            ready(&["system.ping", "f"], 1),
+            Instant::now(),
+            &mut out,
+        );
+        let names: Vec<_> = router
+            .functions()
+            .into_iter()
+            .map(|f| f.info.name)
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
+
+    #[test]
+    fn draining_worker_gets_no_new_calls_and_leaves_when_done() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"w".to_vec(), ready(&["f"], 2), now, &mut out);
+        router.submit(request(b"c", "f", 1, None), now, &mut out);
+        let (_, ticket) = dispatched(&out)[0];
+        router.worker_message(b"w".to_vec(), WorkerMessage::Disconnect, now, &mut out);
+        out.clear();
+        router.submit(request(b"c", "f", 2, None), now, &mut out);
+        assert!(
+            dispatched(&out).is_empty(),
+            "no dispatch to a draining worker"
+        );
+        let body = Frame::from(&b"\x81\xa6result\x01"[..]);
+        router.worker_message(
+            b"w".to_vec(),
+            WorkerMessage::Reply { ticket, body },
+            now,
+            &mut out,
+        );
+        assert_eq!(router.worker_count(), 0);
+        // The result of call 1 went out; queued call 2 lost its only host.
+        assert_eq!(reply_codes(&out), [None, Some(ErrorCode::UnknownFunction)]);
+    }
 }

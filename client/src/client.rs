@@ -9,7 +9,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchboard_protocol::client::request_frames;
-use switchboard_protocol::codec::{decode_reply, encode_args, encode_kwargs, request_body_from_parts};
+use switchboard_protocol::codec::{
+    decode_reply, encode_args, encode_kwargs, request_body_from_parts,
+};
 use switchboard_protocol::socket::SocketLimits;
 use switchboard_protocol::wake::{waker, Waker};
 use switchboard_protocol::{CallHeader, CodecError, Frame};
@@ -206,8 +208,14 @@ impl RequestBuilder<'_> {
     }
 
     fn body(&self) -> Result<Vec<u8>, CallError> {
-        let args = self.args.as_ref().map_err(|e| CallError::Encode(e.clone()))?;
-        let kwargs = self.kwargs.as_ref().map_err(|e| CallError::Encode(e.clone()))?;
+        let args = self
+            .args
+            .as_ref()
+            .map_err(|e| CallError::Encode(e.clone()))?;
+        let kwargs = self
+            .kwargs
+            .as_ref()
+            .map_err(|e| CallError::Encode(e.clone()))?;
         Ok(request_body_from_parts(args, kwargs))
     }
 }

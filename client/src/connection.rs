@@ -89,7 +89,10 @@ pub fn run(socket: zmq::Socket, commands: Receiver<Command>, wake: WakeReceiver)
                         Some((caller, _)) => {
                             let _ = caller.send(Ok(reply.body));
                         }
-                        None => debug!(call_id = reply.header.id, "reply for a call nobody waits for"),
+                        None => debug!(
+                            call_id = reply.header.id,
+                            "reply for a call nobody waits for"
+                        ),
                     },
                     Err(error) => warn!(%error, "dropping malformed reply"),
                 }

@@ -40,7 +40,10 @@ pub fn to_json(value: &Value) -> Json {
             .map_or(Json::Null, Json::Number),
         Value::F32(f) => float(f64::from(*f)),
         Value::F64(f) => float(*f),
-        Value::String(s) => Json::String(s.as_str().map_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned(), str::to_owned)),
+        Value::String(s) => Json::String(s.as_str().map_or_else(
+            || String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            str::to_owned,
+        )),
         Value::Binary(bytes) => Json::Array(bytes.iter().map(|b| Json::from(*b)).collect()),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Map(entries) => {

@@ -16,7 +16,11 @@ use switchboard_client::{CallError, Client, ClientConfig, Value};
 )]
 struct Args {
     /// The broker's frontend endpoint.
-    #[arg(long, env = "SWITCHBOARD_ENDPOINT", default_value = "tcp://127.0.0.1:5555")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ENDPOINT",
+        default_value = "tcp://127.0.0.1:5555"
+    )]
     endpoint: String,
     /// How long to wait for a result, in milliseconds.
     #[arg(long, env = "SWITCHBOARD_TIMEOUT_MS", default_value_t = 10_000)]

@@ -84,7 +84,10 @@ where
     A: Serialize + ?Sized,
     K: Serialize + ?Sized,
 {
-    Ok(request_body_from_parts(&encode_args(args)?, &encode_kwargs(kwargs)?))
+    Ok(request_body_from_parts(
+        &encode_args(args)?,
+        &encode_kwargs(kwargs)?,
+    ))
 }
 
 fn is_array(bytes: &[u8]) -> bool {

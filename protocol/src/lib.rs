@@ -35,7 +35,7 @@ pub mod worker;
 
 pub use code::ErrorCode;
 pub use error::{CodecError, ProtocolError};
-pub use message::{CallHeader, FunctionInfo, ReadyInfo, RemoteError};
+pub use message::{CallHeader, FunctionInfo, FunctionListing, ReadyInfo, RemoteError};
 
 /// One ZeroMQ frame. Frames the broker only forwards are moved, never copied.
 pub type Frame = zmq::Message;

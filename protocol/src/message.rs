@@ -58,3 +58,18 @@ pub struct ReadyInfo {
     /// The functions it hosts.
     pub functions: Vec<FunctionInfo>,
 }
+
+/// One entry of the broker's `system.functions` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionListing {
+    /// The name callers use.
+    pub name: String,
+    /// One line saying what the function does.
+    pub doc: String,
+    /// The parameters and result.
+    pub signature: String,
+    /// How many connected workers host it.
+    pub workers: u32,
+    /// How many calls wait for a free worker.
+    pub queued: u32,
+}
