@@ -132,6 +132,7 @@ struct FunctionState {
     hosts: Vec<WorkerId>,
     queue: VecDeque<Ticket>,
     queued: usize,
+    running: usize,
 }
 
 /// A snapshot of one function for introspection.
@@ -143,6 +144,8 @@ pub struct FunctionSummary {
     pub workers: usize,
     /// How many calls wait for a free worker.
     pub queued: usize,
+    /// How many calls are running on workers.
+    pub running: usize,
 }
 
 /// The broker's routing state machine.
@@ -199,6 +202,7 @@ impl Router {
                 info: f.info.clone(),
                 workers: f.hosts.len(),
                 queued: f.queued,
+                running: f.running,
             })
             .collect();
         list.sort_by(|a, b| a.info.name.cmp(&b.info.name));
@@ -235,6 +239,7 @@ impl Router {
         for function in self.functions.values_mut() {
             function.queue.clear();
             function.queued = 0;
+            function.running = 0;
         }
         for worker in self.workers.values_mut() {
             worker.running.clear();
@@ -317,6 +322,7 @@ impl Router {
                         signature: f.info.signature,
                         workers: f.workers as u32,
                         queued: f.queued as u32,
+                        running: f.running as u32,
                     })
                     .collect();
                 encode_result(&listing)
@@ -505,6 +511,7 @@ impl Router {
                     hosts: Vec::new(),
                     queue: VecDeque::new(),
                     queued: 0,
+                    running: 0,
                 });
             if entry.hosts.is_empty() {
                 entry.info = function.clone();
@@ -574,6 +581,9 @@ impl Router {
             timeout_ms: Some(remaining.as_millis().try_into().unwrap_or(u64::MAX)),
         };
         let body = call.body.take().expect("a call is dispatched once");
+        if let Some(function) = self.functions.get_mut(&call.function) {
+            function.running += 1;
+        }
         debug!(call_id = call.id, function = %call.function, worker = %hex(&worker), "dispatch");
         out.push(Action::Worker {
             worker: worker.clone(),
@@ -705,6 +715,11 @@ impl Router {
     fn take_call(&mut self, ticket: Ticket) -> Option<Call> {
         let call = self.calls.remove(&ticket)?;
         self.deadlines.remove(&(call.deadline, ticket));
+        if let CallState::Running { .. } = call.state {
+            if let Some(function) = self.functions.get_mut(&call.function) {
+                function.running -= 1;
+            }
+        }
         Some(call)
     }
 

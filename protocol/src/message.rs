@@ -72,4 +72,6 @@ pub struct FunctionListing {
     pub workers: u32,
     /// How many calls wait for a free worker.
     pub queued: u32,
+    /// How many calls are running on workers.
+    pub running: u32,
 }

@@ -1,0 +1,233 @@
+//! Test harness: starts the real `broker` and `worker` binaries on ephemeral
+//! loopback ports and stops them (only them, by PID) when dropped.
+//!
+//! The binaries are taken from the Cargo target directory next to the test
+//! executable (build them first: `cargo build --bins`), or from
+//! `SWITCHBOARD_BIN_DIR`. Set `SWITCHBOARD_TEST_LOGS=1` to see their logs.
+//!
+//! # Layout
+//! Everything is in this file: [`BrokerProcess`], [`WorkerProcess`], and
+//! helpers that wait on observable events with a bound.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use switchboard_client::{Client, ClientConfig};
+use switchboard_protocol::FunctionListing;
+
+/// Longest a harness wait may take before the test fails.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(15);
+
+/// Path of one of the workspace's binaries.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("SWITCHBOARD_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("test executable path");
+            // target/<profile>/deps/<test> → target/<profile>
+            exe.parent()
+                .and_then(|p| p.parent())
+                .expect("target dir")
+                .to_path_buf()
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --bins` before the tests (or set SWITCHBOARD_BIN_DIR)",
+        path.display()
+    );
+    path
+}
+
+fn stderr() -> Stdio {
+    if std::env::var_os("SWITCHBOARD_TEST_LOGS").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
+/// A child process that is killed (SIGKILL, by PID) when dropped.
+pub struct Process {
+    child: Child,
+}
+
+impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to this process only.
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Kills the process at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, at most `limit`; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running broker and the endpoints it bound.
+pub struct BrokerProcess {
+    /// The process.
+    pub process: Process,
+    /// Frontend endpoint for clients.
+    pub frontend: String,
+    /// Backend endpoint for workers.
+    pub backend: String,
+}
+
+impl BrokerProcess {
+    /// Starts a broker on ephemeral loopback ports with extra flags.
+    pub fn start(extra: &[&str]) -> BrokerProcess {
+        let mut child = Command::new(binary("broker"))
+            .args([
+                "--frontend",
+                "tcp://127.0.0.1:*",
+                "--backend",
+                "tcp://127.0.0.1:*",
+            ])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(stderr())
+            .spawn()
+            .expect("spawn broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let process = Process { child };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(WAIT_LIMIT)
+            .expect("broker announces its endpoints");
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in broker line {line:?}"))
+                .to_owned()
+        };
+        BrokerProcess {
+            frontend: field("frontend="),
+            backend: field("backend="),
+            process,
+        }
+    }
+
+    /// A client connected to this broker with a timeout.
+    pub fn client(&self, timeout: Duration) -> Client {
+        let mut config = ClientConfig::new(&self.frontend);
+        config.default_timeout = timeout;
+        Client::with_config(config).expect("client connects")
+    }
+
+    /// Waits until at least `count` workers host `function`, as the broker reports it.
+    pub fn wait_for_workers(&self, function: &str, count: u32) {
+        self.wait_for(function, &format!("{count} workers"), |f| {
+            f.workers >= count
+        });
+    }
+
+    /// Waits until the broker's `system.functions` entry for `function` satisfies `done`.
+    pub fn wait_for(&self, function: &str, what: &str, done: impl Fn(&FunctionListing) -> bool) {
+        let client = self.client(Duration::from_secs(2));
+        let until = Instant::now() + WAIT_LIMIT;
+        loop {
+            let listing: Vec<FunctionListing> =
+                client.call("system.functions", ()).unwrap_or_default();
+            if listing.iter().any(|f| f.name == function && done(f)) {
+                return;
+            }
+            assert!(Instant::now() < until, "'{function}' never reached: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A running demo worker.
+pub struct WorkerProcess {
+    /// The process.
+    pub process: Process,
+    /// The name it answers to `whoami`.
+    pub name: String,
+}
+
+impl WorkerProcess {
+    /// Starts a demo worker connected to `backend`, with extra flags.
+    pub fn start(backend: &str, name: &str, extra: &[&str]) -> WorkerProcess {
+        let child = Command::new(binary("worker"))
+            .args(["--broker", backend, "--name", name])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(stderr())
+            .spawn()
+            .expect("spawn worker");
+        WorkerProcess {
+            process: Process { child },
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// A broker with `workers` demo workers, all registered.
+pub fn cluster(
+    workers: usize,
+    broker_flags: &[&str],
+    worker_flags: &[&str],
+) -> (BrokerProcess, Vec<WorkerProcess>) {
+    let broker = BrokerProcess::start(broker_flags);
+    let workers: Vec<_> = (0..workers)
+        .map(|i| WorkerProcess::start(&broker.backend, &format!("w{i}"), worker_flags))
+        .collect();
+    broker.wait_for_workers("whoami", workers.len() as u32);
+    (broker, workers)
+}
+
+/// A plain ZeroMQ socket for wire-level tests, with send and receive timeouts set.
+pub fn raw_socket(kind: zmq::SocketType, endpoint: &str) -> (zmq::Context, zmq::Socket) {
+    let context = zmq::Context::new();
+    let socket = context.socket(kind).expect("socket");
+    socket.set_linger(0).expect("linger");
+    socket.set_rcvtimeo(5000).expect("rcvtimeo");
+    socket.set_sndtimeo(5000).expect("sndtimeo");
+    socket.connect(endpoint).expect("connect");
+    (context, socket)
+}

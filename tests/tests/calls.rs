@@ -1,0 +1,134 @@
+//! Calls through real broker and worker processes: arguments, load sharing, concurrency, size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use switchboard_tests::cluster;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Serialize)]
+struct Greeting<'a> {
+    name: &'a str,
+    greeting: &'a str,
+}
+
+#[test]
+fn positional_and_keyword_arguments_reach_the_function() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    assert_eq!(client.call::<i64>("add", (40, 2)).unwrap(), 42);
+    assert_eq!(client.call::<String>("upper", ("shout",)).unwrap(), "SHOUT");
+
+    let mut kwargs = BTreeMap::new();
+    kwargs.insert("name", "ada");
+    assert_eq!(
+        client.call_kwargs::<String>("greet", &kwargs).unwrap(),
+        "hello, ada!"
+    );
+    let greeting = Greeting {
+        name: "bob",
+        greeting: "hi",
+    };
+    assert_eq!(
+        client.call_kwargs::<String>("greet", &greeting).unwrap(),
+        "hi, bob!"
+    );
+    // A struct-taking function also accepts its fields positionally.
+    assert_eq!(
+        client.call::<String>("greet", ("cy", "hey")).unwrap(),
+        "hey, cy!"
+    );
+}
+
+#[test]
+fn two_workers_share_the_load() {
+    let (broker, workers) = cluster(2, &[], &["--threads", "2"]);
+    let client = broker.client(TIMEOUT);
+    let mut served: HashMap<String, usize> = HashMap::new();
+    // Sequential calls alternate between equally free workers.
+    for _ in 0..20 {
+        *served
+            .entry(client.call::<String>("whoami", ()).unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(served.len(), 2, "both workers served calls: {served:?}");
+    for worker in &workers {
+        assert!(served[&worker.name] >= 5, "uneven split {served:?}");
+    }
+    // Concurrent slow calls run on both workers at once.
+    let pending: Vec<_> = (0..4)
+        .map(|_| client.request("sleep_ms").args((200,)).send().unwrap())
+        .collect();
+    let started = std::time::Instant::now();
+    for call in pending {
+        assert_eq!(call.wait::<u64>().unwrap(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(390),
+        "four 200 ms calls on 2x2 slots took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn eight_threads_share_one_client() {
+    let (broker, _workers) = cluster(2, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    std::thread::scope(|scope| {
+        for t in 0..8i64 {
+            let client = client.clone();
+            scope.spawn(move || {
+                for i in 0..200i64 {
+                    let sum: i64 = client.call("add", (t * 1000, i)).unwrap();
+                    assert_eq!(sum, t * 1000 + i, "thread {t} got another caller's reply");
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn many_calls_in_flight_on_one_connection_each_get_their_own_reply() {
+    let (broker, _workers) = cluster(2, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    let pending: Vec<_> = (0..2000i64)
+        .map(|i| (i, client.request("add").args((i, 1)).send().unwrap()))
+        .collect();
+    for (i, call) in pending {
+        assert_eq!(call.wait::<i64>().unwrap(), i + 1);
+    }
+}
+
+#[test]
+fn four_mebibyte_payload_round_trips_as_binary() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
+    let back: ByteBuf = client
+        .call("echo", (ByteBuf::from(payload.clone()),))
+        .unwrap();
+    assert_eq!(back.len(), payload.len());
+    assert!(
+        back.as_slice() == payload.as_slice(),
+        "payload changed in transit"
+    );
+}
+
+#[test]
+fn broker_lists_hosted_functions() {
+    let (broker, _workers) = cluster(2, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    assert_eq!(client.call::<String>("system.ping", ()).unwrap(), "pong");
+    let listing: Vec<switchboard_protocol::FunctionListing> =
+        client.call("system.functions", ()).unwrap();
+    let add = listing
+        .iter()
+        .find(|f| f.name == "add")
+        .expect("add listed");
+    assert_eq!(add.workers, 2);
+    assert_eq!(add.signature, "add(i64, i64) -> i64");
+    assert!(!add.doc.is_empty());
+}

@@ -1,0 +1,186 @@
+//! Every error code the core can produce, observed through real processes.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use switchboard_client::{CallError, ErrorCode};
+use switchboard_tests::{cluster, BrokerProcess, WorkerProcess};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn code(result: Result<serde_bytes::ByteBuf, CallError>) -> (ErrorCode, String) {
+    let error = result.expect_err("the call should fail");
+    (error.code().expect("a wire error code"), error.to_string())
+}
+
+#[test]
+fn function_failures_come_back_as_typed_errors_and_the_worker_keeps_serving() {
+    let (broker, _workers) = cluster(1, &[], &["--threads", "1"]);
+    let client = broker.client(TIMEOUT);
+
+    let (c, message) = code(client.call("nope", ()));
+    assert_eq!(c, ErrorCode::UnknownFunction);
+    assert!(message.contains("nope"), "{message}");
+
+    let (c, message) = code(client.call("add", (1,)));
+    assert_eq!(c, ErrorCode::BadArguments);
+    assert!(
+        message.contains("add: takes 2 positional arguments but 1 were given"),
+        "{message}"
+    );
+
+    let (c, message) = code(client.call("add", ("one", 2)));
+    assert_eq!(c, ErrorCode::BadArguments);
+    assert!(message.contains("argument 1"), "{message}");
+
+    let error = client.call::<()>("fail", ("disk on fire",)).unwrap_err();
+    assert!(error.is_function_error());
+    assert!(error.to_string().contains("disk on fire"), "{error}");
+
+    let (c, message) = code(client.call("panic", ("boom",)));
+    assert_eq!(c, ErrorCode::FunctionError);
+    assert!(message.contains("panicked: boom"), "{message}");
+
+    // The single executor survived all of that.
+    assert_eq!(client.call::<i64>("add", (1, 2)).unwrap(), 3);
+}
+
+#[test]
+fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
+    let (broker, _workers) = cluster(1, &[], &["--threads", "1"]);
+    let client = broker.client(TIMEOUT);
+    let started = Instant::now();
+    let result = client
+        .request("sleep_ms")
+        .args((1500,))
+        .timeout(Duration::from_millis(200))
+        .call::<u64>();
+    assert_eq!(result.unwrap_err().code(), Some(ErrorCode::Timeout));
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "timeout took {:?}",
+        started.elapsed()
+    );
+    // A call queued behind the busy slot also times out, while waiting.
+    let error = client
+        .request("add")
+        .args((1, 1))
+        .timeout(Duration::from_millis(100))
+        .call::<i64>()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::Timeout));
+    assert!(
+        error.to_string().contains("waiting for a free worker"),
+        "{error}"
+    );
+    // Once the sleeper finishes, the worker serves again.
+    assert_eq!(client.call::<i64>("add", (1, 1)).unwrap(), 2);
+}
+
+#[test]
+fn full_queue_answers_overloaded_at_once() {
+    let (broker, _workers) = cluster(1, &["--queue-capacity", "2"], &["--threads", "1"]);
+    let client = broker.client(TIMEOUT);
+    let pending: Vec<_> = (0..3)
+        .map(|_| client.request("sleep_ms").args((300,)).send().unwrap())
+        .collect();
+    // Once the broker shows two calls waiting, one more is refused.
+    broker.wait_for("sleep_ms", "2 queued", |f| f.queued == 2);
+    let started = Instant::now();
+    let error = client.call::<u64>("sleep_ms", (1,)).unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::Overloaded));
+    assert!(started.elapsed() < Duration::from_millis(200));
+    for call in pending {
+        assert_eq!(
+            call.wait::<u64>().unwrap(),
+            300,
+            "accepted calls still complete"
+        );
+    }
+}
+
+#[test]
+fn killed_worker_fails_its_calls_fast_with_worker_lost() {
+    let broker = BrokerProcess::start(&[]);
+    let mut worker = WorkerProcess::start(&broker.backend, "doomed", &["--heartbeat-ms", "100"]);
+    broker.wait_for_workers("sleep_ms", 1);
+    let client = broker.client(TIMEOUT);
+    let pending = client.request("sleep_ms").args((5000,)).send().unwrap();
+    broker.wait_for("sleep_ms", "1 running", |f| f.running == 1);
+    worker.process.kill();
+    let started = Instant::now();
+    let error = pending.wait::<u64>().unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::WorkerLost), "{error}");
+    // Detected within three heartbeat intervals (plus scheduling slack).
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "took {:?}",
+        started.elapsed()
+    );
+    let error = client.call::<i64>("add", (1, 2)).unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::UnknownFunction));
+}
+
+#[test]
+fn oversized_request_gets_payload_too_large() {
+    let (broker, _workers) = cluster(1, &["--max-request-bytes", "1024"], &[]);
+    let client = broker.client(TIMEOUT);
+    let big = serde_bytes::ByteBuf::from(vec![7u8; 2048]);
+    let (c, message) = code(client.call("echo", (big,)));
+    assert_eq!(c, ErrorCode::PayloadTooLarge);
+    assert!(message.contains("1024"), "{message}");
+    let small = serde_bytes::ByteBuf::from(vec![7u8; 100]);
+    assert_eq!(
+        client
+            .call::<serde_bytes::ByteBuf>("echo", (small,))
+            .unwrap()
+            .len(),
+        100
+    );
+}
+
+#[test]
+fn stopping_broker_refuses_new_calls_and_finishes_accepted_ones() {
+    let (mut broker, _workers) = cluster(1, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    let running = client.request("sleep_ms").args((600,)).send().unwrap();
+    broker.wait_for("sleep_ms", "1 running", |f| f.running == 1);
+    broker.process.signal(Signal::SIGTERM);
+    // Poll until the broker reports it is stopping.
+    let until = Instant::now() + Duration::from_secs(5);
+    let error = loop {
+        match client.call::<i64>("add", (1, 1)) {
+            Err(e) if e.code() == Some(ErrorCode::ShuttingDown) => break e,
+            _ => assert!(
+                Instant::now() < until,
+                "broker never reported SHUTTING_DOWN"
+            ),
+        }
+    };
+    assert!(error.to_string().contains("shutting down"), "{error}");
+    assert_eq!(
+        running.wait::<u64>().unwrap(),
+        600,
+        "the accepted call completes"
+    );
+    let status = broker
+        .process
+        .wait_exit(Duration::from_secs(5))
+        .expect("broker exits");
+    assert!(status.success(), "broker exit status {status:?}");
+}
+
+#[test]
+fn terminated_worker_finishes_its_call_and_exits_cleanly() {
+    let (broker, mut workers) = cluster(1, &[], &[]);
+    let client = broker.client(TIMEOUT);
+    let running = client.request("sleep_ms").args((400,)).send().unwrap();
+    broker.wait_for("sleep_ms", "1 running", |f| f.running == 1);
+    workers[0].process.signal(Signal::SIGTERM);
+    assert_eq!(running.wait::<u64>().unwrap(), 400);
+    let status = workers[0]
+        .process
+        .wait_exit(Duration::from_secs(5))
+        .expect("worker exits");
+    assert!(status.success(), "worker exit status {status:?}");
+}
