@@ -1,0 +1,169 @@
+//! Wire-level tests: raw ZeroMQ sockets and hand-written bytes, no client crate.
+//! The byte strings are the examples of docs/PROTOCOL.md.
+
+use std::time::Duration;
+
+use switchboard_tests::{cluster, raw_socket};
+
+/// `{"id": 1, "timeout_ms": 5000}`
+const HEADER: &[u8] = b"\x82\xa2id\x01\xaatimeout_ms\xcd\x13\x88";
+/// `{"args": [2, 3], "kwargs": {}}`
+const BODY: &[u8] = b"\x82\xa4args\x92\x02\x03\xa6kwargs\x80";
+/// `{"result": 5}`
+const RESULT: &[u8] = b"\x81\xa6result\x05";
+
+fn recv(socket: &zmq::Socket) -> Vec<Vec<u8>> {
+    socket
+        .recv_multipart(0)
+        .expect("a reply within the receive timeout")
+}
+
+/// Extracts the error code string from a reply body `{"error": {"code": ..., ...}}`.
+fn error_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    assert!(text.contains("error"), "not an error reply: {body:x?}");
+    ["BAD_REQUEST", "UNKNOWN_FUNCTION", "BAD_ARGUMENTS"]
+        .into_iter()
+        .find(|code| text.contains(code))
+        .unwrap_or_else(|| panic!("no known code in {text}"))
+        .to_owned()
+}
+
+#[test]
+fn plain_req_socket_calls_a_function_with_documented_bytes() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let (_ctx, req) = raw_socket(zmq::REQ, &broker.frontend);
+    for _ in 0..3 {
+        req.send_multipart([&b"SBC1"[..], b"add", HEADER, BODY], 0)
+            .unwrap();
+        let reply = recv(&req);
+        assert_eq!(
+            reply,
+            vec![b"SBC1".to_vec(), HEADER.to_vec(), RESULT.to_vec()]
+        );
+    }
+}
+
+#[test]
+fn dealer_socket_matches_replies_by_the_echoed_header() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
+    // Two calls in flight: sleep first, add second; the add reply comes first.
+    let sleep_header = b"\x81\xa2id\x07";
+    let sleep_body = b"\x82\xa4args\x91\xcc\xc8\xa6kwargs\x80"; // sleep_ms(200)
+    dealer
+        .send_multipart(
+            [&b""[..], b"SBC1", b"sleep_ms", sleep_header, sleep_body],
+            0,
+        )
+        .unwrap();
+    dealer
+        .send_multipart([&b""[..], b"SBC1", b"add", HEADER, BODY], 0)
+        .unwrap();
+    let first = recv(&dealer);
+    assert_eq!(
+        first,
+        vec![vec![], b"SBC1".to_vec(), HEADER.to_vec(), RESULT.to_vec()]
+    );
+    let second = recv(&dealer);
+    assert_eq!(second[2], sleep_header.to_vec());
+    assert_eq!(second[3], b"\x81\xa6result\xcc\xc8".to_vec());
+}
+
+#[test]
+fn malformed_client_messages_get_bad_request_and_the_broker_keeps_serving() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
+    let cases: Vec<Vec<&[u8]>> = vec![
+        vec![b"", b"SBC1", b"add", HEADER], // a frame short
+        vec![b"", b"SBC1", b"add", HEADER, BODY, b"extra"], // a frame long
+        vec![b"SBC1", b"add", HEADER, BODY], // no delimiter
+        vec![b"", b"XXXX", b"add", HEADER, BODY], // wrong signature
+        vec![b"", b"SBC1", b"", HEADER, BODY], // empty function name
+        vec![b"", b"SBC1", b"\xff\xfe", HEADER, BODY], // function name not UTF-8
+        vec![b"", b"SBC1", b"add", b"\xc1", BODY], // header not MessagePack
+        vec![b"", b"SBC1", b"add", b"\x93\x01\x02\x03", BODY], // header not a map
+    ];
+    for parts in &cases {
+        dealer.send_multipart(parts.iter(), 0).unwrap();
+        let reply = recv(&dealer);
+        assert_eq!(reply.len(), 4, "reply to {parts:x?}: {reply:x?}");
+        assert_eq!(error_code(&reply[3]), "BAD_REQUEST", "reply to {parts:x?}");
+    }
+    // A body that is not a request map reaches the worker, which refuses it.
+    dealer
+        .send_multipart([&b""[..], b"SBC1", b"add", HEADER, b"\xc1\xc1"], 0)
+        .unwrap();
+    assert_eq!(error_code(&recv(&dealer)[3]), "BAD_REQUEST");
+    dealer
+        .send_multipart([&b""[..], b"SBC1", b"add", HEADER, b"\x92\x01\x02"], 0)
+        .unwrap();
+    assert_eq!(error_code(&recv(&dealer)[3]), "BAD_REQUEST");
+    // The next good call works.
+    dealer
+        .send_multipart([&b""[..], b"SBC1", b"add", HEADER, BODY], 0)
+        .unwrap();
+    assert_eq!(recv(&dealer)[3], RESULT.to_vec());
+}
+
+#[test]
+fn malformed_worker_messages_are_dropped_and_do_not_disturb_real_workers() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let (_ctx, rogue) = raw_socket(zmq::DEALER, &broker.backend);
+    let garbage: Vec<Vec<&[u8]>> = vec![
+        vec![b"hello"],
+        vec![b"SBW1"],
+        vec![b"SBW1", b"\x09"],
+        vec![b"SBW1", b"\x01", b"\xc1"], // READY with a broken body
+        vec![b"SBW1", b"\x01", b"\x80"], // READY missing fields
+        vec![b"SBW1", b"\x03", b"short", b"\x80"], // REPLY with a bad ticket
+        vec![b"SBW1", b"\x03", &[0, 0, 0, 0, 0, 0, 0, 42], b"\x80"], // REPLY nobody asked for
+        vec![b"SBC1", b"add", HEADER, BODY], // a client message on the worker port
+    ];
+    for parts in &garbage {
+        rogue.send_multipart(parts.iter(), 0).unwrap();
+    }
+    // A heartbeat from an unregistered peer is answered with DISCONNECT (register first).
+    rogue.send_multipart([&b"SBW1"[..], b"\x04"], 0).unwrap();
+    let mut answer = recv(&rogue);
+    while answer != vec![b"SBW1".to_vec(), vec![0x05]] {
+        answer = recv(&rogue);
+    }
+    let client = broker.client(Duration::from_secs(5));
+    for i in 0..20 {
+        assert_eq!(client.call::<i64>("add", (i, 1)).unwrap(), i + 1);
+    }
+}
+
+#[test]
+fn a_worker_written_from_the_document_serves_calls() {
+    // A hand-rolled worker: READY, then answer one REQUEST by echoing its ticket.
+    let broker = switchboard_tests::BrokerProcess::start(&[]);
+    let (_ctx, worker) = raw_socket(zmq::DEALER, &broker.backend);
+    // {"capacity": 1, "heartbeat_ms": 1000, "functions": [{"name": "double", "doc": "", "signature": ""}]}
+    let mut ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91".to_vec();
+    ready.extend_from_slice(b"\x83\xa4name\xa6double\xa3doc\xa0\xa9signature\xa0");
+    worker
+        .send_multipart([&b"SBW1"[..], b"\x01", &ready], 0)
+        .unwrap();
+    broker.wait_for_workers("double", 1);
+    let client = broker.client(Duration::from_secs(5));
+    let pending = client.request("double").args((21,)).send().unwrap();
+    let request = loop {
+        let frames = recv(&worker);
+        if frames[1] == [0x02] {
+            break frames;
+        }
+    };
+    // ["SBW1"][0x02][ticket][function][header][body]
+    assert_eq!(request.len(), 6);
+    assert_eq!(request[3], b"double".to_vec());
+    assert_eq!(request[5], b"\x82\xa4args\x91\x15\xa6kwargs\x80".to_vec());
+    worker
+        .send_multipart(
+            [&b"SBW1"[..], b"\x03", &request[2], b"\x81\xa6result\x2a"],
+            0,
+        )
+        .unwrap();
+    assert_eq!(pending.wait::<i64>().unwrap(), 42);
+}
