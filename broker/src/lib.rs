@@ -6,10 +6,10 @@
 //! never decoded.
 //!
 //! # Layout
-//! - [`config`]: [`BrokerConfig`], everything the broker can be told.
-//! - [`router`]: [`router::Router`], routing state and decisions (no I/O).
-//! - [`server`]: [`server::Broker`], the sockets and the poll loop that feeds the router.
-//! - [`error`]: [`BrokerError`].
+//! - [`config`] — [`BrokerConfig`], everything the broker can be told.
+//! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
+//! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
+//! - [`error`] — [`BrokerError`].
 
 pub mod config;
 pub mod error;

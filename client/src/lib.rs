@@ -15,10 +15,10 @@
 //! ```
 //!
 //! # Layout
-//! - [`client`]: [`Client`], [`RequestBuilder`] and [`PendingCall`]: the caller-facing API.
-//! - [`connection`]: the socket thread that owns the DEALER socket and matches replies by call id.
-//! - [`json`]: conversion between JSON (as typed in a shell) and MessagePack values.
-//! - [`error`]: [`CallError`] and [`ConnectError`].
+//! - [`client`] — [`Client`], [`RequestBuilder`] and [`PendingCall`]: the caller-facing API.
+//! - [`connection`] — the socket thread that owns the DEALER socket and matches replies by call id.
+//! - [`json`] — conversion between JSON (as typed in a shell) and MessagePack values.
+//! - [`error`] — [`CallError`] and [`ConnectError`].
 
 pub mod client;
 pub mod connection;

@@ -10,18 +10,18 @@
 //! byte strings that are data travel as `bin` through `serde_bytes`.
 //!
 //! # Layout
-//! - [`code`]: the fixed vocabulary of error codes that travel on the wire.
-//! - [`message`]: the MessagePack bodies: call header, request body, reply body,
+//! - [`code`] — the fixed vocabulary of error codes that travel on the wire.
+//! - [`message`] — the MessagePack bodies: call header, request body, reply body,
 //!   worker READY announcement.
-//! - [`codec`]: encode/decode of those bodies (the `rmp_serde` boundary).
-//! - [`args`]: single-pass decoding of a request body into a function's
+//! - [`codec`] — encode/decode of those bodies (the `rmp_serde` boundary).
+//! - [`args`] — single-pass decoding of a request body into a function's
 //!   argument type, with arity and type errors that name the problem.
-//! - [`client`]: frames between a client and the broker frontend.
-//! - [`worker`]: frames between a worker and the broker backend.
-//! - [`socket`]: multipart send/receive and socket options shared by every peer.
-//! - [`shutdown`]: the stop flag every long-running loop takes as a parameter.
-//! - [`wake`]: a waker that lets other threads interrupt a socket thread's poll.
-//! - [`error`]: the crate's error types.
+//! - [`client`] — frames between a client and the broker frontend.
+//! - [`worker`] — frames between a worker and the broker backend.
+//! - [`socket`] — multipart send/receive and socket options shared by every peer.
+//! - [`shutdown`] — the stop flag every long-running loop takes as a parameter.
+//! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
+//! - [`error`] — the crate's error types.
 
 pub mod args;
 pub mod client;

@@ -65,11 +65,11 @@ impl Executor {
         })
     }
 
-    /// Hands a job to a free executor, or gives it back if all are busy.
-    pub fn submit(&self, job: Job) -> Result<(), Job> {
+    /// Hands a job to a free executor; if all are busy, returns the job's ticket.
+    pub fn submit(&self, job: Job) -> Result<(), Ticket> {
         let jobs = self.jobs.as_ref().expect("executor is running");
         jobs.try_send(job).map_err(|e| match e {
-            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job.ticket,
         })
     }
 }

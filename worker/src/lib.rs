@@ -16,12 +16,12 @@
 //! ```
 //!
 //! # Layout
-//! - [`registry`]: [`Registry`], typed functions erased to "body in, reply out".
-//! - [`executor`]: the executor thread pool and its bounded job channel.
-//! - [`worker`]: [`Worker`], the socket thread: READY, REQUEST/REPLY, heartbeats, graceful leave.
-//! - [`config`]: [`WorkerConfig`].
-//! - [`demo`]: the demo registry hosted by the `worker` binary.
-//! - [`error`]: [`WorkerError`].
+//! - [`registry`] — [`Registry`], typed functions erased to "body in, reply out".
+//! - [`executor`] — the executor thread pool and its bounded job channel.
+//! - [`worker`] — [`Worker`], the socket thread: READY, REQUEST/REPLY, heartbeats, graceful leave.
+//! - [`config`] — [`WorkerConfig`].
+//! - [`demo`] — the demo registry hosted by the `worker` binary.
+//! - [`error`] — [`WorkerError`].
 
 pub mod config;
 pub mod demo;

@@ -36,7 +36,7 @@ struct Args {
     /// Largest message frame accepted from the broker, in bytes.
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_message_bytes: i64,
-    /// Name this worker answers to `whoami` (default: worker-<pid>).
+    /// Name this worker answers to `whoami` (default: `worker-PID`).
     #[arg(long, env = "SWITCHBOARD_WORKER_NAME")]
     name: Option<String>,
 }

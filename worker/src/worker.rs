@@ -200,12 +200,12 @@ impl Worker {
                     };
                     match executor.submit(job) {
                         Ok(()) => taken += 1,
-                        Err(job) => {
+                        Err(ticket) => {
                             let error = RemoteError::new(
                                 ErrorCode::Overloaded,
                                 "every executor thread of this worker is busy",
                             );
-                            self.reply(&session.socket, job.ticket, encode_error(&error));
+                            self.reply(&session.socket, ticket, encode_error(&error));
                         }
                     }
                 }
