@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing Switchboard needs on Debian/Ubuntu:
+# libzmq3-dev (ZeroMQ with CURVE, via libsodium) and pkg-config for the zmq crate,
+# and pyzmq + msgpack for the Python wire-protocol test. Safe to run again.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup: need root (or sudo) to run: $*" >&2; exit 1; fi
+}
+
+missing=()
+for pkg in libzmq3-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! python3 -c 'import zmq, msgpack' 2>/dev/null; then
+  echo "setup: installing pyzmq and msgpack"
+  python3 -m pip install --quiet --disable-pip-version-check pyzmq msgpack \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pyzmq msgpack
+fi
+python3 -c 'import zmq, msgpack' || { echo "setup: pyzmq/msgpack still missing" >&2; exit 1; }
