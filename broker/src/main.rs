@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use switchboard_broker::router::RouterConfig;
-use switchboard_broker::{Broker, BrokerConfig, Shutdown};
+use switchboard_broker::{Broker, BrokerConfig};
 use switchboard_protocol::socket::SocketLimits;
 
 /// Switchboard broker: routes calls from clients to the workers that host them.
@@ -45,13 +45,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    switchboard_protocol::process::init_logging("info");
     let args = Args::parse();
     let config = BrokerConfig {
         frontend: args.frontend,
@@ -70,11 +64,8 @@ fn main() -> anyhow::Result<()> {
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
     };
-    let shutdown = Shutdown::new();
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.flag())
-            .context("installing signal handler")?;
-    }
+    let shutdown = switchboard_protocol::process::shutdown_on_signals()
+        .context("installing signal handlers")?;
     let broker = Broker::bind(config).context("starting broker")?;
     let (frontend, backend) = broker.endpoints();
     // One machine-readable line on stdout so scripts and tests learn the real ports.

@@ -42,13 +42,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    switchboard_protocol::process::init_logging("warn");
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,7 @@
 //! - [`client`] — frames between a client and the broker frontend.
 //! - [`worker`] — frames between a worker and the broker backend.
 //! - [`socket`] — multipart send/receive and socket options shared by every peer.
+//! - `process` (feature `bin`) — logging and signal setup shared by the binaries.
 //! - [`shutdown`] — the stop flag every long-running loop takes as a parameter.
 //! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
 //! - [`error`] — the crate's error types.
@@ -52,6 +53,8 @@ pub const MAX_FUNCTION_NAME_LEN: usize = 255;
 /// Names under this prefix are answered by the broker itself; workers cannot register them.
 pub const RESERVED_PREFIX: &str = "system.";
 
+#[cfg(feature = "bin")]
+pub mod process;
 pub mod shutdown;
 pub use shutdown::Shutdown;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use switchboard_protocol::socket::SocketLimits;
-use switchboard_worker::{demo, Shutdown, Worker, WorkerConfig};
+use switchboard_worker::{demo, Worker, WorkerConfig};
 
 /// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet and whoami.
 #[derive(Debug, Parser)]
@@ -42,13 +42,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    switchboard_protocol::process::init_logging("info");
     let args = Args::parse();
     let name = args
         .name
@@ -65,11 +59,8 @@ fn main() -> anyhow::Result<()> {
             ..SocketLimits::default()
         },
     };
-    let shutdown = Shutdown::new();
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, shutdown.flag())
-            .context("installing signal handler")?;
-    }
+    let shutdown = switchboard_protocol::process::shutdown_on_signals()
+        .context("installing signal handlers")?;
     tracing::info!(%name, "worker starting");
     Worker::new(demo::registry(&name), config)
         .run(shutdown)
