@@ -692,7 +692,7 @@ impl Router {
             CallState::Queued => {
                 let call = self.calls.remove(&ticket).expect("present");
                 if let Some(function) = self.functions.get_mut(&call.function) {
-                    function.queued -= 1;
+                    function.queued = function.queued.saturating_sub(1);
                     compact_queue(function, &self.calls);
                 }
                 let message = format!(
@@ -717,7 +717,7 @@ impl Router {
         self.deadlines.remove(&(call.deadline, ticket));
         if let CallState::Running { .. } = call.state {
             if let Some(function) = self.functions.get_mut(&call.function) {
-                function.running -= 1;
+                function.running = function.running.saturating_sub(1);
             }
         }
         Some(call)

@@ -1,5 +1,6 @@
 //! The executor pool: named threads that run calls taken from a bounded channel.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ pub struct Job {
     /// The caller's call id, for logs.
     pub call_id: u64,
     /// The function to run.
-    pub function: Function,
+    pub function: Arc<Function>,
     /// The request body.
     pub body: Frame,
     /// Past this instant the caller no longer waits: skip the call.

@@ -32,7 +32,6 @@ pub struct Kwargs<T>(pub T);
 type Invoke = dyn Fn(&[u8]) -> Result<Vec<u8>, RemoteError> + Send + Sync;
 
 /// One registered function, type-erased: takes a request body, returns a reply body.
-#[derive(Clone)]
 pub struct Function {
     info: FunctionInfo,
     invoke: Arc<Invoke>,
@@ -70,25 +69,32 @@ impl Function {
 /// Functions a worker hosts, by name.
 #[derive(Clone, Default)]
 pub struct Registry {
-    functions: HashMap<String, Function>,
+    functions: HashMap<String, Arc<Function>>,
     order: Vec<String>,
 }
 
 /// Returned by `register`: adds a doc line or overrides the signature.
 pub struct Registration<'r> {
-    function: &'r mut Function,
+    function: &'r mut Arc<Function>,
 }
 
 impl Registration<'_> {
+    fn info_mut(&mut self) -> &mut FunctionInfo {
+        // Just created by `register` behind `&mut Registry`: nobody else holds it yet.
+        &mut Arc::get_mut(self.function)
+            .expect("a fresh registration is not shared")
+            .info
+    }
+
     /// Sets the one-line description announced to the broker.
-    pub fn doc(self, doc: &str) -> Self {
-        self.function.info.doc = doc.to_owned();
+    pub fn doc(mut self, doc: &str) -> Self {
+        self.info_mut().doc = doc.to_owned();
         self
     }
 
     /// Replaces the signature derived from the Rust types.
-    pub fn signature(self, signature: &str) -> Self {
-        self.function.info.signature = signature.to_owned();
+    pub fn signature(mut self, signature: &str) -> Self {
+        self.info_mut().signature = signature.to_owned();
         self
     }
 }
@@ -138,7 +144,7 @@ impl Registry {
         if !self.functions.contains_key(name) {
             self.order.push(name.to_owned());
         }
-        let function = Function { info, invoke };
+        let function = Arc::new(Function { info, invoke });
         let slot = match self.functions.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 e.insert(function);
@@ -150,7 +156,7 @@ impl Registry {
     }
 
     /// Looks a function up by name.
-    pub fn get(&self, name: &str) -> Option<&Function> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Function>> {
         self.functions.get(name)
     }
 
