@@ -8,11 +8,13 @@
 //! # Layout
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
+//! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
 //! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
 //! - [`error`] — [`BrokerError`].
 
 pub mod config;
 pub mod error;
+pub mod introspection;
 pub mod router;
 pub mod server;
 

@@ -9,14 +9,17 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use switchboard_protocol::client::{Rejected, Request, NO_HEADER};
-use switchboard_protocol::codec::{encode_error, encode_result};
+use switchboard_protocol::client::{
+    BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION, NO_HEADER,
+};
+use switchboard_protocol::codec::{batch_reply_body, encode_error};
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{
-    CallHeader, ErrorCode, Frame, FunctionInfo, FunctionListing, ReadyInfo, RemoteError,
-    RESERVED_PREFIX,
+    CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, RESERVED_PREFIX,
 };
 use tracing::{debug, info, warn};
+
+use crate::introspection;
 
 /// A worker's routing identity on the backend socket.
 pub type WorkerId = Vec<u8>;
@@ -96,9 +99,30 @@ enum CallState {
     Running { worker: WorkerId },
 }
 
+/// Where a call's reply goes.
+enum Origin {
+    /// Straight back to a caller.
+    Caller {
+        /// Routing frames back to the caller.
+        envelope: Vec<Frame>,
+        /// The request's header frame, echoed.
+        header: Frame,
+    },
+    /// Into slot `index` of a pending batch.
+    Batch { batch: u64, index: usize },
+}
+
+/// A batch whose calls are not all answered yet.
+struct PendingBatch {
+    envelope: Vec<Frame>,
+    header: Frame,
+    replies: Vec<Option<Frame>>,
+    missing: usize,
+}
+
 struct Call {
-    /// Routing frames back to the caller; `None` once the caller was answered.
-    client: Option<(Vec<Frame>, Frame)>,
+    /// Where the reply goes; `None` once the caller was answered.
+    client: Option<Origin>,
     id: u64,
     function: String,
     body: Option<Frame>,
@@ -154,6 +178,8 @@ pub struct Router {
     workers: HashMap<WorkerId, WorkerState>,
     functions: HashMap<String, FunctionState>,
     calls: HashMap<Ticket, Call>,
+    batches: HashMap<u64, PendingBatch>,
+    next_batch: u64,
     deadlines: BTreeSet<(Instant, Ticket)>,
     next_ticket: u64,
     dispatch_count: u64,
@@ -169,6 +195,8 @@ impl Router {
             workers: HashMap::new(),
             functions: HashMap::new(),
             calls: HashMap::new(),
+            batches: HashMap::new(),
+            next_batch: 1,
             deadlines: BTreeSet::new(),
             next_ticket: 1,
             dispatch_count: 0,
@@ -246,34 +274,95 @@ impl Router {
         }
     }
 
-    /// Handles a well-formed request from a client.
-    pub fn submit(&mut self, request: Request, now: Instant, out: &mut Vec<Action>) {
-        let Request {
+    /// Handles a well-formed request (one call or a batch) from a client.
+    pub fn submit(&mut self, incoming: Incoming, now: Instant, out: &mut Vec<Action>) {
+        match incoming {
+            Incoming::Call(request) => {
+                let Request {
+                    envelope,
+                    function,
+                    header_frame,
+                    header,
+                    body,
+                } = request;
+                let origin = Origin::Caller {
+                    envelope,
+                    header: header_frame,
+                };
+                self.route(origin, &header, function, body, now, out);
+            }
+            Incoming::Batch(batch) => self.submit_batch(batch, now, out),
+        }
+    }
+
+    /// Routes every call of a batch; the batch is answered when the last one is.
+    fn submit_batch(&mut self, batch: BatchRequest, now: Instant, out: &mut Vec<Action>) {
+        let BatchRequest {
             envelope,
-            function,
             header_frame,
             header,
-            body,
-        } = request;
-        if function.starts_with(RESERVED_PREFIX) {
-            let body = match self.introspect(&function) {
-                Ok(body) => body,
-                Err(error) => encode_error(&error),
-            };
-            out.push(Action::Reply {
+            calls,
+        } = batch;
+        let id = self.next_batch;
+        self.next_batch += 1;
+        debug!(
+            call_id = header.id,
+            calls = calls.len(),
+            batch = id,
+            "batch accepted"
+        );
+        self.batches.insert(
+            id,
+            PendingBatch {
                 envelope,
                 header: header_frame,
-                body: Frame::from(body),
-            });
-            return;
+                replies: (0..calls.len()).map(|_| None).collect(),
+                missing: calls.len(),
+            },
+        );
+        for (index, (function, body)) in calls.into_iter().enumerate() {
+            if function == BATCH_FUNCTION {
+                let error = RemoteError::new(ErrorCode::BadRequest, "batches cannot be nested");
+                self.deliver(
+                    Origin::Batch { batch: id, index },
+                    encode_error(&error).into(),
+                    out,
+                );
+                continue;
+            }
+            self.route(
+                Origin::Batch { batch: id, index },
+                &header,
+                function,
+                body,
+                now,
+                out,
+            );
+        }
+    }
+
+    /// Runs, queues or refuses one call.
+    fn route(
+        &mut self,
+        origin: Origin,
+        header: &CallHeader,
+        function: String,
+        body: Frame,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if function.starts_with(RESERVED_PREFIX) {
+            let reply = match introspection::answer(self, &function, &body) {
+                Ok(reply) => reply,
+                Err(error) => encode_error(&error),
+            };
+            return self.deliver(origin, Frame::from(reply), out);
         }
         let worker = match self.admit(&function, body.len()) {
             Ok(worker) => worker,
             Err((code, message)) => {
-                *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
                 debug!(call_id = header.id, %function, %code, "call refused");
-                out.push(error_reply(envelope, header_frame, code, message));
-                return;
+                return self.answer(Some(origin), header.id, code, message, out);
             }
         };
         let timeout = header
@@ -287,7 +376,7 @@ impl Router {
         self.stats.calls_accepted += 1;
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
         let call = Call {
-            client: Some((envelope, header_frame)),
+            client: Some(origin),
             id: header.id,
             function,
             body: Some(body),
@@ -308,33 +397,33 @@ impl Router {
         }
     }
 
-    /// Answers a call to the reserved `system.` namespace from the broker's own state.
-    fn introspect(&self, function: &str) -> Result<Vec<u8>, RemoteError> {
-        let encoded = match function {
-            "system.ping" => encode_result("pong"),
-            "system.functions" => {
-                let listing: Vec<FunctionListing> = self
-                    .functions()
-                    .into_iter()
-                    .map(|f| FunctionListing {
-                        name: f.info.name,
-                        doc: f.info.doc,
-                        signature: f.info.signature,
-                        workers: f.workers as u32,
-                        queued: f.queued as u32,
-                        running: f.running as u32,
-                    })
-                    .collect();
-                encode_result(&listing)
+    /// Sends a reply body where it belongs: to the caller, or into its batch.
+    fn deliver(&mut self, origin: Origin, body: Frame, out: &mut Vec<Action>) {
+        match origin {
+            Origin::Caller { envelope, header } => out.push(Action::Reply {
+                envelope,
+                header,
+                body,
+            }),
+            Origin::Batch { batch, index } => {
+                let Some(pending) = self.batches.get_mut(&batch) else {
+                    return;
+                };
+                if pending.replies[index].replace(body).is_none() {
+                    pending.missing -= 1;
+                }
+                if pending.missing == 0 {
+                    let pending = self.batches.remove(&batch).expect("present");
+                    let replies: Vec<&[u8]> =
+                        pending.replies.iter().flatten().map(|f| &f[..]).collect();
+                    out.push(Action::Reply {
+                        envelope: pending.envelope,
+                        header: pending.header,
+                        body: Frame::from(batch_reply_body(&replies)),
+                    });
+                }
             }
-            _ => {
-                return Err(RemoteError::new(
-                    ErrorCode::UnknownFunction,
-                    format!("the broker has no built-in function '{function}'"),
-                ))
-            }
-        };
-        encoded.map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))
+        }
     }
 
     /// Decides whether a call can be taken: `Ok(Some(worker))` to run now,
@@ -659,15 +748,12 @@ impl Router {
         let call = self.take_call(ticket).expect("checked above");
         let state = self.workers.get_mut(&worker).expect("sender is registered");
         state.running.remove(&ticket);
+        let leaving = state.draining && state.running.is_empty();
         match call.client {
-            Some((envelope, header)) => {
+            Some(origin) => {
                 self.stats.calls_completed += 1;
                 debug!(call_id = call.id, function = %call.function, "reply");
-                out.push(Action::Reply {
-                    envelope,
-                    header,
-                    body,
-                });
+                self.deliver(origin, body, out);
             }
             None => {
                 self.stats.late_replies += 1;
@@ -677,7 +763,7 @@ impl Router {
                 );
             }
         }
-        if state.draining && state.running.is_empty() {
+        if leaving {
             self.remove_worker(&worker, now, out);
         } else {
             self.pull_queued(&worker, now, out);
@@ -725,16 +811,17 @@ impl Router {
 
     fn answer(
         &mut self,
-        client: Option<(Vec<Frame>, Frame)>,
+        client: Option<Origin>,
         call_id: u64,
         code: ErrorCode,
         message: String,
         out: &mut Vec<Action>,
     ) {
-        if let Some((envelope, header)) = client {
+        if let Some(origin) = client {
             debug!(call_id, %code, %message, "broker error reply");
             *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
-            out.push(error_reply(envelope, header, code, message));
+            let body = encode_error(&RemoteError::new(code, message));
+            self.deliver(origin, Frame::from(body), out);
         }
     }
 
@@ -815,15 +902,15 @@ mod tests {
     use super::*;
     use switchboard_protocol::codec::decode_reply;
 
-    fn request(client: &[u8], function: &str, id: u64, timeout_ms: Option<u64>) -> Request {
+    fn request(client: &[u8], function: &str, id: u64, timeout_ms: Option<u64>) -> Incoming {
         let header = CallHeader { id, timeout_ms };
-        Request {
+        Incoming::Call(Request {
             envelope: vec![Frame::from(client)],
             function: function.into(),
             header_frame: Frame::from(header.encode()),
             header,
             body: Frame::from(&b"\x80"[..]),
-        }
+        })
     }
 
     fn ready(functions: &[&str], capacity: u32) -> WorkerMessage {
@@ -1033,6 +1120,54 @@ mod tests {
         );
         assert_eq!(router.stats().late_replies, 2);
         assert_eq!(router.calls_in_progress(), 0);
+    }
+
+    #[test]
+    fn batch_is_answered_once_with_every_reply_in_order() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"w".to_vec(), ready(&["f"], 2), now, &mut out);
+        let header = CallHeader {
+            id: 5,
+            timeout_ms: None,
+        };
+        let body = || Frame::from(&b"\x80"[..]);
+        let batch = Incoming::Batch(BatchRequest {
+            envelope: vec![Frame::from(&b"c"[..])],
+            header_frame: Frame::from(header.encode()),
+            header,
+            calls: vec![
+                ("f".into(), body()),
+                ("nope".into(), body()),
+                ("f".into(), body()),
+            ],
+        });
+        router.submit(batch, now, &mut out);
+        let tickets = dispatched(&out);
+        assert_eq!(tickets.len(), 2, "both calls to f run in parallel");
+        assert!(
+            reply_codes(&out).is_empty(),
+            "no reply before every call is answered"
+        );
+        for (i, (worker, ticket)) in tickets.into_iter().enumerate().rev() {
+            let body = Frame::from(switchboard_protocol::codec::encode_result(&i).unwrap());
+            router.worker_message(worker, WorkerMessage::Reply { ticket, body }, now, &mut out);
+        }
+        let replies: Vec<_> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Reply { body, .. } => {
+                    Some(decode_reply::<Vec<Value>>(body).unwrap().unwrap())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies.len(), 1);
+        let slots = &replies[0];
+        assert_eq!(slots[0]["result"], Value::from(0));
+        assert_eq!(slots[1]["error"]["code"].as_str(), Some("UNKNOWN_FUNCTION"));
+        assert_eq!(slots[2]["result"], Value::from(1));
     }
 
     #[test]

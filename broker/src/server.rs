@@ -139,7 +139,7 @@ impl Broker {
             };
             let now = Instant::now();
             match parse_request(frames) {
-                Ok(request) => self.router.submit(request, now, &mut self.outbox),
+                Ok(incoming) => self.router.submit(incoming, now, &mut self.outbox),
                 Err(rejected) => self.router.reject(*rejected, &mut self.outbox),
             }
             self.flush(now);

@@ -9,6 +9,12 @@ use crate::error::ProtocolError;
 use crate::message::CallHeader;
 use crate::{Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
 
+/// The function name that marks a batch request.
+pub const BATCH_FUNCTION: &str = "system.batch";
+
+/// Most calls one batch may carry.
+pub const MAX_BATCH_CALLS: usize = 1000;
+
 /// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
 pub const NO_HEADER: &[u8] = &[0xc0];
 
@@ -38,8 +44,31 @@ pub struct Rejected {
     pub error: ProtocolError,
 }
 
-/// Splits a frontend message `[envelope…][""]["SBC1"][function][header][body]`.
-pub fn parse_request(mut frames: Vec<Frame>) -> Result<Request, Box<Rejected>> {
+/// A batch as the broker receives it: many calls sharing one header and one reply.
+#[derive(Debug)]
+pub struct BatchRequest {
+    /// Routing frames that lead back to the caller.
+    pub envelope: Vec<Frame>,
+    /// The header frame as received, echoed in the reply.
+    pub header_frame: Frame,
+    /// The decoded header; its timeout applies to every call of the batch.
+    pub header: CallHeader,
+    /// Function name and request body of each call, in order.
+    pub calls: Vec<(String, Frame)>,
+}
+
+/// A valid frontend message.
+#[derive(Debug)]
+pub enum Incoming {
+    /// One call.
+    Call(Request),
+    /// A `system.batch` of calls.
+    Batch(BatchRequest),
+}
+
+/// Splits a frontend message: `[envelope…][""]["SBC1"][function][header][body]`, or for a batch
+/// `[envelope…][""]["SBC1"]["system.batch"][header]([function][body])…`.
+pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
     let Some(delimiter) = frames.iter().position(|f| f.is_empty()) else {
         // A ROUTER always prepends the sender's identity: answer to that.
         frames.truncate(1);
@@ -49,7 +78,7 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Request, Box<Rejected>> {
             error: ProtocolError::MissingDelimiter,
         }));
     };
-    let mut rest = frames.split_off(delimiter + 1);
+    let rest = frames.split_off(delimiter + 1);
     frames.pop(); // the delimiter
     let envelope = frames;
     let reject = |envelope, header_frame, error| {
@@ -59,22 +88,27 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Request, Box<Rejected>> {
             error,
         }))
     };
-    if rest.len() != 4 {
-        let header = if rest.len() == 3 { rest.pop() } else { None };
-        let got = rest.len() + usize::from(header.is_some());
-        return reject(
-            envelope,
-            None,
-            ProtocolError::FrameCount {
-                expected: "4 (signature, function, header, body)",
-                got,
-            },
-        );
+    let is_batch = rest
+        .get(1)
+        .is_some_and(|f| &f[..] == BATCH_FUNCTION.as_bytes());
+    let count_ok = if is_batch {
+        rest.len() >= 5 && rest.len() % 2 == 1 && (rest.len() - 3) / 2 <= MAX_BATCH_CALLS
+    } else {
+        rest.len() == 4
+    };
+    if !count_ok {
+        let expected = if is_batch {
+            "3 + 2 per call, 1 to 1000 calls (signature, system.batch, header, then function and body)"
+        } else {
+            "4 (signature, function, header, body)"
+        };
+        let got = rest.len();
+        return reject(envelope, None, ProtocolError::FrameCount { expected, got });
     }
-    let body = rest.pop().expect("four frames");
-    let header_frame = rest.pop().expect("four frames");
-    let function = rest.pop().expect("four frames");
-    let signature = rest.pop().expect("four frames");
+    let mut rest = rest.into_iter();
+    let signature = rest.next().expect("counted");
+    let function = rest.next().expect("counted");
+    let header_frame = rest.next().expect("counted");
     if &signature[..] != CLIENT_SIGNATURE {
         return reject(
             envelope,
@@ -82,30 +116,43 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Request, Box<Rejected>> {
             ProtocolError::Signature { expected: "SBC1" },
         );
     }
+    let header = match CallHeader::decode(&header_frame) {
+        Ok(header) => header,
+        Err(source) => {
+            let error = ProtocolError::Body {
+                frame: "header",
+                source,
+            };
+            return reject(envelope, Some(header_frame), error);
+        }
+    };
+    if is_batch {
+        let mut calls = Vec::with_capacity(rest.len() / 2);
+        while let (Some(name), Some(body)) = (rest.next(), rest.next()) {
+            match function_name(&name) {
+                Ok(name) => calls.push((name.to_owned(), body)),
+                Err(error) => return reject(envelope, Some(header_frame), error),
+            }
+        }
+        return Ok(Incoming::Batch(BatchRequest {
+            envelope,
+            header_frame,
+            header,
+            calls,
+        }));
+    }
     let function = match function_name(&function) {
         Ok(name) => name.to_owned(),
         Err(error) => return reject(envelope, Some(header_frame), error),
     };
-    let header = match CallHeader::decode(&header_frame) {
-        Ok(header) => header,
-        Err(source) => {
-            return reject(
-                envelope,
-                Some(header_frame),
-                ProtocolError::Body {
-                    frame: "header",
-                    source,
-                },
-            )
-        }
-    };
-    Ok(Request {
+    let body = rest.next().expect("counted");
+    Ok(Incoming::Call(Request {
         envelope,
         function,
         header_frame,
         header,
         body,
-    })
+    }))
 }
 
 /// Checks a function name frame: UTF-8, 1 to 255 bytes, no control characters.
@@ -192,8 +239,10 @@ mod tests {
             timeout_ms: Some(50),
         }
         .encode();
-        let req =
-            parse_request(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"])).unwrap();
+        let parsed = parse_request(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
+        let Ok(Incoming::Call(req)) = parsed else {
+            panic!("not a single call: {parsed:?}")
+        };
         assert_eq!(&req.envelope[0][..], b"\x00id");
         assert_eq!(req.function, "add");
         assert_eq!(
@@ -244,6 +293,39 @@ mod tests {
                 "{}",
                 rejected.error
             );
+        }
+    }
+
+    #[test]
+    fn parses_a_batch_of_calls_in_order() {
+        let header = CallHeader {
+            id: 4,
+            timeout_ms: None,
+        }
+        .encode();
+        let parts: Vec<&[u8]> = vec![
+            b"c",
+            b"",
+            b"SBC1",
+            b"system.batch",
+            &header,
+            b"add",
+            b"\x80",
+            b"upper",
+            b"\x81",
+        ];
+        let Incoming::Batch(batch) = parse_request(frames(&parts)).unwrap() else {
+            panic!("not a batch")
+        };
+        let names: Vec<_> = batch.calls.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["add", "upper"]);
+        assert_eq!(&batch.calls[1].1[..], b"\x81");
+        for bad in [
+            vec![&b"c"[..], b"", b"SBC1", b"system.batch", &header],
+            vec![b"c", b"", b"SBC1", b"system.batch", &header, b"add"],
+            vec![b"c", b"", b"SBC1", b"system.batch", &header, b"", b"\x80"],
+        ] {
+            assert!(parse_request(frames(&bad)).is_err(), "{bad:?}");
         }
     }
 

@@ -118,6 +118,30 @@ pub fn encode_error(error: &RemoteError) -> Vec<u8> {
     encode(&ErrReply { error }).expect("an error reply always encodes")
 }
 
+/// Assembles a batch reply body `{"result": [reply, reply, ...]}` from the
+/// reply bodies of its calls, in order, without decoding them.
+pub fn batch_reply_body<'a>(replies: &[&'a [u8]]) -> Vec<u8> {
+    let len: usize = replies.iter().map(|r| r.len()).sum();
+    let mut body = Vec::with_capacity(len + 13);
+    body.push(0x81);
+    body.push(0xa6);
+    body.extend_from_slice(b"result");
+    let count = replies.len();
+    if count < 16 {
+        body.push(0x90 | count as u8);
+    } else if let Ok(count) = u16::try_from(count) {
+        body.push(0xdc);
+        body.extend_from_slice(&count.to_be_bytes());
+    } else {
+        body.push(0xdd);
+        body.extend_from_slice(&(count as u32).to_be_bytes());
+    }
+    for reply in replies {
+        body.extend_from_slice(reply);
+    }
+    body
+}
+
 #[derive(Deserialize)]
 struct ReplyBody<T> {
     #[serde(default = "none")]
@@ -188,6 +212,26 @@ mod tests {
         let nil = encode_result(&()).unwrap();
         assert_eq!(decode_reply::<()>(&nil).unwrap(), Ok(()));
         assert_eq!(decode_reply::<Option<i64>>(&nil).unwrap(), Ok(None));
+    }
+
+    #[test]
+    fn batch_reply_is_a_result_array_of_reply_bodies() {
+        let one = encode_result(&1i64).unwrap();
+        let err = encode_error(&RemoteError::new(ErrorCode::FunctionError, "no"));
+        for n in [1usize, 15, 16, 300] {
+            let parts: Vec<&[u8]> = (0..n)
+                .map(|i| if i % 2 == 0 { &one[..] } else { &err[..] })
+                .collect();
+            let body = batch_reply_body(&parts);
+            let decoded: Vec<crate::Value> = decode_reply(&body).unwrap().unwrap();
+            assert_eq!(decoded.len(), n);
+            let second = decoded
+                .get(1)
+                .map(|v| v["error"]["code"].as_str().unwrap().to_owned());
+            if n > 1 {
+                assert_eq!(second.as_deref(), Some("FUNCTION_ERROR"));
+            }
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`worker`] — frames between a worker and the broker backend.
 //! - [`socket`] — multipart send/receive and socket options shared by every peer.
 //! - `process` (feature `bin`) — logging and signal setup shared by the binaries.
+//! - [`timestamp`] — [`Timestamp`], the MessagePack timestamp extension.
 //! - [`shutdown`] — the stop flag every long-running loop takes as a parameter.
 //! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
 //! - [`error`] — the crate's error types.
@@ -56,7 +57,9 @@ pub const RESERVED_PREFIX: &str = "system.";
 #[cfg(feature = "bin")]
 pub mod process;
 pub mod shutdown;
+pub mod timestamp;
 pub use shutdown::Shutdown;
+pub use timestamp::Timestamp;
 
 /// A dynamically typed MessagePack value, for functions and tools that take anything.
 pub type Value = rmpv::Value;

@@ -1,0 +1,81 @@
+//! The broker's built-in functions in the reserved `system.` namespace,
+//! answered from the router's registrations without involving a worker.
+
+use switchboard_protocol::args::{decode_args, ArgsError, ArgsShape};
+use switchboard_protocol::codec::encode_result;
+use switchboard_protocol::{ErrorCode, FunctionListing, RemoteError};
+
+use crate::router::{FunctionSummary, Router};
+
+/// Names of the built-in functions (besides `system.batch`, which is a frame-level form).
+pub const BUILTINS: [&str; 3] = ["system.ping", "system.functions", "system.describe"];
+
+/// Answers a `system.` call with a reply body, or the error to reply with.
+pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, RemoteError> {
+    let encoded = match function {
+        "system.ping" => {
+            no_arguments(function, body)?;
+            encode_result("pong")
+        }
+        "system.functions" => {
+            no_arguments(function, body)?;
+            let listing: Vec<FunctionListing> =
+                router.functions().into_iter().map(listing).collect();
+            encode_result(&listing)
+        }
+        "system.describe" => {
+            let (name,): (String,) = arguments(function, body, 1)?;
+            let found = router.functions().into_iter().find(|f| f.info.name == name);
+            match found {
+                Some(summary) => encode_result(&listing(summary)),
+                None => {
+                    return Err(RemoteError::new(
+                        ErrorCode::UnknownFunction,
+                        format!("no connected worker hosts function '{name}'"),
+                    ))
+                }
+            }
+        }
+        _ => {
+            return Err(RemoteError::new(
+                ErrorCode::UnknownFunction,
+                format!(
+                    "the broker has no built-in function '{function}' (it has {})",
+                    BUILTINS.join(", ")
+                ),
+            ))
+        }
+    };
+    encoded.map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+fn listing(summary: FunctionSummary) -> FunctionListing {
+    FunctionListing {
+        name: summary.info.name,
+        doc: summary.info.doc,
+        signature: summary.info.signature,
+        workers: summary.workers as u32,
+        queued: summary.queued as u32,
+        running: summary.running as u32,
+    }
+}
+
+fn no_arguments(function: &str, body: &[u8]) -> Result<(), RemoteError> {
+    arguments::<()>(function, body, 0)
+}
+
+fn arguments<T: serde::de::DeserializeOwned>(
+    function: &str,
+    body: &[u8],
+    arity: usize,
+) -> Result<T, RemoteError> {
+    decode_args(body, ArgsShape::Positional { arity }).map_err(|e| match e {
+        ArgsError::Malformed(m) => RemoteError::new(
+            ErrorCode::BadRequest,
+            format!("{function}: malformed request body: {m}"),
+        ),
+        ArgsError::Mismatch(m) => {
+            RemoteError::new(ErrorCode::BadArguments, format!("{function}: {m}"))
+        }
+    })
+}
