@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_protocol::client::request_frames;
+use switchboard_protocol::client::{batch_request_frames, request_frames, MAX_BATCH_CALLS};
 use switchboard_protocol::codec::{
-    decode_reply, encode_args, encode_kwargs, request_body_from_parts,
+    decode_batch_reply, decode_reply, encode_args, encode_kwargs, request_body_from_parts,
+    BatchItem,
 };
 use switchboard_protocol::socket::SocketLimits;
 use switchboard_protocol::wake::{waker, Waker};
@@ -133,11 +134,20 @@ impl Client {
         }
     }
 
+    /// Starts building a batch: many calls in one request, answered together, in order.
+    pub fn batch(&self) -> BatchBuilder<'_> {
+        BatchBuilder {
+            client: self,
+            calls: Ok(Vec::new()),
+            timeout: None,
+        }
+    }
+
+    /// Queues a request built by `frames` for the socket thread and returns its handle.
     fn start(
         &self,
-        function: &str,
-        body: Vec<u8>,
         timeout: Option<Duration>,
+        frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
     ) -> Result<PendingCall, CallError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = timeout.unwrap_or(self.shared.default_timeout);
@@ -149,7 +159,7 @@ impl Client {
         let (reply, outcome) = crossbeam_channel::bounded(1);
         let command = Command::Call {
             id,
-            frames: request_frames(function, &header, body),
+            frames: frames(&header),
             reply,
             forget_after: give_up_at,
         };
@@ -199,7 +209,10 @@ impl RequestBuilder<'_> {
     /// Sends the call without waiting: many calls can be in flight at once.
     pub fn send(self) -> Result<PendingCall, CallError> {
         let body = self.body()?;
-        self.client.start(&self.function, body, self.timeout)
+        let function = self.function;
+        self.client.start(self.timeout, |header| {
+            request_frames(&function, header, body)
+        })
     }
 
     /// Sends the call and waits for its result.
@@ -237,11 +250,17 @@ impl PendingCall {
 
     /// Waits for the result, at most until the call's deadline (plus a short grace).
     pub fn wait<R: DeserializeOwned>(self) -> Result<R, CallError> {
+        let body = self.wait_body()?;
+        decode_reply::<R>(&body)
+            .map_err(CallError::Decode)?
+            .map_err(CallError::from)
+    }
+
+    /// Waits for the raw reply body.
+    fn wait_body(self) -> Result<Frame, CallError> {
         let left = self.give_up_at.saturating_duration_since(Instant::now());
         match self.outcome.recv_timeout(left) {
-            Ok(Ok(body)) => decode_reply::<R>(&body)
-                .map_err(CallError::Decode)?
-                .map_err(CallError::Remote),
+            Ok(Ok(body)) => Ok(body),
             Ok(Err(error)) => Err(error),
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(commands) = &self.client.shared.commands {
@@ -253,5 +272,104 @@ impl PendingCall {
                 "the client thread stopped before the reply".into(),
             )),
         }
+    }
+}
+
+/// A batch being built: see [`Client::batch`].
+pub struct BatchBuilder<'c> {
+    client: &'c Client,
+    calls: Result<Vec<(String, Vec<u8>)>, CodecError>,
+    timeout: Option<Duration>,
+}
+
+impl BatchBuilder<'_> {
+    /// Adds a call with positional arguments (a tuple; `()` for none).
+    pub fn call(self, function: &str, args: impl Serialize) -> Self {
+        self.push(function, encode_args(&args), encode_kwargs(&()))
+    }
+
+    /// Adds a call with keyword arguments (a struct or map).
+    pub fn call_kwargs(self, function: &str, kwargs: impl Serialize) -> Self {
+        self.push(function, encode_args(&()), encode_kwargs(&kwargs))
+    }
+
+    /// Adds a call with both positional and keyword arguments.
+    pub fn call_with(self, function: &str, args: impl Serialize, kwargs: impl Serialize) -> Self {
+        self.push(function, encode_args(&args), encode_kwargs(&kwargs))
+    }
+
+    /// How long every call of the batch may take (default: the client's default timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    fn push(
+        mut self,
+        function: &str,
+        args: Result<Vec<u8>, CodecError>,
+        kwargs: Result<Vec<u8>, CodecError>,
+    ) -> Self {
+        self.calls = self.calls.and_then(|mut calls| {
+            calls.push((
+                function.to_owned(),
+                request_body_from_parts(&args?, &kwargs?),
+            ));
+            Ok(calls)
+        });
+        self
+    }
+
+    /// Sends the batch without waiting.
+    pub fn send(self) -> Result<PendingBatch, CallError> {
+        let calls = self.calls.map_err(CallError::Encode)?;
+        if calls.is_empty() || calls.len() > MAX_BATCH_CALLS {
+            return Err(CallError::Encode(CodecError::Encode(format!(
+                "a batch carries 1 to {MAX_BATCH_CALLS} calls, not {}",
+                calls.len()
+            ))));
+        }
+        let call = self
+            .client
+            .start(self.timeout, |header| batch_request_frames(header, calls))?;
+        Ok(PendingBatch { call })
+    }
+
+    /// Sends the batch and waits for every call's outcome.
+    pub fn wait(self) -> Result<Vec<BatchReply>, CallError> {
+        self.send()?.wait()
+    }
+}
+
+/// A batch in flight.
+pub struct PendingBatch {
+    call: PendingCall,
+}
+
+impl PendingBatch {
+    /// Waits for the batch reply: one [`BatchReply`] per call, in order. `Err` only
+    /// when the batch as a whole failed (rejected, timed out locally, transport).
+    pub fn wait(self) -> Result<Vec<BatchReply>, CallError> {
+        let body = self.call.wait_body()?;
+        let items = decode_batch_reply(&body)
+            .map_err(CallError::Decode)?
+            .map_err(CallError::from)?;
+        Ok(items.into_iter().map(|item| BatchReply { item }).collect())
+    }
+}
+
+/// The outcome of one call of a batch.
+#[derive(Debug, Clone)]
+pub struct BatchReply {
+    item: BatchItem,
+}
+
+impl BatchReply {
+    /// This call's result, or why it failed.
+    pub fn decode<R: DeserializeOwned>(&self) -> Result<R, CallError> {
+        self.item
+            .decode::<R>()
+            .map_err(CallError::Decode)?
+            .map_err(CallError::from)
     }
 }

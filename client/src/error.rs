@@ -1,4 +1,8 @@
 //! Errors a call can end in, and errors of connecting.
+//!
+//! A failed call tells apart the function's own failure ([`CallError::Function`]),
+//! a call that could not run as sent ([`CallError::Rejected`]), and delivery
+//! failures reported by the broker ([`CallError::Broker`]) or noticed locally.
 
 use std::time::Duration;
 use switchboard_protocol::{CodecError, ErrorCode, RemoteError};
@@ -6,37 +10,85 @@ use switchboard_protocol::{CodecError, ErrorCode, RemoteError};
 /// Why a call produced no result.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The broker or the worker answered with an error (see [`CallError::code`]).
-    #[error(transparent)]
-    Remote(#[from] RemoteError),
+    /// The function ran and failed (returned an error or panicked): FUNCTION_ERROR,
+    /// with the function's own message.
+    #[error("{0}")]
+    Function(RemoteError),
+    /// The call could not run as sent: BAD_ARGUMENTS, BAD_REQUEST, PAYLOAD_TOO_LARGE,
+    /// or a code this client does not know.
+    #[error("{0}")]
+    Rejected(RemoteError),
+    /// The broker could not deliver the call or its result: UNKNOWN_FUNCTION, TIMEOUT,
+    /// OVERLOADED, WORKER_LOST, SHUTTING_DOWN.
+    #[error("{0}")]
+    Broker(RemoteError),
     /// No reply arrived before the deadline (measured by the client itself).
     #[error("TIMEOUT: no reply within {0:?}")]
     Timeout(Duration),
     /// The arguments could not be encoded.
-    #[error("cannot encode the arguments")]
+    #[error("cannot encode the arguments: {0}")]
     Encode(#[source] CodecError),
     /// The reply did not decode into the expected result type.
-    #[error("cannot decode the result")]
+    #[error("cannot decode the result: {0}")]
     Decode(#[source] CodecError),
     /// The client's socket thread is gone or could not send.
     #[error("the client connection is closed or cannot send: {0}")]
     Transport(String),
 }
 
+impl From<RemoteError> for CallError {
+    fn from(error: RemoteError) -> CallError {
+        match error.code {
+            ErrorCode::FunctionError => CallError::Function(error),
+            ErrorCode::UnknownFunction
+            | ErrorCode::Timeout
+            | ErrorCode::Overloaded
+            | ErrorCode::WorkerLost
+            | ErrorCode::ShuttingDown => CallError::Broker(error),
+            ErrorCode::BadArguments
+            | ErrorCode::BadRequest
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::Unrecognized => CallError::Rejected(error),
+        }
+    }
+}
+
 impl CallError {
-    /// The wire error code, when the failure has one (a local timeout counts as TIMEOUT).
-    pub fn code(&self) -> Option<ErrorCode> {
+    /// The error as it came over the wire, if it did.
+    pub fn remote(&self) -> Option<&RemoteError> {
         match self {
-            CallError::Remote(e) => Some(e.code),
-            CallError::Timeout(_) => Some(ErrorCode::Timeout),
+            CallError::Function(e) | CallError::Rejected(e) | CallError::Broker(e) => Some(e),
             _ => None,
         }
     }
 
-    /// True when the function itself failed (returned an error or panicked),
-    /// as opposed to the broker or transport failing to run it.
+    /// The wire error code, when the failure has one (a local timeout counts as TIMEOUT).
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            CallError::Timeout(_) => Some(ErrorCode::Timeout),
+            other => other.remote().map(|e| e.code),
+        }
+    }
+
+    /// The human-readable message, without the code.
+    pub fn message(&self) -> String {
+        match self.remote() {
+            Some(e) => e.message.clone(),
+            None => self.to_string(),
+        }
+    }
+
+    /// True when the function itself failed, as opposed to the call not reaching it.
     pub fn is_function_error(&self) -> bool {
-        self.code() == Some(ErrorCode::FunctionError)
+        matches!(self, CallError::Function(_))
+    }
+
+    /// True for delivery failures (broker errors and local timeouts and transport errors).
+    pub fn is_delivery_error(&self) -> bool {
+        matches!(
+            self,
+            CallError::Broker(_) | CallError::Timeout(_) | CallError::Transport(_)
+        )
     }
 }
 
@@ -55,4 +107,34 @@ pub enum ConnectError {
     /// The socket thread or its waker could not be started.
     #[error("cannot start the client thread")]
     Thread(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_errors_are_classified_by_who_failed() {
+        let of = |code| CallError::from(RemoteError::new(code, "m"));
+        assert!(of(ErrorCode::FunctionError).is_function_error());
+        for code in [
+            ErrorCode::UnknownFunction,
+            ErrorCode::Timeout,
+            ErrorCode::Overloaded,
+            ErrorCode::WorkerLost,
+            ErrorCode::ShuttingDown,
+        ] {
+            assert!(matches!(of(code), CallError::Broker(_)), "{code}");
+            assert!(of(code).is_delivery_error());
+        }
+        for code in [
+            ErrorCode::BadArguments,
+            ErrorCode::BadRequest,
+            ErrorCode::PayloadTooLarge,
+        ] {
+            assert!(matches!(of(code), CallError::Rejected(_)), "{code}");
+        }
+        assert_eq!(of(ErrorCode::WorkerLost).to_string(), "WORKER_LOST: m");
+        assert_eq!(of(ErrorCode::WorkerLost).message(), "m");
+    }
 }

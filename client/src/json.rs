@@ -1,11 +1,27 @@
 //! Conversion between JSON, as typed on a command line, and MessagePack values.
+//!
+//! JSON has no binary or time type, so two tagged objects stand for them, in
+//! both directions:
+//! - `{"$bin": "<base64>"}` is MessagePack `bin`;
+//! - `{"$timestamp": "2026-01-02T03:04:05.123Z"}` is the timestamp extension (type -1).
+//!
+//! Other extension values print as `{"$ext": <type>, "data": "<base64>"}`.
+//! Map keys that are not strings print as their JSON text.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde_json::{Map, Number, Value as Json};
-use switchboard_protocol::Value;
+use switchboard_protocol::timestamp::TIMESTAMP_EXT;
+use switchboard_protocol::{Timestamp, Value};
 
-/// Converts a JSON value into a MessagePack value (integers stay integers).
-pub fn to_msgpack(json: &Json) -> Value {
-    match json {
+/// Why a JSON value could not become a MessagePack value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JsonError(String);
+
+/// Converts JSON into a MessagePack value (integers stay integers; tagged objects become bin and timestamps).
+pub fn to_msgpack(json: &Json) -> Result<Value, JsonError> {
+    Ok(match json {
         Json::Null => Value::Nil,
         Json::Bool(b) => Value::Boolean(*b),
         Json::Number(n) => {
@@ -18,17 +34,48 @@ pub fn to_msgpack(json: &Json) -> Value {
             }
         }
         Json::String(s) => Value::from(s.as_str()),
-        Json::Array(items) => Value::Array(items.iter().map(to_msgpack).collect()),
-        Json::Object(map) => Value::Map(
-            map.iter()
-                .map(|(k, v)| (Value::from(k.as_str()), to_msgpack(v)))
-                .collect(),
-        ),
+        Json::Array(items) => Value::Array(items.iter().map(to_msgpack).collect::<Result<_, _>>()?),
+        Json::Object(map) => {
+            if let Some(tagged) = tagged(map)? {
+                return Ok(tagged);
+            }
+            let entries = map
+                .iter()
+                .map(|(k, v)| Ok((Value::from(k.as_str()), to_msgpack(v)?)))
+                .collect::<Result<_, JsonError>>()?;
+            Value::Map(entries)
+        }
+    })
+}
+
+fn tagged(map: &Map<String, Json>) -> Result<Option<Value>, JsonError> {
+    if map.len() != 1 {
+        return Ok(None);
+    }
+    let (key, value) = map.iter().next().expect("one entry");
+    let text = || {
+        value
+            .as_str()
+            .ok_or_else(|| JsonError(format!("{key} takes a string")))
+    };
+    match key.as_str() {
+        "$bin" => {
+            let bytes = BASE64
+                .decode(text()?)
+                .map_err(|e| JsonError(format!("$bin is not base64: {e}")))?;
+            Ok(Some(Value::Binary(bytes)))
+        }
+        "$timestamp" => {
+            let time = humantime::parse_rfc3339(text()?)
+                .map_err(|e| JsonError(format!("$timestamp is not RFC 3339: {e}")))?;
+            let ext = Timestamp::from(time).to_ext_bytes();
+            Ok(Some(Value::Ext(TIMESTAMP_EXT, ext)))
+        }
+        _ => Ok(None),
     }
 }
 
-/// Converts a MessagePack value into JSON. Binary data becomes an array of
-/// byte values; map keys that are not strings are written as their JSON text.
+/// Converts a MessagePack value into JSON (see the module docs for bin and timestamps).
 pub fn to_json(value: &Value) -> Json {
     match value {
         Value::Nil => Json::Null,
@@ -44,7 +91,7 @@ pub fn to_json(value: &Value) -> Json {
             || String::from_utf8_lossy(s.as_bytes()).into_owned(),
             str::to_owned,
         )),
-        Value::Binary(bytes) => Json::Array(bytes.iter().map(|b| Json::from(*b)).collect()),
+        Value::Binary(bytes) => serde_json::json!({ "$bin": BASE64.encode(bytes) }),
         Value::Array(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Map(entries) => {
             let mut map = Map::new();
@@ -57,7 +104,12 @@ pub fn to_json(value: &Value) -> Json {
             }
             Json::Object(map)
         }
-        Value::Ext(kind, bytes) => serde_json::json!({ "ext": kind, "data": bytes }),
+        Value::Ext(kind, bytes) => match Timestamp::from_ext_bytes(bytes) {
+            Some(t) if *kind == TIMESTAMP_EXT && t.seconds() >= 0 => serde_json::json!({
+                "$timestamp": humantime::format_rfc3339_nanos(t.to_system_time()).to_string()
+            }),
+            _ => serde_json::json!({ "$ext": kind, "data": BASE64.encode(bytes) }),
+        },
     }
 }
 
@@ -74,10 +126,34 @@ pub fn parse_arg(text: &str) -> Json {
 mod tests {
     use super::*;
 
+    fn round_trip(text: &str) -> Json {
+        let json: Json = serde_json::from_str(text).unwrap();
+        to_json(&to_msgpack(&json).unwrap())
+    }
+
     #[test]
     fn json_round_trips_through_msgpack() {
-        let json: Json = serde_json::from_str(r#"{"a":[1,-2,3.5,"x",null,true]}"#).unwrap();
-        assert_eq!(to_json(&to_msgpack(&json)), json);
+        let text = r#"{"a":[1,-2,3.5,"x",null,true]}"#;
+        assert_eq!(
+            round_trip(text),
+            serde_json::from_str::<Json>(text).unwrap()
+        );
+    }
+
+    #[test]
+    fn tagged_objects_become_binary_and_timestamps() {
+        let json: Json = serde_json::from_str(r#"{"$bin": "AAEC/w=="}"#).unwrap();
+        assert_eq!(
+            to_msgpack(&json).unwrap(),
+            Value::Binary(vec![0, 1, 2, 255])
+        );
+        let text = r#"{"$timestamp":"2026-01-02T03:04:05.123000000Z"}"#;
+        assert_eq!(
+            round_trip(text),
+            serde_json::from_str::<Json>(text).unwrap()
+        );
+        let bad: Json = serde_json::from_str(r#"{"$bin": "***"}"#).unwrap();
+        assert!(to_msgpack(&bad).is_err());
     }
 
     #[test]

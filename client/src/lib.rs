@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`client`] — [`Client`], [`RequestBuilder`] and [`PendingCall`]: the caller-facing API.
+//! - [`client`] — [`Client`], [`RequestBuilder`], [`PendingCall`] and batches: the caller-facing API.
 //! - [`connection`] — the socket thread that owns the DEALER socket and matches replies by call id.
 //! - [`json`] — conversion between JSON (as typed in a shell) and MessagePack values.
 //! - [`error`] — [`CallError`] and [`ConnectError`].
@@ -25,6 +25,8 @@ pub mod connection;
 pub mod error;
 pub mod json;
 
-pub use client::{Client, ClientConfig, PendingCall, RequestBuilder};
+pub use client::{
+    BatchBuilder, BatchReply, Client, ClientConfig, PendingBatch, PendingCall, RequestBuilder,
+};
 pub use error::{CallError, ConnectError};
 pub use switchboard_protocol::{ErrorCode, RemoteError, Value};

@@ -1,19 +1,39 @@
-//! `client` binary: call a function from the shell and print its result as JSON.
+//! `client` binary: call functions from the shell, list and describe them, run batches.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use serde_json::{json, Value as Json};
 use switchboard_client::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, Value};
+use switchboard_protocol::FunctionListing;
 
-/// Switchboard command-line client.
+const EXAMPLES: &str = "\
+Examples:
+  client call add 2 3                        positional arguments are JSON
+  client call upper hello                    a bare word is a string
+  client call greet name=ada greeting=hi     key=value is a keyword argument
+  client call echo '{\"$bin\": \"AAEC\"}'        binary data as base64
+  client --timeout-ms 500 call sleep_ms 1000
+  client list
+  client describe add
+  client batch calls.json                    [{\"function\": \"add\", \"args\": [1, 2]}, ...]
+  client --json call nope                    errors as JSON on stdout
+
+Exit codes:
+  0  success
+  1  the function failed (FUNCTION_ERROR)
+  2  bad command line or input file
+  3  the call was refused as sent (BAD_ARGUMENTS, BAD_REQUEST, PAYLOAD_TOO_LARGE)
+  4  the call was not delivered (UNKNOWN_FUNCTION, TIMEOUT, OVERLOADED, WORKER_LOST,
+     SHUTTING_DOWN) or the connection failed
+  5  some calls of a batch failed";
+
+/// Switchboard command-line client: call functions hosted by workers.
 #[derive(Debug, Parser)]
-#[command(
-    version,
-    about,
-    after_help = "Examples:\n  client call add 2 3\n  client call upper hello\n  client call greet name=ada greeting=hi\n  client --timeout-ms 500 call sleep_ms 1000"
-)]
+#[command(version, about, after_help = EXAMPLES)]
 struct Args {
     /// The broker's frontend endpoint.
     #[arg(
@@ -25,66 +45,252 @@ struct Args {
     /// How long to wait for a result, in milliseconds.
     #[arg(long, env = "SWITCHBOARD_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Print results and errors as one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Call a function. Each argument is JSON (a bare word is taken as a string);
+    /// Call a function. Each argument is JSON (a bare word is a string);
     /// `key=value` passes a keyword argument.
     Call {
         /// The function's name.
         function: String,
-        /// Arguments: positional JSON values and `key=value` keyword arguments.
+        /// Positional JSON values and `key=value` keyword arguments.
         args: Vec<String>,
     },
+    /// List the functions connected workers host.
+    List,
+    /// Show one function's signature, description and workers.
+    Describe {
+        /// The function's name.
+        function: String,
+    },
+    /// Run a batch of calls from a JSON file (`-` for stdin): a list of
+    /// `{"function": ..., "args": [...], "kwargs": {...}}`.
+    Batch {
+        /// The file with the calls.
+        file: String,
+    },
+}
+
+/// How a command ended, mapped to an exit code.
+enum Outcome {
+    Success,
+    Failed(u8),
 }
 
 fn main() -> ExitCode {
     switchboard_protocol::process::init_logging("warn");
     let args = Args::parse();
+    let json_output = args.json;
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed(code)) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            if json_output {
+                println!(
+                    "{}",
+                    json!({ "error": { "code": "CLIENT", "message": format!("{error:#}") } })
+                );
+            } else {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut config = ClientConfig::new(&args.endpoint);
     config.default_timeout = Duration::from_millis(args.timeout_ms);
     let client = Client::with_config(config)?;
+    let json_output = args.json;
     match args.command {
         Command::Call { function, args } => {
-            let (positional, keywords) = split_args(&args);
+            let (positional, keywords) = split_args(&args)?;
             let result: Result<Value, CallError> = client
                 .request(&function)
                 .args(positional)
                 .kwargs(keywords)
                 .call();
-            let value = result?;
-            println!("{}", to_json(&value));
+            Ok(report(result.map(|v| to_json(&v)), json_output, |v| {
+                v.to_string()
+            }))
+        }
+        Command::List => {
+            let result: Result<Vec<FunctionListing>, CallError> =
+                client.call("system.functions", ());
+            Ok(report(
+                result.map(|list| listing_json(&list)),
+                json_output,
+                |list| {
+                    let rows = list.as_array().cloned().unwrap_or_default();
+                    let text = |f: &Json, key: &str| f[key].as_str().unwrap_or_default().to_owned();
+                    let width = rows
+                        .iter()
+                        .map(|f| text(f, "signature").len())
+                        .max()
+                        .unwrap_or(0);
+                    rows.iter()
+                        .map(|f| {
+                            let signature = text(f, "signature");
+                            let doc = text(f, "doc");
+                            format!("{signature:<width$}  {} worker(s)  {doc}", f["workers"])
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            ))
+        }
+        Command::Describe { function } => {
+            let result: Result<FunctionListing, CallError> =
+                client.call("system.describe", (&function,));
+            Ok(report(
+                result.map(|f| listing_json(&[f])[0].clone()),
+                json_output,
+                |f| {
+                    format!(
+                        "{}\n  {}\n  hosted by {} worker(s); {} running, {} queued",
+                        f["signature"].as_str().unwrap_or(""),
+                        f["doc"].as_str().unwrap_or(""),
+                        f["workers"],
+                        f["running"],
+                        f["queued"]
+                    )
+                },
+            ))
+        }
+        Command::Batch { file } => batch(&client, &file, json_output),
+    }
+}
+
+fn listing_json(list: &[FunctionListing]) -> Json {
+    Json::Array(
+        list.iter()
+            .map(|f| {
+                json!({
+                    "name": f.name, "signature": f.signature, "doc": f.doc,
+                    "workers": f.workers, "running": f.running, "queued": f.queued,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Prints a result (or error) and returns the exit outcome.
+fn report(
+    result: Result<Json, CallError>,
+    json_output: bool,
+    human: impl Fn(&Json) -> String,
+) -> Outcome {
+    match result {
+        Ok(value) => {
+            if json_output {
+                println!("{}", json!({ "result": value }));
+            } else {
+                println!("{}", human(&value));
+            }
+            Outcome::Success
+        }
+        Err(error) => {
+            if json_output {
+                println!("{}", error_json(&error));
+            } else {
+                eprintln!("error: {error}");
+            }
+            Outcome::Failed(exit_code(&error))
         }
     }
-    Ok(())
+}
+
+fn error_json(error: &CallError) -> Json {
+    let code = error.code().map_or("CLIENT", |c| c.as_str());
+    json!({ "error": { "code": code, "message": error.message() } })
+}
+
+fn exit_code(error: &CallError) -> u8 {
+    match error {
+        CallError::Function(_) => 1,
+        CallError::Rejected(_) | CallError::Encode(_) | CallError::Decode(_) => 3,
+        CallError::Broker(_) | CallError::Timeout(_) | CallError::Transport(_) => 4,
+    }
+}
+
+fn batch(client: &Client, file: &str, json_output: bool) -> anyhow::Result<Outcome> {
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the batch from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+    };
+    let calls: Vec<Json> =
+        serde_json::from_str(&text).context("the batch file must be a JSON list")?;
+    let mut batch = client.batch();
+    for (i, call) in calls.iter().enumerate() {
+        let function = call["function"]
+            .as_str()
+            .with_context(|| format!("call {}: \"function\" must be a string", i + 1))?;
+        let args = match &call["args"] {
+            Json::Null => Value::Array(Vec::new()),
+            args @ Json::Array(_) => to_msgpack(args)?,
+            _ => anyhow::bail!("call {}: \"args\" must be a list", i + 1),
+        };
+        let kwargs = match &call["kwargs"] {
+            Json::Null => Value::Map(Vec::new()),
+            kwargs @ Json::Object(_) => to_msgpack(kwargs)?,
+            _ => anyhow::bail!("call {}: \"kwargs\" must be an object", i + 1),
+        };
+        batch = batch.call_with(function, args, kwargs);
+    }
+    let replies = match batch.wait() {
+        Ok(replies) => replies,
+        Err(error) => return Ok(report(Err(error), json_output, |_| String::new())),
+    };
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for (call, reply) in calls.iter().zip(&replies) {
+        let outcome = reply.decode::<Value>();
+        failed += usize::from(outcome.is_err());
+        match (&outcome, json_output) {
+            (Ok(value), false) => println!(
+                "{}: {}",
+                call["function"].as_str().unwrap_or(""),
+                to_json(value)
+            ),
+            (Err(error), false) => println!(
+                "{}: error: {error}",
+                call["function"].as_str().unwrap_or("")
+            ),
+            (Ok(value), true) => results.push(json!({ "result": to_json(value) })),
+            (Err(error), true) => results.push(error_json(error)),
+        }
+    }
+    if json_output {
+        println!("{}", json!({ "result": results }));
+    }
+    Ok(if failed == 0 {
+        Outcome::Success
+    } else {
+        Outcome::Failed(5)
+    })
 }
 
 /// Splits command-line arguments into positional values and `key=value` keyword arguments.
-fn split_args(args: &[String]) -> (Vec<Value>, Value) {
+fn split_args(args: &[String]) -> anyhow::Result<(Vec<Value>, Value)> {
     let mut positional = Vec::new();
     let mut keywords = Vec::new();
     for arg in args {
         match arg.split_once('=') {
             Some((key, value)) if is_identifier(key) => {
-                keywords.push((Value::from(key), to_msgpack(&parse_arg(value))));
+                keywords.push((Value::from(key), to_msgpack(&parse_arg(value))?));
             }
-            _ => positional.push(to_msgpack(&parse_arg(arg))),
+            _ => positional.push(to_msgpack(&parse_arg(arg))?),
         }
     }
-    (positional, Value::Map(keywords))
+    Ok((positional, Value::Map(keywords)))
 }
 
 fn is_identifier(key: &str) -> bool {

@@ -7,6 +7,7 @@
 //! straight from the body bytes into the target type, with no intermediate
 //! value tree.
 
+use rmpv::Value;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
@@ -23,8 +24,13 @@ pub enum ArgsShape {
         /// Number of parameters.
         arity: usize,
     },
-    /// One struct filled from `kwargs`, or from `args` in field order (not both).
-    Keyword,
+    /// One struct (or map) filled from keyword arguments. When its field names
+    /// are known, positional arguments fill fields in order first, keyword
+    /// arguments fill the rest, and unknown or repeated names are refused.
+    Keyword {
+        /// The struct's field names, in declaration order (`None` for maps).
+        fields: Option<&'static [&'static str]>,
+    },
 }
 
 /// Why a request body did not decode into a function's arguments.
@@ -46,6 +52,14 @@ enum Fault {
 
 /// Decodes `body` into `T` according to `shape`.
 pub fn decode_args<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
+    match shape {
+        ArgsShape::Positional { .. } => decode_positional(body, shape),
+        ArgsShape::Keyword { fields } => decode_keyword(body, fields),
+    }
+}
+
+/// Positional arguments decode in one pass, straight from the body bytes.
+fn decode_positional<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
     let fault = Cell::new(Fault::Malformed);
     let mut rest = body;
     let result = rmp_serde::Deserializer::new(&mut rest).deserialize_map(BodyVisitor::<T> {
@@ -119,11 +133,9 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for BodyVisitor<'_, T> {
                 "takes {arity} positional argument{} but 0 were given",
                 plural(arity)
             ))),
-            (None, None, ArgsShape::Keyword) => {
-                T::deserialize(de::value::MapDeserializer::<_, M::Error>::new(
-                    std::iter::empty::<((), ())>(),
-                ))
-            }
+            (None, None, ArgsShape::Keyword { .. }) => T::deserialize(
+                de::value::MapDeserializer::<_, M::Error>::new(std::iter::empty::<((), ())>()),
+            ),
         }
     }
 }
@@ -217,6 +229,129 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for ArgsSeed<'_, '_, T> {
         let value = T::deserialize(de::value::SeqAccessDeserializer::new(numbered))?;
         self.fault.set(Fault::Malformed);
         Ok(Some(value))
+    }
+}
+
+/// Keyword arguments: merge positional and keyword values by field name, then decode.
+fn decode_keyword<T: DeserializeOwned>(
+    body: &[u8],
+    fields: Option<&'static [&'static str]>,
+) -> Result<T, ArgsError> {
+    let malformed = |m: &str| ArgsError::Malformed(m.to_owned());
+    let mismatch = |m: String| ArgsError::Mismatch(m);
+    let mut rest = body;
+    let value =
+        rmpv::decode::read_value(&mut rest).map_err(|e| ArgsError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(malformed("trailing bytes after the body"));
+    }
+    let Value::Map(entries) = value else {
+        return Err(malformed("the body is not a map"));
+    };
+    let mut args = Vec::new();
+    let mut kwargs = Vec::new();
+    for (key, value) in entries {
+        match (key.as_str(), value) {
+            (Some("args"), Value::Array(items)) => args = items,
+            (Some("kwargs"), Value::Map(items)) => kwargs = items,
+            (Some("args" | "kwargs"), Value::Nil) => {}
+            (Some("args"), _) => return Err(malformed("\"args\" is not an array")),
+            (Some("kwargs"), _) => return Err(malformed("\"kwargs\" is not a map")),
+            _ => {}
+        }
+    }
+    let merged = match fields {
+        None if !args.is_empty() => {
+            return Err(mismatch("takes keyword arguments only".into()));
+        }
+        None => kwargs,
+        Some(fields) => {
+            if args.len() > fields.len() {
+                return Err(mismatch(format!(
+                    "takes at most {} positional argument{} but {} were given",
+                    fields.len(),
+                    plural(fields.len()),
+                    args.len()
+                )));
+            }
+            let mut merged: Vec<(Value, Value)> = fields
+                .iter()
+                .zip(args)
+                .map(|(name, value)| (Value::from(*name), value))
+                .collect();
+            for (key, value) in kwargs {
+                let Some(name) = key.as_str() else {
+                    return Err(mismatch("keyword argument names must be strings".into()));
+                };
+                if !fields.contains(&name) {
+                    return Err(mismatch(format!(
+                        "got an unexpected keyword argument '{name}'"
+                    )));
+                }
+                if merged.iter().any(|(k, _)| k.as_str() == Some(name)) {
+                    return Err(mismatch(format!(
+                        "got multiple values for argument '{name}'"
+                    )));
+                }
+                merged.push((key, value));
+            }
+            merged
+        }
+    };
+    rmpv::ext::from_value(Value::Map(merged)).map_err(|e| mismatch(readable(&e)))
+}
+
+/// The field names of a struct type, as its `Deserialize` impl declares them;
+/// `None` for types that are not structs (maps, tuples, scalars).
+pub fn struct_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    let probe = FieldProbe::default();
+    let _ = T::deserialize(&probe);
+    probe.fields.get()
+}
+
+#[derive(Default)]
+struct FieldProbe {
+    fields: Cell<Option<&'static [&'static str]>>,
+}
+
+#[derive(Debug)]
+struct ProbeDone;
+
+impl fmt::Display for ProbeDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field probe")
+    }
+}
+
+impl std::error::Error for ProbeDone {}
+
+impl de::Error for ProbeDone {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        ProbeDone
+    }
+}
+
+impl<'de> Deserializer<'de> for &FieldProbe {
+    type Error = ProbeDone;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeDone> {
+        Err(ProbeDone)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, ProbeDone> {
+        self.fields.set(Some(fields));
+        Err(ProbeDone)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
     }
 }
 
@@ -331,6 +466,72 @@ mod tests {
         excited: bool,
     }
 
+    fn keyword<T: DeserializeOwned>() -> ArgsShape {
+        ArgsShape::Keyword {
+            fields: struct_fields::<T>(),
+        }
+    }
+
+    #[test]
+    fn struct_fields_are_probed_from_deserialize() {
+        assert_eq!(struct_fields::<Greet>(), Some(&["name", "excited"][..]));
+        assert_eq!(struct_fields::<BTreeMap<String, i64>>(), None);
+        assert_eq!(struct_fields::<(i64, i64)>(), None);
+    }
+
+    #[test]
+    fn keyword_struct_mixes_positional_and_keyword_arguments() {
+        let mut kwargs = BTreeMap::new();
+        kwargs.insert("excited", true);
+        let body = encode_request_body(&("ada",), &kwargs).unwrap();
+        let greet: Greet = decode_args(&body, keyword::<Greet>()).unwrap();
+        assert_eq!(
+            greet,
+            Greet {
+                name: "ada".into(),
+                excited: true
+            }
+        );
+    }
+
+    #[test]
+    fn keyword_struct_refuses_unknown_repeated_and_extra_arguments() {
+        let mut typo = BTreeMap::new();
+        typo.insert("nmae", "ada");
+        let body = encode_request_body(&(), &typo).unwrap();
+        let err = decode_args::<Greet>(&body, keyword::<Greet>()).unwrap_err();
+        assert_eq!(
+            err,
+            ArgsError::Mismatch("got an unexpected keyword argument 'nmae'".into())
+        );
+
+        let mut again = BTreeMap::new();
+        again.insert("name", "bob");
+        let body = encode_request_body(&("ada",), &again).unwrap();
+        let err = decode_args::<Greet>(&body, keyword::<Greet>()).unwrap_err();
+        assert_eq!(
+            err,
+            ArgsError::Mismatch("got multiple values for argument 'name'".into())
+        );
+
+        let body = encode_request_body(&("ada", true, 3), &()).unwrap();
+        let err = decode_args::<Greet>(&body, keyword::<Greet>()).unwrap_err();
+        assert!(
+            matches!(&err, ArgsError::Mismatch(m) if m.contains("at most 2")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn keyword_map_takes_any_names() {
+        let mut kwargs = BTreeMap::new();
+        kwargs.insert("anything", 1);
+        let body = encode_request_body(&(), &kwargs).unwrap();
+        let shape = keyword::<BTreeMap<String, i64>>();
+        let got: BTreeMap<String, i64> = decode_args(&body, shape).unwrap();
+        assert_eq!(got["anything"], 1);
+    }
+
     fn positional<T: DeserializeOwned>(body: &[u8], arity: usize) -> Result<T, ArgsError> {
         decode_args(body, ArgsShape::Positional { arity })
     }
@@ -389,7 +590,7 @@ mod tests {
         let mut kwargs = BTreeMap::new();
         kwargs.insert("name", "ada");
         let body = encode_request_body(&(), &kwargs).unwrap();
-        let greet: Greet = decode_args(&body, ArgsShape::Keyword).unwrap();
+        let greet: Greet = decode_args(&body, keyword::<Greet>()).unwrap();
         assert_eq!(
             greet,
             Greet {
@@ -399,7 +600,7 @@ mod tests {
         );
 
         let body = encode_request_body(&("bob", true), &()).unwrap();
-        let greet: Greet = decode_args(&body, ArgsShape::Keyword).unwrap();
+        let greet: Greet = decode_args(&body, keyword::<Greet>()).unwrap();
         assert_eq!(
             greet,
             Greet {
@@ -412,7 +613,7 @@ mod tests {
     #[test]
     fn keyword_missing_field_is_a_mismatch() {
         let body = encode_request_body(&(), &()).unwrap();
-        let err = decode_args::<Greet>(&body, ArgsShape::Keyword).unwrap_err();
+        let err = decode_args::<Greet>(&body, keyword::<Greet>()).unwrap_err();
         assert!(matches!(err, ArgsError::Mismatch(m) if m.contains("name")));
     }
 

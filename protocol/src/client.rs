@@ -192,6 +192,20 @@ pub fn request_frames(function: &str, header: &CallHeader, body: Vec<u8>) -> Vec
     ]
 }
 
+/// Builds the frames a `DEALER` client sends for a batch of `(function, body)` calls.
+pub fn batch_request_frames(header: &CallHeader, calls: Vec<(String, Vec<u8>)>) -> Vec<Frame> {
+    let mut frames = Vec::with_capacity(4 + 2 * calls.len());
+    frames.push(Frame::new());
+    frames.push(Frame::from(CLIENT_SIGNATURE));
+    frames.push(Frame::from(BATCH_FUNCTION.as_bytes()));
+    frames.push(Frame::from(header.encode()));
+    for (function, body) in calls {
+        frames.push(Frame::from(function.as_bytes()));
+        frames.push(Frame::from(body));
+    }
+    frames
+}
+
 /// A reply as a `DEALER` client receives it.
 #[derive(Debug)]
 pub struct Reply {

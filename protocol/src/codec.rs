@@ -120,7 +120,7 @@ pub fn encode_error(error: &RemoteError) -> Vec<u8> {
 
 /// Assembles a batch reply body `{"result": [reply, reply, ...]}` from the
 /// reply bodies of its calls, in order, without decoding them.
-pub fn batch_reply_body<'a>(replies: &[&'a [u8]]) -> Vec<u8> {
+pub fn batch_reply_body(replies: &[&[u8]]) -> Vec<u8> {
     let len: usize = replies.iter().map(|r| r.len()).sum();
     let mut body = Vec::with_capacity(len + 13);
     body.push(0x81);
@@ -140,6 +140,37 @@ pub fn batch_reply_body<'a>(replies: &[&'a [u8]]) -> Vec<u8> {
         body.extend_from_slice(reply);
     }
     body
+}
+
+/// One call's reply inside a batch reply, kept encoded until its type is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItem {
+    body: Vec<u8>,
+}
+
+impl BatchItem {
+    /// Decodes this call's result or remote error (see [`decode_reply`]).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<Result<T, RemoteError>, CodecError> {
+        decode_reply(&self.body)
+    }
+
+    /// The reply body bytes of this call.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+/// Splits a batch reply body into the reply bodies of its calls.
+pub fn decode_batch_reply(body: &[u8]) -> Result<Result<Vec<BatchItem>, RemoteError>, CodecError> {
+    let items: Vec<crate::Value> = match decode_reply(body)? {
+        Ok(items) => items,
+        Err(error) => return Ok(Err(error)),
+    };
+    items
+        .iter()
+        .map(|item| encode(item).map(|body| BatchItem { body }))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Ok)
 }
 
 #[derive(Deserialize)]

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use switchboard_protocol::Value;
+use serde_bytes::ByteBuf;
+use switchboard_protocol::{Timestamp, Value};
 
 use crate::registry::{Kwargs, Registry};
 
@@ -60,5 +61,42 @@ pub fn registry(worker_name: &str) -> Registry {
     registry
         .register("whoami", move || name.clone())
         .doc("Returns the name of the worker that ran the call.");
+    registry.mount("time", time_functions());
+    registry.mount("bytes", bytes_functions());
     registry
+}
+
+/// Functions mounted under `time.`: timestamps travel as the MessagePack timestamp extension.
+fn time_functions() -> Registry {
+    let mut time = Registry::new();
+    time.register("now", Timestamp::now)
+        .doc("The worker's current time.");
+    time.register_fallible("shift", |at: Timestamp, seconds: f64| {
+        let shift = Duration::try_from_secs_f64(seconds.abs()).map_err(|e| e.to_string())?;
+        let moved = if seconds >= 0.0 {
+            at.to_system_time().checked_add(shift)
+        } else {
+            at.to_system_time().checked_sub(shift)
+        };
+        moved
+            .map(Timestamp::from)
+            .ok_or_else(|| "the result is out of range".to_owned())
+    })
+    .doc("Moves a timestamp by the given seconds (negative: earlier).");
+    time
+}
+
+/// Functions mounted under `bytes.`: binary data travels as MessagePack `bin`.
+fn bytes_functions() -> Registry {
+    let mut bytes = Registry::new();
+    bytes
+        .register("len", |data: ByteBuf| data.len())
+        .doc("The length of binary data.");
+    bytes
+        .register("reverse", |mut data: ByteBuf| {
+            data.reverse();
+            data
+        })
+        .doc("The binary data, reversed.");
+    bytes
 }

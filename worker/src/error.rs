@@ -6,6 +6,9 @@ pub enum WorkerError {
     /// The registry hosts no function.
     #[error("the registry is empty: register at least one function")]
     EmptyRegistry,
+    /// Some registered names cannot be served.
+    #[error("invalid function names: {0}")]
+    InvalidNames(String),
     /// A ZeroMQ socket could not be created, configured or used.
     #[error("socket error")]
     Socket(#[from] zmq::Error),

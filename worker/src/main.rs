@@ -7,7 +7,8 @@ use clap::Parser;
 use switchboard_protocol::socket::SocketLimits;
 use switchboard_worker::{demo, Worker, WorkerConfig};
 
-/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet and whoami.
+/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet, whoami,
+/// time.now, time.shift, bytes.len and bytes.reverse.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

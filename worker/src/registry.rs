@@ -20,16 +20,17 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_protocol::args::{decode_args, ArgsError, ArgsShape};
+use switchboard_protocol::args::{decode_args, struct_fields, ArgsError, ArgsShape};
+use switchboard_protocol::client::function_name;
 use switchboard_protocol::codec::{encode_error, encode_result};
-use switchboard_protocol::{ErrorCode, FunctionInfo, RemoteError};
+use switchboard_protocol::{ErrorCode, FunctionInfo, RemoteError, RESERVED_PREFIX};
 
 /// Marks a function whose single parameter is a struct filled from keyword
 /// arguments (or from positional ones, in field order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kwargs<T>(pub T);
 
-type Invoke = dyn Fn(&[u8]) -> Result<Vec<u8>, RemoteError> + Send + Sync;
+type Invoke = dyn Fn(&str, &[u8]) -> Result<Vec<u8>, RemoteError> + Send + Sync;
 
 /// One registered function, type-erased: takes a request body, returns a reply body.
 pub struct Function {
@@ -48,7 +49,7 @@ impl Function {
     /// Never panics: argument errors become BAD_ARGUMENTS, a returned error or a
     /// panic becomes FUNCTION_ERROR.
     pub fn call(&self, body: &[u8]) -> Vec<u8> {
-        match catch_unwind(AssertUnwindSafe(|| (self.invoke)(body))) {
+        match catch_unwind(AssertUnwindSafe(|| (self.invoke)(&self.info.name, body))) {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => encode_error(&error),
             Err(panic) => {
@@ -114,8 +115,8 @@ impl Registry {
     where
         F: IntoFunction<Args, R>,
     {
-        let (shape, params, invoke) = function.into_invoke(name);
-        self.insert(name, shape, params, std::any::type_name::<R>(), invoke)
+        let (params, invoke) = function.into_invoke();
+        self.insert(name, params, std::any::type_name::<R>(), invoke)
     }
 
     /// Registers a function returning `Result<T, E>`: `Ok` is the result, `Err`
@@ -124,14 +125,13 @@ impl Registry {
     where
         F: IntoFallibleFunction<Args, T, E>,
     {
-        let (shape, params, invoke) = function.into_invoke(name);
-        self.insert(name, shape, params, std::any::type_name::<T>(), invoke)
+        let (params, invoke) = function.into_invoke();
+        self.insert(name, params, std::any::type_name::<T>(), invoke)
     }
 
     fn insert(
         &mut self,
         name: &str,
-        _shape: ArgsShape,
         params: String,
         result: &str,
         invoke: Arc<Invoke>,
@@ -155,6 +155,50 @@ impl Registry {
         Registration { function: slot }
     }
 
+    /// Adds every function of `other` under `prefix.` (like xmlrpc's
+    /// `register_instance`): mounting a registry holding `add` at `math`
+    /// hosts `math.add`.
+    pub fn mount(&mut self, prefix: &str, other: Registry) -> &mut Registry {
+        for name in &other.order {
+            let function = &other.functions[name];
+            let full = format!("{prefix}.{name}");
+            let signature = match function.info.signature.strip_prefix(name.as_str()) {
+                Some(rest) => format!("{full}{rest}"),
+                None => function.info.signature.clone(),
+            };
+            let info = FunctionInfo {
+                name: full.clone(),
+                doc: function.info.doc.clone(),
+                signature,
+            };
+            if !self.functions.contains_key(&full) {
+                self.order.push(full.clone());
+            }
+            let invoke = Arc::clone(&function.invoke);
+            self.functions
+                .insert(full, Arc::new(Function { info, invoke }));
+        }
+        self
+    }
+
+    /// Names that the broker would refuse, with the reason: empty, too long,
+    /// control characters, or in the reserved `system.` namespace.
+    pub fn invalid_names(&self) -> Vec<(String, String)> {
+        self.order
+            .iter()
+            .filter_map(|name| {
+                let problem = match function_name(name.as_bytes()) {
+                    Err(e) => e.to_string(),
+                    Ok(_) if name.starts_with(RESERVED_PREFIX) => {
+                        format!("names under '{RESERVED_PREFIX}' are reserved for the broker")
+                    }
+                    Ok(_) => return None,
+                };
+                Some((name.clone(), problem))
+            })
+            .collect()
+    }
+
     /// Looks a function up by name.
     pub fn get(&self, name: &str) -> Option<&Arc<Function>> {
         self.functions.get(name)
@@ -174,14 +218,14 @@ impl Registry {
 pub trait IntoFunction<Args, R>: Send + Sync + 'static {
     /// Erases the function's types.
     #[doc(hidden)]
-    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>);
+    fn into_invoke(self) -> (String, Arc<Invoke>);
 }
 
 /// A function returning `Result`, for [`Registry::register_fallible`].
 pub trait IntoFallibleFunction<Args, T, E>: Send + Sync + 'static {
     /// Erases the function's types.
     #[doc(hidden)]
-    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>);
+    fn into_invoke(self) -> (String, Arc<Invoke>);
 }
 
 fn decode<A: DeserializeOwned>(
@@ -241,19 +285,15 @@ macro_rules! impl_positional {
         where
             Func: Fn($($arg),*) -> R + Send + Sync + 'static,
             R: Serialize,
-            $($arg: DeserializeOwned,)*
+            $($arg: DeserializeOwned + 'static,)*
         {
             #[allow(non_snake_case)]
-            fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
-                let shape = ArgsShape::Positional { arity: $arity };
-                let owned = name.to_owned();
-                let params: Vec<String> = vec![$(short_type_name(std::any::type_name::<$arg>())),*];
-                let params = params.join(", ");
-                let invoke = move |body: &[u8]| {
-                    let ($($arg,)*) = decode::<($($arg,)*)>(&owned, body, shape)?;
-                    encode_value(&owned, &self($($arg),*))
-                };
-                (shape, params, Arc::new(invoke))
+            fn into_invoke(self) -> (String, Arc<Invoke>) {
+                let invoke = erase::<($($arg,)*)>(
+                    ArgsShape::Positional { arity: $arity },
+                    move |name, ($($arg,)*)| encode_value(name, &self($($arg),*)),
+                );
+                (positional_params(&[$(std::any::type_name::<$arg>()),*]), invoke)
             }
         }
 
@@ -262,22 +302,43 @@ macro_rules! impl_positional {
             Func: Fn($($arg),*) -> Result<T, E> + Send + Sync + 'static,
             T: Serialize,
             E: Display,
-            $($arg: DeserializeOwned,)*
+            $($arg: DeserializeOwned + 'static,)*
         {
             #[allow(non_snake_case)]
-            fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
-                let shape = ArgsShape::Positional { arity: $arity };
-                let owned = name.to_owned();
-                let params: Vec<String> = vec![$(short_type_name(std::any::type_name::<$arg>())),*];
-                let params = params.join(", ");
-                let invoke = move |body: &[u8]| {
-                    let ($($arg,)*) = decode::<($($arg,)*)>(&owned, body, shape)?;
-                    encode_outcome(&owned, self($($arg),*))
-                };
-                (shape, params, Arc::new(invoke))
+            fn into_invoke(self) -> (String, Arc<Invoke>) {
+                let invoke = erase::<($($arg,)*)>(
+                    ArgsShape::Positional { arity: $arity },
+                    move |name, ($($arg,)*)| encode_outcome(name, self($($arg),*)),
+                );
+                (positional_params(&[$(std::any::type_name::<$arg>()),*]), invoke)
             }
         }
     };
+}
+
+fn positional_params(types: &[&str]) -> String {
+    types
+        .iter()
+        .map(|t| short_type_name(t))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Wraps a typed function as "name and request body in, reply body out".
+fn erase<A: DeserializeOwned + 'static>(
+    shape: ArgsShape,
+    run: impl Fn(&str, A) -> Result<Vec<u8>, RemoteError> + Send + Sync + 'static,
+) -> Arc<Invoke> {
+    Arc::new(move |name: &str, body: &[u8]| run(name, decode::<A>(name, body, shape)?))
+}
+
+fn keyword_shape<T: DeserializeOwned>() -> (ArgsShape, String) {
+    let fields = struct_fields::<T>();
+    let params = match fields {
+        Some(fields) => fields.join(", "),
+        None => format!("**{}", short_type_name(std::any::type_name::<T>())),
+    };
+    (ArgsShape::Keyword { fields }, params)
 }
 
 impl_positional!(0;);
@@ -294,16 +355,14 @@ impl<Func, R, T> IntoFunction<Kwargs<T>, R> for Func
 where
     Func: Fn(Kwargs<T>) -> R + Send + Sync + 'static,
     R: Serialize,
-    T: DeserializeOwned,
+    T: DeserializeOwned + 'static,
 {
-    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
-        let owned = name.to_owned();
-        let params = format!("**{}", short_type_name(std::any::type_name::<T>()));
-        let invoke = move |body: &[u8]| {
-            let args = decode::<T>(&owned, body, ArgsShape::Keyword)?;
-            encode_value(&owned, &self(Kwargs(args)))
-        };
-        (ArgsShape::Keyword, params, Arc::new(invoke))
+    fn into_invoke(self) -> (String, Arc<Invoke>) {
+        let (shape, params) = keyword_shape::<T>();
+        let invoke = erase::<T>(shape, move |name, args| {
+            encode_value(name, &self(Kwargs(args)))
+        });
+        (params, invoke)
     }
 }
 
@@ -312,16 +371,14 @@ where
     Func: Fn(Kwargs<K>) -> Result<T, E> + Send + Sync + 'static,
     T: Serialize,
     E: Display,
-    K: DeserializeOwned,
+    K: DeserializeOwned + 'static,
 {
-    fn into_invoke(self, name: &str) -> (ArgsShape, String, Arc<Invoke>) {
-        let owned = name.to_owned();
-        let params = format!("**{}", short_type_name(std::any::type_name::<K>()));
-        let invoke = move |body: &[u8]| {
-            let args = decode::<K>(&owned, body, ArgsShape::Keyword)?;
-            encode_outcome(&owned, self(Kwargs(args)))
-        };
-        (ArgsShape::Keyword, params, Arc::new(invoke))
+    fn into_invoke(self) -> (String, Arc<Invoke>) {
+        let (shape, params) = keyword_shape::<K>();
+        let invoke = erase::<K>(shape, move |name, args| {
+            encode_outcome(name, self(Kwargs(args)))
+        });
+        (params, invoke)
     }
 }
 
@@ -407,12 +464,40 @@ mod tests {
     }
 
     #[test]
+    fn mounted_functions_answer_under_their_prefix() {
+        let mut outer = Registry::new();
+        outer.mount("math", registry());
+        let add = outer.get("math.add").expect("mounted");
+        assert_eq!(add.info().signature, "math.add(i64, i64) -> i64");
+        let reply = add.call(&encode_request_body(&(1,), &()).unwrap());
+        let err = decode_reply::<i64>(&reply).unwrap().unwrap_err();
+        assert_eq!(
+            err.message,
+            "math.add: takes 2 positional arguments but 1 were given"
+        );
+        assert!(outer.get("add").is_none());
+    }
+
+    #[test]
+    fn reserved_and_malformed_names_are_reported() {
+        let mut registry = registry();
+        registry.register("system.evil", || ());
+        registry.register("", || ());
+        let names: Vec<_> = registry
+            .invalid_names()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["system.evil", ""]);
+    }
+
+    #[test]
     fn signatures_use_short_type_names() {
         let infos = registry().functions();
         assert_eq!(infos[0].signature, "add(i64, i64) -> i64");
         assert_eq!(infos[0].doc, "adds");
         let greet = infos.iter().find(|f| f.name == "greet").unwrap();
-        assert_eq!(greet.signature, "greet(**Greet) -> String");
+        assert_eq!(greet.signature, "greet(name, greeting) -> String");
         assert_eq!(
             short_type_name("core::option::Option<alloc::string::String>"),
             "Option<String>"

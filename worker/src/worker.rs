@@ -58,6 +58,14 @@ impl Worker {
         if self.registry.functions().is_empty() {
             return Err(WorkerError::EmptyRegistry);
         }
+        let invalid = self.registry.invalid_names();
+        if !invalid.is_empty() {
+            let list: Vec<String> = invalid
+                .into_iter()
+                .map(|(name, why)| format!("'{name}' ({why})"))
+                .collect();
+            return Err(WorkerError::InvalidNames(list.join(", ")));
+        }
         let context = zmq::Context::new();
         let (wake, wake_rx) = waker()?;
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
