@@ -58,6 +58,12 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts a command as a test-owned process.
+    pub fn spawn(command: &mut Command) -> Process {
+        let child = command.stderr(stderr()).spawn().expect("spawn process");
+        Process { child }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -219,6 +225,33 @@ pub fn cluster(
         .collect();
     broker.wait_for_workers("whoami", workers.len() as u32);
     (broker, workers)
+}
+
+/// Path of a file in the repository, from the tests crate.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// Runs a Python script to completion (bounded by a timeout) and returns its stdout.
+/// Fails loudly when Python or pyzmq/msgpack are missing: `scripts/setup.sh` installs them.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let output = Command::new("timeout")
+        .arg("60")
+        .arg("python3")
+        .arg(repo_path(script))
+        .args(args)
+        .output()
+        .expect("python3 must be installed (scripts/setup.sh)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed ({}); pyzmq and msgpack come from scripts/setup.sh\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// A plain ZeroMQ socket for wire-level tests, with send and receive timeouts set.

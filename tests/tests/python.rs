@@ -1,25 +1,105 @@
-//! The Python snippets of docs/PROTOCOL.md, run against the real broker with pyzmq and msgpack.
-//! Fails loudly when Python or its packages are missing (scripts/setup.sh installs them).
+//! Python as a first-class client and worker: the examples in `examples/python/`
+//! (pyzmq + msgpack only) against the real broker, in both directions.
 
-use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use switchboard_tests::cluster;
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use switchboard_client::{CallError, ErrorCode};
+use switchboard_protocol::Timestamp;
+use switchboard_tests::{cluster, repo_path, run_python, BrokerProcess, Process};
 
 #[test]
 fn python_req_client_and_python_worker_follow_the_document() {
     let (broker, _workers) = cluster(1, &[], &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/wire_check.py");
-    let output = Command::new("python3")
-        .arg(&script)
-        .args([&broker.frontend, &broker.backend])
-        .output()
-        .expect("python3 must be installed (scripts/setup.sh)");
-    assert!(
-        output.status.success(),
-        "python wire check failed (pyzmq and msgpack are installed by scripts/setup.sh):\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let out = run_python(
+        "tests/python/wire_check.py",
+        &[&broker.frontend, &broker.backend],
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("python wire check: ok"));
+    assert!(out.contains("python wire check: ok"), "{out}");
+}
+
+#[test]
+fn python_client_example_calls_rust_hosted_functions() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let out = run_python("examples/python/client.py", &[&broker.frontend, "--check"]);
+    assert!(out.contains("python client: ok"), "{out}");
+}
+
+#[derive(Serialize)]
+struct Concat<'a> {
+    first: &'a str,
+    second: &'a str,
+    sep: &'a str,
+}
+
+#[test]
+fn rust_client_calls_functions_hosted_by_the_python_worker() {
+    let broker = BrokerProcess::start(&[]);
+    let mut worker = Process::spawn(
+        Command::new("python3")
+            .arg(repo_path("examples/python/worker.py"))
+            .arg(&broker.backend),
+    );
+    broker.wait_for_workers("py.double", 1);
+    let client = broker.client(Duration::from_secs(5));
+
+    assert_eq!(client.call::<i64>("py.double", (21,)).unwrap(), 42);
+    let repeated = client
+        .request("py.concat")
+        .args(("a",))
+        .kwargs(Concat {
+            first: "",
+            second: "b",
+            sep: "-",
+        })
+        .call::<String>()
+        .unwrap_err();
+    assert_eq!(repeated.code(), Some(ErrorCode::BadArguments), "{repeated}");
+    let mixed: String = client
+        .request("py.concat")
+        .args(("a", "b"))
+        .kwargs(
+            [("sep", "+")]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .call()
+        .unwrap();
+    assert_eq!(mixed, "a+b");
+    let joined: String = client
+        .call_kwargs(
+            "py.concat",
+            Concat {
+                first: "a",
+                second: "b",
+                sep: "-",
+            },
+        )
+        .unwrap();
+    assert_eq!(joined, "a-b");
+
+    let error = client.call::<f64>("py.divide", (1, 0)).unwrap_err();
+    assert!(matches!(error, CallError::Function(_)), "{error:?}");
+    assert!(error.message().contains("division by zero"), "{error}");
+    let error = client.call::<i64>("py.double", ()).unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::BadArguments), "{error}");
+
+    let now: Timestamp = client.call("py.now", ()).unwrap();
+    let here = Timestamp::now();
+    assert!(
+        (here.seconds() - now.seconds()).abs() < 60,
+        "{now:?} vs {here:?}"
+    );
+
+    // A graceful stop finishes the running call first.
+    let running = client.request("py.sleep").args((0.3,)).send().unwrap();
+    broker.wait_for("py.sleep", "1 running", |f| f.running == 1);
+    worker.signal(Signal::SIGTERM);
+    assert_eq!(running.wait::<f64>().unwrap(), 0.3);
+    let status = worker
+        .wait_exit(Duration::from_secs(10))
+        .expect("python worker exits");
+    assert!(status.success(), "python worker exit status {status:?}");
 }

@@ -1,0 +1,150 @@
+"""A Switchboard worker in plain Python: pyzmq + msgpack, following docs/PROTOCOL.md.
+
+    python3 worker.py [BACKEND_ENDPOINT]
+
+Hosts py.double, py.concat, py.divide, py.sleep and py.now. Calls run on a thread pool while
+the socket loop keeps heartbeating; exceptions become error replies (TypeError:
+BAD_ARGUMENTS, anything else: FUNCTION_ERROR) and the worker keeps serving. SIGTERM or
+SIGINT: leave gracefully (DISCONNECT, finish running calls, wait for the broker's ack).
+"""
+
+import concurrent.futures
+import datetime
+import inspect
+import queue
+import signal
+import sys
+import threading
+import time
+
+import msgpack
+import zmq
+
+SIGNATURE = b"SBW1"
+READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05"
+
+
+class Worker:
+    def __init__(self, endpoint, functions, threads=4, heartbeat_ms=1000):
+        self.endpoint = endpoint
+        self.functions = functions
+        self.threads = threads
+        self.heartbeat = heartbeat_ms / 1000
+        self.done = queue.Queue()
+        self.stopping = threading.Event()
+
+    def ready_body(self):
+        described = []
+        for name, fn in self.functions.items():
+            doc = (inspect.getdoc(fn) or "").splitlines()
+            described.append({"name": name, "doc": doc[0] if doc else "",
+                              "signature": f"{name}{inspect.signature(fn)}"})
+        return msgpack.packb({"capacity": self.threads,
+                              "heartbeat_ms": int(self.heartbeat * 1000),
+                              "functions": described})
+
+    def run_call(self, ticket, function, header, body):
+        function = function.decode()
+        fn = self.functions.get(function)
+        if fn is None:
+            return ticket, {"error": {"code": "UNKNOWN_FUNCTION", "message": f"no function {function}"}}
+        deadline_ms = msgpack.unpackb(header).get("timeout_ms")
+        try:
+            request = msgpack.unpackb(body, timestamp=3)
+            args, kwargs = request.get("args") or [], request.get("kwargs") or {}
+        except Exception as error:  # noqa: BLE001 - any decode failure is the caller's
+            return ticket, {"error": {"code": "BAD_REQUEST", "message": f"{function}: {error}"}}
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError as error:
+            return ticket, {"error": {"code": "BAD_ARGUMENTS", "message": f"{function}: {error}"}}
+        if deadline_ms == 0:
+            return ticket, {"error": {"code": "TIMEOUT", "message": f"{function}: deadline passed"}}
+        try:
+            return ticket, {"result": fn(*args, **kwargs)}
+        except Exception as error:  # noqa: BLE001 - every failure goes back to the caller
+            return ticket, {"error": {"code": "FUNCTION_ERROR", "message": str(error)}}
+
+    def serve(self):
+        ctx = zmq.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(self.endpoint)
+        sock.send_multipart([SIGNATURE, READY, self.ready_body()])
+        pool = concurrent.futures.ThreadPoolExecutor(self.threads)
+        held, acknowledged, leaving_since = 0, False, None
+        next_heartbeat = time.monotonic() + self.heartbeat
+        broker_expires = time.monotonic() + 3 * self.heartbeat
+        while True:
+            if self.stopping.is_set() and leaving_since is None:
+                sock.send_multipart([SIGNATURE, DISCONNECT])
+                leaving_since = time.monotonic()
+            if leaving_since is not None and held == 0 and (acknowledged or time.monotonic() > broker_expires):
+                break
+            if leaving_since is not None and time.monotonic() - leaving_since > 10:
+                break
+            if sock.poll(50):
+                while sock.poll(0):
+                    frames = sock.recv_multipart()
+                    broker_expires = time.monotonic() + 3 * self.heartbeat
+                    if len(frames) < 2 or frames[0] != SIGNATURE:
+                        continue
+                    if frames[1] == REQUEST and len(frames) == 6:
+                        held += 1
+                        future = pool.submit(self.run_call, *frames[2:6])
+                        future.add_done_callback(lambda f: self.done.put(f.result()))
+                    elif frames[1] == DISCONNECT:
+                        if leaving_since is not None:
+                            acknowledged = True
+                        else:
+                            sock.send_multipart([SIGNATURE, READY, self.ready_body()])
+            while not self.done.empty():
+                ticket, reply = self.done.get()
+                sock.send_multipart([SIGNATURE, REPLY, ticket, msgpack.packb(reply, datetime=True)])
+                held -= 1
+            if time.monotonic() >= next_heartbeat:
+                sock.send_multipart([SIGNATURE, HEARTBEAT])
+                next_heartbeat = time.monotonic() + self.heartbeat
+        pool.shutdown()
+        sock.close()
+
+
+def double(x):
+    """Doubles a number."""
+    return x * 2
+
+
+def concat(first, second, sep=" "):
+    """Joins two strings with a separator (keyword arguments welcome)."""
+    return f"{first}{sep}{second}"
+
+
+def divide(a, b):
+    """Divides a by b; dividing by zero fails."""
+    return a / b
+
+
+def sleep(seconds):
+    """Sleeps, then returns the seconds slept."""
+    time.sleep(seconds)
+    return seconds
+
+
+def now():
+    """The worker's current time, as a MessagePack timestamp."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def main():
+    endpoint = sys.argv[1] if len(sys.argv) > 1 else "tcp://127.0.0.1:5556"
+    worker = Worker(endpoint, {"py.double": double, "py.concat": concat, "py.divide": divide,
+                               "py.sleep": sleep, "py.now": now})
+    signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stopping.set())
+    print("python worker: serving", flush=True)
+    worker.serve()
+    print("python worker: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
