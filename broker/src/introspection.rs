@@ -57,6 +57,7 @@ fn listing(summary: FunctionSummary) -> FunctionListing {
         workers: summary.workers as u32,
         queued: summary.queued as u32,
         running: summary.running as u32,
+        retry_safe: summary.info.retry_safe,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct RouterConfig {
     pub heartbeat_liveness: u32,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Most times a retry-safe call is dispatched before WORKER_LOST is final.
+    pub max_attempts: u32,
 }
 
 impl Default for RouterConfig {
@@ -52,6 +54,7 @@ impl Default for RouterConfig {
             max_timeout: Duration::from_secs(3600),
             heartbeat_liveness: 3,
             max_request_bytes: 32 * 1024 * 1024,
+            max_attempts: 3,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct RouterStats {
     pub workers_lost: u64,
     /// Malformed messages received from workers.
     pub malformed_worker_messages: u64,
+    /// Calls re-dispatched after their worker was lost.
+    pub retries: u64,
 }
 
 enum CallState {
@@ -125,9 +130,13 @@ struct Call {
     client: Option<Origin>,
     id: u64,
     function: String,
+    /// The request body: taken when dispatched, or kept as a copy when the
+    /// function is retry-safe so a lost worker's call can be sent again.
     body: Option<Frame>,
     deadline: Instant,
     state: CallState,
+    /// How many times the call has been dispatched.
+    attempts: u32,
 }
 
 struct WorkerState {
@@ -382,6 +391,7 @@ impl Router {
             body: Some(body),
             deadline,
             state: CallState::Queued,
+            attempts: 0,
         };
         match worker {
             Some(worker) => self.dispatch(ticket, call, worker, now, out),
@@ -669,9 +679,13 @@ impl Router {
             id: call.id,
             timeout_ms: Some(remaining.as_millis().try_into().unwrap_or(u64::MAX)),
         };
-        let body = call.body.take().expect("a call is dispatched once");
+        let body = call.body.take().expect("a queued call has its body");
+        call.attempts += 1;
         if let Some(function) = self.functions.get_mut(&call.function) {
             function.running += 1;
+            if function.info.retry_safe {
+                call.body = Some(Frame::from(&body[..]));
+            }
         }
         debug!(call_id = call.id, function = %call.function, worker = %hex(&worker), "dispatch");
         out.push(Action::Worker {
@@ -825,17 +839,66 @@ impl Router {
         }
     }
 
+    /// Declares a worker lost: each call it held is re-dispatched when its function is
+    /// retry-safe (within the attempt limit and the deadline), or answered WORKER_LOST.
     fn lose_worker(&mut self, worker: &[u8], now: Instant, out: &mut Vec<Action>) {
         self.stats.workers_lost += 1;
-        if let Some(state) = self.workers.get(worker) {
-            for ticket in state.running.clone() {
-                if let Some(call) = self.take_call(ticket) {
-                    let message = format!("the worker running '{}' was lost", call.function);
-                    self.answer(call.client, call.id, ErrorCode::WorkerLost, message, out);
-                }
-            }
-        }
+        let held: Vec<Ticket> = self
+            .workers
+            .get(worker)
+            .map(|state| state.running.iter().copied().collect())
+            .unwrap_or_default();
+        let lost: Vec<(Ticket, Call)> = held
+            .into_iter()
+            .filter_map(|ticket| self.take_call(ticket).map(|call| (ticket, call)))
+            .collect();
         self.remove_worker(worker, now, out);
+        for (ticket, call) in lost {
+            self.retry_or_fail(ticket, call, now, out);
+        }
+    }
+
+    fn retry_or_fail(
+        &mut self,
+        ticket: Ticket,
+        mut call: Call,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let retry = call.client.is_some()
+            && call.body.is_some()
+            && call.attempts < self.config.max_attempts
+            && call.deadline > now;
+        let hosts = match self.functions.get(&call.function) {
+            Some(function) if retry && !function.hosts.is_empty() => function.hosts.clone(),
+            _ => {
+                let message = format!(
+                    "the worker running '{}' was lost (attempt {} of {})",
+                    call.function,
+                    call.attempts,
+                    if call.body.is_some() {
+                        self.config.max_attempts
+                    } else {
+                        1
+                    }
+                );
+                return self.answer(call.client, call.id, ErrorCode::WorkerLost, message, out);
+            }
+        };
+        self.stats.retries += 1;
+        debug!(call_id = call.id, function = %call.function, attempt = call.attempts + 1, "re-dispatching a lost call");
+        call.state = CallState::Queued;
+        let function = self
+            .functions
+            .get_mut(&call.function)
+            .expect("checked above");
+        function.queue.push_front(ticket);
+        function.queued += 1;
+        self.deadlines.insert((call.deadline, ticket));
+        self.calls.insert(ticket, call);
+        for host in hosts {
+            self.pull_queued(&host, now, out);
+        }
     }
 
     fn remove_worker(&mut self, worker: &[u8], _now: Instant, out: &mut Vec<Action>) {
@@ -923,6 +986,7 @@ mod tests {
                     name: (*name).into(),
                     doc: String::new(),
                     signature: String::new(),
+                    retry_safe: false,
                 })
                 .collect(),
         })
@@ -1076,6 +1140,71 @@ mod tests {
         assert_eq!(reply_codes(&out), [Some(ErrorCode::WorkerLost)]);
         assert_eq!(router.worker_count(), 0);
         assert_eq!(router.stats().workers_lost, 1);
+    }
+
+    fn ready_retry_safe(name: &str) -> WorkerMessage {
+        let WorkerMessage::Ready(mut info) = ready(&[name], 1) else {
+            unreachable!()
+        };
+        info.functions[0].retry_safe = true;
+        WorkerMessage::Ready(info)
+    }
+
+    fn ready_safe_and_unsafe() -> WorkerMessage {
+        let WorkerMessage::Ready(mut info) = ready(&["safe", "unsafe"], 2) else {
+            unreachable!()
+        };
+        info.functions[0].retry_safe = true;
+        WorkerMessage::Ready(info)
+    }
+
+    #[test]
+    fn retry_safe_call_moves_to_another_worker_when_its_worker_is_lost() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(b"a".to_vec(), ready_safe_and_unsafe(), now, &mut out);
+        router.submit(request(b"c", "safe", 1, None), now, &mut out);
+        router.submit(request(b"c", "unsafe", 2, None), now, &mut out);
+        let on_a = dispatched(&out);
+        assert_eq!(on_a.len(), 2);
+        router.worker_message(b"b".to_vec(), ready_safe_and_unsafe(), now, &mut out);
+        out.clear();
+        router.worker_unreachable(b"a", now, &mut out);
+        assert_eq!(
+            dispatched(&out),
+            [(b"b".to_vec(), on_a[0].1)],
+            "safe call re-sent to b"
+        );
+        assert_eq!(
+            reply_codes(&out),
+            [Some(ErrorCode::WorkerLost)],
+            "unsafe call fails"
+        );
+        assert_eq!(router.stats().retries, 1);
+    }
+
+    #[test]
+    fn retry_safe_call_gives_up_after_max_attempts() {
+        let mut router = Router::new(RouterConfig {
+            max_attempts: 2,
+            ..RouterConfig::default()
+        });
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for worker in [b"a", b"b", b"c"] {
+            router.worker_message(worker.to_vec(), ready_retry_safe("safe"), now, &mut out);
+        }
+        router.submit(request(b"c", "safe", 1, None), now, &mut out);
+        for attempt in 1..=2 {
+            let (worker, _) = dispatched(&out).pop().expect("dispatched");
+            out.clear();
+            router.worker_unreachable(&worker, now, &mut out);
+            if attempt == 2 {
+                assert_eq!(reply_codes(&out), [Some(ErrorCode::WorkerLost)]);
+                assert!(dispatched(&out).is_empty());
+            }
+        }
     }
 
     #[test]

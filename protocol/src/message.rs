@@ -46,6 +46,14 @@ pub struct FunctionInfo {
     /// The parameters and result, e.g. `add(a: i64, b: i64) -> i64`.
     #[serde(default)]
     pub signature: String,
+    /// Running it twice for one call is harmless, so the broker may re-dispatch a call
+    /// whose worker was lost. Absent means false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub retry_safe: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The body of a worker's READY message.
@@ -74,4 +82,7 @@ pub struct FunctionListing {
     pub queued: u32,
     /// How many calls are running on workers.
     pub running: u32,
+    /// Whether calls may be re-dispatched after a worker is lost.
+    #[serde(default)]
+    pub retry_safe: bool,
 }

@@ -230,6 +230,7 @@ mod tests {
                 name: "add".into(),
                 doc: "adds".into(),
                 signature: "add(a: i64, b: i64) -> i64".into(),
+                retry_safe: false,
             }],
         };
         let parsed =

@@ -93,6 +93,13 @@ impl Registration<'_> {
         self
     }
 
+    /// Declares that running the function twice for one call is harmless, so a
+    /// call whose worker dies may be re-dispatched to another worker.
+    pub fn retry_safe(mut self) -> Self {
+        self.info_mut().retry_safe = true;
+        self
+    }
+
     /// Replaces the signature derived from the Rust types.
     pub fn signature(mut self, signature: &str) -> Self {
         self.info_mut().signature = signature.to_owned();
@@ -140,6 +147,7 @@ impl Registry {
             name: name.to_owned(),
             doc: String::new(),
             signature: format!("{name}({params}) -> {}", short_type_name(result)),
+            retry_safe: false,
         };
         if !self.functions.contains_key(name) {
             self.order.push(name.to_owned());
@@ -170,6 +178,7 @@ impl Registry {
                 name: full.clone(),
                 doc: function.info.doc.clone(),
                 signature,
+                retry_safe: function.info.retry_safe,
             };
             if !self.functions.contains_key(&full) {
                 self.order.push(full.clone());
