@@ -5,10 +5,15 @@ use switchboard_protocol::args::{decode_args, ArgsError, ArgsShape};
 use switchboard_protocol::codec::encode_result;
 use switchboard_protocol::{ErrorCode, FunctionListing, RemoteError};
 
-use crate::router::{FunctionSummary, Router};
+use crate::router::{FunctionSummary, Router, RouterStats};
 
 /// Names of the built-in functions (besides `system.batch`, which is a frame-level form).
-pub const BUILTINS: [&str; 3] = ["system.ping", "system.functions", "system.describe"];
+pub const BUILTINS: [&str; 4] = [
+    "system.ping",
+    "system.functions",
+    "system.describe",
+    "system.stats",
+];
 
 /// Answers a `system.` call with a reply body, or the error to reply with.
 pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, RemoteError> {
@@ -22,6 +27,14 @@ pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, R
             let listing: Vec<FunctionListing> =
                 router.functions().into_iter().map(listing).collect();
             encode_result(&listing)
+        }
+        "system.stats" => {
+            no_arguments(function, body)?;
+            encode_result(&Stats {
+                workers: router.worker_count(),
+                calls_in_progress: router.calls_in_progress(),
+                counters: router.stats(),
+            })
         }
         "system.describe" => {
             let (name,): (String,) = arguments(function, body, 1)?;
@@ -47,6 +60,15 @@ pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, R
         }
     };
     encoded.map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+/// The answer of `system.stats`.
+#[derive(serde::Serialize)]
+struct Stats<'a> {
+    workers: usize,
+    calls_in_progress: usize,
+    #[serde(flatten)]
+    counters: &'a RouterStats,
 }
 
 fn listing(summary: FunctionSummary) -> FunctionListing {

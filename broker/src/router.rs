@@ -80,8 +80,8 @@ pub enum Action {
     },
 }
 
-/// Counters of what the router has seen, for logs and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Counters of what the router has seen, for logs, `system.stats` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RouterStats {
     /// Calls accepted from clients (dispatched or queued).
     pub calls_accepted: u64,
@@ -97,6 +97,8 @@ pub struct RouterStats {
     pub malformed_worker_messages: u64,
     /// Calls re-dispatched after their worker was lost.
     pub retries: u64,
+    /// Replies dropped because the client was gone or not reading (its queue was full).
+    pub dropped_replies: u64,
 }
 
 enum CallState {
@@ -537,6 +539,11 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Counts a reply the socket could not take (client gone or not reading).
+    pub fn reply_dropped(&mut self) {
+        self.stats.dropped_replies += 1;
     }
 
     /// Counts a malformed message from a worker. The worker keeps its calls.

@@ -24,7 +24,6 @@ pub struct Broker {
     router: Router,
     outbox: Vec<Action>,
     config: BrokerConfig,
-    dropped_replies: u64,
 }
 
 fn router_socket(
@@ -58,7 +57,6 @@ impl Broker {
             router: Router::new(config.router.clone()),
             outbox: Vec::with_capacity(BATCH),
             config,
-            dropped_replies: 0,
         })
     }
 
@@ -126,7 +124,7 @@ impl Broker {
             self.router.tick(now, &mut self.outbox);
             self.flush(now);
         }
-        info!(stats = ?self.router.stats(), dropped_replies = self.dropped_replies, "broker stopped");
+        info!(stats = ?self.router.stats(), "broker stopped");
         Ok(())
     }
 
@@ -180,7 +178,7 @@ impl Broker {
                     } => {
                         let frames = reply_frames(envelope, header, body);
                         if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {
-                            self.dropped_replies += 1;
+                            self.router.reply_dropped();
                             debug!(error = %e, "dropping reply: client gone or not reading");
                         }
                     }

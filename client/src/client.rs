@@ -17,7 +17,7 @@ use switchboard_protocol::socket::SocketLimits;
 use switchboard_protocol::wake::{waker, Waker};
 use switchboard_protocol::{CallHeader, CodecError, Frame};
 
-use crate::connection::{self, Command};
+use crate::connection::{Command, Connection, Counters};
 use crate::error::{CallError, ConnectError};
 
 /// How long past a call's deadline the client waits for the broker to report it.
@@ -51,6 +51,19 @@ struct Shared {
     next_id: AtomicU64,
     default_timeout: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+/// What a client's connection has seen so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Replies that matched no waiting call (late, duplicated or unknown). Should stay 0
+    /// for calls that are not resent.
+    pub unmatched_replies: u64,
+    /// Times the connection to the broker dropped.
+    pub disconnects: u64,
+    /// Idempotent calls sent again after a disconnect.
+    pub resent_calls: u64,
 }
 
 impl Drop for Shared {
@@ -85,14 +98,28 @@ impl Client {
         };
         let socket = context.socket(zmq::DEALER).map_err(fail)?;
         config.limits.apply(&socket).map_err(fail)?;
+        // Watch the connection so calls in flight do not wait for their deadline when it drops.
+        static MONITORS: AtomicU64 = AtomicU64::new(0);
+        let address = format!(
+            "inproc://switchboard-client-monitor-{}",
+            MONITORS.fetch_add(1, Ordering::Relaxed)
+        );
+        socket
+            .monitor(&address, zmq::SocketEvent::DISCONNECTED.to_raw() as i32)
+            .map_err(fail)?;
+        let monitor = context.socket(zmq::PAIR).map_err(fail)?;
+        monitor.set_linger(0).map_err(fail)?;
+        monitor.connect(&address).map_err(fail)?;
         socket.connect(&config.endpoint).map_err(fail)?;
         let (waker, wake_rx) = waker()?;
         let (commands, inbox) = crossbeam_channel::unbounded();
+        let counters = Arc::new(Counters::default());
+        let connection = Connection::new(socket, monitor, inbox, wake_rx, Arc::clone(&counters));
         let thread = std::thread::Builder::new()
             .name("switchboard-client-io".into())
             .spawn(move || {
                 let _context = context;
-                connection::run(socket, inbox, wake_rx);
+                connection.run();
             })?;
         Ok(Client {
             shared: Arc::new(Shared {
@@ -101,8 +128,19 @@ impl Client {
                 next_id: AtomicU64::new(1),
                 default_timeout: config.default_timeout,
                 thread: Mutex::new(Some(thread)),
+                counters,
             }),
         })
+    }
+
+    /// Counters of this connection.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.shared.counters;
+        ClientStats {
+            unmatched_replies: c.unmatched_replies.load(Ordering::Relaxed),
+            disconnects: c.disconnects.load(Ordering::Relaxed),
+            resent_calls: c.resent_calls.load(Ordering::Relaxed),
+        }
     }
 
     /// Calls `function` with positional arguments (a tuple; `()` for none) and waits for the result.
@@ -131,6 +169,7 @@ impl Client {
             args: encode_args(&()),
             kwargs: encode_kwargs(&()),
             timeout: None,
+            idempotent: false,
         }
     }
 
@@ -147,6 +186,7 @@ impl Client {
     fn start(
         &self,
         timeout: Option<Duration>,
+        idempotent: bool,
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
     ) -> Result<PendingCall, CallError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -162,6 +202,7 @@ impl Client {
             frames: frames(&header),
             reply,
             forget_after: give_up_at,
+            idempotent,
         };
         let commands = self.shared.commands.as_ref().expect("set until drop");
         commands
@@ -185,6 +226,7 @@ pub struct RequestBuilder<'c> {
     args: Result<Vec<u8>, CodecError>,
     kwargs: Result<Vec<u8>, CodecError>,
     timeout: Option<Duration>,
+    idempotent: bool,
 }
 
 impl RequestBuilder<'_> {
@@ -206,11 +248,19 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Marks the call safe to send twice: if the connection to the broker drops
+    /// (a broker restart), the client sends it again instead of failing it with
+    /// BROKER_LOST. Only for calls whose effect does not double when repeated.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
     /// Sends the call without waiting: many calls can be in flight at once.
     pub fn send(self) -> Result<PendingCall, CallError> {
         let body = self.body()?;
         let function = self.function;
-        self.client.start(self.timeout, |header| {
+        self.client.start(self.timeout, self.idempotent, |header| {
             request_frames(&function, header, body)
         })
     }
@@ -329,9 +379,9 @@ impl BatchBuilder<'_> {
                 calls.len()
             ))));
         }
-        let call = self
-            .client
-            .start(self.timeout, |header| batch_request_frames(header, calls))?;
+        let call = self.client.start(self.timeout, false, |header| {
+            batch_request_frames(header, calls)
+        })?;
         Ok(PendingBatch { call })
     }
 

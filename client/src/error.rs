@@ -19,7 +19,7 @@ pub enum CallError {
     #[error("{0}")]
     Rejected(RemoteError),
     /// The broker could not deliver the call or its result: UNKNOWN_FUNCTION, TIMEOUT,
-    /// OVERLOADED, WORKER_LOST, SHUTTING_DOWN.
+    /// OVERLOADED, WORKER_LOST, SHUTTING_DOWN, or (noticed by the client) BROKER_LOST.
     #[error("{0}")]
     Broker(RemoteError),
     /// No reply arrived before the deadline (measured by the client itself).
@@ -44,7 +44,8 @@ impl From<RemoteError> for CallError {
             | ErrorCode::Timeout
             | ErrorCode::Overloaded
             | ErrorCode::WorkerLost
-            | ErrorCode::ShuttingDown => CallError::Broker(error),
+            | ErrorCode::ShuttingDown
+            | ErrorCode::BrokerLost => CallError::Broker(error),
             ErrorCode::BadArguments
             | ErrorCode::BadRequest
             | ErrorCode::PayloadTooLarge

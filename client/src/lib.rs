@@ -26,7 +26,8 @@ pub mod error;
 pub mod json;
 
 pub use client::{
-    BatchBuilder, BatchReply, Client, ClientConfig, PendingBatch, PendingCall, RequestBuilder,
+    BatchBuilder, BatchReply, Client, ClientConfig, ClientStats, PendingBatch, PendingCall,
+    RequestBuilder,
 };
 pub use error::{CallError, ConnectError};
 pub use switchboard_protocol::{ErrorCode, RemoteError, Value};

@@ -24,13 +24,15 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The broker or worker is stopping and takes no new calls.
     ShuttingDown,
+    /// Client side only: the connection to the broker dropped while the call was in flight.
+    BrokerLost,
     /// A code this version does not know (sent by a newer or foreign peer).
     Unrecognized,
 }
 
 impl ErrorCode {
     /// Every code of the vocabulary, in documentation order.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::UnknownFunction,
         ErrorCode::BadArguments,
         ErrorCode::FunctionError,
@@ -40,6 +42,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::ShuttingDown,
+        ErrorCode::BrokerLost,
     ];
 
     /// The code's wire name, e.g. `"UNKNOWN_FUNCTION"`.
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "BAD_REQUEST",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::BrokerLost => "BROKER_LOST",
             ErrorCode::Unrecognized => "UNRECOGNIZED",
         }
     }

@@ -114,13 +114,13 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts a broker on ephemeral loopback ports with extra flags.
     pub fn start(extra: &[&str]) -> BrokerProcess {
+        BrokerProcess::start_at("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", extra)
+    }
+
+    /// Starts a broker on the given endpoints (to restart one where it was).
+    pub fn start_at(frontend: &str, backend: &str, extra: &[&str]) -> BrokerProcess {
         let mut child = Command::new(binary("broker"))
-            .args([
-                "--frontend",
-                "tcp://127.0.0.1:*",
-                "--backend",
-                "tcp://127.0.0.1:*",
-            ])
+            .args(["--frontend", frontend, "--backend", backend])
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -225,6 +225,41 @@ pub fn cluster(
         .collect();
     broker.wait_for_workers("whoami", workers.len() as u32);
     (broker, workers)
+}
+
+/// Resident memory of a process in KiB, from `/proc`.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// A fresh scratch directory for one test, removed when dropped.
+pub struct ScratchDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `<tmp>/switchboard-<label>-<pid>-<n>`.
+    pub fn new(label: &str) -> ScratchDir {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("switchboard-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        ScratchDir { path }
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Path of a file in the repository, from the tests crate.

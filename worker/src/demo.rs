@@ -1,5 +1,9 @@
 //! The demo registry hosted by the `worker` binary, used by the README demo, tests and benchmarks.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,8 +25,9 @@ pub struct Greeting {
 /// Longest sleep `sleep_ms` accepts, so a caller cannot pin an executor forever.
 pub const MAX_SLEEP_MS: u64 = 600_000;
 
-/// Builds the demo registry. `worker_name` is what `whoami` answers.
-pub fn registry(worker_name: &str) -> Registry {
+/// Builds the demo registry. `worker_name` is what `whoami` answers; with a
+/// `record` journal, the `work` functions note each execution in it.
+pub fn registry(worker_name: &str, record: Option<Journal>) -> Registry {
     let mut registry = Registry::new();
     registry
         .register("add", |a: i64, b: i64| a.wrapping_add(b))
@@ -63,7 +68,53 @@ pub fn registry(worker_name: &str) -> Registry {
         .doc("Returns the name of the worker that ran the call.");
     registry.mount("time", time_functions());
     registry.mount("bytes", bytes_functions());
+    registry.mount("work", work_functions(record));
     registry
+}
+
+/// An append-only file with one line per execution, for reliability tests that
+/// check how many times each call ran.
+#[derive(Clone)]
+pub struct Journal {
+    file: Arc<Mutex<File>>,
+}
+
+impl Journal {
+    /// Opens (creating or appending to) the journal at `path`.
+    pub fn open(path: &Path) -> std::io::Result<Journal> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Journal {
+            file: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    fn note(&self, token: &str) {
+        if let Ok(mut file) = self.file.lock() {
+            let _ = writeln!(file, "{token}");
+        }
+    }
+}
+
+/// Functions mounted under `work.`: sleep, note the token in the journal, return it.
+/// `work.once` is not retry-safe; `work.idempotent` is.
+fn work_functions(record: Option<Journal>) -> Registry {
+    let mut work = Registry::new();
+    let run = move |token: String, ms: u64| -> Result<String, String> {
+        if ms > MAX_SLEEP_MS {
+            return Err(format!("at most {MAX_SLEEP_MS} ms"));
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        if let Some(journal) = &record {
+            journal.note(&token);
+        }
+        Ok(token)
+    };
+    work.register_fallible("once", run.clone())
+        .doc("Sleeps, records the token, returns it. Not retry-safe.");
+    work.register_fallible("idempotent", run)
+        .doc("Sleeps, records the token, returns it. Retry-safe.")
+        .retry_safe();
+    work
 }
 
 /// Functions mounted under `time.`: timestamps travel as the MessagePack timestamp extension.

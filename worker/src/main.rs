@@ -37,6 +37,9 @@ struct Args {
     /// Largest message frame accepted from the broker, in bytes.
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_message_bytes: i64,
+    /// Append a line per execution of `work.*` to this file (for reliability tests).
+    #[arg(long, env = "SWITCHBOARD_RECORD_FILE")]
+    record_file: Option<std::path::PathBuf>,
     /// Name this worker answers to `whoami` (default: `worker-PID`).
     #[arg(long, env = "SWITCHBOARD_WORKER_NAME")]
     name: Option<String>,
@@ -63,7 +66,11 @@ fn main() -> anyhow::Result<()> {
     let shutdown = switchboard_protocol::process::shutdown_on_signals()
         .context("installing signal handlers")?;
     tracing::info!(%name, "worker starting");
-    Worker::new(demo::registry(&name), config)
+    let journal = match &args.record_file {
+        Some(path) => Some(demo::Journal::open(path).context("opening the record file")?),
+        None => None,
+    };
+    Worker::new(demo::registry(&name, journal), config)
         .run(shutdown)
         .context("worker failed")?;
     Ok(())

@@ -1,0 +1,414 @@
+//! The reliability contract (docs/RELIABILITY.md), checked with real processes:
+//! every call ends in exactly one outcome, non-retry-safe work never runs twice,
+//! every failure carries a documented code, and overload stays bounded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use switchboard_client::{CallError, Client, ClientConfig, ClientStats, ErrorCode};
+use switchboard_tests::{cluster, rss_kib, BrokerProcess, ScratchDir, WorkerProcess};
+
+const ONCE: &str = "work.once";
+const IDEMPOTENT: &str = "work.idempotent";
+
+/// One call's token, function and outcome.
+struct Outcome {
+    token: String,
+    function: &'static str,
+    result: Result<String, CallError>,
+}
+
+/// Calls `work.*` `calls` times with `window` in flight, alternating the two functions.
+fn load(
+    endpoint: &str,
+    client: usize,
+    calls: usize,
+    window: usize,
+    mark_idempotent: bool,
+    done: &AtomicUsize,
+) -> (Vec<Outcome>, ClientStats) {
+    let mut config = ClientConfig::new(endpoint);
+    config.default_timeout = Duration::from_secs(5);
+    let connection = Client::with_config(config).expect("client");
+    let mut outcomes = Vec::with_capacity(calls);
+    let mut in_flight = std::collections::VecDeque::new();
+    for i in 0..calls + window {
+        if in_flight.len() == window || (i >= calls && !in_flight.is_empty()) {
+            let (token, function, call): (String, &'static str, switchboard_client::PendingCall) =
+                in_flight.pop_front().expect("non-empty");
+            outcomes.push(Outcome {
+                token,
+                function,
+                result: call.wait::<String>(),
+            });
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        if i < calls {
+            let token = format!("c{client}-{i}");
+            let function = if i % 2 == 0 { ONCE } else { IDEMPOTENT };
+            let mut request = connection.request(function).args((&token, 2u64));
+            if mark_idempotent && function == IDEMPOTENT {
+                request = request.idempotent();
+            }
+            in_flight.push_back((token, function, request.send().expect("send")));
+        }
+    }
+    (outcomes, connection.stats())
+}
+
+/// How many times each token was executed, from every worker's journal.
+fn executions(dir: &ScratchDir) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for entry in std::fs::read_dir(&dir.path).expect("journal dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("journal");
+        for token in text.lines() {
+            *counts.entry(token.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Checks the contract over all outcomes and returns the count of each outcome kind.
+fn check_contract(
+    outcomes: &[Outcome],
+    expected_calls: usize,
+    executions: &HashMap<String, usize>,
+    allowed: &[ErrorCode],
+) -> HashMap<String, usize> {
+    assert_eq!(
+        outcomes.len(),
+        expected_calls,
+        "every call ends in exactly one outcome"
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut tally: HashMap<String, usize> = HashMap::new();
+    for outcome in outcomes {
+        assert!(
+            seen.insert(&outcome.token),
+            "{} has two outcomes",
+            outcome.token
+        );
+        let ran = executions.get(&outcome.token).copied().unwrap_or(0);
+        if outcome.function == ONCE {
+            assert!(
+                ran <= 1,
+                "{} is not retry-safe but ran {ran} times",
+                outcome.token
+            );
+        }
+        match &outcome.result {
+            Ok(token) => {
+                assert_eq!(token, &outcome.token, "a reply reached the wrong call");
+                assert!(ran >= 1, "{} succeeded without running", outcome.token);
+                *tally.entry(format!("ok {}", outcome.function)).or_default() += 1;
+            }
+            Err(error) => {
+                let code = error
+                    .code()
+                    .unwrap_or_else(|| panic!("undocumented failure: {error:?}"));
+                assert!(
+                    allowed.contains(&code),
+                    "{}: unexpected {error}",
+                    outcome.token
+                );
+                *tally
+                    .entry(format!("{code} {}", outcome.function))
+                    .or_default() += 1;
+            }
+        }
+    }
+    tally
+}
+
+fn journal_flags(dir: &ScratchDir, name: &str) -> Vec<String> {
+    let path = dir.path.join(format!("{name}.log"));
+    vec!["--record-file".into(), path.to_string_lossy().into_owned()]
+}
+
+fn start_workers(
+    broker: &BrokerProcess,
+    dir: &ScratchDir,
+    count: usize,
+    extra: &[&str],
+) -> Vec<WorkerProcess> {
+    (0..count)
+        .map(|i| {
+            let name = format!("w{i}");
+            let mut flags: Vec<String> = journal_flags(dir, &name);
+            flags.extend(extra.iter().map(|s| s.to_string()));
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            WorkerProcess::start(&broker.backend, &name, &flags)
+        })
+        .collect()
+}
+
+fn wait_until(done: &AtomicUsize, count: usize) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while done.load(Ordering::Relaxed) < count {
+        assert!(
+            Instant::now() < until,
+            "load stalled at {}",
+            done.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn chaos_worker_killed_mid_run_every_call_ends_once_and_none_runs_twice() {
+    const CLIENTS: usize = 4;
+    const CALLS: usize = 2_500;
+    let dir = ScratchDir::new("chaos-worker");
+    let broker = BrokerProcess::start(&[]);
+    let mut workers = start_workers(
+        &broker,
+        &dir,
+        3,
+        &["--heartbeat-ms", "100", "--threads", "4"],
+    );
+    broker.wait_for_workers(ONCE, 3);
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let outcomes = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let done = Arc::clone(&done);
+                let endpoint = broker.frontend.clone();
+                scope.spawn(move || load(&endpoint, c, CALLS, 32, false, &done))
+            })
+            .collect();
+        wait_until(&done, CLIENTS * CALLS / 3);
+        workers[0].process.kill();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                let (outcomes, stats) = h.join().expect("load thread");
+                assert_eq!(
+                    stats.unmatched_replies, 0,
+                    "a reply arrived twice or unasked"
+                );
+                outcomes
+            })
+            .collect::<Vec<_>>()
+    });
+    let tally = check_contract(
+        &outcomes,
+        CLIENTS * CALLS,
+        &executions(&dir),
+        &[ErrorCode::WorkerLost],
+    );
+    eprintln!(
+        "chaos (worker kill -9): {} calls in {:?}: {tally:?}",
+        outcomes.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        tally.get("WORKER_LOST work.idempotent"),
+        None,
+        "retry-safe calls were re-dispatched"
+    );
+}
+
+#[test]
+fn chaos_broker_restart_mid_run_every_call_ends_once_and_service_recovers() {
+    const CLIENTS: usize = 3;
+    const CALLS: usize = 1_500;
+    let dir = ScratchDir::new("chaos-broker");
+    let mut broker = BrokerProcess::start(&[]);
+    let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
+    let _workers = start_workers(
+        &broker,
+        &dir,
+        3,
+        &["--heartbeat-ms", "100", "--threads", "4"],
+    );
+    broker.wait_for_workers(ONCE, 3);
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut recovery = Duration::ZERO;
+    let outcomes = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let done = Arc::clone(&done);
+                let endpoint = frontend.clone();
+                scope.spawn(move || load(&endpoint, c, CALLS, 16, true, &done))
+            })
+            .collect();
+        wait_until(&done, CLIENTS * CALLS / 3);
+        broker.process.kill();
+        let restarted_at = Instant::now();
+        broker = BrokerProcess::start_at(&frontend, &backend, &[]);
+        // Recovery: a fresh client's call succeeds, with no manual action.
+        let probe = broker.client(Duration::from_millis(500));
+        loop {
+            if probe.call::<i64>("add", (1, 1)).is_ok() {
+                recovery = restarted_at.elapsed();
+                break;
+            }
+            assert!(
+                restarted_at.elapsed() < Duration::from_secs(10),
+                "no recovery in 10 s"
+            );
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("load thread").0)
+            .collect::<Vec<_>>()
+    });
+    let allowed = [
+        ErrorCode::BrokerLost,
+        ErrorCode::Timeout,
+        ErrorCode::UnknownFunction,
+    ];
+    let tally = check_contract(&outcomes, CLIENTS * CALLS, &executions(&dir), &allowed);
+    eprintln!("chaos (broker kill -9 + restart): recovery {recovery:?}; {tally:?}");
+    assert!(
+        recovery < Duration::from_secs(5),
+        "recovery took {recovery:?}"
+    );
+    let idempotent_failures: usize = tally
+        .iter()
+        .filter(|(k, _)| k.ends_with(IDEMPOTENT) && !k.starts_with("ok"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        idempotent_failures, 0,
+        "idempotent calls are resent by the client: {tally:?}"
+    );
+}
+
+#[test]
+fn flood_beyond_capacity_is_refused_with_overloaded_and_memory_stays_bounded() {
+    // Capacity: 1 worker x 2 threads + 500 queued. The flood: 10x that, twice.
+    let (broker, _workers) = cluster(1, &["--queue-capacity", "500"], &["--threads", "2"]);
+    let client = broker.client(Duration::from_secs(20));
+    let payload = serde_bytes::ByteBuf::from(vec![7u8; 1024]);
+    let mut rss = vec![rss_kib(broker.process.pid())];
+    for round in 0..2 {
+        let pending: Vec<_> = (0..5_000)
+            .map(|_| {
+                client
+                    .request("bytes.len")
+                    .args((&payload,))
+                    .send()
+                    .unwrap()
+            })
+            .collect();
+        let (mut ok, mut overloaded) = (0, 0);
+        for call in pending {
+            match call.wait::<usize>() {
+                Ok(len) => {
+                    assert_eq!(len, 1024);
+                    ok += 1;
+                }
+                Err(e) if e.code() == Some(ErrorCode::Overloaded) => overloaded += 1,
+                Err(e) => panic!("round {round}: unexpected {e}"),
+            }
+        }
+        rss.push(rss_kib(broker.process.pid()));
+        eprintln!("flood round {round}: {ok} ok, {overloaded} OVERLOADED, broker RSS {rss:?} KiB");
+        assert!(
+            overloaded > 0,
+            "a flood 10x beyond capacity must be refused in part"
+        );
+        assert!(ok >= 502, "accepted calls complete");
+    }
+    // Bounded: the second flood does not add what the first one did.
+    assert!(
+        rss[2] <= rss[1] + 4 * 1024,
+        "broker RSS kept growing: {rss:?} KiB"
+    );
+    assert!(rss[2] < 64 * 1024, "broker RSS {rss:?} KiB");
+}
+
+#[test]
+fn long_call_outlives_many_heartbeats_without_its_worker_being_declared_dead() {
+    let (broker, _workers) = cluster(1, &[], &["--heartbeat-ms", "50", "--threads", "1"]);
+    let client = broker.client(Duration::from_secs(5));
+    // 600 ms is 12 heartbeat intervals: the socket thread keeps beating while the call runs.
+    assert_eq!(client.call::<u64>("sleep_ms", (600,)).unwrap(), 600);
+    assert_eq!(client.call::<String>("whoami", ()).unwrap(), "w0");
+}
+
+#[test]
+fn graceful_scale_down_under_load_fails_no_call() {
+    let dir = ScratchDir::new("scale-down");
+    let broker = BrokerProcess::start(&[]);
+    let mut workers = start_workers(&broker, &dir, 3, &["--threads", "4"]);
+    broker.wait_for_workers(ONCE, 3);
+    let done = Arc::new(AtomicUsize::new(0));
+    let outcomes = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|c| {
+                let done = Arc::clone(&done);
+                let endpoint = broker.frontend.clone();
+                scope.spawn(move || load(&endpoint, c, 1_500, 24, false, &done))
+            })
+            .collect();
+        wait_until(&done, 1_000);
+        workers[0].process.signal(Signal::SIGTERM);
+        let status = workers[0]
+            .process
+            .wait_exit(Duration::from_secs(10))
+            .expect("worker exits");
+        assert!(status.success(), "worker exit status {status:?}");
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("load thread").0)
+            .collect::<Vec<_>>()
+    });
+    let tally = check_contract(&outcomes, 3_000, &executions(&dir), &[]);
+    eprintln!("scale-down under load: {tally:?}");
+}
+
+#[test]
+fn a_client_that_stops_reading_does_not_block_others() {
+    let (broker, _workers) = cluster(1, &["--high-water-mark", "100"], &["--threads", "4"]);
+    let client = broker.client(Duration::from_secs(5));
+    let timed = |label: &str| {
+        let started = Instant::now();
+        for i in 0..200i64 {
+            assert_eq!(client.call::<i64>("add", (i, 1)).unwrap(), i + 1);
+        }
+        let took = started.elapsed();
+        eprintln!("200 sequential calls {label}: {took:?}");
+        took
+    };
+    let before = timed("before");
+    // A raw client sends 400 echo calls of 128 KiB and never reads a reply: once its
+    // socket buffers and the broker's high-water mark of 100 for it are full, the
+    // broker drops its replies instead of waiting.
+    let context = zmq::Context::new();
+    let greedy = context.socket(zmq::DEALER).unwrap();
+    greedy.set_linger(0).unwrap();
+    greedy.set_rcvhwm(1).unwrap();
+    greedy.set_rcvbuf(64 * 1024).unwrap();
+    greedy.connect(&broker.frontend).unwrap();
+    let header = b"\x81\xa2id\x01";
+    let mut body = b"\x82\xa4args\x91\xc6\x00\x02\x00\x00".to_vec(); // [bin32 of 128 KiB]
+    body.extend(std::iter::repeat_n(7u8, 128 * 1024));
+    body.extend_from_slice(b"\xa6kwargs\x80");
+    for _ in 0..400 {
+        greedy
+            .send_multipart([&b""[..], b"SBC1", b"echo", header, &body], 0)
+            .unwrap();
+    }
+    broker.wait_for("echo", "the greedy calls done", |f| {
+        f.queued == 0 && f.running == 0
+    });
+    let stats: HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    let dropped = stats["dropped_replies"].as_u64().unwrap();
+    eprintln!("replies dropped for the client that does not read: {dropped}");
+    assert!(
+        dropped >= 100,
+        "replies to a full client are dropped and counted: {stats:?}"
+    );
+    let after = timed("after");
+    assert!(
+        after < before * 5 + Duration::from_millis(200),
+        "{before:?} then {after:?}"
+    );
+}
