@@ -70,6 +70,9 @@ const SWEEP: Duration = Duration::from_millis(500);
 /// Pause before sending an idempotent call again after SHUTTING_DOWN, or after
 /// UNKNOWN_FUNCTION from a restarted broker that has not heard from its workers yet.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// After the connection drops, for this long UNKNOWN_FUNCTION may mean "a restarted
+/// broker whose workers have not registered yet": idempotent calls are retried.
+const RESTART_WINDOW: Duration = Duration::from_secs(5);
 
 /// The socket thread's state.
 pub struct Connection {
@@ -79,6 +82,8 @@ pub struct Connection {
     wake: WakeReceiver,
     pending: HashMap<u64, Pending>,
     counters: Arc<Counters>,
+    /// When the connection to the broker last dropped.
+    last_disconnect: Option<Instant>,
 }
 
 impl Connection {
@@ -97,6 +102,7 @@ impl Connection {
             wake,
             pending: HashMap::new(),
             counters,
+            last_disconnect: None,
         }
     }
 
@@ -162,14 +168,19 @@ impl Connection {
     }
 
     /// Whether an idempotent call's error reply means "try again shortly".
-    fn worth_retrying(pending: &Pending, body: &[u8]) -> bool {
-        if pending.resend.is_none() || Instant::now() + RETRY_PAUSE >= pending.forget_after {
+    fn worth_retrying(&self, pending: &Pending, body: &[u8]) -> bool {
+        let now = Instant::now();
+        if pending.resend.is_none() || now + RETRY_PAUSE >= pending.forget_after {
             return false;
         }
+        let restarting = pending.resent
+            || self
+                .last_disconnect
+                .is_some_and(|at| now.duration_since(at) < RESTART_WINDOW);
         match decode_reply::<IgnoredAny>(body) {
             Ok(Err(error)) => {
                 error.code == ErrorCode::ShuttingDown
-                    || (pending.resent && error.code == ErrorCode::UnknownFunction)
+                    || (restarting && error.code == ErrorCode::UnknownFunction)
             }
             _ => false,
         }
@@ -232,7 +243,7 @@ impl Connection {
             };
             match parse_reply(frames) {
                 Ok(reply) => match self.pending.remove(&reply.header.id) {
-                    Some(mut pending) if Self::worth_retrying(&pending, &reply.body) => {
+                    Some(mut pending) if self.worth_retrying(&pending, &reply.body) => {
                         pending.retry_at = Some(Instant::now() + RETRY_PAUSE);
                         self.pending.insert(reply.header.id, pending);
                     }
@@ -265,6 +276,7 @@ impl Connection {
                 continue;
             }
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            self.last_disconnect = Some(Instant::now());
             info!(
                 in_flight = self.pending.len(),
                 "connection to the broker lost"

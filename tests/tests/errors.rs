@@ -89,7 +89,10 @@ fn full_queue_answers_overloaded_at_once() {
     let started = Instant::now();
     let error = client.call::<u64>("sleep_ms", (1,)).unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::Overloaded));
-    assert!(started.elapsed() < Duration::from_millis(200));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once, not queued"
+    );
     for call in pending {
         assert_eq!(
             call.wait::<u64>().unwrap(),
@@ -110,6 +113,10 @@ fn killed_worker_fails_its_calls_fast_with_worker_lost() {
     worker.process.kill();
     let started = Instant::now();
     let error = pending.wait::<u64>().unwrap_err();
+    eprintln!(
+        "kill -9 to WORKER_LOST at the caller (heartbeat 100 ms): {:?}",
+        started.elapsed()
+    );
     assert_eq!(error.code(), Some(ErrorCode::WorkerLost), "{error}");
     // Detected within three heartbeat intervals (plus scheduling slack).
     assert!(
