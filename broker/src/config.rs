@@ -17,6 +17,8 @@ pub struct BrokerConfig {
     pub limits: SocketLimits,
     /// How long a stopping broker waits for calls already accepted.
     pub shutdown_grace: Duration,
+    /// Address of the HTTP endpoint for `/metrics` and `/health` (e.g. `0.0.0.0:9100`); none if unset.
+    pub metrics: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -27,6 +29,7 @@ impl Default for BrokerConfig {
             router: RouterConfig::default(),
             limits: SocketLimits::default(),
             shutdown_grace: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }

@@ -14,6 +14,15 @@ pub enum BrokerError {
         #[source]
         source: zmq::Error,
     },
+    /// The metrics endpoint could not be started.
+    #[error("cannot serve metrics at {address}")]
+    Metrics {
+        /// The address asked for.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Polling or receiving failed in a way that cannot be retried.
     #[error("socket loop failed")]
     Io(#[from] zmq::Error),

@@ -8,13 +8,17 @@
 //! # Layout
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
+//! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
 //! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
+//! - [`metrics`] — Prometheus counters and histograms, rendered on request.
 //! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
 //! - [`error`] — [`BrokerError`].
 
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod introspection;
+pub mod metrics;
 pub mod router;
 pub mod server;
 

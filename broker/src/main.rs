@@ -42,6 +42,9 @@ struct Args {
     /// Messages queued per peer before the broker drops replies to it.
     #[arg(long, env = "SWITCHBOARD_HIGH_WATER_MARK", default_value_t = 10_000)]
     high_water_mark: i32,
+    /// Serve Prometheus metrics and a health page over HTTP at this address (e.g. 0.0.0.0:9100).
+    #[arg(long, env = "SWITCHBOARD_METRICS")]
+    metrics: Option<String>,
     /// How long, in milliseconds, a stopping broker waits for accepted calls.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
@@ -67,13 +70,18 @@ fn main() -> anyhow::Result<()> {
             ..SocketLimits::default()
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        metrics: args.metrics,
     };
     let shutdown = switchboard_protocol::process::shutdown_on_signals()
         .context("installing signal handlers")?;
     let broker = Broker::bind(config).context("starting broker")?;
     let (frontend, backend) = broker.endpoints();
+    let metrics = broker
+        .metrics_address()
+        .map(|a| format!(" metrics=http://{a}/metrics"))
+        .unwrap_or_default();
     // One machine-readable line on stdout so scripts and tests learn the real ports.
-    println!("switchboard-broker listening frontend={frontend} backend={backend}");
+    println!("switchboard-broker listening frontend={frontend} backend={backend}{metrics}");
     broker.run(shutdown).context("broker failed")?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::client::{
     BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION, NO_HEADER,
 };
-use switchboard_protocol::codec::{batch_reply_body, encode_error};
+use switchboard_protocol::codec::{batch_reply_body, encode_error, reply_outcome};
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{
     CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, RESERVED_PREFIX,
@@ -20,6 +20,7 @@ use switchboard_protocol::{
 use tracing::{debug, info, warn};
 
 use crate::introspection;
+use crate::metrics::Metrics;
 
 /// A worker's routing identity on the backend socket.
 pub type WorkerId = Vec<u8>;
@@ -139,6 +140,8 @@ struct Call {
     state: CallState,
     /// How many times the call has been dispatched.
     attempts: u32,
+    /// When the broker received it.
+    received: Instant,
 }
 
 struct WorkerState {
@@ -196,6 +199,7 @@ pub struct Router {
     dispatch_count: u64,
     shutting_down: bool,
     stats: RouterStats,
+    metrics: Metrics,
 }
 
 impl Router {
@@ -213,12 +217,23 @@ impl Router {
             dispatch_count: 0,
             shutting_down: false,
             stats: RouterStats::default(),
+            metrics: Metrics::default(),
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> &RouterStats {
         &self.stats
+    }
+
+    /// Metrics for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Metrics, for the socket loop to count bytes.
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
     }
 
     /// Number of connected workers.
@@ -273,7 +288,8 @@ impl Router {
         self.deadlines.clear();
         for (_, call) in calls {
             let message = "the broker stopped before the call finished".to_owned();
-            self.answer(call.client, call.id, ErrorCode::ShuttingDown, message, out);
+            let code = ErrorCode::ShuttingDown;
+            self.finish(call.client, &call.function, call.received, call.id, code, message, out);
         }
         for function in self.functions.values_mut() {
             function.queue.clear();
@@ -394,6 +410,7 @@ impl Router {
             deadline,
             state: CallState::Queued,
             attempts: 0,
+            received: now,
         };
         match worker {
             Some(worker) => self.dispatch(ticket, call, worker, now, out),
@@ -773,6 +790,8 @@ impl Router {
         match call.client {
             Some(origin) => {
                 self.stats.calls_completed += 1;
+                let outcome = reply_outcome(&body).map_or("ok", ErrorCode::as_str);
+                self.metrics.call_ended(&call.function, outcome, call.received.elapsed());
                 debug!(call_id = call.id, function = %call.function, "reply");
                 self.deliver(origin, body, out);
             }
@@ -806,14 +825,15 @@ impl Router {
                     "call to '{}' timed out waiting for a free worker",
                     call.function
                 );
-                self.answer(call.client, call.id, ErrorCode::Timeout, message, out);
+                let code = ErrorCode::Timeout;
+                self.finish(call.client, &call.function, call.received, call.id, code, message, out);
             }
             CallState::Running { .. } => {
                 // The worker keeps the slot until it replies or is lost.
                 let client = call.client.take();
                 let message = format!("call to '{}' timed out while running", call.function);
-                let id = call.id;
-                self.answer(client, id, ErrorCode::Timeout, message, out);
+                let (id, received, function) = (call.id, call.received, call.function.clone());
+                self.finish(client, &function, received, id, ErrorCode::Timeout, message, out);
             }
         }
     }
@@ -828,6 +848,24 @@ impl Router {
             }
         }
         Some(call)
+    }
+
+    /// Answers an accepted call with a broker error and records how it ended.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        client: Option<Origin>,
+        function: &str,
+        received: Instant,
+        call_id: u64,
+        code: ErrorCode,
+        message: String,
+        out: &mut Vec<Action>,
+    ) {
+        if client.is_some() {
+            self.metrics.call_ended(function, code.as_str(), received.elapsed());
+        }
+        self.answer(client, call_id, code, message, out);
     }
 
     fn answer(
@@ -889,7 +927,8 @@ impl Router {
                         1
                     }
                 );
-                return self.answer(call.client, call.id, ErrorCode::WorkerLost, message, out);
+                let code = ErrorCode::WorkerLost;
+                return self.finish(call.client, &call.function, call.received, call.id, code, message, out);
             }
         };
         self.stats.retries += 1;
@@ -933,13 +972,8 @@ impl Router {
         for ticket in queue {
             if let Some(call) = self.take_call(ticket) {
                 let message = format!("the last worker hosting '{name}' left");
-                self.answer(
-                    call.client,
-                    call.id,
-                    ErrorCode::UnknownFunction,
-                    message,
-                    out,
-                );
+                let code = ErrorCode::UnknownFunction;
+                self.finish(call.client, name, call.received, call.id, code, message, out);
             }
         }
     }

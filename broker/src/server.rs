@@ -1,13 +1,20 @@
 //! The broker's sockets and poll loop: receive, hand to the router, send what it decides.
 
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{bounded, Receiver};
+
 use crate::config::BrokerConfig;
+use crate::http::{self, MetricsRequest};
+use crate::metrics::Socket;
 use crate::error::BrokerError;
 use crate::router::{Action, Router};
 use switchboard_protocol::client::{parse_request, reply_frames};
 use switchboard_protocol::socket::{recv_frames, send_frames};
 use switchboard_protocol::worker::WorkerMessage;
+use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::Shutdown;
 use tracing::{debug, info, warn};
 
@@ -24,6 +31,43 @@ pub struct Broker {
     router: Router,
     outbox: Vec<Action>,
     config: BrokerConfig,
+    metrics: Option<MetricsEndpoint>,
+}
+
+/// The HTTP endpoint's thread and the channel it asks for metrics on.
+struct MetricsEndpoint {
+    address: SocketAddr,
+    requests: Receiver<MetricsRequest>,
+    wake: WakeReceiver,
+    stop: Shutdown,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for MetricsEndpoint {
+    fn drop(&mut self) {
+        self.stop.trigger();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn start_metrics(address: &str) -> Result<MetricsEndpoint, BrokerError> {
+    let fail = |source| BrokerError::Metrics {
+        address: address.to_owned(),
+        source,
+    };
+    let (waker, wake) = waker().map_err(fail)?;
+    let (sender, requests) = bounded(16);
+    let stop = Shutdown::new();
+    let (bound, thread) = http::serve(address, sender, waker, stop.clone()).map_err(fail)?;
+    Ok(MetricsEndpoint {
+        address: bound,
+        requests,
+        wake,
+        stop,
+        thread: Some(thread),
+    })
 }
 
 fn router_socket(
@@ -50,6 +94,10 @@ impl Broker {
         let context = zmq::Context::new();
         let frontend = router_socket(&context, &config, "frontend", &config.frontend)?;
         let backend = router_socket(&context, &config, "backend", &config.backend)?;
+        let metrics = match &config.metrics {
+            Some(address) => Some(start_metrics(address)?),
+            None => None,
+        };
         Ok(Broker {
             _context: context,
             frontend,
@@ -57,7 +105,13 @@ impl Broker {
             router: Router::new(config.router.clone()),
             outbox: Vec::with_capacity(BATCH),
             config,
+            metrics,
         })
+    }
+
+    /// The bound address of the `/metrics` endpoint, if one was asked for.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.address)
     }
 
     /// The endpoints actually bound (with real ports when `*` or `0` was asked for).
@@ -108,12 +162,19 @@ impl Broker {
             let mut items = [
                 self.frontend.as_poll_item(zmq::POLLIN),
                 self.backend.as_poll_item(zmq::POLLIN),
+                match &self.metrics {
+                    Some(metrics) => metrics.wake.poll_item(),
+                    None => zmq::PollItem::from_fd(-1, zmq::POLLIN),
+                },
             ];
             match zmq::poll(&mut items, wait.as_millis() as i64) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
             let (front_ready, back_ready) = (items[0].is_readable(), items[1].is_readable());
+            if items[2].is_readable() {
+                self.serve_metrics();
+            }
             if back_ready {
                 self.drain_backend()?;
             }
@@ -128,6 +189,15 @@ impl Broker {
         Ok(())
     }
 
+    /// Answers every pending `/metrics` request with the current text.
+    fn serve_metrics(&mut self) {
+        let Some(metrics) = &self.metrics else { return };
+        metrics.wake.drain();
+        while let Ok(reply) = metrics.requests.try_recv() {
+            let _ = reply.try_send(self.router.metrics().render(&self.router));
+        }
+    }
+
     fn drain_frontend(&mut self) -> Result<(), BrokerError> {
         for _ in 0..BATCH {
             let frames = match recv_frames(&self.frontend, zmq::DONTWAIT) {
@@ -136,6 +206,8 @@ impl Broker {
                 Err(e) => return Err(e.into()),
             };
             let now = Instant::now();
+            let size = frames.iter().map(|f| f.len()).sum();
+            self.router.metrics_mut().received(Socket::Frontend, size);
             match parse_request(frames) {
                 Ok(incoming) => self.router.submit(incoming, now, &mut self.outbox),
                 Err(rejected) => self.router.reject(*rejected, &mut self.outbox),
@@ -153,6 +225,8 @@ impl Broker {
                 Err(e) => return Err(e.into()),
             };
             let now = Instant::now();
+            let size = frames.iter().map(|f| f.len()).sum();
+            self.router.metrics_mut().received(Socket::Backend, size);
             let identity = frames.remove(0).to_vec();
             match WorkerMessage::parse(frames) {
                 Ok(message) => self
@@ -177,6 +251,8 @@ impl Broker {
                         body,
                     } => {
                         let frames = reply_frames(envelope, header, body);
+                        let size = frames.iter().map(|f| f.len()).sum();
+                        self.router.metrics_mut().sent(Socket::Frontend, size);
                         if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {
                             self.router.reply_dropped();
                             debug!(error = %e, "dropping reply: client gone or not reading");
@@ -184,6 +260,8 @@ impl Broker {
                     }
                     Action::Worker { worker, message } => {
                         let frames = message.into_frames(&worker);
+                        let size = frames.iter().map(|f| f.len()).sum();
+                        self.router.metrics_mut().sent(Socket::Backend, size);
                         if let Err(e) = send_frames(&self.backend, frames, zmq::DONTWAIT) {
                             debug!(error = %e, "send to worker failed");
                             // Losing the worker may produce replies: loop again.

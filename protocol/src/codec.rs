@@ -1,6 +1,7 @@
 //! Encoding and decoding of message bodies: the crate's `rmp_serde` boundary.
 
 use crate::error::CodecError;
+use crate::code::ErrorCode;
 use crate::message::{CallHeader, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -185,6 +186,21 @@ fn none<T>() -> Option<T> {
     None
 }
 
+/// The outcome of a reply body, for metrics: `None` for a result, else the error code.
+///
+/// A successful reply written as `{"result": …}` is recognized from its first
+/// eight bytes without decoding the result; only error replies are decoded.
+pub fn reply_outcome(body: &[u8]) -> Option<ErrorCode> {
+    if body.starts_with(b"\x81\xa6result") {
+        return None;
+    }
+    match decode_reply::<serde::de::IgnoredAny>(body) {
+        Ok(Ok(_)) => None,
+        Ok(Err(error)) => Some(error.code),
+        Err(_) => Some(ErrorCode::Unrecognized),
+    }
+}
+
 /// Decodes a reply body into the function's result or its remote error.
 ///
 /// A missing or `nil` result decodes as `T` from `nil`, so `()` and `Option`
@@ -203,7 +219,6 @@ pub fn decode_reply<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::code::ErrorCode;
     use std::collections::BTreeMap;
 
     #[test]
@@ -263,6 +278,14 @@ mod tests {
                 assert_eq!(second.as_deref(), Some("FUNCTION_ERROR"));
             }
         }
+    }
+
+    #[test]
+    fn reply_outcome_reads_only_what_it_needs() {
+        assert_eq!(reply_outcome(&encode_result(&vec![1u8; 1000]).unwrap()), None);
+        let error = encode_error(&RemoteError::new(ErrorCode::FunctionError, "x"));
+        assert_eq!(reply_outcome(&error), Some(ErrorCode::FunctionError));
+        assert_eq!(reply_outcome(b"\xc1"), Some(ErrorCode::Unrecognized));
     }
 
     #[test]
