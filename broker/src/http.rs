@@ -55,7 +55,11 @@ pub fn serve(
     Ok((local, thread))
 }
 
-fn answer(mut stream: TcpStream, requests: &Sender<MetricsRequest>, waker: &Waker) -> std::io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    requests: &Sender<MetricsRequest>,
+    waker: &Waker,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -82,8 +86,16 @@ fn answer(mut stream: TcpStream, requests: &Sender<MetricsRequest>, waker: &Wake
             }
         }
         ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found: try /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

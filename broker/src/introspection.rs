@@ -8,10 +8,11 @@ use switchboard_protocol::{ErrorCode, FunctionListing, RemoteError};
 use crate::router::{FunctionSummary, Router, RouterStats};
 
 /// Names of the built-in functions (besides `system.batch`, which is a frame-level form).
-pub const BUILTINS: [&str; 4] = [
+pub const BUILTINS: [&str; 5] = [
     "system.ping",
     "system.functions",
     "system.describe",
+    "system.workers",
     "system.stats",
 ];
 
@@ -27,6 +28,10 @@ pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, R
             let listing: Vec<FunctionListing> =
                 router.functions().into_iter().map(listing).collect();
             encode_result(&listing)
+        }
+        "system.workers" => {
+            no_arguments(function, body)?;
+            encode_result(&router.workers())
         }
         "system.stats" => {
             no_arguments(function, body)?;

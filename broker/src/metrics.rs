@@ -83,16 +83,30 @@ impl Metrics {
         let mut names: Vec<&String> = self.functions.keys().collect();
         names.sort();
 
-        header(&mut out, "switchboard_calls_total", "counter", "Calls that ended, by function and outcome (ok or an error code).");
+        header(
+            &mut out,
+            "switchboard_calls_total",
+            "counter",
+            "Calls that ended, by function and outcome (ok or an error code).",
+        );
         for name in &names {
             let mut outcomes: Vec<_> = self.functions[*name].outcomes.iter().collect();
             outcomes.sort();
             for (outcome, n) in outcomes {
-                let _ = writeln!(out, "switchboard_calls_total{{function=\"{}\",outcome=\"{outcome}\"}} {n}", escape(name));
+                let _ = writeln!(
+                    out,
+                    "switchboard_calls_total{{function=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    escape(name)
+                );
             }
         }
 
-        header(&mut out, "switchboard_call_duration_seconds", "histogram", "Time from the broker receiving a call to its reply, by function.");
+        header(
+            &mut out,
+            "switchboard_call_duration_seconds",
+            "histogram",
+            "Time from the broker receiving a call to its reply, by function.",
+        );
         for name in &names {
             let h = &self.functions[*name].latency;
             let mut cumulative = 0;
@@ -100,40 +114,113 @@ impl Metrics {
                 cumulative += count;
                 let _ = writeln!(out, "switchboard_call_duration_seconds_bucket{{function=\"{}\",le=\"{bound}\"}} {cumulative}", escape(name));
             }
-            let _ = writeln!(out, "switchboard_call_duration_seconds_bucket{{function=\"{}\",le=\"+Inf\"}} {}", escape(name), h.count);
-            let _ = writeln!(out, "switchboard_call_duration_seconds_sum{{function=\"{}\"}} {}", escape(name), h.sum);
-            let _ = writeln!(out, "switchboard_call_duration_seconds_count{{function=\"{}\"}} {}", escape(name), h.count);
+            let _ = writeln!(
+                out,
+                "switchboard_call_duration_seconds_bucket{{function=\"{}\",le=\"+Inf\"}} {}",
+                escape(name),
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "switchboard_call_duration_seconds_sum{{function=\"{}\"}} {}",
+                escape(name),
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "switchboard_call_duration_seconds_count{{function=\"{}\"}} {}",
+                escape(name),
+                h.count
+            );
         }
 
         let functions = router.functions();
-        header(&mut out, "switchboard_queue_depth", "gauge", "Calls waiting for a free worker, by function.");
+        header(
+            &mut out,
+            "switchboard_queue_depth",
+            "gauge",
+            "Calls waiting for a free worker, by function.",
+        );
         for f in &functions {
-            let _ = writeln!(out, "switchboard_queue_depth{{function=\"{}\"}} {}", escape(&f.info.name), f.queued);
+            let _ = writeln!(
+                out,
+                "switchboard_queue_depth{{function=\"{}\"}} {}",
+                escape(&f.info.name),
+                f.queued
+            );
         }
-        header(&mut out, "switchboard_calls_running", "gauge", "Calls running on workers, by function.");
+        header(
+            &mut out,
+            "switchboard_calls_running",
+            "gauge",
+            "Calls running on workers, by function.",
+        );
         for f in &functions {
-            let _ = writeln!(out, "switchboard_calls_running{{function=\"{}\"}} {}", escape(&f.info.name), f.running);
+            let _ = writeln!(
+                out,
+                "switchboard_calls_running{{function=\"{}\"}} {}",
+                escape(&f.info.name),
+                f.running
+            );
         }
-        header(&mut out, "switchboard_function_workers", "gauge", "Connected workers hosting each function.");
+        header(
+            &mut out,
+            "switchboard_function_workers",
+            "gauge",
+            "Connected workers hosting each function.",
+        );
         for f in &functions {
-            let _ = writeln!(out, "switchboard_function_workers{{function=\"{}\"}} {}", escape(&f.info.name), f.workers);
+            let _ = writeln!(
+                out,
+                "switchboard_function_workers{{function=\"{}\"}} {}",
+                escape(&f.info.name),
+                f.workers
+            );
         }
 
         let stats = router.stats();
         let gauges = [
-            ("switchboard_workers", "Connected workers.", router.worker_count() as u64),
-            ("switchboard_calls_in_flight", "Calls accepted and not finished (queued or running).", router.calls_in_progress() as u64),
+            (
+                "switchboard_workers",
+                "Connected workers.",
+                router.worker_count() as u64,
+            ),
+            (
+                "switchboard_calls_in_flight",
+                "Calls accepted and not finished (queued or running).",
+                router.calls_in_progress() as u64,
+            ),
         ];
         for (name, help, value) in gauges {
             header(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {value}");
         }
         let counters = [
-            ("switchboard_workers_lost_total", "Workers declared lost (silent or unreachable).", stats.workers_lost),
-            ("switchboard_retries_total", "Calls re-dispatched after their worker was lost.", stats.retries),
-            ("switchboard_late_replies_total", "Worker replies nobody waited for any more.", stats.late_replies),
-            ("switchboard_dropped_replies_total", "Replies dropped because the client was gone or not reading.", stats.dropped_replies),
-            ("switchboard_malformed_worker_messages_total", "Malformed messages received from workers.", stats.malformed_worker_messages),
+            (
+                "switchboard_workers_lost_total",
+                "Workers declared lost (silent or unreachable).",
+                stats.workers_lost,
+            ),
+            (
+                "switchboard_retries_total",
+                "Calls re-dispatched after their worker was lost.",
+                stats.retries,
+            ),
+            (
+                "switchboard_late_replies_total",
+                "Worker replies nobody waited for any more.",
+                stats.late_replies,
+            ),
+            (
+                "switchboard_dropped_replies_total",
+                "Replies dropped because the client was gone or not reading.",
+                stats.dropped_replies,
+            ),
+            (
+                "switchboard_malformed_worker_messages_total",
+                "Malformed messages received from workers.",
+                stats.malformed_worker_messages,
+            ),
         ];
         for (name, help, value) in counters {
             header(&mut out, name, "counter", help);
@@ -143,11 +230,22 @@ impl Metrics {
         let mut errors: Vec<_> = stats.broker_errors.iter().collect();
         errors.sort();
         for (code, n) in errors {
-            let _ = writeln!(out, "switchboard_broker_errors_total{{code=\"{code}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "switchboard_broker_errors_total{{code=\"{code}\"}} {n}"
+            );
         }
         for (name, help, values) in [
-            ("switchboard_received_bytes_total", "Bytes received, by socket.", self.bytes_in),
-            ("switchboard_sent_bytes_total", "Bytes sent, by socket.", self.bytes_out),
+            (
+                "switchboard_received_bytes_total",
+                "Bytes received, by socket.",
+                self.bytes_in,
+            ),
+            (
+                "switchboard_sent_bytes_total",
+                "Bytes sent, by socket.",
+                self.bytes_out,
+            ),
         ] {
             header(&mut out, name, "counter", help);
             for (socket, value) in ["frontend", "backend"].iter().zip(values) {
@@ -165,7 +263,10 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Escapes a label value (backslash, quote, newline).
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -180,12 +281,21 @@ mod tests {
         metrics.call_ended("f", "ok", Duration::from_millis(20));
         metrics.call_ended("f", "TIMEOUT", Duration::from_secs(60));
         let text = metrics.render(&Router::new(RouterConfig::default()));
-        assert!(text.contains("switchboard_calls_total{function=\"f\",outcome=\"ok\"} 2"), "{text}");
+        assert!(
+            text.contains("switchboard_calls_total{function=\"f\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("switchboard_calls_total{function=\"f\",outcome=\"TIMEOUT\"} 1"));
-        assert!(text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"0.0005\"} 1"));
-        assert!(text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"0.025\"} 2"));
-        assert!(text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"30\"} 2"));
-        assert!(text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"+Inf\"} 3"));
+        assert!(text
+            .contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"0.0005\"} 1"));
+        assert!(text
+            .contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"0.025\"} 2"));
+        assert!(
+            text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"30\"} 2")
+        );
+        assert!(
+            text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"+Inf\"} 3")
+        );
         assert!(text.contains("switchboard_call_duration_seconds_count{function=\"f\"} 3"));
     }
 

@@ -15,7 +15,8 @@ use switchboard_protocol::client::{
 use switchboard_protocol::codec::{batch_reply_body, encode_error, reply_outcome};
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{
-    CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, RESERVED_PREFIX,
+    CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, WorkerListing,
+    RESERVED_PREFIX,
 };
 use tracing::{debug, info, warn};
 
@@ -145,6 +146,7 @@ struct Call {
 }
 
 struct WorkerState {
+    name: String,
     capacity: u32,
     running: HashSet<Ticket>,
     functions: Vec<String>,
@@ -263,6 +265,24 @@ impl Router {
         list
     }
 
+    /// The connected workers, sorted by name then identity.
+    pub fn workers(&self) -> Vec<WorkerListing> {
+        let mut list: Vec<WorkerListing> = self
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerListing {
+                name: w.name.clone(),
+                id: hex(id),
+                capacity: w.capacity,
+                running: w.running.len() as u32,
+                functions: w.functions.len() as u32,
+                draining: w.draining,
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        list
+    }
+
     /// The earliest instant at which [`Router::tick`] has something to do.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let deadline = self.deadlines.first().map(|(at, _)| *at);
@@ -289,7 +309,15 @@ impl Router {
         for (_, call) in calls {
             let message = "the broker stopped before the call finished".to_owned();
             let code = ErrorCode::ShuttingDown;
-            self.finish(call.client, &call.function, call.received, call.id, code, message, out);
+            self.finish(
+                call.client,
+                &call.function,
+                call.received,
+                call.id,
+                code,
+                message,
+                out,
+            );
         }
         for function in self.functions.values_mut() {
             function.queue.clear();
@@ -658,6 +686,12 @@ impl Router {
         self.workers.insert(
             worker.clone(),
             WorkerState {
+                name: info
+                    .name
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(255)
+                    .collect(),
                 capacity,
                 running,
                 functions: names,
@@ -791,7 +825,8 @@ impl Router {
             Some(origin) => {
                 self.stats.calls_completed += 1;
                 let outcome = reply_outcome(&body).map_or("ok", ErrorCode::as_str);
-                self.metrics.call_ended(&call.function, outcome, call.received.elapsed());
+                self.metrics
+                    .call_ended(&call.function, outcome, call.received.elapsed());
                 debug!(call_id = call.id, function = %call.function, "reply");
                 self.deliver(origin, body, out);
             }
@@ -826,14 +861,30 @@ impl Router {
                     call.function
                 );
                 let code = ErrorCode::Timeout;
-                self.finish(call.client, &call.function, call.received, call.id, code, message, out);
+                self.finish(
+                    call.client,
+                    &call.function,
+                    call.received,
+                    call.id,
+                    code,
+                    message,
+                    out,
+                );
             }
             CallState::Running { .. } => {
                 // The worker keeps the slot until it replies or is lost.
                 let client = call.client.take();
                 let message = format!("call to '{}' timed out while running", call.function);
                 let (id, received, function) = (call.id, call.received, call.function.clone());
-                self.finish(client, &function, received, id, ErrorCode::Timeout, message, out);
+                self.finish(
+                    client,
+                    &function,
+                    received,
+                    id,
+                    ErrorCode::Timeout,
+                    message,
+                    out,
+                );
             }
         }
     }
@@ -863,7 +914,8 @@ impl Router {
         out: &mut Vec<Action>,
     ) {
         if client.is_some() {
-            self.metrics.call_ended(function, code.as_str(), received.elapsed());
+            self.metrics
+                .call_ended(function, code.as_str(), received.elapsed());
         }
         self.answer(client, call_id, code, message, out);
     }
@@ -928,7 +980,15 @@ impl Router {
                     }
                 );
                 let code = ErrorCode::WorkerLost;
-                return self.finish(call.client, &call.function, call.received, call.id, code, message, out);
+                return self.finish(
+                    call.client,
+                    &call.function,
+                    call.received,
+                    call.id,
+                    code,
+                    message,
+                    out,
+                );
             }
         };
         self.stats.retries += 1;
@@ -973,7 +1033,15 @@ impl Router {
             if let Some(call) = self.take_call(ticket) {
                 let message = format!("the last worker hosting '{name}' left");
                 let code = ErrorCode::UnknownFunction;
-                self.finish(call.client, name, call.received, call.id, code, message, out);
+                self.finish(
+                    call.client,
+                    name,
+                    call.received,
+                    call.id,
+                    code,
+                    message,
+                    out,
+                );
             }
         }
     }
@@ -1030,6 +1098,7 @@ mod tests {
                     retry_safe: false,
                 })
                 .collect(),
+            name: String::new(),
         })
     }
 

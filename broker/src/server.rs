@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver};
 
 use crate::config::BrokerConfig;
+use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
 use crate::metrics::Socket;
-use crate::error::BrokerError;
 use crate::router::{Action, Router};
 use switchboard_protocol::client::{parse_request, reply_frames};
 use switchboard_protocol::socket::{recv_frames, send_frames};
-use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::wake::{waker, WakeReceiver};
+use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::Shutdown;
 use tracing::{debug, info, warn};
 

@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value as Json};
 use switchboard_client::json::{parse_arg, to_json, to_msgpack};
-use switchboard_client::{CallError, Client, ClientConfig, Value};
-use switchboard_protocol::FunctionListing;
+use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
+use switchboard_protocol::{FunctionListing, WorkerListing};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -19,6 +19,8 @@ Examples:
   client --timeout-ms 500 call sleep_ms 1000
   client list
   client describe add
+  client workers
+  client health --worker worker-1            exit 0 if that worker is connected
   client batch calls.json                    [{\"function\": \"add\", \"args\": [1, 2]}, ...]
   client --json call nope                    errors as JSON on stdout
 
@@ -68,6 +70,15 @@ enum Command {
     Describe {
         /// The function's name.
         function: String,
+    },
+    /// List the connected workers.
+    Workers,
+    /// Exit 0 if the broker answers (system.ping), or with --worker, if that worker is
+    /// connected to it. For container health checks.
+    Health {
+        /// The name of a worker that must be connected.
+        #[arg(long)]
+        worker: Option<String>,
     },
     /// Run a batch of calls from a JSON file (`-` for stdin): a list of
     /// `{"function": ..., "args": [...], "kwargs": {...}}`.
@@ -163,6 +174,51 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
                     )
                 },
             ))
+        }
+        Command::Workers => {
+            let result: Result<Vec<WorkerListing>, CallError> = client.call("system.workers", ());
+            let result = result.map(|list| serde_json::to_value(list).unwrap_or_default());
+            Ok(report(result, json_output, |list| {
+                list.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|w| {
+                        format!(
+                            "{:<24} {} running of {}  {} functions{}",
+                            w["name"].as_str().unwrap_or(""),
+                            w["running"],
+                            w["capacity"],
+                            w["functions"],
+                            if w["draining"] == true {
+                                "  (leaving)"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }))
+        }
+        Command::Health { worker } => {
+            let result = match worker {
+                None => client.call::<String>("system.ping", ()).map(Json::from),
+                Some(name) => client
+                    .call::<Vec<WorkerListing>>("system.workers", ())
+                    .and_then(|list| {
+                        if list.iter().any(|w| w.name == name && !w.draining) {
+                            Ok(Json::from("connected"))
+                        } else {
+                            Err(CallError::from(RemoteError::new(
+                                ErrorCode::WorkerLost,
+                                format!("worker '{name}' is not connected to the broker"),
+                            )))
+                        }
+                    }),
+            };
+            Ok(report(result, json_output, |v| {
+                v.as_str().unwrap_or_default().to_owned()
+            }))
         }
         Command::Batch { file } => batch(&client, &file, json_output),
     }

@@ -1,7 +1,7 @@
 //! Encoding and decoding of message bodies: the crate's `rmp_serde` boundary.
 
-use crate::error::CodecError;
 use crate::code::ErrorCode;
+use crate::error::CodecError;
 use crate::message::{CallHeader, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -282,7 +282,10 @@ mod tests {
 
     #[test]
     fn reply_outcome_reads_only_what_it_needs() {
-        assert_eq!(reply_outcome(&encode_result(&vec![1u8; 1000]).unwrap()), None);
+        assert_eq!(
+            reply_outcome(&encode_result(&vec![1u8; 1000]).unwrap()),
+            None
+        );
         let error = encode_error(&RemoteError::new(ErrorCode::FunctionError, "x"));
         assert_eq!(reply_outcome(&error), Some(ErrorCode::FunctionError));
         assert_eq!(reply_outcome(b"\xc1"), Some(ErrorCode::Unrecognized));

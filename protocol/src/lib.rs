@@ -37,7 +37,9 @@ pub mod worker;
 
 pub use code::ErrorCode;
 pub use error::{CodecError, ProtocolError};
-pub use message::{CallHeader, FunctionInfo, FunctionListing, ReadyInfo, RemoteError};
+pub use message::{
+    CallHeader, FunctionInfo, FunctionListing, ReadyInfo, RemoteError, WorkerListing,
+};
 
 /// One ZeroMQ frame. Frames the broker only forwards are moved, never copied.
 pub type Frame = zmq::Message;

@@ -65,6 +65,26 @@ pub struct ReadyInfo {
     pub heartbeat_ms: u64,
     /// The functions it hosts.
     pub functions: Vec<FunctionInfo>,
+    /// A name for operators (host name, pod name); absent if not given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// One entry of the broker's `system.workers` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerListing {
+    /// The name the worker announced (may be empty).
+    pub name: String,
+    /// Its routing identity on the backend socket, in hex.
+    pub id: String,
+    /// Calls it runs at once.
+    pub capacity: u32,
+    /// Calls running on it now.
+    pub running: u32,
+    /// How many functions it hosts.
+    pub functions: u32,
+    /// Whether it is leaving (takes no new calls).
+    pub draining: bool,
 }
 
 /// One entry of the broker's `system.functions` answer.

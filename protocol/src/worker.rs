@@ -232,6 +232,7 @@ mod tests {
                 signature: "add(a: i64, b: i64) -> i64".into(),
                 retry_safe: false,
             }],
+            name: "w1".into(),
         };
         let parsed =
             WorkerMessage::parse(WorkerMessage::Ready(info.clone()).into_frames()).unwrap();

@@ -64,6 +64,11 @@ impl Process {
         Process { child }
     }
 
+    /// Takes ownership of a child started elsewhere, so it is killed when dropped.
+    pub fn adopt(child: Child) -> Process {
+        Process { child }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -109,6 +114,8 @@ pub struct BrokerProcess {
     pub frontend: String,
     /// Backend endpoint for workers.
     pub backend: String,
+    /// The `/metrics` URL, when the broker was started with `--metrics`.
+    pub metrics: Option<String>,
 }
 
 impl BrokerProcess {
@@ -147,9 +154,14 @@ impl BrokerProcess {
                 .unwrap_or_else(|| panic!("no {key} in broker line {line:?}"))
                 .to_owned()
         };
+        let metrics = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("metrics="))
+            .map(str::to_owned);
         BrokerProcess {
             frontend: field("frontend="),
             backend: field("backend="),
+            metrics,
             process,
         }
     }
@@ -225,6 +237,33 @@ pub fn cluster(
         .collect();
     broker.wait_for_workers("whoami", workers.len() as u32);
     (broker, workers)
+}
+
+/// Fetches an `http://host:port/path` URL on loopback with a plain GET; returns (status, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_owned())
 }
 
 /// Resident memory of a process in KiB, from `/proc`.

@@ -20,6 +20,8 @@ pub struct WorkerConfig {
     pub max_reply_bytes: usize,
     /// Socket options (linger, message size, high-water marks).
     pub limits: SocketLimits,
+    /// A name for operators, announced in READY and listed by `system.workers`.
+    pub name: String,
 }
 
 impl Default for WorkerConfig {
@@ -32,6 +34,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_reply_bytes: 32 * 1024 * 1024,
             limits: SocketLimits::default(),
+            name: String::new(),
         }
     }
 }

@@ -40,7 +40,7 @@ struct Args {
     /// Append a line per execution of `work.*` to this file (for reliability tests).
     #[arg(long, env = "SWITCHBOARD_RECORD_FILE")]
     record_file: Option<std::path::PathBuf>,
-    /// Name this worker answers to `whoami` (default: `worker-PID`).
+    /// Name announced to the broker and answered by `whoami` (default: `$HOSTNAME`, else `worker-PID`).
     #[arg(long, env = "SWITCHBOARD_WORKER_NAME")]
     name: Option<String>,
 }
@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let name = args
         .name
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let config = WorkerConfig {
         broker: args.broker,
@@ -62,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             max_message_bytes: args.max_message_bytes,
             ..SocketLimits::default()
         },
+        name: name.clone(),
     };
     let shutdown = switchboard_protocol::process::shutdown_on_signals()
         .context("installing signal handlers")?;

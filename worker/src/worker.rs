@@ -154,6 +154,7 @@ impl Worker {
             capacity: self.config.threads.max(1) as u32,
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             functions: self.registry.functions(),
+            name: self.config.name.clone(),
         }
     }
 
