@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Switchboard needs on Debian/Ubuntu:
 # libzmq3-dev (ZeroMQ with CURVE, via libsodium) and pkg-config for the zmq crate,
-# and pyzmq + msgpack for the Python wire-protocol test. Safe to run again.
+# docker-compose (only to validate docker-compose.yml: no engine needed),
+# and pyzmq + msgpack + PyYAML for the Python tests. Safe to run again.
 set -euo pipefail
 
 as_root() {
@@ -10,7 +11,7 @@ as_root() {
 }
 
 missing=()
-for pkg in libzmq3-dev pkg-config; do
+for pkg in libzmq3-dev pkg-config docker-compose; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -19,9 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-if ! python3 -c 'import zmq, msgpack' 2>/dev/null; then
-  echo "setup: installing pyzmq and msgpack"
-  python3 -m pip install --quiet --disable-pip-version-check pyzmq msgpack \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pyzmq msgpack
+if ! python3 -c 'import zmq, msgpack, yaml' 2>/dev/null; then
+  echo "setup: installing pyzmq, msgpack and PyYAML"
+  python3 -m pip install --quiet --disable-pip-version-check pyzmq msgpack pyyaml \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pyzmq msgpack pyyaml
 fi
-python3 -c 'import zmq, msgpack' || { echo "setup: pyzmq/msgpack still missing" >&2; exit 1; }
+python3 -c 'import zmq, msgpack, yaml' || { echo "setup: pyzmq/msgpack/PyYAML still missing" >&2; exit 1; }
+command -v docker-compose >/dev/null || { echo "setup: docker-compose still missing" >&2; exit 1; }
