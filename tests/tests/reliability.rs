@@ -281,12 +281,12 @@ fn chaos_broker_restart_mid_run_every_call_ends_once_and_service_recovers() {
 
 #[test]
 fn flood_beyond_capacity_is_refused_with_overloaded_and_memory_stays_bounded() {
-    // Capacity: 1 worker x 2 threads + 500 queued. The flood: 10x that, twice.
+    // Capacity: 1 worker x 2 threads + 500 queued. The flood: 10x that, four times.
     let (broker, _workers) = cluster(1, &["--queue-capacity", "500"], &["--threads", "2"]);
     let client = broker.client(Duration::from_secs(20));
     let payload = serde_bytes::ByteBuf::from(vec![7u8; 1024]);
     let mut rss = vec![rss_kib(broker.process.pid())];
-    for round in 0..2 {
+    for round in 0..4 {
         let pending: Vec<_> = (0..5_000)
             .map(|_| {
                 client
