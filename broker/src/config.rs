@@ -1,5 +1,6 @@
 //! Everything the broker can be told, with defaults suited to a local run.
 
+use crate::auth::Security;
 use crate::router::RouterConfig;
 use std::time::Duration;
 use switchboard_protocol::socket::SocketLimits;
@@ -17,6 +18,8 @@ pub struct BrokerConfig {
     pub limits: SocketLimits,
     /// How long a stopping broker waits for calls already accepted.
     pub shutdown_grace: Duration,
+    /// CURVE encryption and authentication; plain when `None`.
+    pub security: Option<Security>,
     /// Address of the HTTP endpoint for `/metrics` and `/health` (e.g. `0.0.0.0:9100`); none if unset.
     pub metrics: Option<String>,
 }
@@ -30,6 +33,7 @@ impl Default for BrokerConfig {
             limits: SocketLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             metrics: None,
+            security: None,
         }
     }
 }

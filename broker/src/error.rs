@@ -14,6 +14,15 @@ pub enum BrokerError {
         #[source]
         source: zmq::Error,
     },
+    /// CURVE could not be set up on a socket.
+    #[error("cannot enable CURVE on the {socket} socket")]
+    Curve {
+        /// "frontend" or "backend".
+        socket: &'static str,
+        /// Why.
+        #[source]
+        source: switchboard_protocol::curve::KeyError,
+    },
     /// The metrics endpoint could not be started.
     #[error("cannot serve metrics at {address}")]
     Metrics {

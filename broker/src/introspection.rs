@@ -35,9 +35,12 @@ pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, R
         }
         "system.stats" => {
             no_arguments(function, body)?;
+            let (frontend, backend) = router.auth_rejections();
             encode_result(&Stats {
                 workers: router.worker_count(),
                 calls_in_progress: router.calls_in_progress(),
+                auth_rejections_frontend: frontend,
+                auth_rejections_backend: backend,
                 counters: router.stats(),
             })
         }
@@ -72,6 +75,8 @@ pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, R
 struct Stats<'a> {
     workers: usize,
     calls_in_progress: usize,
+    auth_rejections_frontend: u64,
+    auth_rejections_backend: u64,
     #[serde(flatten)]
     counters: &'a RouterStats,
 }

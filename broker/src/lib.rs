@@ -6,6 +6,7 @@
 //! never decoded.
 //!
 //! # Layout
+//! - [`auth`] — the CURVE ZAP handler with per-socket allow-lists.
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
@@ -14,6 +15,7 @@
 //! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
 //! - [`error`] — [`BrokerError`].
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -4,8 +4,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use std::path::PathBuf;
+
+use switchboard_broker::auth::Security;
 use switchboard_broker::router::RouterConfig;
 use switchboard_broker::{Broker, BrokerConfig};
+use switchboard_protocol::curve::{read_allow_list, KeyPair};
 use switchboard_protocol::socket::SocketLimits;
 
 /// Switchboard broker: routes calls from clients to the workers that host them.
@@ -45,14 +49,57 @@ struct Args {
     /// Serve Prometheus metrics and a health page over HTTP at this address (e.g. 0.0.0.0:9100).
     #[arg(long, env = "SWITCHBOARD_METRICS")]
     metrics: Option<String>,
+    /// The broker's CURVE key pair file: turns on encryption and authentication on both sockets.
+    #[arg(long, env = "SWITCHBOARD_CURVE_KEY_FILE")]
+    curve_key_file: Option<PathBuf>,
+    /// Public keys allowed on the client socket, one per line (required with --curve-key-file).
+    #[arg(long, env = "SWITCHBOARD_CLIENT_KEYS_FILE")]
+    client_keys_file: Option<PathBuf>,
+    /// Public keys allowed on the worker socket, one per line (required with --curve-key-file).
+    #[arg(long, env = "SWITCHBOARD_WORKER_KEYS_FILE")]
+    worker_keys_file: Option<PathBuf>,
     /// How long, in milliseconds, a stopping broker waits for accepted calls.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
 }
 
+/// CURVE settings from the flags; fails closed when they are incomplete.
+fn security(args: &Args) -> anyhow::Result<Option<Security>> {
+    let (key, clients, workers) = (
+        &args.curve_key_file,
+        &args.client_keys_file,
+        &args.worker_keys_file,
+    );
+    let Some(key) = key else {
+        if clients.is_some() || workers.is_some() {
+            anyhow::bail!(
+                "allow-lists were given without --curve-key-file: refusing to run without CURVE"
+            );
+        }
+        return Ok(None);
+    };
+    let (Some(clients), Some(workers)) = (clients, workers) else {
+        anyhow::bail!(
+            "with --curve-key-file, both --client-keys-file and --worker-keys-file are required"
+        );
+    };
+    let security = Security {
+        keys: KeyPair::read(key)?,
+        clients: read_allow_list(clients)?,
+        workers: read_allow_list(workers)?,
+    };
+    tracing::info!(
+        clients = security.clients.len(),
+        workers = security.workers.len(),
+        "CURVE on: only listed keys may connect"
+    );
+    Ok(Some(security))
+}
+
 fn main() -> anyhow::Result<()> {
     switchboard_protocol::process::init_logging("info");
     let args = Args::parse();
+    let security = security(&args)?;
     let config = BrokerConfig {
         frontend: args.frontend,
         backend: args.backend,
@@ -71,6 +118,7 @@ fn main() -> anyhow::Result<()> {
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         metrics: args.metrics,
+        security,
     };
     let shutdown = switchboard_protocol::process::shutdown_on_signals()
         .context("installing signal handlers")?;

@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::client::{
@@ -20,6 +21,7 @@ use switchboard_protocol::{
 };
 use tracing::{debug, info, warn};
 
+use crate::auth::AuthCounters;
 use crate::introspection;
 use crate::metrics::Metrics;
 
@@ -202,6 +204,7 @@ pub struct Router {
     shutting_down: bool,
     stats: RouterStats,
     metrics: Metrics,
+    auth: Arc<AuthCounters>,
 }
 
 impl Router {
@@ -220,12 +223,27 @@ impl Router {
             shutting_down: false,
             stats: RouterStats::default(),
             metrics: Metrics::default(),
+            auth: Arc::default(),
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> &RouterStats {
         &self.stats
+    }
+
+    /// Shares the ZAP handler's counters of refused handshakes.
+    pub fn set_auth_counters(&mut self, counters: Arc<AuthCounters>) {
+        self.auth = counters;
+    }
+
+    /// CURVE handshakes refused so far: (frontend, backend).
+    pub fn auth_rejections(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.auth.frontend.load(Relaxed),
+            self.auth.backend.load(Relaxed),
+        )
     }
 
     /// Metrics for `/metrics`.

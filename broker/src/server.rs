@@ -1,17 +1,20 @@
 //! The broker's sockets and poll loop: receive, hand to the router, send what it decides.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver};
 
+use crate::auth::{self, AuthCounters, Authenticator, BACKEND_DOMAIN, FRONTEND_DOMAIN};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
 use crate::metrics::Socket;
 use crate::router::{Action, Router};
 use switchboard_protocol::client::{parse_request, reply_frames};
+use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::socket::{recv_frames, send_frames};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::WorkerMessage;
@@ -25,6 +28,7 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 
 /// A bound broker: two ROUTER sockets and the router that decides for them.
 pub struct Broker {
+    _auth: Option<Authenticator>,
     _context: zmq::Context,
     frontend: zmq::Socket,
     backend: zmq::Socket,
@@ -76,6 +80,10 @@ fn router_socket(
     name: &'static str,
     endpoint: &str,
 ) -> Result<zmq::Socket, BrokerError> {
+    let curve_failed = |source| BrokerError::Curve {
+        socket: name,
+        source,
+    };
     let fail = |source| BrokerError::Bind {
         socket: name,
         endpoint: endpoint.to_owned(),
@@ -84,6 +92,9 @@ fn router_socket(
     let socket = context.socket(zmq::ROUTER).map_err(fail)?;
     config.limits.apply(&socket).map_err(fail)?;
     socket.set_router_mandatory(true).map_err(fail)?;
+    if let Some(security) = &config.security {
+        apply_server(&socket, &security.keys, name).map_err(curve_failed)?;
+    }
     socket.bind(endpoint).map_err(fail)?;
     Ok(socket)
 }
@@ -92,17 +103,34 @@ impl Broker {
     /// Creates and binds both sockets.
     pub fn bind(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let context = zmq::Context::new();
-        let frontend = router_socket(&context, &config, "frontend", &config.frontend)?;
-        let backend = router_socket(&context, &config, "backend", &config.backend)?;
+        let counters = Arc::new(AuthCounters::default());
+        // The ZAP handler must exist before any CURVE socket can take a handshake.
+        let auth = match &config.security {
+            Some(security) => Some(
+                auth::start(&context, security, Arc::clone(&counters)).map_err(|source| {
+                    BrokerError::Bind {
+                        socket: "ZAP handler",
+                        endpoint: "inproc://zeromq.zap.01".into(),
+                        source,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let frontend = router_socket(&context, &config, FRONTEND_DOMAIN, &config.frontend)?;
+        let backend = router_socket(&context, &config, BACKEND_DOMAIN, &config.backend)?;
         let metrics = match &config.metrics {
             Some(address) => Some(start_metrics(address)?),
             None => None,
         };
+        let mut router = Router::new(config.router.clone());
+        router.set_auth_counters(counters);
         Ok(Broker {
+            _auth: auth,
             _context: context,
             frontend,
             backend,
-            router: Router::new(config.router.clone()),
+            router,
             outbox: Vec::with_capacity(BATCH),
             config,
             metrics,

@@ -23,12 +23,14 @@
 //! - [`timestamp`] — [`Timestamp`], the MessagePack timestamp extension.
 //! - [`shutdown`] — the stop flag every long-running loop takes as a parameter.
 //! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
+//! - [`curve`] — CURVE keys, key files, allow-lists and socket setup.
 //! - [`error`] — the crate's error types.
 
 pub mod args;
 pub mod client;
 pub mod code;
 pub mod codec;
+pub mod curve;
 pub mod error;
 pub mod message;
 pub mod socket;

@@ -35,6 +35,8 @@ pub struct SocketLimits {
     pub max_message_bytes: i64,
     /// Messages queued per peer in each direction before sends fail or block.
     pub high_water_mark: i32,
+    /// How long a new connection may take to complete its handshake, in milliseconds.
+    pub handshake_ms: i32,
 }
 
 impl Default for SocketLimits {
@@ -43,6 +45,7 @@ impl Default for SocketLimits {
             linger_ms: 1000,
             max_message_bytes: 64 * 1024 * 1024,
             high_water_mark: 10_000,
+            handshake_ms: 5_000,
         }
     }
 }
@@ -54,6 +57,7 @@ impl SocketLimits {
         socket.set_maxmsgsize(self.max_message_bytes)?;
         socket.set_sndhwm(self.high_water_mark)?;
         socket.set_rcvhwm(self.high_water_mark)?;
+        socket.set_handshake_ivl(self.handshake_ms)?;
         Ok(())
     }
 }
