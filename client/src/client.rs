@@ -13,6 +13,7 @@ use switchboard_protocol::codec::{
     decode_batch_reply, decode_reply, encode_args, encode_kwargs, request_body_from_parts,
     BatchItem,
 };
+use switchboard_protocol::curve::ClientCurve;
 use switchboard_protocol::socket::SocketLimits;
 use switchboard_protocol::wake::{waker, Waker};
 use switchboard_protocol::{CallHeader, CodecError, Frame};
@@ -32,6 +33,8 @@ pub struct ClientConfig {
     pub default_timeout: Duration,
     /// Socket options (linger, message size, high-water marks).
     pub limits: SocketLimits,
+    /// CURVE settings when the broker requires them.
+    pub curve: Option<ClientCurve>,
 }
 
 impl ClientConfig {
@@ -41,6 +44,7 @@ impl ClientConfig {
             endpoint: endpoint.to_owned(),
             default_timeout: Duration::from_secs(30),
             limits: SocketLimits::default(),
+            curve: None,
         }
     }
 }
@@ -98,6 +102,9 @@ impl Client {
         };
         let socket = context.socket(zmq::DEALER).map_err(fail)?;
         config.limits.apply(&socket).map_err(fail)?;
+        if let Some(curve) = &config.curve {
+            curve.apply(&socket)?;
+        }
         // Watch the connection so calls in flight do not wait for their deadline when it drops.
         static MONITORS: AtomicU64 = AtomicU64::new(0);
         let address = format!(

@@ -105,6 +105,9 @@ pub enum ConnectError {
         #[source]
         source: zmq::Error,
     },
+    /// CURVE could not be set up.
+    #[error("cannot set up CURVE")]
+    Curve(#[from] switchboard_protocol::curve::KeyError),
     /// The socket thread or its waker could not be started.
     #[error("cannot start the client thread")]
     Thread(#[from] std::io::Error),

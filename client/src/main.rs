@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value as Json};
 use switchboard_client::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
+use switchboard_protocol::curve::{encode_key, ClientCurve};
 use switchboard_protocol::{FunctionListing, WorkerListing};
 
 const EXAMPLES: &str = "\
@@ -21,6 +22,7 @@ Examples:
   client describe add
   client workers
   client health --worker worker-1            exit 0 if that worker is connected
+  client keygen keys/alice                   CURVE key pair: keys/alice.key, keys/alice.pub
   client batch calls.json                    [{\"function\": \"add\", \"args\": [1, 2]}, ...]
   client --json call nope                    errors as JSON on stdout
 
@@ -50,6 +52,15 @@ struct Args {
     /// Print results and errors as one JSON document on stdout.
     #[arg(long)]
     json: bool,
+    /// The broker's CURVE public key (Z85); turns CURVE on.
+    #[arg(long, env = "SWITCHBOARD_CURVE_SERVER_KEY", hide_env_values = true)]
+    curve_server_key: Option<String>,
+    /// File with the broker's CURVE public key (instead of --curve-server-key).
+    #[arg(long, env = "SWITCHBOARD_CURVE_SERVER_KEY_FILE")]
+    curve_server_key_file: Option<std::path::PathBuf>,
+    /// This client's CURVE key pair file (its public key must be on the broker's client list).
+    #[arg(long, env = "SWITCHBOARD_CURVE_KEY_FILE")]
+    curve_key_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +90,11 @@ enum Command {
         /// The name of a worker that must be connected.
         #[arg(long)]
         worker: Option<String>,
+    },
+    /// Generate a CURVE key pair: writes NAME.key (secret, owner-only) and NAME.pub.
+    Keygen {
+        /// Path and base name of the two files.
+        name: std::path::PathBuf,
     },
     /// Run a batch of calls from a JSON file (`-` for stdin): a list of
     /// `{"function": ..., "args": [...], "kwargs": {...}}`.
@@ -116,8 +132,23 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<Outcome> {
+    if let Command::Keygen { name } = &args.command {
+        let (pair, secret, public) = ClientCurve::generate_files(name)?;
+        println!("public key: {}", encode_key(&pair.public));
+        println!(
+            "wrote {} (key pair: keep it secret) and {}",
+            secret.display(),
+            public.display()
+        );
+        return Ok(Outcome::Success);
+    }
     let mut config = ClientConfig::new(&args.endpoint);
     config.default_timeout = Duration::from_millis(args.timeout_ms);
+    config.curve = ClientCurve::load(
+        args.curve_server_key.as_deref(),
+        args.curve_server_key_file.as_deref(),
+        args.curve_key_file.as_deref(),
+    )?;
     let client = Client::with_config(config)?;
     let json_output = args.json;
     match args.command {
@@ -221,6 +252,7 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
             }))
         }
         Command::Batch { file } => batch(&client, &file, json_output),
+        Command::Keygen { .. } => unreachable!("handled above"),
     }
 }
 

@@ -3,18 +3,38 @@
     python3 client.py [ENDPOINT]            run a few demo calls against the demo worker
     python3 client.py ENDPOINT --check      the same, asserting every result (used by the tests)
 
+CURVE: set SWITCHBOARD_CURVE_SERVER_KEY and SWITCHBOARD_CURVE_KEY_FILE (see apply_curve).
+
 Two ways to call:
 - `call(...)` uses a REQ socket: one call at a time, the simplest possible client;
 - `Pipeline` uses a DEALER socket: many calls in flight, replies matched by call id.
 """
 
 import itertools
+import os
 import sys
 
 import msgpack
 import zmq
 
 SIGNATURE = b"SBC1"
+
+
+def apply_curve(sock):
+    """Turns on CURVE when SWITCHBOARD_CURVE_SERVER_KEY (the broker's public key, Z85) is set;
+    SWITCHBOARD_CURVE_KEY_FILE names this peer's key pair file (`public-key = ...`, `secret-key = ...`)."""
+    server_key = os.environ.get("SWITCHBOARD_CURVE_SERVER_KEY")
+    if not server_key:
+        return
+    pair = {}
+    with open(os.environ["SWITCHBOARD_CURVE_KEY_FILE"]) as f:
+        for line in f:
+            name, _, value = line.partition("=")
+            if value:
+                pair[name.strip()] = value.strip()
+    sock.curve_serverkey = server_key.strip().encode()
+    sock.curve_publickey = pair["public-key"].encode()
+    sock.curve_secretkey = pair["secret-key"].encode()
 
 
 class RemoteError(Exception):
@@ -43,6 +63,7 @@ def call(endpoint, function, *args, timeout_ms=5000, **kwargs):
     """One call over a REQ socket. Returns the result or raises RemoteError / TimeoutError."""
     with zmq.Context.instance().socket(zmq.REQ) as sock:
         sock.setsockopt(zmq.LINGER, 0)
+        apply_curve(sock)
         sock.connect(endpoint)
         _, frames = _request(function, 1, args, kwargs, timeout_ms)
         sock.send_multipart(frames)
@@ -58,6 +79,7 @@ class Pipeline:
     def __init__(self, endpoint, timeout_ms=5000):
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        apply_curve(self.sock)
         self.sock.connect(endpoint)
         self.timeout_ms = timeout_ms
         self.ids = itertools.count(1)

@@ -2,6 +2,7 @@
 
     python3 worker.py [BACKEND_ENDPOINT]
 
+CURVE: set SWITCHBOARD_CURVE_SERVER_KEY and SWITCHBOARD_CURVE_KEY_FILE (see apply_curve).
 Hosts py.double, py.concat, py.divide, py.sleep and py.now. Calls run on a thread pool while
 the socket loop keeps heartbeating; exceptions become error replies (TypeError:
 BAD_ARGUMENTS, anything else: FUNCTION_ERROR) and the worker keeps serving. SIGTERM or
@@ -11,6 +12,7 @@ SIGINT: leave gracefully (DISCONNECT, finish running calls, wait for the broker'
 import concurrent.futures
 import datetime
 import inspect
+import os
 import queue
 import signal
 import sys
@@ -22,6 +24,23 @@ import zmq
 
 SIGNATURE = b"SBW1"
 READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05"
+
+
+def apply_curve(sock):
+    """Turns on CURVE when SWITCHBOARD_CURVE_SERVER_KEY (the broker's public key, Z85) is set;
+    SWITCHBOARD_CURVE_KEY_FILE names this peer's key pair file (`public-key = ...`, `secret-key = ...`)."""
+    server_key = os.environ.get("SWITCHBOARD_CURVE_SERVER_KEY")
+    if not server_key:
+        return
+    pair = {}
+    with open(os.environ["SWITCHBOARD_CURVE_KEY_FILE"]) as f:
+        for line in f:
+            name, _, value = line.partition("=")
+            if value:
+                pair[name.strip()] = value.strip()
+    sock.curve_serverkey = server_key.strip().encode()
+    sock.curve_publickey = pair["public-key"].encode()
+    sock.curve_secretkey = pair["secret-key"].encode()
 
 
 class Worker:
@@ -69,6 +88,7 @@ class Worker:
         ctx = zmq.Context.instance()
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 1000)
+        apply_curve(sock)
         sock.connect(self.endpoint)
         sock.send_multipart([SIGNATURE, READY, self.ready_body()])
         pool = concurrent.futures.ThreadPoolExecutor(self.threads)

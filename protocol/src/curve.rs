@@ -204,6 +204,69 @@ pub struct ClientCurve {
 }
 
 impl ClientCurve {
+    /// Loads client-side CURVE settings: the broker's public key (a Z85 string, or a
+    /// file) and this peer's key pair file. `None` when no broker key is given (plain).
+    pub fn load(
+        server_key: Option<&str>,
+        server_key_file: Option<&Path>,
+        key_file: Option<&Path>,
+    ) -> Result<Option<ClientCurve>, KeyError> {
+        let server_public = match (server_key, server_key_file) {
+            (Some(text), _) => decode_key(text, "the broker's public key")?,
+            (None, Some(path)) => read_public_key(path)?,
+            (None, None) => {
+                if key_file.is_some() {
+                    return Err(KeyError::Malformed {
+                        what: "the broker's public key (missing: needed with a key pair file)"
+                            .into(),
+                    });
+                }
+                return Ok(None);
+            }
+        };
+        let Some(key_file) = key_file else {
+            return Err(KeyError::Incomplete {
+                path: "(no key pair file given)".into(),
+                missing: "secret-key",
+            });
+        };
+        Ok(Some(ClientCurve {
+            server_public,
+            keys: KeyPair::read(key_file)?,
+        }))
+    }
+
+    /// Writes a new key pair as `<base>.key` (owner-only) and `<base>.pub`; refuses to overwrite.
+    pub fn generate_files(
+        base: &Path,
+    ) -> Result<(KeyPair, std::path::PathBuf, std::path::PathBuf), KeyError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let pair = KeyPair::generate()?;
+        let secret_path = base.with_extension("key");
+        let public_path = base.with_extension("pub");
+        let write = |path: &Path, text: &str, mode: u32| -> Result<(), KeyError> {
+            let fail = |source| KeyError::Read {
+                path: path.display().to_string(),
+                source,
+            };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)
+                .map_err(fail)?;
+            file.write_all(text.as_bytes()).map_err(fail)
+        };
+        write(&secret_path, &pair.to_file_text(), 0o600)?;
+        write(
+            &public_path,
+            &format!("{}\n", encode_key(&pair.public)),
+            0o644,
+        )?;
+        Ok((pair, secret_path, public_path))
+    }
+
     /// Sets the CURVE client options on a socket (before `connect`).
     pub fn apply(&self, socket: &zmq::Socket) -> Result<(), KeyError> {
         if !zmq::has("curve").unwrap_or(false) {

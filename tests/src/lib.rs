@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use switchboard_client::{Client, ClientConfig};
+use switchboard_protocol::curve::ClientCurve;
 use switchboard_protocol::FunctionListing;
 
 /// Longest a harness wait may take before the test fails.
@@ -116,6 +117,8 @@ pub struct BrokerProcess {
     pub backend: String,
     /// The `/metrics` URL, when the broker was started with `--metrics`.
     pub metrics: Option<String>,
+    /// CURVE settings for [`BrokerProcess::client`], when the broker requires CURVE.
+    pub curve: Option<ClientCurve>,
 }
 
 impl BrokerProcess {
@@ -163,6 +166,7 @@ impl BrokerProcess {
             backend: field("backend="),
             metrics,
             process,
+            curve: None,
         }
     }
 
@@ -170,6 +174,7 @@ impl BrokerProcess {
     pub fn client(&self, timeout: Duration) -> Client {
         let mut config = ClientConfig::new(&self.frontend);
         config.default_timeout = timeout;
+        config.curve = self.curve.clone();
         Client::with_config(config).expect("client connects")
     }
 
@@ -311,11 +316,17 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// Runs a Python script to completion (bounded by a timeout) and returns its stdout.
 /// Fails loudly when Python or pyzmq/msgpack are missing: `scripts/setup.sh` installs them.
 pub fn run_python(script: &str, args: &[&str]) -> String {
+    run_python_with_env(script, args, &[])
+}
+
+/// [`run_python`] with extra environment variables.
+pub fn run_python_with_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new("timeout")
         .arg("60")
         .arg("python3")
         .arg(repo_path(script))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("python3 must be installed (scripts/setup.sh)");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

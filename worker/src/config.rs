@@ -1,6 +1,7 @@
 //! Everything a worker can be told.
 
 use std::time::Duration;
+use switchboard_protocol::curve::ClientCurve;
 use switchboard_protocol::socket::SocketLimits;
 
 /// Worker settings. `main` fills them from flags and environment variables.
@@ -22,6 +23,8 @@ pub struct WorkerConfig {
     pub limits: SocketLimits,
     /// A name for operators, announced in READY and listed by `system.workers`.
     pub name: String,
+    /// CURVE settings when the broker requires them.
+    pub curve: Option<ClientCurve>,
 }
 
 impl Default for WorkerConfig {
@@ -35,6 +38,7 @@ impl Default for WorkerConfig {
             max_reply_bytes: 32 * 1024 * 1024,
             limits: SocketLimits::default(),
             name: String::new(),
+            curve: None,
         }
     }
 }

@@ -12,6 +12,9 @@ pub enum WorkerError {
     /// A ZeroMQ socket could not be created, configured or used.
     #[error("socket error")]
     Socket(#[from] zmq::Error),
+    /// CURVE could not be set up.
+    #[error("cannot set up CURVE")]
+    Curve(#[from] switchboard_protocol::curve::KeyError),
     /// A thread or the waker could not be created.
     #[error("cannot start worker threads")]
     Thread(#[from] std::io::Error),

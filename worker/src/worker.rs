@@ -137,6 +137,9 @@ impl Worker {
     fn connect(&self, context: &zmq::Context) -> Result<Session, WorkerError> {
         let socket = context.socket(zmq::DEALER)?;
         self.config.limits.apply(&socket)?;
+        if let Some(curve) = &self.config.curve {
+            curve.apply(&socket)?;
+        }
         socket.connect(&self.config.broker)?;
         let info = self.ready_info();
         info!(broker = %self.config.broker, functions = info.functions.len(), capacity = info.capacity, "registering with broker");

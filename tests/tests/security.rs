@@ -1,0 +1,238 @@
+//! CURVE: only listed clients and workers get in, each on its own socket; everyone else
+//! gets nothing through, and the allowed peers keep working.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use switchboard_client::{Client, ClientConfig, ErrorCode};
+use switchboard_protocol::curve::{read_public_key, ClientCurve, KeyPair};
+use switchboard_protocol::Value;
+use switchboard_tests::{binary, run_python_with_env, BrokerProcess, ScratchDir, WorkerProcess};
+
+/// Makes `<name>.key` and `<name>.pub` with the `client keygen` command.
+fn keygen(dir: &Path, name: &str) -> KeyPair {
+    let output = Command::new(binary("client"))
+        .arg("keygen")
+        .arg(dir.join(name))
+        .output()
+        .expect("run keygen");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let pair = KeyPair::read(&dir.join(format!("{name}.key"))).expect("key pair file");
+    assert!(stdout.contains(&switchboard_protocol::curve::encode_key(&pair.public)));
+    assert_eq!(
+        read_public_key(&dir.join(format!("{name}.pub"))).unwrap(),
+        pair.public
+    );
+    pair
+}
+
+struct Secured {
+    dir: ScratchDir,
+    broker: BrokerProcess,
+    _worker: WorkerProcess,
+    keys: HashMap<&'static str, KeyPair>,
+}
+
+impl Secured {
+    fn start() -> Secured {
+        let dir = ScratchDir::new("curve");
+        let mut keys = HashMap::new();
+        for name in ["broker", "alice", "worker", "mallory"] {
+            keys.insert(name, keygen(&dir.path, name));
+        }
+        std::fs::copy(dir.path.join("alice.pub"), dir.path.join("clients.txt")).unwrap();
+        std::fs::copy(dir.path.join("worker.pub"), dir.path.join("workers.txt")).unwrap();
+        let path = |f: &str| dir.path.join(f).to_string_lossy().into_owned();
+        let mut broker = BrokerProcess::start(&[
+            "--curve-key-file",
+            &path("broker.key"),
+            "--client-keys-file",
+            &path("clients.txt"),
+            "--worker-keys-file",
+            &path("workers.txt"),
+        ]);
+        let worker = WorkerProcess::start(
+            &broker.backend,
+            "trusted",
+            &[
+                "--curve-server-key-file",
+                &path("broker.pub"),
+                "--curve-key-file",
+                &path("worker.key"),
+            ],
+        );
+        broker.curve = Some(ClientCurve {
+            server_public: keys["broker"].public,
+            keys: keys["alice"].clone(),
+        });
+        broker.wait_for_workers("add", 1);
+        Secured {
+            dir,
+            broker,
+            _worker: worker,
+            keys,
+        }
+    }
+
+    fn client(&self, curve: Option<ClientCurve>) -> Client {
+        let mut config = ClientConfig::new(&self.broker.frontend);
+        config.default_timeout = Duration::from_millis(700);
+        config.curve = curve;
+        Client::with_config(config).expect("client")
+    }
+
+    fn stats(&self) -> HashMap<String, Value> {
+        self.broker
+            .client(Duration::from_secs(5))
+            .call("system.stats", ())
+            .unwrap()
+    }
+
+    /// A call from this client gets nothing through: no result, a delivery error.
+    fn assert_refused(&self, client: &Client, who: &str) {
+        let error = client.call::<i64>("add", (1, 2)).expect_err(who);
+        assert!(
+            matches!(
+                error.code(),
+                Some(ErrorCode::Timeout | ErrorCode::BrokerLost)
+            ),
+            "{who}: {error}"
+        );
+    }
+}
+
+#[test]
+fn listed_client_and_worker_talk_over_curve() {
+    let secured = Secured::start();
+    let client = secured.broker.client(Duration::from_secs(5));
+    for i in 0..20 {
+        assert_eq!(client.call::<i64>("add", (i, 1)).unwrap(), i + 1);
+    }
+    let workers: Vec<switchboard_protocol::WorkerListing> =
+        client.call("system.workers", ()).unwrap();
+    assert_eq!(
+        workers.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["trusted"]
+    );
+}
+
+#[test]
+fn unlisted_wrong_or_missing_keys_get_nothing_through() {
+    let secured = Secured::start();
+    let broker_key = secured.keys["broker"].public;
+    let unlisted = secured.client(Some(ClientCurve {
+        server_public: broker_key,
+        keys: secured.keys["mallory"].clone(),
+    }));
+    secured.assert_refused(&unlisted, "an unlisted client key");
+    let stats = secured.stats();
+    assert!(
+        stats["auth_rejections_frontend"].as_u64().unwrap() >= 1,
+        "{stats:?}"
+    );
+
+    let wrong_server = secured.client(Some(ClientCurve {
+        server_public: secured.keys["mallory"].public,
+        keys: secured.keys["alice"].clone(),
+    }));
+    secured.assert_refused(&wrong_server, "a wrong server key");
+    let plain = secured.client(None);
+    secured.assert_refused(&plain, "no CURVE at all");
+
+    // The allowed client still works after all of that.
+    let client = secured.broker.client(Duration::from_secs(5));
+    assert_eq!(client.call::<i64>("add", (2, 2)).unwrap(), 4);
+}
+
+#[test]
+fn a_client_key_cannot_pose_as_a_worker() {
+    let secured = Secured::start();
+    let path = |f: &str| secured.dir.path.join(f).to_string_lossy().into_owned();
+    let _impostor = WorkerProcess::start(
+        &secured.broker.backend,
+        "impostor",
+        &[
+            "--curve-server-key-file",
+            &path("broker.pub"),
+            "--curve-key-file",
+            &path("alice.key"),
+        ],
+    );
+    let client = secured.broker.client(Duration::from_secs(5));
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while secured.stats()["auth_rejections_backend"].as_u64().unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the impostor was never refused"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let workers: Vec<switchboard_protocol::WorkerListing> =
+        client.call("system.workers", ()).unwrap();
+    assert!(workers.iter().all(|w| w.name != "impostor"), "{workers:?}");
+    for i in 0..20 {
+        assert_eq!(
+            client.call::<String>("whoami", ()).unwrap(),
+            "trusted",
+            "call {i}"
+        );
+    }
+}
+
+#[test]
+fn broker_refuses_to_start_with_half_a_security_setup() {
+    let dir = ScratchDir::new("curve-config");
+    keygen(&dir.path, "broker");
+    let key = dir.path.join("broker.key");
+    let empty = dir.path.join("empty.txt");
+    std::fs::write(&empty, "# nobody\n").unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--curve-key-file".into(), key.to_string_lossy().into()],
+        vec!["--client-keys-file".into(), empty.to_string_lossy().into()],
+        vec![
+            "--curve-key-file".into(),
+            key.to_string_lossy().into(),
+            "--client-keys-file".into(),
+            empty.to_string_lossy().into(),
+            "--worker-keys-file".into(),
+            empty.to_string_lossy().into(),
+        ],
+    ];
+    for args in cases {
+        let output = Command::new(binary("broker"))
+            .args([
+                "--frontend",
+                "tcp://127.0.0.1:*",
+                "--backend",
+                "tcp://127.0.0.1:*",
+            ])
+            .args(&args)
+            .output()
+            .expect("run broker");
+        assert!(!output.status.success(), "{args:?} must be refused");
+        assert!(!String::from_utf8_lossy(&output.stderr).is_empty());
+    }
+}
+
+#[test]
+fn python_client_example_speaks_curve() {
+    let secured = Secured::start();
+    let server_key = switchboard_protocol::curve::encode_key(&secured.keys["broker"].public);
+    let key_file = secured.dir.path.join("alice.key");
+    let out = run_python_with_env(
+        "examples/python/client.py",
+        &[&secured.broker.frontend, "--check"],
+        &[
+            ("SWITCHBOARD_CURVE_SERVER_KEY", server_key.as_str()),
+            ("SWITCHBOARD_CURVE_KEY_FILE", key_file.to_str().unwrap()),
+        ],
+    );
+    assert!(out.contains("python client: ok"), "{out}");
+}
