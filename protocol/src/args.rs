@@ -7,6 +7,7 @@
 //! straight from the body bytes into the target type, with no intermediate
 //! value tree.
 
+use crate::codec::MAX_DEPTH;
 use rmpv::Value;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -62,11 +63,14 @@ pub fn decode_args<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result
 fn decode_positional<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
     let fault = Cell::new(Fault::Malformed);
     let mut rest = body;
-    let result = rmp_serde::Deserializer::new(&mut rest).deserialize_map(BodyVisitor::<T> {
+    let mut deserializer = rmp_serde::Deserializer::new(&mut rest);
+    deserializer.set_max_depth(MAX_DEPTH);
+    let result = deserializer.deserialize_map(BodyVisitor::<T> {
         shape,
         fault: &fault,
         target: PhantomData,
     });
+    drop(deserializer);
     match result {
         Ok(_) if !rest.is_empty() => {
             Err(ArgsError::Malformed("trailing bytes after the body".into()))
@@ -240,8 +244,8 @@ fn decode_keyword<T: DeserializeOwned>(
     let malformed = |m: &str| ArgsError::Malformed(m.to_owned());
     let mismatch = |m: String| ArgsError::Mismatch(m);
     let mut rest = body;
-    let value =
-        rmpv::decode::read_value(&mut rest).map_err(|e| ArgsError::Malformed(e.to_string()))?;
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
+        .map_err(|e| ArgsError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(malformed("trailing bytes after the body"));
     }
@@ -615,6 +619,23 @@ mod tests {
         let body = encode_request_body(&(), &()).unwrap();
         let err = decode_args::<Greet>(&body, keyword::<Greet>()).unwrap_err();
         assert!(matches!(err, ArgsError::Mismatch(m) if m.contains("name")));
+    }
+
+    #[test]
+    fn hostile_bodies_are_errors_for_both_shapes() {
+        let deep = [
+            vec![0x82, 0xa4, b'a', b'r', b'g', b's'],
+            vec![0x91u8; 50_000],
+            vec![0x01],
+        ]
+        .concat();
+        let huge = [
+            0x81, 0xa4, b'a', b'r', b'g', b's', 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        for body in [&deep[..], &huge[..]] {
+            assert!(positional::<(Value,)>(body, 1).is_err());
+            assert!(decode_args::<Greet>(body, keyword::<Greet>()).is_err());
+        }
     }
 
     #[test]

@@ -18,9 +18,18 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     rmp_serde::to_vec_named(value).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
-/// Decodes MessagePack bytes into `T`.
+/// Deepest nesting of arrays and maps accepted when decoding (deeper: a decode error,
+/// never a stack overflow).
+pub const MAX_DEPTH: usize = 64;
+
+/// Decodes MessagePack bytes into `T`, nesting bounded by [`MAX_DEPTH`].
+///
+/// Length prefixes are never trusted for allocation: decoding reads from the
+/// slice, so a prefix claiming more bytes than the slice holds fails at once.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    rmp_serde::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer).map_err(|e| CodecError::Decode(e.to_string()))
 }
 
 impl CallHeader {
@@ -289,6 +298,20 @@ mod tests {
         let error = encode_error(&RemoteError::new(ErrorCode::FunctionError, "x"));
         assert_eq!(reply_outcome(&error), Some(ErrorCode::FunctionError));
         assert_eq!(reply_outcome(b"\xc1"), Some(ErrorCode::Unrecognized));
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_length_prefixes_are_errors_not_crashes() {
+        let deep = [vec![0x91u8; 100_000], vec![0x01]].concat();
+        assert!(decode::<crate::Value>(&deep).is_err());
+        let ok = [vec![0x91u8; MAX_DEPTH - 1], vec![0x01]].concat();
+        assert!(decode::<crate::Value>(&ok).is_ok());
+        // bin32, str32, array32 and map32 claiming 4 GiB, with 3 bytes behind them.
+        for marker in [0xc6u8, 0xdb, 0xdd, 0xdf] {
+            let claim = [marker, 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+            assert!(decode::<crate::Value>(&claim).is_err(), "{marker:#x}");
+            assert!(decode_reply::<crate::Value>(&claim).is_err());
+        }
     }
 
     #[test]
