@@ -43,6 +43,12 @@ struct Args {
     /// Largest message frame accepted from any peer, in bytes (larger: the peer is disconnected).
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_message_bytes: i64,
+    /// Most frames in one message from any peer (larger: PAYLOAD_TOO_LARGE or dropped).
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAMES", default_value_t = 2_048)]
+    max_frames: usize,
+    /// Most bytes in one message from any peer, all frames together.
+    #[arg(long, env = "SWITCHBOARD_MAX_TOTAL_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_total_bytes: usize,
     /// Messages queued per peer before the broker drops replies to it.
     #[arg(long, env = "SWITCHBOARD_HIGH_WATER_MARK", default_value_t = 10_000)]
     high_water_mark: i32,
@@ -114,6 +120,8 @@ fn main() -> anyhow::Result<()> {
         limits: SocketLimits {
             max_message_bytes: args.max_message_bytes,
             high_water_mark: args.high_water_mark,
+            max_frames: args.max_frames,
+            max_total_bytes: args.max_total_bytes,
             ..SocketLimits::default()
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),

@@ -15,6 +15,7 @@ use switchboard_protocol::client::{
 };
 use switchboard_protocol::codec::{batch_reply_body, encode_error, reply_outcome};
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
+use switchboard_protocol::ProtocolError;
 use switchboard_protocol::{
     CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, WorkerListing,
     RESERVED_PREFIX,
@@ -553,15 +554,14 @@ impl Router {
             warn!(%error, "dropping malformed client message with no return address");
             return;
         }
-        warn!(%error, "answering malformed client message with BAD_REQUEST");
-        *self.stats.broker_errors.entry("BAD_REQUEST").or_default() += 1;
+        let code = match error {
+            ProtocolError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::BadRequest,
+        };
+        warn!(%error, %code, "answering malformed client message");
+        *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
         let header = header_frame.unwrap_or_else(|| Frame::from(NO_HEADER));
-        out.push(error_reply(
-            envelope,
-            header,
-            ErrorCode::BadRequest,
-            error.to_string(),
-        ));
+        out.push(error_reply(envelope, header, code, error.to_string()));
     }
 
     /// Handles a parsed message from a worker.

@@ -13,12 +13,12 @@ use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
 use crate::metrics::Socket;
 use crate::router::{Action, Router};
-use switchboard_protocol::client::{parse_request, reply_frames};
+use switchboard_protocol::client::{parse_request, reject_oversized, reply_frames};
 use switchboard_protocol::curve::apply_server;
-use switchboard_protocol::socket::{recv_frames, send_frames};
+use switchboard_protocol::socket::{recv_frames_bounded, send_frames};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::WorkerMessage;
-use switchboard_protocol::Shutdown;
+use switchboard_protocol::{ProtocolError, Shutdown};
 use tracing::{debug, info, warn};
 
 /// Messages taken from one socket before the loop looks at the other.
@@ -228,11 +228,23 @@ impl Broker {
 
     fn drain_frontend(&mut self) -> Result<(), BrokerError> {
         for _ in 0..BATCH {
-            let frames = match recv_frames(&self.frontend, zmq::DONTWAIT) {
-                Ok(frames) => frames,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
+            let limits = &self.config.limits;
+            let (max_frames, max_bytes) = (limits.max_frames, limits.max_total_bytes);
+            let frames =
+                match recv_frames_bounded(&self.frontend, zmq::DONTWAIT, max_frames, max_bytes) {
+                    Ok(Ok(frames)) => frames,
+                    Ok(Err(oversized)) => {
+                        self.router
+                            .metrics_mut()
+                            .received(Socket::Frontend, oversized.bytes);
+                        self.router
+                            .reject(reject_oversized(oversized), &mut self.outbox);
+                        self.flush(Instant::now());
+                        continue;
+                    }
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
             let now = Instant::now();
             let size = frames.iter().map(|f| f.len()).sum();
             self.router.metrics_mut().received(Socket::Frontend, size);
@@ -247,11 +259,27 @@ impl Broker {
 
     fn drain_backend(&mut self) -> Result<(), BrokerError> {
         for _ in 0..BATCH {
-            let mut frames = match recv_frames(&self.backend, zmq::DONTWAIT) {
-                Ok(frames) => frames,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
+            let limits = &self.config.limits;
+            let (max_frames, max_bytes) = (limits.max_frames, limits.max_total_bytes);
+            let mut frames =
+                match recv_frames_bounded(&self.backend, zmq::DONTWAIT, max_frames, max_bytes) {
+                    Ok(Ok(frames)) => frames,
+                    Ok(Err(oversized)) => {
+                        let worker = oversized
+                            .head
+                            .first()
+                            .map(|f| f.to_vec())
+                            .unwrap_or_default();
+                        let error = ProtocolError::TooLarge {
+                            frames: oversized.frames,
+                            bytes: oversized.bytes,
+                        };
+                        self.router.worker_malformed(&worker, &error);
+                        continue;
+                    }
+                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
             let now = Instant::now();
             let size = frames.iter().map(|f| f.len()).sum();
             self.router.metrics_mut().received(Socket::Backend, size);

@@ -7,6 +7,7 @@
 
 use crate::error::ProtocolError;
 use crate::message::CallHeader;
+use crate::socket::Oversized;
 use crate::{Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
 
 /// The function name that marks a batch request.
@@ -153,6 +154,32 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
         header,
         body,
     }))
+}
+
+/// Turns the head of an oversized frontend message into a rejection that can be answered
+/// (when its envelope and delimiter came through).
+pub fn reject_oversized(oversized: Oversized) -> Rejected {
+    let Oversized {
+        mut head,
+        frames,
+        bytes,
+    } = oversized;
+    let error = ProtocolError::TooLarge { frames, bytes };
+    let Some(delimiter) = head.iter().position(|f| f.is_empty()) else {
+        return Rejected {
+            envelope: Vec::new(),
+            header_frame: None,
+            error,
+        };
+    };
+    // [envelope…][""]["SBC1"][function][header]: the header, if it arrived, is echoed.
+    let header_frame = (head.len() > delimiter + 3).then(|| head.remove(delimiter + 3));
+    head.truncate(delimiter);
+    Rejected {
+        envelope: head,
+        header_frame,
+        error,
+    }
 }
 
 /// Checks a function name frame: UTF-8, 1 to 255 bytes, no control characters.

@@ -32,6 +32,14 @@ pub enum ProtocolError {
     /// The ticket frame is not 8 bytes.
     #[error("ticket frame must be 8 bytes, got {0}")]
     Ticket(usize),
+    /// The message had too many frames or bytes.
+    #[error("message too large: {frames} frames, {bytes} bytes")]
+    TooLarge {
+        /// Frames in the message.
+        frames: usize,
+        /// Bytes in the message.
+        bytes: usize,
+    },
     /// A MessagePack frame did not decode.
     #[error("invalid {frame} frame")]
     Body {

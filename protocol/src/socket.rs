@@ -16,6 +16,54 @@ pub fn recv_frames(socket: &zmq::Socket, flags: i32) -> zmq::Result<Vec<Frame>> 
     }
 }
 
+/// A message over the frame-count or byte limit. Its remaining frames were read and
+/// discarded; only the first few are kept, to know whom to answer.
+#[derive(Debug)]
+pub struct Oversized {
+    /// The first frames (up to 5: envelope, delimiter, signature, function, header).
+    pub head: Vec<Frame>,
+    /// How many frames the message had.
+    pub frames: usize,
+    /// Its total size in bytes.
+    pub bytes: usize,
+}
+
+/// Receives one multipart message, refusing more than `max_frames` frames or
+/// `max_bytes` bytes in all (the whole message is always consumed).
+pub fn recv_frames_bounded(
+    socket: &zmq::Socket,
+    flags: i32,
+    max_frames: usize,
+    max_bytes: usize,
+) -> zmq::Result<Result<Vec<Frame>, Oversized>> {
+    const HEAD: usize = 5;
+    let mut frames = Vec::with_capacity(8);
+    let (mut count, mut bytes, mut over) = (0usize, 0usize, false);
+    loop {
+        let mut frame = Frame::new();
+        socket.recv(&mut frame, if count == 0 { flags } else { 0 })?;
+        let more = frame.get_more();
+        count += 1;
+        bytes = bytes.saturating_add(frame.len());
+        over |= count > max_frames || bytes > max_bytes;
+        if !over || frames.len() < HEAD {
+            frames.push(frame);
+        }
+        if !more {
+            break;
+        }
+    }
+    if over {
+        frames.truncate(HEAD);
+        return Ok(Err(Oversized {
+            head: frames,
+            frames: count,
+            bytes,
+        }));
+    }
+    Ok(Ok(frames))
+}
+
 /// Sends frames as one multipart message. Frames are moved, never copied.
 pub fn send_frames(socket: &zmq::Socket, frames: Vec<Frame>, flags: i32) -> zmq::Result<()> {
     let last = frames.len().saturating_sub(1);
@@ -37,6 +85,10 @@ pub struct SocketLimits {
     pub high_water_mark: i32,
     /// How long a new connection may take to complete its handshake, in milliseconds.
     pub handshake_ms: i32,
+    /// Most frames in one message (a full batch of 1000 calls needs about 2 010).
+    pub max_frames: usize,
+    /// Most bytes in one message, all frames together.
+    pub max_total_bytes: usize,
 }
 
 impl Default for SocketLimits {
@@ -46,6 +98,8 @@ impl Default for SocketLimits {
             max_message_bytes: 64 * 1024 * 1024,
             high_water_mark: 10_000,
             handshake_ms: 5_000,
+            max_frames: 2_048,
+            max_total_bytes: 64 * 1024 * 1024,
         }
     }
 }

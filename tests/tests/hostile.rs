@@ -1,0 +1,189 @@
+//! Hostile peers against the real broker and worker, while a well-behaved client keeps
+//! calling: garbage at both sockets, truncated and deeply nested MessagePack, huge length
+//! prefixes, unknown commands, replies for calls never given, raw TCP garbage and many
+//! half-open connections. Pass: every good call succeeds and broker memory stays bounded.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_tests::{cluster, raw_socket, rss_kib};
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let len = (self.next() as usize) % (max + 1);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    fn frames(&mut self, starts: &[&[u8]]) -> Vec<Vec<u8>> {
+        let count = 1 + (self.next() as usize) % 8;
+        let mut frames: Vec<Vec<u8>> = (0..count).map(|_| self.bytes(40)).collect();
+        // Often start like a real message so parsing gets past the first checks.
+        if self.next() % 2 == 0 {
+            let start = starts[(self.next() as usize) % starts.len()];
+            frames.insert(0, start.to_vec());
+        }
+        frames
+    }
+}
+
+fn endpoint_port(endpoint: &str) -> String {
+    endpoint.trim_start_matches("tcp://").to_owned()
+}
+
+#[test]
+fn hostile_peers_change_nothing_for_a_good_client() {
+    let (broker, _workers) = cluster(1, &[], &["--threads", "2"]);
+    let rss_before = rss_kib(broker.process.pid());
+    let stop = Arc::new(AtomicBool::new(false));
+    let good_calls = Arc::new(AtomicUsize::new(0));
+    let good = {
+        let client = broker.client(Duration::from_secs(5));
+        let (stop, good_calls) = (Arc::clone(&stop), Arc::clone(&good_calls));
+        std::thread::spawn(move || {
+            let mut i = 0i64;
+            while !stop.load(Ordering::Relaxed) && i < 5_000 {
+                let sum: i64 = client
+                    .call("add", (i, 1))
+                    .expect("a good call fails under attack");
+                assert_eq!(sum, i + 1);
+                good_calls.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let mut noise = Noise(0x5eed_1234_abcd_0001);
+
+    // Many half-open TCP connections that never finish a handshake.
+    let half_open: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(endpoint_port(&broker.frontend)).ok())
+        .collect();
+    assert!(
+        half_open.len() >= 150,
+        "could open only {}",
+        half_open.len()
+    );
+
+    // Raw TCP garbage at both ports, including a plausible ZMTP greeting.
+    for endpoint in [&broker.frontend, &broker.backend] {
+        for i in 0..50 {
+            let mut stream = TcpStream::connect(endpoint_port(endpoint)).unwrap();
+            let mut junk = noise.bytes(2000);
+            if i % 5 == 0 {
+                junk.splice(0..0, [0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0]);
+            }
+            let _ = stream.write_all(&junk);
+        }
+    }
+
+    // Garbage and near-misses at the client socket.
+    let (_c1, front) = raw_socket(zmq::DEALER, &broker.frontend);
+    let header = b"\x81\xa2id\x01";
+    let deep = [
+        vec![0x81, 0xa4, b'a', b'r', b'g', b's'],
+        vec![0x91; 100_000],
+        vec![0x01],
+    ]
+    .concat();
+    let huge_prefix = b"\x81\xa4args\xdd\xff\xff\xff\xff\x01".to_vec();
+    let truncated = b"\x82\xa4args\x92\x01".to_vec();
+    for body in [&deep, &huge_prefix, &truncated] {
+        front
+            .send_multipart([&b""[..], b"SBC1", b"add", header, body], 0)
+            .unwrap();
+        front
+            .send_multipart([&b""[..], b"SBC1", b"echo", header, body], 0)
+            .unwrap();
+        front
+            .send_multipart([&b""[..], b"SBC1", b"greet", header, body], 0)
+            .unwrap();
+        front
+            .send_multipart([&b""[..], b"SBC1", b"add", body, body], 0)
+            .unwrap();
+    }
+    let too_many: Vec<Vec<u8>> = std::iter::once(Vec::new())
+        .chain((0..3_000).map(|_| b"x".to_vec()))
+        .collect();
+    front.send_multipart(too_many, 0).unwrap();
+    for _ in 0..3_000 {
+        front
+            .send_multipart(noise.frames(&[b"", b"SBC1"]), 0)
+            .unwrap();
+    }
+
+    // Garbage, unknown commands and unasked replies at the worker socket.
+    let (_c2, back) = raw_socket(zmq::DEALER, &broker.backend);
+    for _ in 0..3_000 {
+        back.send_multipart(noise.frames(&[b"SBW1", b"SBC1"]), 0)
+            .unwrap();
+    }
+    for command in 6u8..=255 {
+        back.send_multipart([&b"SBW1"[..], &[command]], 0).unwrap();
+    }
+    // A registered worker that answers calls it was never given: dropped and counted.
+    let ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91\x81\xa4name\xa9rogue.fun";
+    back.send_multipart([&b"SBW1"[..], b"\x01", ready], 0)
+        .unwrap();
+    broker.wait_for_workers("rogue.fun", 1);
+    for _ in 0..500 {
+        let ticket = noise.next().to_be_bytes();
+        back.send_multipart([&b"SBW1"[..], b"\x03", &ticket, b"\x81\xa6result\x00"], 0)
+            .unwrap();
+    }
+    back.send_multipart([&b"SBW1"[..], b"\x01", &deep], 0)
+        .unwrap();
+
+    // The broker answered what it could: the first replies to the near-misses are errors.
+    let first = front.recv_multipart(0).expect("a reply to a near-miss");
+    assert_eq!(first.len(), 4);
+    assert!(
+        String::from_utf8_lossy(&first[3]).contains("error"),
+        "{first:?}"
+    );
+
+    // Let the good client run on for a moment under the open connections, then stop it.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while good_calls.load(Ordering::Relaxed) < 300 {
+        assert!(std::time::Instant::now() < until, "good client stalled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    good.join().expect("every good call succeeded");
+    drop(half_open);
+
+    // The worker survived the bodies that reached it, and the broker is still sane.
+    let client = broker.client(Duration::from_secs(5));
+    assert_eq!(client.call::<String>("whoami", ()).unwrap(), "w0");
+    let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    assert!(
+        stats["malformed_worker_messages"].as_u64().unwrap() >= 3_000,
+        "{stats:?}"
+    );
+    assert!(
+        stats["late_replies"].as_u64().unwrap() >= 500,
+        "unasked replies are counted: {stats:?}"
+    );
+    let rss_after = rss_kib(broker.process.pid());
+    eprintln!(
+        "hostile peers: {} good calls ok; broker RSS {rss_before} -> {rss_after} KiB; {stats:?}",
+        good_calls.load(Ordering::Relaxed)
+    );
+    assert!(
+        rss_after < rss_before + 48 * 1024,
+        "broker RSS {rss_before} -> {rss_after} KiB"
+    );
+}
