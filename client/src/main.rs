@@ -9,6 +9,7 @@ use serde_json::{json, Value as Json};
 use switchboard_client::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
 use switchboard_protocol::curve::{encode_key, ClientCurve};
+use switchboard_protocol::process::CurveArgs;
 use switchboard_protocol::{FunctionListing, WorkerListing};
 
 const EXAMPLES: &str = "\
@@ -52,15 +53,8 @@ struct Args {
     /// Print results and errors as one JSON document on stdout.
     #[arg(long)]
     json: bool,
-    /// The broker's CURVE public key (Z85); turns CURVE on.
-    #[arg(long, env = "SWITCHBOARD_CURVE_SERVER_KEY", hide_env_values = true)]
-    curve_server_key: Option<String>,
-    /// File with the broker's CURVE public key (instead of --curve-server-key).
-    #[arg(long, env = "SWITCHBOARD_CURVE_SERVER_KEY_FILE")]
-    curve_server_key_file: Option<std::path::PathBuf>,
-    /// This client's CURVE key pair file (its public key must be on the broker's client list).
-    #[arg(long, env = "SWITCHBOARD_CURVE_KEY_FILE")]
-    curve_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    curve: CurveArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,11 +138,7 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let mut config = ClientConfig::new(&args.endpoint);
     config.default_timeout = Duration::from_millis(args.timeout_ms);
-    config.curve = ClientCurve::load(
-        args.curve_server_key.as_deref(),
-        args.curve_server_key_file.as_deref(),
-        args.curve_key_file.as_deref(),
-    )?;
+    config.curve = args.curve.load()?;
     let client = Client::with_config(config)?;
     let json_output = args.json;
     match args.command {

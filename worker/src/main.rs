@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use switchboard_protocol::curve::ClientCurve;
+use switchboard_protocol::process::CurveArgs;
 use switchboard_protocol::socket::SocketLimits;
 use switchboard_worker::{demo, Worker, WorkerConfig};
 
@@ -38,15 +38,8 @@ struct Args {
     /// Largest message frame accepted from the broker, in bytes.
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_message_bytes: i64,
-    /// The broker's CURVE public key (Z85); turns CURVE on. Public, so an env value is fine.
-    #[arg(long, env = "SWITCHBOARD_CURVE_SERVER_KEY", hide_env_values = true)]
-    curve_server_key: Option<String>,
-    /// File with the broker's CURVE public key (instead of --curve-server-key).
-    #[arg(long, env = "SWITCHBOARD_CURVE_SERVER_KEY_FILE")]
-    curve_server_key_file: Option<std::path::PathBuf>,
-    /// This worker's CURVE key pair file (its public key must be on the broker's worker list).
-    #[arg(long, env = "SWITCHBOARD_CURVE_KEY_FILE")]
-    curve_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    curve: CurveArgs,
     /// Append a line per execution of `work.*` to this file (for reliability tests).
     #[arg(long, env = "SWITCHBOARD_RECORD_FILE")]
     record_file: Option<std::path::PathBuf>,
@@ -74,12 +67,7 @@ fn main() -> anyhow::Result<()> {
             ..SocketLimits::default()
         },
         name: name.clone(),
-        curve: ClientCurve::load(
-            args.curve_server_key.as_deref(),
-            args.curve_server_key_file.as_deref(),
-            args.curve_key_file.as_deref(),
-        )
-        .context("loading CURVE keys")?,
+        curve: args.curve.load().context("loading CURVE keys")?,
     };
     let shutdown = switchboard_protocol::process::shutdown_on_signals()
         .context("installing signal handlers")?;
