@@ -29,6 +29,11 @@ use crate::metrics::Metrics;
 /// A worker's routing identity on the backend socket.
 pub type WorkerId = Vec<u8>;
 
+/// Hash maps of the router: a fast hasher, seeded at random (keys come from peers).
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+/// Hash sets of the router.
+type Set<T> = HashSet<T, ahash::RandomState>;
+
 /// Heartbeat intervals a worker may announce are clamped to this range.
 const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 60_000);
 /// Largest capacity a worker may announce.
@@ -151,7 +156,7 @@ struct Call {
 struct WorkerState {
     name: String,
     capacity: u32,
-    running: HashSet<Ticket>,
+    running: Set<Ticket>,
     functions: Vec<String>,
     heartbeat: Duration,
     expires: Instant,
@@ -194,10 +199,12 @@ pub struct FunctionSummary {
 /// The broker's routing state machine.
 pub struct Router {
     config: RouterConfig,
-    workers: HashMap<WorkerId, WorkerState>,
-    functions: HashMap<String, FunctionState>,
-    calls: HashMap<Ticket, Call>,
-    batches: HashMap<u64, PendingBatch>,
+    workers: Map<WorkerId, WorkerState>,
+    functions: Map<String, FunctionState>,
+    /// Functions with calls waiting in their queue.
+    waiting: Set<String>,
+    calls: Map<Ticket, Call>,
+    batches: Map<u64, PendingBatch>,
     next_batch: u64,
     deadlines: BTreeSet<(Instant, Ticket)>,
     next_ticket: u64,
@@ -213,10 +220,11 @@ impl Router {
     pub fn new(config: RouterConfig) -> Router {
         Router {
             config,
-            workers: HashMap::new(),
-            functions: HashMap::new(),
-            calls: HashMap::new(),
-            batches: HashMap::new(),
+            workers: Map::default(),
+            functions: Map::default(),
+            waiting: Set::default(),
+            calls: Map::default(),
+            batches: Map::default(),
             next_batch: 1,
             deadlines: BTreeSet::new(),
             next_ticket: 1,
@@ -343,6 +351,7 @@ impl Router {
             function.queued = 0;
             function.running = 0;
         }
+        self.waiting.clear();
         for worker in self.workers.values_mut() {
             worker.running.clear();
         }
@@ -462,12 +471,7 @@ impl Router {
         match worker {
             Some(worker) => self.dispatch(ticket, call, worker, now, out),
             None => {
-                let entry = self
-                    .functions
-                    .get_mut(&call.function)
-                    .expect("checked above");
-                entry.queue.push_back(ticket);
-                entry.queued += 1;
+                self.enqueue(&call.function, ticket, false);
                 self.calls.insert(ticket, call);
             }
         }
@@ -779,7 +783,7 @@ impl Router {
 
     /// Fills a worker's free slots from the queues of the functions it hosts, oldest call first.
     fn pull_queued(&mut self, worker: &WorkerId, now: Instant, out: &mut Vec<Action>) {
-        loop {
+        while !self.waiting.is_empty() {
             let Some(state) = self.workers.get(worker) else {
                 return;
             };
@@ -787,7 +791,10 @@ impl Router {
                 return;
             }
             let mut oldest: Option<(Ticket, &str)> = None;
-            for name in &state.functions {
+            for name in &self.waiting {
+                if !state.functions.iter().any(|f| f == name) {
+                    continue;
+                }
                 let Some(function) = self.functions.get_mut(name) else {
                     continue;
                 };
@@ -806,15 +813,45 @@ impl Router {
             }
             let Some((ticket, name)) = oldest else { return };
             let name = name.to_owned();
-            let function = self.functions.get_mut(&name).expect("found above");
-            function.queue.pop_front();
-            function.queued -= 1;
+            self.functions
+                .get_mut(&name)
+                .expect("found above")
+                .queue
+                .pop_front();
+            self.dequeued(&name);
             let call = self
                 .calls
                 .remove(&ticket)
                 .expect("queue heads are live calls");
             // The deadline entry stays: the call is re-inserted under the same ticket.
             self.dispatch(ticket, call, worker.clone(), now, out);
+        }
+    }
+
+    /// Puts a call in its function's queue (at the front when it is being retried).
+    fn enqueue(&mut self, function: &str, ticket: Ticket, front: bool) {
+        let entry = self
+            .functions
+            .get_mut(function)
+            .expect("queued calls have a function");
+        if front {
+            entry.queue.push_front(ticket);
+        } else {
+            entry.queue.push_back(ticket);
+        }
+        entry.queued += 1;
+        if entry.queued == 1 {
+            self.waiting.insert(function.to_owned());
+        }
+    }
+
+    /// Counts a call that left its function's queue (dispatched or expired).
+    fn dequeued(&mut self, function: &str) {
+        if let Some(entry) = self.functions.get_mut(function) {
+            entry.queued = entry.queued.saturating_sub(1);
+            if entry.queued == 0 {
+                self.waiting.remove(function);
+            }
         }
     }
 
@@ -870,8 +907,8 @@ impl Router {
         match call.state {
             CallState::Queued => {
                 let call = self.calls.remove(&ticket).expect("present");
+                self.dequeued(&call.function);
                 if let Some(function) = self.functions.get_mut(&call.function) {
-                    function.queued = function.queued.saturating_sub(1);
                     compact_queue(function, &self.calls);
                 }
                 let message = format!(
@@ -1012,12 +1049,7 @@ impl Router {
         self.stats.retries += 1;
         debug!(call_id = call.id, function = %call.function, attempt = call.attempts + 1, "re-dispatching a lost call");
         call.state = CallState::Queued;
-        let function = self
-            .functions
-            .get_mut(&call.function)
-            .expect("checked above");
-        function.queue.push_front(ticket);
-        function.queued += 1;
+        self.enqueue(&call.function, ticket, true);
         self.deadlines.insert((call.deadline, ticket));
         self.calls.insert(ticket, call);
         for host in hosts {
@@ -1047,6 +1079,7 @@ impl Router {
         let queue = std::mem::take(&mut function.queue);
         function.queued = 0;
         self.functions.remove(name);
+        self.waiting.remove(name);
         for ticket in queue {
             if let Some(call) = self.take_call(ticket) {
                 let message = format!("the last worker hosting '{name}' left");
@@ -1066,7 +1099,7 @@ impl Router {
 }
 
 /// Drops dead queue entries once they outnumber the live ones.
-fn compact_queue(function: &mut FunctionState, calls: &HashMap<Ticket, Call>) {
+fn compact_queue(function: &mut FunctionState, calls: &Map<Ticket, Call>) {
     if function.queue.len() > 2 * function.queued + 16 {
         function
             .queue

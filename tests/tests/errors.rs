@@ -47,7 +47,7 @@ fn function_failures_come_back_as_typed_errors_and_the_worker_keeps_serving() {
 
 #[test]
 fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
-    let (broker, _workers) = cluster(1, &[], &["--threads", "1"]);
+    let (broker, _workers) = cluster(1, &[], &["--threads", "1", "--prefetch", "0"]);
     let client = broker.client(TIMEOUT);
     let started = Instant::now();
     let result = client
@@ -79,7 +79,11 @@ fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
 
 #[test]
 fn full_queue_answers_overloaded_at_once() {
-    let (broker, _workers) = cluster(1, &["--queue-capacity", "2"], &["--threads", "1"]);
+    let (broker, _workers) = cluster(
+        1,
+        &["--queue-capacity", "2"],
+        &["--threads", "1", "--prefetch", "0"],
+    );
     let client = broker.client(TIMEOUT);
     let pending: Vec<_> = (0..3)
         .map(|_| client.request("sleep_ms").args((300,)).send().unwrap())

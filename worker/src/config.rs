@@ -9,8 +9,13 @@ use switchboard_protocol::socket::SocketLimits;
 pub struct WorkerConfig {
     /// The broker's backend endpoint, e.g. `tcp://127.0.0.1:5556`.
     pub broker: String,
-    /// Executor threads, which is also how many calls run at once (announced as capacity).
+    /// Executor threads: how many calls run at once.
     pub threads: usize,
+    /// Calls the worker accepts beyond its threads, waiting for a free thread. The broker
+    /// sees `threads + prefetch` as the worker's capacity. More prefetch hides the round
+    /// trip to the broker for short calls; less keeps calls in the broker's queue, where
+    /// any worker that frees up first can take them.
+    pub prefetch: usize,
     /// How often to send heartbeats (announced to the broker, which uses it both ways).
     pub heartbeat: Duration,
     /// Heartbeats from the broker that may be missed before reconnecting.
@@ -32,6 +37,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             broker: "tcp://127.0.0.1:5556".into(),
             threads: 4,
+            prefetch: 4,
             heartbeat: Duration::from_secs(1),
             heartbeat_liveness: 3,
             shutdown_grace: Duration::from_secs(10),

@@ -42,14 +42,16 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Starts `threads` executors. Finished calls go to `done`, followed by a `waker` wake-up.
+    /// Starts `threads` executors with room for `queued` more calls waiting for one.
+    /// Finished calls go to `done`, followed by a `waker` wake-up.
     pub fn start(
         threads: usize,
+        queued: usize,
         max_reply_bytes: usize,
         done: Sender<Done>,
         waker: Waker,
     ) -> std::io::Result<Executor> {
-        let (jobs, queue) = crossbeam_channel::bounded::<Job>(threads);
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(threads + queued);
         let handles = (0..threads)
             .map(|i| {
                 let queue = queue.clone();

@@ -23,6 +23,10 @@ struct Args {
     /// Executor threads (calls run at once).
     #[arg(long, env = "SWITCHBOARD_THREADS", default_value_t = 4)]
     threads: usize,
+    /// Calls accepted beyond --threads, waiting for a free thread (hides the broker round
+    /// trip for short calls; 0 keeps every waiting call in the broker's queue).
+    #[arg(long, env = "SWITCHBOARD_PREFETCH", default_value_t = 4)]
+    prefetch: usize,
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 1000)]
     heartbeat_ms: u64,
@@ -58,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     let config = WorkerConfig {
         broker: args.broker,
         threads: args.threads.max(1),
+        prefetch: args.prefetch,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
         heartbeat_liveness: args.heartbeat_liveness.max(1),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),

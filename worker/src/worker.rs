@@ -70,7 +70,13 @@ impl Worker {
         let (wake, wake_rx) = waker()?;
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let threads = self.config.threads.max(1);
-        let executor = Executor::start(threads, self.config.max_reply_bytes, done_tx, wake)?;
+        let executor = Executor::start(
+            threads,
+            self.config.prefetch,
+            self.config.max_reply_bytes,
+            done_tx,
+            wake,
+        )?;
         let mut session = self.connect(&context)?;
         let mut phase = Phase::Serving;
         let mut held = 0usize;
@@ -154,7 +160,7 @@ impl Worker {
 
     fn ready_info(&self) -> ReadyInfo {
         ReadyInfo {
-            capacity: self.config.threads.max(1) as u32,
+            capacity: (self.config.threads.max(1) + self.config.prefetch) as u32,
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             functions: self.registry.functions(),
             name: self.config.name.clone(),

@@ -1,0 +1,503 @@
+//! `bench`: a load generator for Switchboard, with a direct-echo baseline measured in
+//! the same run on the same machine.
+//!
+//! Each connection is one DEALER socket driven by one thread that keeps a window of
+//! calls in flight (closed loop), or sends at a fixed rate (open loop: latency is then
+//! measured from each call's *intended* send time, so a slow system cannot hide its
+//! queueing — no coordinated omission). Latencies go into an HDR histogram.
+//!
+//! The baseline (`--mode baseline` or `both`) replaces broker, worker and MessagePack by
+//! a bare ROUTER echo in a child process, with the same connections, window and payload:
+//! the floor every figure is compared with.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use switchboard_client::json::{parse_arg, to_msgpack};
+use switchboard_protocol::client::{parse_reply, request_frames};
+use switchboard_protocol::codec::{encode_request_body, reply_outcome};
+use switchboard_protocol::socket::{recv_frames, send_frames};
+use switchboard_protocol::{CallHeader, Value};
+
+/// Switchboard load generator: throughput, latency percentiles, errors, and a direct-echo floor.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  bench --mode both --in-flight 1000 --calls 200000\n  bench --function sleep_ms --args '[20]' --connections 64 --duration-s 10\n  bench --rate 5000 --duration-s 10 --json"
+)]
+struct Args {
+    /// The broker's frontend endpoint.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ENDPOINT",
+        default_value = "tcp://127.0.0.1:5555"
+    )]
+    endpoint: String,
+    /// Client connections (one socket and one thread each).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Calls in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// Total calls over all connections (ignored with --duration-s).
+    #[arg(long, default_value_t = 10_000)]
+    calls: u64,
+    /// Run for this many seconds instead of a number of calls.
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Size in bytes of the binary argument sent to the function.
+    #[arg(long, default_value_t = 16)]
+    payload: usize,
+    /// The function to call (it gets the payload as its one argument unless --args is set).
+    #[arg(long, default_value = "echo")]
+    function: String,
+    /// Positional arguments as a JSON array, instead of the payload (e.g. '[20]').
+    #[arg(long)]
+    args: Option<String>,
+    /// Fixed total request rate in calls/s (open loop); default: as fast as the window allows.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Deadline of each call, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Broker)]
+    mode: Mode,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Internal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Through the broker and a worker.
+    Broker,
+    /// The direct DEALER-ROUTER echo only.
+    Baseline,
+    /// The baseline, then the broker, with ratios.
+    Both,
+}
+
+#[derive(Debug, Subcommand)]
+enum Internal {
+    /// (internal) The echo server of the baseline: a bare ROUTER that returns every message.
+    #[command(hide = true)]
+    EchoServer,
+}
+
+/// What one run measured.
+struct Measured {
+    calls: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile_us(&self, q: f64) -> u64 {
+        self.latency.value_at_quantile(q)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "calls": self.calls,
+            "seconds": self.elapsed.as_secs_f64(),
+            "calls_per_second": self.rate(),
+            "latency_us": {
+                "p50": self.percentile_us(0.5), "p90": self.percentile_us(0.9),
+                "p99": self.percentile_us(0.99), "p99.9": self.percentile_us(0.999),
+                "max": self.latency.max(),
+            },
+            "errors": self.errors,
+        })
+    }
+}
+
+/// What every connection thread needs to know.
+#[derive(Clone)]
+struct Plan {
+    endpoint: String,
+    window: usize,
+    quota: u64,
+    until: Option<Instant>,
+    interval: Option<Duration>,
+    timeout: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Internal::EchoServer) = args.command {
+        return echo_server();
+    }
+    if args.connections == 0 || args.in_flight == 0 {
+        bail!("--connections and --in-flight must be at least 1");
+    }
+    let body = request_body(&args)?;
+    let baseline = matches!(args.mode, Mode::Baseline | Mode::Both)
+        .then(|| run_baseline(&args))
+        .transpose()?;
+    let broker = matches!(args.mode, Mode::Broker | Mode::Both)
+        .then(|| {
+            let target = Target::Broker {
+                function: args.function.clone(),
+                body: body.clone(),
+            };
+            run(&args, &args.endpoint, target)
+        })
+        .transpose()?;
+    report(&args, baseline.as_ref(), broker.as_ref());
+    let failed = broker
+        .as_ref()
+        .map_or(0, |m| m.errors.values().sum::<u64>());
+    if failed > 0 && !args.json {
+        eprintln!("{failed} calls failed");
+    }
+    Ok(())
+}
+
+/// The request body sent with every call: the payload as one binary argument, or --args.
+fn request_body(args: &Args) -> anyhow::Result<Vec<u8>> {
+    match &args.args {
+        Some(text) => {
+            let value = to_msgpack(&parse_arg(text))?;
+            let Value::Array(items) = value else {
+                bail!("--args must be a JSON array")
+            };
+            Ok(encode_request_body(&items, &())?)
+        }
+        None => {
+            let payload = serde_bytes::ByteBuf::from(vec![0x5a; args.payload]);
+            Ok(encode_request_body(&(payload,), &())?)
+        }
+    }
+}
+
+/// Where the calls go.
+#[derive(Clone)]
+enum Target {
+    /// Switchboard calls of this function with this request body.
+    Broker { function: String, body: Vec<u8> },
+    /// Bare echo of this payload.
+    Echo { payload: Vec<u8> },
+}
+
+fn run_baseline(args: &Args) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let mut server = EchoServer(
+        Command::new(exe)
+            .arg("echo-server")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the echo server")?,
+    );
+    let stdout = server.0.stdout.take().context("echo server stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let endpoint = line.trim().to_owned();
+    if !endpoint.starts_with("tcp://") {
+        bail!("the echo server did not start: {line:?}");
+    }
+    run(
+        args,
+        &endpoint,
+        Target::Echo {
+            payload: vec![0x5a; args.payload],
+        },
+    )
+}
+
+/// The echo server child, killed (by PID) when dropped.
+struct EchoServer(Child);
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn echo_server() -> anyhow::Result<()> {
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER)?;
+    router.set_sndhwm(0)?;
+    router.set_rcvhwm(0)?;
+    router.bind("tcp://127.0.0.1:*")?;
+    let endpoint = router
+        .get_last_endpoint()?
+        .map_err(|_| anyhow::anyhow!("endpoint"))?;
+    println!("{endpoint}");
+    std::io::stdout().flush()?;
+    loop {
+        let frames = recv_frames(&router, 0)?;
+        send_frames(&router, frames, 0)?;
+    }
+}
+
+fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> {
+    let connections = args.connections;
+    let until = args
+        .duration_s
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let quota = if until.is_some() {
+        u64::MAX
+    } else {
+        args.calls.div_ceil(connections as u64)
+    };
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(connections as f64 / rate.max(1e-3)));
+    let plan = Plan {
+        endpoint: endpoint.to_owned(),
+        window: args.in_flight,
+        quota,
+        until,
+        interval,
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let (done, finished) = (Arc::clone(&done), Arc::clone(&finished));
+        let total = args
+            .duration_s
+            .map_or(format!("{}", args.calls), |s| format!("{s} s"));
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let n = done.load(Ordering::Relaxed);
+                let rate = n as f64 / started.elapsed().as_secs_f64();
+                eprint!("\r  {n} calls of {total}, {rate:.0}/s   ");
+            }
+            eprint!("\r{:60}\r", "");
+        })
+    });
+    let started = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let (plan, target, done) = (plan.clone(), target.clone(), Arc::clone(&done));
+            std::thread::Builder::new()
+                .name("bench-connection".into())
+                .spawn(move || drive(&plan, &target, &done))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut total = Measured {
+        calls: 0,
+        elapsed: Duration::ZERO,
+        latency: new_histogram(),
+        errors: BTreeMap::new(),
+    };
+    for thread in threads {
+        let part = thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a connection thread panicked"))??;
+        total.calls += part.calls;
+        total.latency.add(&part.latency)?;
+        for (code, n) in part.errors {
+            *total.errors.entry(code).or_default() += n;
+        }
+    }
+    total.elapsed = started.elapsed();
+    finished.store(true, Ordering::Relaxed);
+    if let Some(progress) = progress {
+        let _ = progress.join();
+    }
+    Ok(total)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+/// One connection: keeps up to `window` calls in flight until its quota or time is up.
+fn drive(plan: &Plan, target: &Target, done: &AtomicU64) -> anyhow::Result<Measured> {
+    let context = zmq::Context::new();
+    let socket = context.socket(zmq::DEALER)?;
+    socket.set_linger(0)?;
+    socket.set_sndhwm(0)?;
+    socket.set_rcvhwm(0)?;
+    socket.connect(&plan.endpoint)?;
+    let mut latency = new_histogram();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    // Broker calls are matched by id; echoes come back in order.
+    let mut by_id: HashMap<u64, Instant> = HashMap::with_capacity(plan.window);
+    let mut in_order: VecDeque<Instant> = VecDeque::with_capacity(plan.window);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let started = Instant::now();
+    let header_timeout = plan.timeout.as_millis() as u64;
+    loop {
+        let now = Instant::now();
+        let time_up = plan.until.is_some_and(|until| now >= until);
+        let mut next_due: Option<Instant> = None;
+        while sent < plan.quota && !time_up && (by_id.len() + in_order.len()) < plan.window {
+            let intended = plan.interval.map(|i| started + i * sent as u32);
+            if let Some(at) = intended.filter(|at| *at > Instant::now()) {
+                next_due = Some(at);
+                break;
+            }
+            let stamp = intended.unwrap_or_else(Instant::now);
+            match target {
+                Target::Broker { function, body } => {
+                    let header = CallHeader {
+                        id: sent,
+                        timeout_ms: Some(header_timeout),
+                    };
+                    send_frames(&socket, request_frames(function, &header, body.clone()), 0)?;
+                    by_id.insert(sent, stamp);
+                }
+                Target::Echo { payload } => {
+                    socket.send(&payload[..], 0)?;
+                    in_order.push_back(stamp);
+                }
+            }
+            sent += 1;
+        }
+        if by_id.is_empty() && in_order.is_empty() && (sent >= plan.quota || time_up) {
+            break;
+        }
+        let wait = next_due.map_or(100, |at| {
+            at.saturating_duration_since(Instant::now()).as_millis() as i64
+        });
+        if socket.poll(zmq::POLLIN, wait)? == 0 {
+            expire(&mut by_id, plan.timeout, &mut errors, &mut received);
+            continue;
+        }
+        loop {
+            let frames = match recv_frames(&socket, zmq::DONTWAIT) {
+                Ok(frames) => frames,
+                Err(zmq::Error::EAGAIN) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let at = Instant::now();
+            let start = match target {
+                Target::Broker { .. } => {
+                    let Ok(reply) = parse_reply(frames) else {
+                        *errors.entry("MALFORMED_REPLY".into()).or_default() += 1;
+                        continue;
+                    };
+                    let Some(start) = by_id.remove(&reply.header.id) else {
+                        continue;
+                    };
+                    if let Some(code) = reply_outcome(&reply.body) {
+                        *errors.entry(code.as_str().into()).or_default() += 1;
+                    }
+                    start
+                }
+                Target::Echo { .. } => in_order.pop_front().unwrap_or(at),
+            };
+            let micros = at.saturating_duration_since(start).as_micros() as u64;
+            latency.saturating_record(micros.max(1));
+            received += 1;
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(Measured {
+        calls: received,
+        elapsed: started.elapsed(),
+        latency,
+        errors,
+    })
+}
+
+/// Gives up on calls older than their timeout plus a second (the broker should have answered).
+fn expire(
+    by_id: &mut HashMap<u64, Instant>,
+    timeout: Duration,
+    errors: &mut BTreeMap<String, u64>,
+    received: &mut u64,
+) {
+    let limit = timeout + Duration::from_secs(1);
+    let before = by_id.len();
+    by_id.retain(|_, start| start.elapsed() < limit);
+    let lost = (before - by_id.len()) as u64;
+    if lost > 0 {
+        *errors.entry("NO_REPLY".into()).or_default() += lost;
+        *received += lost;
+    }
+}
+
+fn report(args: &Args, baseline: Option<&Measured>, broker: Option<&Measured>) {
+    let ratios = baseline.zip(broker).map(|(b, s)| {
+        json!({
+            "throughput": s.rate() / b.rate(),
+            "p50_latency": s.percentile_us(0.5) as f64 / b.percentile_us(0.5).max(1) as f64,
+            "p99_latency": s.percentile_us(0.99) as f64 / b.percentile_us(0.99).max(1) as f64,
+        })
+    });
+    if args.json {
+        let document = json!({
+            "config": {
+                "function": args.function, "payload_bytes": args.payload, "args": args.args,
+                "connections": args.connections, "in_flight": args.in_flight,
+                "calls": args.calls, "duration_s": args.duration_s, "rate": args.rate,
+            },
+            "baseline": baseline.map(Measured::to_json),
+            "broker": broker.map(Measured::to_json),
+            "ratios": ratios,
+        });
+        println!("{document}");
+        return;
+    }
+    let what = args
+        .args
+        .as_deref()
+        .map_or(format!("{} B payload", args.payload), |a| {
+            format!("args {a}")
+        });
+    println!(
+        "bench: {} ({what}), {} connection(s) x {} in flight{}",
+        args.function,
+        args.connections,
+        args.in_flight,
+        args.rate
+            .map(|r| format!(", {r:.0} calls/s offered"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<12} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "calls", "calls/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us"
+    );
+    for (name, m) in [("direct echo", baseline), ("switchboard", broker)] {
+        if let Some(m) = m {
+            println!(
+                "{name:<12} {:>9} {:>11.0} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                m.calls,
+                m.rate(),
+                m.percentile_us(0.5),
+                m.percentile_us(0.9),
+                m.percentile_us(0.99),
+                m.percentile_us(0.999),
+                m.latency.max()
+            );
+        }
+    }
+    if let Some(r) = ratios {
+        println!(
+            "ratio        throughput {:.1} % of direct echo; p50 latency x{:.2}; p99 latency x{:.2}",
+            r["throughput"].as_f64().unwrap_or(0.0) * 100.0,
+            r["p50_latency"].as_f64().unwrap_or(0.0),
+            r["p99_latency"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(m) = broker {
+        if !m.errors.is_empty() {
+            let list: Vec<String> = m.errors.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            println!("errors: {}", list.join(", "));
+        }
+    }
+}
