@@ -11,6 +11,7 @@
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
 //! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
+//! - [`memory`] — returns freed memory to the OS after a flood drains.
 //! - [`metrics`] — Prometheus counters and histograms, rendered on request.
 //! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
 //! - [`error`] — [`BrokerError`].
@@ -20,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod introspection;
+pub mod memory;
 pub mod metrics;
 pub mod router;
 pub mod server;

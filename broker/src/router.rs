@@ -141,7 +141,8 @@ struct Call {
     /// Where the reply goes; `None` once the caller was answered.
     client: Option<Origin>,
     id: u64,
-    function: String,
+    /// Shared with the function's entry: no allocation per call.
+    function: Arc<str>,
     /// The request body: taken when dispatched, or kept as a copy when the
     /// function is retry-safe so a lost worker's call can be sent again.
     body: Option<Frame>,
@@ -176,6 +177,8 @@ impl WorkerState {
 }
 
 struct FunctionState {
+    /// The name, shared by every call of the function.
+    name: Arc<str>,
     info: FunctionInfo,
     hosts: Vec<WorkerId>,
     queue: VecDeque<Ticket>,
@@ -203,7 +206,8 @@ pub struct Router {
     functions: Map<String, FunctionState>,
     /// Functions with calls waiting in their queue.
     waiting: Set<String>,
-    calls: Map<Ticket, Call>,
+    /// Boxed: a table of 100 000 queued calls then grows by pointers, not by whole calls.
+    calls: Map<Ticket, Box<Call>>,
     batches: Map<u64, PendingBatch>,
     next_batch: u64,
     deadlines: BTreeSet<(Instant, Ticket)>,
@@ -458,16 +462,17 @@ impl Router {
         self.deadlines.insert((deadline, ticket));
         self.stats.calls_accepted += 1;
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
-        let call = Call {
+        let name = Arc::clone(&self.functions.get(&function).expect("admitted").name);
+        let call = Box::new(Call {
             client: Some(origin),
             id: header.id,
-            function,
+            function: name,
             body: Some(body),
             deadline,
             state: CallState::Queued,
             attempts: 0,
             received: now,
-        };
+        });
         match worker {
             Some(worker) => self.dispatch(ticket, call, worker, now, out),
             None => {
@@ -627,8 +632,10 @@ impl Router {
         }
     }
 
-    /// Expires deadlines, declares silent workers lost and sends due heartbeats.
+    /// Expires deadlines, declares silent workers lost, sends due heartbeats, and gives
+    /// back memory a drained flood left behind.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.shrink_after_flood();
         while let Some(&(at, ticket)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -657,6 +664,23 @@ impl Router {
         }
     }
 
+    /// After a flood drains, the tables keep their peak capacity: release it.
+    fn shrink_after_flood(&mut self) {
+        const FLOOR: usize = 4_096;
+        if self.calls.capacity() > FLOOR && self.calls.len() < self.calls.capacity() / 8 {
+            self.calls.shrink_to(FLOOR.max(self.calls.len() * 2));
+        }
+        for function in self.functions.values_mut() {
+            if function.queue.capacity() > FLOOR
+                && function.queue.len() < function.queue.capacity() / 8
+            {
+                function
+                    .queue
+                    .shrink_to(FLOOR.max(function.queue.len() * 2));
+            }
+        }
+    }
+
     fn register(&mut self, worker: WorkerId, info: ReadyInfo, now: Instant, out: &mut Vec<Action>) {
         let heartbeat = Duration::from_millis(
             info.heartbeat_ms
@@ -680,6 +704,7 @@ impl Router {
                 .functions
                 .entry(function.name.clone())
                 .or_insert_with(|| FunctionState {
+                    name: Arc::from(function.name.as_str()),
                     info: function.clone(),
                     hosts: Vec::new(),
                     queue: VecDeque::new(),
@@ -742,7 +767,7 @@ impl Router {
     fn dispatch(
         &mut self,
         ticket: Ticket,
-        mut call: Call,
+        mut call: Box<Call>,
         worker: WorkerId,
         now: Instant,
         out: &mut Vec<Action>,
@@ -761,7 +786,7 @@ impl Router {
         };
         let body = call.body.take().expect("a queued call has its body");
         call.attempts += 1;
-        if let Some(function) = self.functions.get_mut(&call.function) {
+        if let Some(function) = self.functions.get_mut(&*call.function) {
             function.running += 1;
             if function.info.retry_safe {
                 call.body = Some(Frame::from(&body[..]));
@@ -772,7 +797,7 @@ impl Router {
             worker: worker.clone(),
             message: BrokerMessage::Request {
                 ticket,
-                function: call.function.clone(),
+                function: call.function.to_string(),
                 header,
                 body,
             },
@@ -864,8 +889,8 @@ impl Router {
         out: &mut Vec<Action>,
     ) {
         let owned = matches!(
-            self.calls.get(&ticket),
-            Some(Call { state: CallState::Running { worker: w }, .. }) if *w == worker
+            self.calls.get(&ticket).map(|call| &call.state),
+            Some(CallState::Running { worker: w }) if *w == worker
         );
         if !owned {
             self.stats.late_replies += 1;
@@ -908,7 +933,7 @@ impl Router {
             CallState::Queued => {
                 let call = self.calls.remove(&ticket).expect("present");
                 self.dequeued(&call.function);
-                if let Some(function) = self.functions.get_mut(&call.function) {
+                if let Some(function) = self.functions.get_mut(&*call.function) {
                     compact_queue(function, &self.calls);
                 }
                 let message = format!(
@@ -930,7 +955,7 @@ impl Router {
                 // The worker keeps the slot until it replies or is lost.
                 let client = call.client.take();
                 let message = format!("call to '{}' timed out while running", call.function);
-                let (id, received, function) = (call.id, call.received, call.function.clone());
+                let (id, received, function) = (call.id, call.received, Arc::clone(&call.function));
                 self.finish(
                     client,
                     &function,
@@ -945,11 +970,11 @@ impl Router {
     }
 
     /// Removes a finished call and its deadline.
-    fn take_call(&mut self, ticket: Ticket) -> Option<Call> {
+    fn take_call(&mut self, ticket: Ticket) -> Option<Box<Call>> {
         let call = self.calls.remove(&ticket)?;
         self.deadlines.remove(&(call.deadline, ticket));
         if let CallState::Running { .. } = call.state {
-            if let Some(function) = self.functions.get_mut(&call.function) {
+            if let Some(function) = self.functions.get_mut(&*call.function) {
                 function.running = function.running.saturating_sub(1);
             }
         }
@@ -1000,7 +1025,7 @@ impl Router {
             .get(worker)
             .map(|state| state.running.iter().copied().collect())
             .unwrap_or_default();
-        let lost: Vec<(Ticket, Call)> = held
+        let lost: Vec<(Ticket, Box<Call>)> = held
             .into_iter()
             .filter_map(|ticket| self.take_call(ticket).map(|call| (ticket, call)))
             .collect();
@@ -1013,7 +1038,7 @@ impl Router {
     fn retry_or_fail(
         &mut self,
         ticket: Ticket,
-        mut call: Call,
+        mut call: Box<Call>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -1021,7 +1046,7 @@ impl Router {
             && call.body.is_some()
             && call.attempts < self.config.max_attempts
             && call.deadline > now;
-        let hosts = match self.functions.get(&call.function) {
+        let hosts = match self.functions.get(&*call.function) {
             Some(function) if retry && !function.hosts.is_empty() => function.hosts.clone(),
             _ => {
                 let message = format!(
@@ -1099,7 +1124,7 @@ impl Router {
 }
 
 /// Drops dead queue entries once they outnumber the live ones.
-fn compact_queue(function: &mut FunctionState, calls: &Map<Ticket, Call>) {
+fn compact_queue(function: &mut FunctionState, calls: &Map<Ticket, Box<Call>>) {
     if function.queue.len() > 2 * function.queued + 16 {
         function
             .queue

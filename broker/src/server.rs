@@ -11,6 +11,7 @@ use crate::auth::{self, AuthCounters, Authenticator, BACKEND_DOMAIN, FRONTEND_DO
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
+use crate::memory;
 use crate::metrics::Socket;
 use crate::router::{Action, Router};
 use switchboard_protocol::client::{parse_request, reject_oversized, reply_frames};
@@ -158,6 +159,8 @@ impl Broker {
         let (frontend, backend) = self.endpoints();
         info!(%frontend, %backend, "broker listening");
         let mut stop_by: Option<Instant> = None;
+        // Largest number of calls held since memory was last given back.
+        let mut high_water = 0usize;
         loop {
             let now = Instant::now();
             if shutdown.is_triggered() && stop_by.is_none() {
@@ -212,6 +215,13 @@ impl Broker {
             let now = Instant::now();
             self.router.tick(now, &mut self.outbox);
             self.flush(now);
+            let held = self.router.calls_in_progress();
+            high_water = high_water.max(held);
+            if high_water >= 10_000 && held <= high_water / 16 {
+                debug!(high_water, held, "flood drained; returning memory");
+                memory::trim_heap();
+                high_water = held;
+            }
         }
         info!(stats = ?self.router.stats(), "broker stopped");
         Ok(())

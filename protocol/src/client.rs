@@ -81,6 +81,8 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
     };
     let rest = frames.split_off(delimiter + 1);
     frames.pop(); // the delimiter
+                  // The envelope lives as long as the call: keep it at its exact size (usually one frame).
+    frames.shrink_to_fit();
     let envelope = frames;
     let reject = |envelope, header_frame, error| {
         Err(Box::new(Rejected {

@@ -37,7 +37,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             broker: "tcp://127.0.0.1:5556".into(),
             threads: 4,
-            prefetch: 4,
+            prefetch: 16,
             heartbeat: Duration::from_secs(1),
             heartbeat_liveness: 3,
             shutdown_grace: Duration::from_secs(10),

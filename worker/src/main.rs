@@ -25,7 +25,7 @@ struct Args {
     threads: usize,
     /// Calls accepted beyond --threads, waiting for a free thread (hides the broker round
     /// trip for short calls; 0 keeps every waiting call in the broker's queue).
-    #[arg(long, env = "SWITCHBOARD_PREFETCH", default_value_t = 4)]
+    #[arg(long, env = "SWITCHBOARD_PREFETCH", default_value_t = 16)]
     prefetch: usize,
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 1000)]

@@ -289,11 +289,16 @@ fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> 
     });
     let started = Instant::now();
     let threads: Vec<_> = (0..connections)
-        .map(|_| {
+        .map(|index| {
             let (plan, target, done) = (plan.clone(), target.clone(), Arc::clone(&done));
+            // Spread the connections' send times evenly over one interval, so an open
+            // loop offers a steady stream rather than bursts of one call per connection.
+            let phase = plan
+                .interval
+                .map_or(Duration::ZERO, |i| i * index as u32 / connections as u32);
             std::thread::Builder::new()
                 .name("bench-connection".into())
-                .spawn(move || drive(&plan, &target, &done))
+                .spawn(move || drive(&plan, &target, phase, &done))
         })
         .collect::<Result<_, _>>()?;
     let mut total = Measured {
@@ -325,7 +330,12 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// One connection: keeps up to `window` calls in flight until its quota or time is up.
-fn drive(plan: &Plan, target: &Target, done: &AtomicU64) -> anyhow::Result<Measured> {
+fn drive(
+    plan: &Plan,
+    target: &Target,
+    phase: Duration,
+    done: &AtomicU64,
+) -> anyhow::Result<Measured> {
     let context = zmq::Context::new();
     let socket = context.socket(zmq::DEALER)?;
     socket.set_linger(0)?;
@@ -345,7 +355,7 @@ fn drive(plan: &Plan, target: &Target, done: &AtomicU64) -> anyhow::Result<Measu
         let time_up = plan.until.is_some_and(|until| now >= until);
         let mut next_due: Option<Instant> = None;
         while sent < plan.quota && !time_up && (by_id.len() + in_order.len()) < plan.window {
-            let intended = plan.interval.map(|i| started + i * sent as u32);
+            let intended = plan.interval.map(|i| started + phase + i * sent as u32);
             if let Some(at) = intended.filter(|at| *at > Instant::now()) {
                 next_due = Some(at);
                 break;
