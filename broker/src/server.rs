@@ -16,10 +16,10 @@ use crate::metrics::Socket;
 use crate::router::{Action, Router};
 use switchboard_protocol::client::{parse_request, reject_oversized, reply_frames};
 use switchboard_protocol::curve::apply_server;
-use switchboard_protocol::socket::{recv_frames_bounded, send_frames};
+use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::WorkerMessage;
-use switchboard_protocol::{ProtocolError, Shutdown};
+use switchboard_protocol::{Frame, ProtocolError, Shutdown};
 use tracing::{debug, info, warn};
 
 /// Messages taken from one socket before the loop looks at the other.
@@ -236,31 +236,47 @@ impl Broker {
         }
     }
 
+    /// Takes one message from a socket if one is waiting, within the size limits, and
+    /// counts its bytes. `None` when nothing is waiting.
+    fn receive(
+        &mut self,
+        which: Socket,
+    ) -> Result<Option<Result<Vec<Frame>, Oversized>>, BrokerError> {
+        let socket = match which {
+            Socket::Frontend => &self.frontend,
+            Socket::Backend => &self.backend,
+        };
+        let limits = &self.config.limits;
+        let received = match recv_frames_bounded(
+            socket,
+            zmq::DONTWAIT,
+            limits.max_frames,
+            limits.max_total_bytes,
+        ) {
+            Ok(received) => received,
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = match &received {
+            Ok(frames) => frames.iter().map(|f| f.len()).sum(),
+            Err(oversized) => oversized.bytes,
+        };
+        self.router.metrics_mut().received(which, size);
+        Ok(Some(received))
+    }
+
     fn drain_frontend(&mut self) -> Result<(), BrokerError> {
         for _ in 0..BATCH {
-            let limits = &self.config.limits;
-            let (max_frames, max_bytes) = (limits.max_frames, limits.max_total_bytes);
-            let frames =
-                match recv_frames_bounded(&self.frontend, zmq::DONTWAIT, max_frames, max_bytes) {
-                    Ok(Ok(frames)) => frames,
-                    Ok(Err(oversized)) => {
-                        self.router
-                            .metrics_mut()
-                            .received(Socket::Frontend, oversized.bytes);
-                        self.router
-                            .reject(reject_oversized(oversized), &mut self.outbox);
-                        self.flush(Instant::now());
-                        continue;
-                    }
-                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                };
+            let Some(received) = self.receive(Socket::Frontend)? else {
+                return Ok(());
+            };
             let now = Instant::now();
-            let size = frames.iter().map(|f| f.len()).sum();
-            self.router.metrics_mut().received(Socket::Frontend, size);
-            match parse_request(frames) {
-                Ok(incoming) => self.router.submit(incoming, now, &mut self.outbox),
-                Err(rejected) => self.router.reject(*rejected, &mut self.outbox),
+            match received.map(parse_request) {
+                Ok(Ok(incoming)) => self.router.submit(incoming, now, &mut self.outbox),
+                Ok(Err(rejected)) => self.router.reject(*rejected, &mut self.outbox),
+                Err(oversized) => self
+                    .router
+                    .reject(reject_oversized(oversized), &mut self.outbox),
             }
             self.flush(now);
         }
@@ -269,30 +285,23 @@ impl Broker {
 
     fn drain_backend(&mut self) -> Result<(), BrokerError> {
         for _ in 0..BATCH {
-            let limits = &self.config.limits;
-            let (max_frames, max_bytes) = (limits.max_frames, limits.max_total_bytes);
-            let mut frames =
-                match recv_frames_bounded(&self.backend, zmq::DONTWAIT, max_frames, max_bytes) {
-                    Ok(Ok(frames)) => frames,
-                    Ok(Err(oversized)) => {
-                        let worker = oversized
-                            .head
-                            .first()
-                            .map(|f| f.to_vec())
-                            .unwrap_or_default();
-                        let error = ProtocolError::TooLarge {
-                            frames: oversized.frames,
-                            bytes: oversized.bytes,
-                        };
-                        self.router.worker_malformed(&worker, &error);
-                        continue;
-                    }
-                    Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                };
+            let Some(received) = self.receive(Socket::Backend)? else {
+                return Ok(());
+            };
             let now = Instant::now();
-            let size = frames.iter().map(|f| f.len()).sum();
-            self.router.metrics_mut().received(Socket::Backend, size);
+            let mut frames = match received {
+                Ok(frames) => frames,
+                Err(Oversized {
+                    head,
+                    frames,
+                    bytes,
+                }) => {
+                    let worker = head.first().map(|f| f.to_vec()).unwrap_or_default();
+                    let error = ProtocolError::TooLarge { frames, bytes };
+                    self.router.worker_malformed(&worker, &error);
+                    continue;
+                }
+            };
             let identity = frames.remove(0).to_vec();
             match WorkerMessage::parse(frames) {
                 Ok(message) => self
