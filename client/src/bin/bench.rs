@@ -60,7 +60,7 @@ struct Args {
     /// The function to call (it gets the payload as its one argument unless --args is set).
     #[arg(long, default_value = "echo")]
     function: String,
-    /// Positional arguments as a JSON array, instead of the payload (e.g. '[20]').
+    /// Positional arguments as a JSON array, instead of the payload (e.g. `[20]`).
     #[arg(long)]
     args: Option<String>,
     /// Fixed total request rate in calls/s (open loop); default: as fast as the window allows.
