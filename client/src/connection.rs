@@ -212,7 +212,7 @@ impl Connection {
                         Err(zmq::Error::EAGAIN) => {
                             let error = RemoteError::new(
                                 ErrorCode::Overloaded,
-                                "the client's send queue is full: too many calls waiting to be sent",
+                                "cannot send: too many calls are waiting to be sent, or no connection to the broker is up (refused handshake?)",
                             );
                             let _ = reply.send(Err(CallError::from(error)));
                         }
