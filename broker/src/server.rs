@@ -24,6 +24,8 @@ use tracing::{debug, info, warn};
 
 /// Messages taken from one socket before the loop looks at the other.
 const BATCH: usize = 256;
+/// Extra rounds of draining both sockets, without polling, while messages keep coming.
+const EAGER_ROUNDS: usize = 4;
 /// Longest poll wait, so a shutdown request is noticed promptly.
 const MAX_POLL: Duration = Duration::from_millis(100);
 
@@ -206,11 +208,19 @@ impl Broker {
             if items[2].is_readable() {
                 self.serve_metrics();
             }
+            let mut received = 0;
             if back_ready {
-                self.drain_backend()?;
+                received += self.drain_backend()?;
             }
             if front_ready {
-                self.drain_frontend()?;
+                received += self.drain_frontend()?;
+            }
+            // Under load, more messages usually arrive while a batch is handled: take
+            // them before paying for another poll (and its wake-up).
+            let mut rounds = 0;
+            while received > 0 && rounds < EAGER_ROUNDS {
+                received = self.drain_backend()? + self.drain_frontend()?;
+                rounds += 1;
             }
             let now = Instant::now();
             self.router.tick(now, &mut self.outbox);
@@ -265,10 +275,11 @@ impl Broker {
         Ok(Some(received))
     }
 
-    fn drain_frontend(&mut self) -> Result<(), BrokerError> {
-        for _ in 0..BATCH {
+    /// Handles up to a batch of client messages; returns how many there were.
+    fn drain_frontend(&mut self) -> Result<usize, BrokerError> {
+        for count in 0..BATCH {
             let Some(received) = self.receive(Socket::Frontend)? else {
-                return Ok(());
+                return Ok(count);
             };
             let now = Instant::now();
             match received.map(parse_request) {
@@ -280,13 +291,14 @@ impl Broker {
             }
             self.flush(now);
         }
-        Ok(())
+        Ok(BATCH)
     }
 
-    fn drain_backend(&mut self) -> Result<(), BrokerError> {
-        for _ in 0..BATCH {
+    /// Handles up to a batch of worker messages; returns how many there were.
+    fn drain_backend(&mut self) -> Result<usize, BrokerError> {
+        for count in 0..BATCH {
             let Some(received) = self.receive(Socket::Backend)? else {
-                return Ok(());
+                return Ok(count);
             };
             let now = Instant::now();
             let mut frames = match received {
@@ -311,7 +323,7 @@ impl Broker {
             }
             self.flush(now);
         }
-        Ok(())
+        Ok(BATCH)
     }
 
     /// Sends everything the router decided. Never blocks: a peer that cannot take a
