@@ -31,10 +31,12 @@ pub fn registry(worker_name: &str, record: Option<Journal>) -> Registry {
     let mut registry = Registry::new();
     registry
         .register("add", |a: i64, b: i64| a.wrapping_add(b))
-        .doc("Adds two integers.");
+        .doc("Adds two integers.")
+        .inline();
     registry
         .register("echo", |value: Value| value)
         .doc("Returns its argument unchanged (any MessagePack value, bytes included).")
+        .inline()
         .signature("echo(value: any) -> any");
     registry
         .register("upper", |text: String| text.to_uppercase())

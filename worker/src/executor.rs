@@ -89,30 +89,7 @@ impl Drop for Executor {
 
 fn run_jobs(queue: Receiver<Job>, done: Sender<Done>, waker: Waker, max_reply_bytes: usize) {
     for job in queue {
-        let body = if Instant::now() >= job.deadline {
-            debug!(call_id = job.call_id, "skipping call whose deadline passed");
-            encode_error(&RemoteError::new(
-                ErrorCode::Timeout,
-                format!(
-                    "{}: deadline passed before the call started",
-                    job.function.info().name
-                ),
-            ))
-        } else {
-            let reply = job.function.call(&job.body);
-            if reply.len() > max_reply_bytes {
-                encode_error(&RemoteError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "{}: result is {} bytes; the limit is {max_reply_bytes}",
-                        job.function.info().name,
-                        reply.len()
-                    ),
-                ))
-            } else {
-                reply
-            }
-        };
+        let body = execute(&job, max_reply_bytes);
         if done
             .send(Done {
                 ticket: job.ticket,
@@ -124,4 +101,28 @@ fn run_jobs(queue: Receiver<Job>, done: Sender<Done>, waker: Waker, max_reply_by
         }
         waker.wake();
     }
+}
+
+/// Runs one call and returns its reply body: TIMEOUT without running it if its deadline
+/// passed, PAYLOAD_TOO_LARGE if the result is over the limit.
+pub fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
+    let name = &job.function.info().name;
+    if Instant::now() >= job.deadline {
+        debug!(call_id = job.call_id, "skipping call whose deadline passed");
+        return encode_error(&RemoteError::new(
+            ErrorCode::Timeout,
+            format!("{name}: deadline passed before the call started"),
+        ));
+    }
+    let reply = job.function.call(&job.body);
+    if reply.len() > max_reply_bytes {
+        return encode_error(&RemoteError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "{name}: result is {} bytes; the limit is {max_reply_bytes}",
+                reply.len()
+            ),
+        ));
+    }
+    reply
 }

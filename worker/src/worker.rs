@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
-use crate::executor::{Done, Executor, Job};
+use crate::executor::{execute, Done, Executor, Job};
 use crate::registry::Registry;
 
 /// Longest poll wait, so a shutdown request is noticed promptly.
@@ -216,6 +216,12 @@ impl Worker {
                             .checked_add(budget)
                             .unwrap_or(now + Duration::from_secs(86_400)),
                     };
+                    if found.is_inline() {
+                        // Quick functions run right here: no hand-off to an executor.
+                        let reply = execute(&job, self.config.max_reply_bytes);
+                        self.reply(&session.socket, ticket, reply);
+                        continue;
+                    }
                     match executor.submit(job) {
                         Ok(()) => taken += 1,
                         Err(ticket) => {
