@@ -54,19 +54,19 @@ enum Fault {
 /// Decodes `body` into `T` according to `shape`.
 pub fn decode_args<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
     match shape {
-        ArgsShape::Positional { .. } => decode_positional(body, shape),
+        ArgsShape::Positional { arity } => decode_positional(body, arity),
         ArgsShape::Keyword { fields } => decode_keyword(body, fields),
     }
 }
 
 /// Positional arguments decode in one pass, straight from the body bytes.
-fn decode_positional<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
+fn decode_positional<T: DeserializeOwned>(body: &[u8], arity: usize) -> Result<T, ArgsError> {
     let fault = Cell::new(Fault::Malformed);
     let mut rest = body;
     let mut deserializer = rmp_serde::Deserializer::new(&mut rest);
     deserializer.set_max_depth(MAX_DEPTH);
     let result = deserializer.deserialize_map(BodyVisitor::<T> {
-        shape,
+        arity,
         fault: &fault,
         target: PhantomData,
     });
@@ -83,8 +83,9 @@ fn decode_positional<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Resu
     }
 }
 
+/// Reads a request body map for a function taking `arity` positional arguments.
 struct BodyVisitor<'c, T> {
-    shape: ArgsShape,
+    arity: usize,
     fault: &'c Cell<Fault>,
     target: PhantomData<T>,
 }
@@ -98,48 +99,30 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for BodyVisitor<'_, T> {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<T, M::Error> {
         let mut from_args: Option<T> = None;
-        let mut from_kwargs: Option<T> = None;
-        let mut positional_count = 0usize;
         while let Some(key) = map.next_key::<KeyName>()? {
             match key {
                 KeyName::Args => {
                     let seed = ArgsSeed::<T> {
-                        shape: self.shape,
+                        arity: self.arity,
                         fault: self.fault,
-                        count: &mut positional_count,
                         target: PhantomData,
                     };
                     from_args = map.next_value_seed(seed)?;
                 }
-                KeyName::Kwargs => {
-                    let seed = KwargsSeed::<T> {
-                        shape: self.shape,
-                        fault: self.fault,
-                        target: PhantomData,
-                    };
-                    from_kwargs = map.next_value_seed(seed)?;
-                }
+                KeyName::Kwargs => map.next_value_seed(NoKwargs { fault: self.fault })?,
                 KeyName::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         self.fault.set(Fault::Mismatch);
-        match (from_args, from_kwargs, self.shape) {
-            (Some(_), Some(_), _) => Err(de::Error::custom(
-                "pass arguments either positionally or by keyword, not both",
-            )),
-            (Some(value), None, _) | (None, Some(value), _) => Ok(value),
-            (None, None, ArgsShape::Positional { arity: 0 }) => {
-                T::deserialize(de::value::UnitDeserializer::<M::Error>::new())
-            }
-            (None, None, ArgsShape::Positional { arity }) => Err(de::Error::custom(format!(
+        match (from_args, self.arity) {
+            (Some(value), _) => Ok(value),
+            (None, 0) => T::deserialize(de::value::UnitDeserializer::<M::Error>::new()),
+            (None, arity) => Err(de::Error::custom(format!(
                 "takes {arity} positional argument{} but 0 were given",
                 plural(arity)
             ))),
-            (None, None, ArgsShape::Keyword { .. }) => T::deserialize(
-                de::value::MapDeserializer::<_, M::Error>::new(std::iter::empty::<((), ())>()),
-            ),
         }
     }
 }
@@ -185,22 +168,21 @@ impl<'de> de::Deserialize<'de> for KeyName {
     }
 }
 
-/// Decodes the `args` array; `None` when it is empty or nil and the shape allows that.
-struct ArgsSeed<'c, 'n, T> {
-    shape: ArgsShape,
+/// Decodes the `args` array; `None` when it is empty or nil.
+struct ArgsSeed<'c, T> {
+    arity: usize,
     fault: &'c Cell<Fault>,
-    count: &'n mut usize,
     target: PhantomData<T>,
 }
 
-impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for ArgsSeed<'_, '_, T> {
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for ArgsSeed<'_, T> {
     type Value = Option<T>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de, T: DeserializeOwned> Visitor<'de> for ArgsSeed<'_, '_, T> {
+impl<'de, T: DeserializeOwned> Visitor<'de> for ArgsSeed<'_, T> {
     type Value = Option<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -213,18 +195,16 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for ArgsSeed<'_, '_, T> {
 
     fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Option<T>, S::Error> {
         let given = seq.size_hint().unwrap_or(0);
-        *self.count = given;
         if given == 0 {
             return Ok(None);
         }
         self.fault.set(Fault::Mismatch);
-        if let ArgsShape::Positional { arity } = self.shape {
-            if given != arity {
-                return Err(de::Error::custom(format!(
-                    "takes {arity} positional argument{} but {given} were given",
-                    plural(arity)
-                )));
-            }
+        let arity = self.arity;
+        if given != arity {
+            return Err(de::Error::custom(format!(
+                "takes {arity} positional argument{} but {given} were given",
+                plural(arity)
+            )));
         }
         let numbered = NumberedSeq {
             inner: seq,
@@ -417,42 +397,35 @@ fn readable(error: &impl fmt::Display) -> String {
     format!("wrong type: got {described}")
 }
 
-/// Decodes the `kwargs` map; `None` when it is empty or nil.
-struct KwargsSeed<'c, T> {
-    shape: ArgsShape,
+/// Accepts an empty or nil `kwargs` for a positional function, refuses anything else.
+struct NoKwargs<'c> {
     fault: &'c Cell<Fault>,
-    target: PhantomData<T>,
 }
 
-impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for KwargsSeed<'_, T> {
-    type Value = Option<T>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+impl<'de> DeserializeSeed<'de> for NoKwargs<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de, T: DeserializeOwned> Visitor<'de> for KwargsSeed<'_, T> {
-    type Value = Option<T>;
+impl<'de> Visitor<'de> for NoKwargs<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of keyword arguments")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
-        Ok(None)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Option<T>, M::Error> {
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<(), M::Error> {
         if map.size_hint() == Some(0) {
-            return Ok(None);
+            return Ok(());
         }
         self.fault.set(Fault::Mismatch);
-        if let ArgsShape::Positional { .. } = self.shape {
-            return Err(de::Error::custom("takes no keyword arguments"));
-        }
-        let value = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        self.fault.set(Fault::Malformed);
-        Ok(Some(value))
+        Err(de::Error::custom("takes no keyword arguments"))
     }
 }
 
