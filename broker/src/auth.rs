@@ -9,10 +9,10 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use switchboard_protocol::curve::{encode_key, Key, KeyPair};
-use switchboard_protocol::Shutdown;
+
+use crate::background::Background;
 use tracing::{debug, warn};
 
 /// ZAP domain of the client-facing socket.
@@ -41,19 +41,7 @@ pub struct AuthCounters {
 }
 
 /// The running ZAP handler; stops and joins its thread when dropped.
-pub struct Authenticator {
-    stop: Shutdown,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Authenticator {
-    fn drop(&mut self) {
-        self.stop.trigger();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+pub type Authenticator = Background;
 
 /// Binds the ZAP handler in `context` and serves it on a named thread.
 pub fn start(
@@ -64,35 +52,27 @@ pub fn start(
     let socket = context.socket(zmq::REP)?;
     socket.set_linger(0)?;
     socket.bind("inproc://zeromq.zap.01")?;
-    let stop = Shutdown::new();
     let (clients, workers) = (security.clients.clone(), security.workers.clone());
-    let thread_stop = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("switchboard-zap".into())
-        .spawn(move || {
-            while !thread_stop.is_triggered() {
-                match socket.poll(zmq::POLLIN, 100) {
-                    Ok(0) | Err(zmq::Error::EINTR) => continue,
-                    Ok(_) => {}
-                    Err(e) => {
-                        warn!(error = %e, "ZAP handler poll failed");
-                        return;
-                    }
-                }
-                let Ok(request) = socket.recv_multipart(0) else {
-                    continue;
-                };
-                let reply = decide(&request, &clients, &workers, &counters);
-                if let Err(e) = socket.send_multipart(reply, 0) {
-                    warn!(error = %e, "ZAP handler cannot answer");
+    Background::spawn("switchboard-zap", move |stop| {
+        while !stop.is_triggered() {
+            match socket.poll(zmq::POLLIN, 100) {
+                Ok(0) | Err(zmq::Error::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "ZAP handler poll failed");
+                    return;
                 }
             }
-        })
-        .map_err(|_| zmq::Error::EMFILE)?;
-    Ok(Authenticator {
-        stop,
-        thread: Some(thread),
+            let Ok(request) = socket.recv_multipart(0) else {
+                continue;
+            };
+            let reply = decide(&request, &clients, &workers, &counters);
+            if let Err(e) = socket.send_multipart(reply, 0) {
+                warn!(error = %e, "ZAP handler cannot answer");
+            }
+        }
     })
+    .map_err(|_| zmq::Error::EMFILE)
 }
 
 /// Answers one ZAP request (RFC 27): 200 for a listed key in its domain, 400 otherwise.

@@ -6,12 +6,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::thread::JoinHandle;
+
 use std::time::Duration;
 
+use crate::background::Background;
 use crossbeam_channel::{bounded, Sender};
 use switchboard_protocol::wake::Waker;
-use switchboard_protocol::Shutdown;
 use tracing::{debug, warn};
 
 /// A request for the current metrics text; the poll thread answers on the sender.
@@ -22,36 +22,33 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head read.
 const MAX_REQUEST: usize = 8 * 1024;
 
-/// Binds `address` and serves it on a thread until `shutdown`.
+/// Binds `address` and serves it on a thread until the returned handle is dropped.
 pub fn serve(
     address: &str,
     requests: Sender<MetricsRequest>,
     waker: Waker,
-    shutdown: Shutdown,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+) -> std::io::Result<(SocketAddr, Background)> {
     let listener = TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let thread = std::thread::Builder::new()
-        .name("switchboard-metrics".into())
-        .spawn(move || {
-            while !shutdown.is_triggered() {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        if let Err(e) = answer(stream, &requests, &waker) {
-                            debug!(%peer, error = %e, "metrics request failed");
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "metrics listener failed");
-                        std::thread::sleep(Duration::from_millis(50));
+    let thread = Background::spawn("switchboard-metrics", move |stop| {
+        while !stop.is_triggered() {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if let Err(e) = answer(stream, &requests, &waker) {
+                        debug!(%peer, error = %e, "metrics request failed");
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    warn!(error = %e, "metrics listener failed");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
-        })?;
+        }
+    })?;
     Ok((local, thread))
 }
 

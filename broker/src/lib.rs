@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`auth`] — the CURVE ZAP handler with per-socket allow-lists.
+//! - [`background`] — helper threads that stop and join when dropped.
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
@@ -17,6 +18,7 @@
 //! - [`error`] — [`BrokerError`].
 
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver};
 
 use crate::auth::{self, AuthCounters, Authenticator, BACKEND_DOMAIN, FRONTEND_DOMAIN};
+use crate::background::Background;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
@@ -46,17 +46,7 @@ struct MetricsEndpoint {
     address: SocketAddr,
     requests: Receiver<MetricsRequest>,
     wake: WakeReceiver,
-    stop: Shutdown,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for MetricsEndpoint {
-    fn drop(&mut self) {
-        self.stop.trigger();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    _thread: Background,
 }
 
 fn start_metrics(address: &str) -> Result<MetricsEndpoint, BrokerError> {
@@ -66,14 +56,12 @@ fn start_metrics(address: &str) -> Result<MetricsEndpoint, BrokerError> {
     };
     let (waker, wake) = waker().map_err(fail)?;
     let (sender, requests) = bounded(16);
-    let stop = Shutdown::new();
-    let (bound, thread) = http::serve(address, sender, waker, stop.clone()).map_err(fail)?;
+    let (bound, thread) = http::serve(address, sender, waker).map_err(fail)?;
     Ok(MetricsEndpoint {
         address: bound,
         requests,
         wake,
-        stop,
-        thread: Some(thread),
+        _thread: thread,
     })
 }
 
