@@ -21,6 +21,12 @@ use switchboard_protocol::{CallHeader, CodecError, Frame};
 use crate::connection::{Command, Connection, Counters};
 use crate::error::{CallError, ConnectError};
 
+/// The connection events the socket thread watches: drops, and how handshakes end.
+const MONITORED_EVENTS: i32 = zmq::SocketEvent::DISCONNECTED as i32
+    | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
+    | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+    | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+    | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
 /// How long past a call's deadline the client waits for the broker to report it.
 const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
@@ -102,6 +108,9 @@ impl Client {
         };
         let socket = context.socket(zmq::DEALER).map_err(fail)?;
         config.limits.apply(&socket).map_err(fail)?;
+        // Queue calls only on a finished connection; until then they wait in the
+        // socket thread, which can tell the caller why they could not leave.
+        socket.set_immediate(true).map_err(fail)?;
         if let Some(curve) = &config.curve {
             curve.apply(&socket)?;
         }
@@ -111,9 +120,7 @@ impl Client {
             "inproc://switchboard-client-monitor-{}",
             MONITORS.fetch_add(1, Ordering::Relaxed)
         );
-        socket
-            .monitor(&address, zmq::SocketEvent::DISCONNECTED.to_raw() as i32)
-            .map_err(fail)?;
+        socket.monitor(&address, MONITORED_EVENTS).map_err(fail)?;
         let monitor = context.socket(zmq::PAIR).map_err(fail)?;
         monitor.set_linger(0).map_err(fail)?;
         monitor.connect(&address).map_err(fail)?;
@@ -121,7 +128,14 @@ impl Client {
         let (waker, wake_rx) = waker()?;
         let (commands, inbox) = crossbeam_channel::unbounded();
         let counters = Arc::new(Counters::default());
-        let connection = Connection::new(socket, monitor, inbox, wake_rx, Arc::clone(&counters));
+        let connection = Connection::new(
+            &config.endpoint,
+            socket,
+            monitor,
+            inbox,
+            wake_rx,
+            Arc::clone(&counters),
+        );
         let thread = std::thread::Builder::new()
             .name("switchboard-client-io".into())
             .spawn(move || {
@@ -208,6 +222,7 @@ impl Client {
             id,
             frames: frames(&header),
             reply,
+            deadline: Instant::now() + timeout,
             forget_after: give_up_at,
             idempotent,
         };

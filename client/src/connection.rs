@@ -1,11 +1,18 @@
 //! The client's socket thread: one DEALER socket multiplexing every call by id.
 //!
+//! Calls go through a bounded local queue of unsent calls: the socket is set to
+//! `ZMQ_IMMEDIATE`, so ZeroMQ takes a call only when a connection to the broker is
+//! up and its send queue has room. A call that cannot leave waits until it can, or
+//! until its deadline, and then fails with an error saying why it never left (no
+//! connection came up, the handshake was refused, or the send queue stayed full).
+//!
 //! It also watches the connection through a ZeroMQ socket monitor: when the
 //! connection to the broker drops, calls in flight are lost with it. Calls
-//! marked idempotent are sent again (ZeroMQ queues them until it reconnects);
-//! the others fail at once with BROKER_LOST instead of waiting for their deadline.
+//! marked idempotent go back to the unsent queue and leave again on the next
+//! connection; the others fail at once with BROKER_LOST instead of waiting for
+//! their deadline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::de::IgnoredAny;
 use switchboard_protocol::client::parse_reply;
 use switchboard_protocol::codec::decode_reply;
-use switchboard_protocol::socket::{recv_frames, send_frames};
+use switchboard_protocol::socket::{recv_frames, try_send_frames};
 use switchboard_protocol::wake::WakeReceiver;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
 use tracing::{debug, info, warn};
@@ -34,6 +41,8 @@ pub enum Command {
         frames: Vec<Frame>,
         /// Where the outcome goes.
         reply: ReplySender,
+        /// The call's deadline: an unsent call fails with a clear error at this instant.
+        deadline: Instant,
         /// After this the caller has given up; the entry may be forgotten.
         forget_after: Instant,
         /// Safe to send again if the connection drops before the reply.
@@ -54,17 +63,47 @@ pub struct Counters {
     pub resent_calls: AtomicU64,
 }
 
-struct Pending {
+/// What the socket thread keeps of a call until its outcome is delivered.
+struct Call {
     reply: ReplySender,
+    /// The call's deadline: a call still unsent then fails with a clear error.
+    deadline: Instant,
+    /// After this the caller has given up; the entry may be forgotten.
     forget_after: Instant,
     /// A copy of the request for idempotent calls.
     resend: Option<Vec<Vec<u8>>>,
-    /// The call was sent again after the connection dropped.
+    /// The call was sent again after the connection dropped or the broker was stopping.
     resent: bool,
-    /// Send again at this instant (an idempotent call the broker could not take yet).
-    retry_at: Option<Instant>,
 }
 
+impl Call {
+    /// A fresh copy of the request, if the call may be sent again.
+    fn copy_frames(&self) -> Option<Vec<Frame>> {
+        let frames = self.resend.as_ref()?;
+        Some(frames.iter().map(|f| Frame::from(&f[..])).collect())
+    }
+}
+
+/// A call ZeroMQ could not take yet: no connection is up, or the send queue is full.
+struct Unsent {
+    id: u64,
+    frames: Vec<Frame>,
+    call: Call,
+    /// When it started waiting, for the error message.
+    queued_at: Instant,
+}
+
+/// What the socket monitor has told about the connection to the broker.
+#[derive(Default)]
+struct Link {
+    /// A handshake succeeded and no disconnect followed.
+    up: bool,
+    /// The last failed handshake, e.g. "the broker refused this client's CURVE key".
+    last_failure: Option<&'static str>,
+}
+
+/// Most calls kept waiting for a connection before new ones get OVERLOADED at once.
+const MAX_UNSENT: usize = 10_000;
 /// How often forgotten calls are swept even when nothing else happens.
 const SWEEP: Duration = Duration::from_millis(500);
 /// Pause before sending an idempotent call again after SHUTTING_DOWN, or after
@@ -80,15 +119,24 @@ pub struct Connection {
     monitor: zmq::Socket,
     commands: Receiver<Command>,
     wake: WakeReceiver,
-    pending: HashMap<u64, Pending>,
+    /// Calls handed to ZeroMQ, waiting for their reply.
+    pending: HashMap<u64, Call>,
+    /// Idempotent calls to send again at an instant (the broker was stopping or restarting).
+    retries: Vec<(Instant, u64, Call)>,
     counters: Arc<Counters>,
     /// When the connection to the broker last dropped.
     last_disconnect: Option<Instant>,
+    /// Calls waiting to be handed to ZeroMQ, oldest first.
+    unsent: VecDeque<Unsent>,
+    link: Link,
+    /// The broker's address, for error messages.
+    endpoint: String,
 }
 
 impl Connection {
     /// Wraps a connected DEALER socket; `monitor` is a PAIR socket connected to its monitor.
     pub fn new(
+        endpoint: &str,
         socket: zmq::Socket,
         monitor: zmq::Socket,
         commands: Receiver<Command>,
@@ -101,8 +149,12 @@ impl Connection {
             commands,
             wake,
             pending: HashMap::new(),
+            retries: Vec::new(),
             counters,
             last_disconnect: None,
+            unsent: VecDeque::new(),
+            link: Link::default(),
+            endpoint: endpoint.to_owned(),
         }
     }
 
@@ -110,11 +162,21 @@ impl Connection {
     pub fn run(mut self) {
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
-            let retry_due = self.pending.values().filter_map(|p| p.retry_at).min();
-            let wake_at = retry_due.map_or(next_sweep, |at| at.min(next_sweep));
+            let retry_due = self.retries.iter().map(|(at, _, _)| *at).min();
+            let unsent_due = self.unsent.iter().map(|u| u.call.deadline).min();
+            let wake_at = [retry_due, unsent_due]
+                .into_iter()
+                .flatten()
+                .fold(next_sweep, Instant::min);
             let wait = wake_at.saturating_duration_since(Instant::now());
+            // With calls waiting to be sent, also wake when the socket can take them.
+            let socket_events = if self.unsent.is_empty() {
+                zmq::POLLIN
+            } else {
+                zmq::POLLIN | zmq::POLLOUT
+            };
             let mut items = [
-                self.socket.as_poll_item(zmq::POLLIN),
+                self.socket.as_poll_item(socket_events),
                 self.wake.poll_item(),
                 self.monitor.as_poll_item(zmq::POLLIN),
             ];
@@ -144,36 +206,51 @@ impl Connection {
             }
             let now = Instant::now();
             if retry_due.is_some_and(|at| at <= now) {
-                self.send_due_retries(now);
+                self.queue_due_retries(now);
+            }
+            if !self.unsent.is_empty() {
+                self.send_unsent();
             }
             if now >= next_sweep {
-                self.pending.retain(|_, p| p.forget_after > now);
+                self.pending.retain(|_, call| call.forget_after > now);
                 next_sweep = now + SWEEP;
             }
         }
     }
 
-    fn send_due_retries(&mut self, now: Instant) {
-        for pending in self.pending.values_mut() {
-            if pending.retry_at.is_some_and(|at| at <= now) {
-                pending.retry_at = None;
-                if let Some(frames) = &pending.resend {
-                    let frames = frames.iter().map(|f| Frame::from(&f[..])).collect();
-                    if send_frames(&self.socket, frames, zmq::DONTWAIT).is_ok() {
-                        self.counters.resent_calls.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+    /// Moves retries whose pause is over back to the unsent queue.
+    fn queue_due_retries(&mut self, now: Instant) {
+        let (due, later) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.retries = later;
+        for (_, id, call) in due {
+            self.queue_again(id, call);
         }
     }
 
+    /// Queues an idempotent call to be sent again.
+    fn queue_again(&mut self, id: u64, mut call: Call) {
+        let Some(frames) = call.copy_frames() else {
+            return;
+        };
+        call.resent = true;
+        self.counters.resent_calls.fetch_add(1, Ordering::Relaxed);
+        self.unsent.push_back(Unsent {
+            id,
+            frames,
+            call,
+            queued_at: Instant::now(),
+        });
+    }
+
     /// Whether an idempotent call's error reply means "try again shortly".
-    fn worth_retrying(&self, pending: &Pending, body: &[u8]) -> bool {
+    fn worth_retrying(&self, call: &Call, body: &[u8]) -> bool {
         let now = Instant::now();
-        if pending.resend.is_none() || now + RETRY_PAUSE >= pending.forget_after {
+        if call.resend.is_none() || now + RETRY_PAUSE >= call.forget_after {
             return false;
         }
-        let restarting = pending.resent
+        let restarting = call.resent
             || self
                 .last_disconnect
                 .is_some_and(|at| now.duration_since(at) < RESTART_WINDOW);
@@ -194,40 +271,108 @@ impl Connection {
                     id,
                     frames,
                     reply,
+                    deadline,
                     forget_after,
                     idempotent,
                 }) => {
-                    let resend = idempotent.then(|| frames.iter().map(|f| f.to_vec()).collect());
-                    match send_frames(&self.socket, frames, zmq::DONTWAIT) {
-                        Ok(()) => {
-                            let pending = Pending {
-                                reply,
-                                forget_after,
-                                resend,
-                                resent: false,
-                                retry_at: None,
-                            };
-                            self.pending.insert(id, pending);
-                        }
-                        Err(zmq::Error::EAGAIN) => {
-                            let error = RemoteError::new(
-                                ErrorCode::Overloaded,
-                                "cannot send: too many calls are waiting to be sent, or no connection to the broker is up (refused handshake?)",
-                            );
-                            let _ = reply.send(Err(CallError::from(error)));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(CallError::Transport(e.to_string())));
-                        }
+                    if self.unsent.len() >= MAX_UNSENT {
+                        let error = RemoteError::new(
+                            ErrorCode::Overloaded,
+                            format!(
+                                "{MAX_UNSENT} calls are already waiting to be sent to the broker at {}",
+                                self.endpoint
+                            ),
+                        );
+                        let _ = reply.send(Err(CallError::from(error)));
+                        continue;
                     }
+                    let resend = idempotent.then(|| frames.iter().map(|f| f.to_vec()).collect());
+                    let call = Call {
+                        reply,
+                        deadline,
+                        forget_after,
+                        resend,
+                        resent: false,
+                    };
+                    self.unsent.push_back(Unsent {
+                        id,
+                        frames,
+                        call,
+                        queued_at: Instant::now(),
+                    });
+                    self.send_unsent();
                 }
                 Ok(Command::Cancel(id)) => {
                     self.pending.remove(&id);
+                    self.unsent.retain(|u| u.id != id);
+                    self.retries.retain(|(_, retry, _)| *retry != id);
                 }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
         }
+    }
+
+    /// Hands waiting calls to ZeroMQ in order, and fails those whose deadline passed unsent.
+    fn send_unsent(&mut self) {
+        let now = Instant::now();
+        if self.unsent.iter().any(|u| u.call.deadline <= now) {
+            let (expired, waiting) = std::mem::take(&mut self.unsent)
+                .into_iter()
+                .partition(|u| u.call.deadline <= now);
+            self.unsent = waiting;
+            for unsent in expired {
+                let error = self.unsent_error(now.duration_since(unsent.queued_at));
+                let _ = unsent.call.reply.send(Err(error));
+            }
+        }
+        while let Some(Unsent {
+            id,
+            frames,
+            call,
+            queued_at,
+        }) = self.unsent.pop_front()
+        {
+            match try_send_frames(&self.socket, frames) {
+                Ok(()) => {
+                    self.pending.insert(id, call);
+                }
+                Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => {
+                    self.unsent.push_front(Unsent {
+                        id,
+                        frames,
+                        call,
+                        queued_at,
+                    });
+                    return;
+                }
+                Err((e, _)) => {
+                    let _ = call.reply.send(Err(CallError::Transport(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Why a call waited `waited` and never left: no connection, or a full send queue.
+    fn unsent_error(&self, waited: Duration) -> CallError {
+        let waited = waited.as_millis();
+        let endpoint = &self.endpoint;
+        let error = if self.link.up {
+            RemoteError::new(
+                ErrorCode::Overloaded,
+                format!("the call was not sent: the send queue to the broker at {endpoint} stayed full for {waited} ms"),
+            )
+        } else {
+            let why = self.link.last_failure.map_or_else(
+                || " (is the broker running and reachable?)".to_owned(),
+                |failure| format!(": {failure}"),
+            );
+            RemoteError::new(
+                ErrorCode::BrokerLost,
+                format!("the call was not sent: no connection to the broker at {endpoint} came up in {waited} ms{why}"),
+            )
+        };
+        CallError::from(error)
     }
 
     /// Delivers every waiting reply. Returns false if the socket failed.
@@ -243,12 +388,12 @@ impl Connection {
             };
             match parse_reply(frames) {
                 Ok(reply) => match self.pending.remove(&reply.header.id) {
-                    Some(mut pending) if self.worth_retrying(&pending, &reply.body) => {
-                        pending.retry_at = Some(Instant::now() + RETRY_PAUSE);
-                        self.pending.insert(reply.header.id, pending);
+                    Some(call) if self.worth_retrying(&call, &reply.body) => {
+                        let at = Instant::now() + RETRY_PAUSE;
+                        self.retries.push((at, reply.header.id, call));
                     }
-                    Some(pending) => {
-                        let _ = pending.reply.send(Ok(reply.body));
+                    Some(call) => {
+                        let _ = call.reply.send(Ok(reply.body));
                     }
                     None => {
                         self.counters
@@ -265,14 +410,43 @@ impl Connection {
         }
     }
 
-    /// Reacts to connection events: on a disconnect, resend idempotent calls and fail the rest.
+    /// Reacts to connection events: tracks whether a connection is up, and on a
+    /// disconnect queues idempotent calls to leave again and fails the rest.
     fn take_events(&mut self) {
         while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
             let event = frames
                 .first()
                 .and_then(|f| f.get(..2))
                 .map(|b| u16::from_ne_bytes([b[0], b[1]]));
-            if event != Some(zmq::SocketEvent::DISCONNECTED.to_raw()) {
+            let Some(event) = event.map(zmq::SocketEvent::from_raw) else {
+                continue;
+            };
+            let failure = match event {
+                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => {
+                    self.link = Link {
+                        up: true,
+                        last_failure: None,
+                    };
+                    continue;
+                }
+                zmq::SocketEvent::DISCONNECTED => None,
+                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => {
+                    Some("the broker refused this client's CURVE key (is it on the broker's allow-list?)")
+                }
+                zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => Some(
+                    "the handshake failed: the two sides do not speak the same security mechanism (CURVE on one side only?)",
+                ),
+                zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL => Some(
+                    "the handshake with the broker failed (with CURVE: is the broker's public key right?)",
+                ),
+                _ => continue,
+            };
+            let was_up = std::mem::take(&mut self.link.up);
+            if failure.is_some() {
+                self.link.last_failure = failure;
+            }
+            if !was_up {
+                // A connection that never completed its handshake carried no calls.
                 continue;
             }
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -281,26 +455,16 @@ impl Connection {
                 in_flight = self.pending.len(),
                 "connection to the broker lost"
             );
-            let ids: Vec<u64> = self.pending.keys().copied().collect();
-            for id in ids {
-                let pending = self.pending.get_mut(&id).expect("listed above");
-                let sent = pending.resend.as_ref().is_some_and(|frames| {
-                    let frames = frames.iter().map(|f| Frame::from(&f[..])).collect();
-                    send_frames(&self.socket, frames, zmq::DONTWAIT).is_ok()
-                });
-                if sent {
-                    pending.resent = true;
-                    pending.retry_at = None;
-                    self.counters.resent_calls.fetch_add(1, Ordering::Relaxed);
+            for (id, call) in std::mem::take(&mut self.pending) {
+                if call.resend.is_some() {
+                    self.queue_again(id, call);
                     continue;
                 }
-                if let Some(pending) = self.pending.remove(&id) {
-                    let error = RemoteError::new(
-                        ErrorCode::BrokerLost,
-                        "the connection to the broker dropped; the call may or may not have run",
-                    );
-                    let _ = pending.reply.send(Err(CallError::from(error)));
-                }
+                let error = RemoteError::new(
+                    ErrorCode::BrokerLost,
+                    "the connection to the broker dropped; the call may or may not have run",
+                );
+                let _ = call.reply.send(Err(CallError::from(error)));
             }
         }
     }

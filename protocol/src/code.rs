@@ -24,7 +24,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The broker or worker is stopping and takes no new calls.
     ShuttingDown,
-    /// Client side only: the connection to the broker dropped while the call was in flight.
+    /// Client side only: the connection to the broker dropped while the call was in flight,
+    /// or no connection came up before the call's deadline.
     BrokerLost,
     /// A code this version does not know (sent by a newer or foreign peer).
     Unrecognized,

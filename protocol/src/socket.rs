@@ -74,6 +74,33 @@ pub fn send_frames(socket: &zmq::Socket, frames: Vec<Frame>, flags: i32) -> zmq:
     Ok(())
 }
 
+/// Sends a multipart message without blocking, or hands the frames back untouched
+/// when the socket cannot take it now (`EAGAIN`: no connection, or the queue is full).
+///
+/// Only the first frame is copied: ZeroMQ accepts or refuses a message on its first
+/// part, and once that is in, the remaining parts always follow.
+pub fn try_send_frames(
+    socket: &zmq::Socket,
+    frames: Vec<Frame>,
+) -> Result<(), (zmq::Error, Vec<Frame>)> {
+    let Some(first) = frames.first() else {
+        return Ok(());
+    };
+    let more = if frames.len() > 1 { zmq::SNDMORE } else { 0 };
+    if let Err(e) = socket.send(&first[..], zmq::DONTWAIT | more) {
+        return Err((e, frames));
+    }
+    let last = frames.len() - 1;
+    for (i, frame) in frames.into_iter().enumerate().skip(1) {
+        let more = if i < last { zmq::SNDMORE } else { 0 };
+        // Cannot refuse after the first part; an error here means the socket is closing.
+        if let Err(e) = socket.send(frame, zmq::DONTWAIT | more) {
+            return Err((e, Vec::new()));
+        }
+    }
+    Ok(())
+}
+
 /// Options applied to every socket so that exit never hangs and peers cannot flood memory.
 #[derive(Debug, Clone, Copy)]
 pub struct SocketLimits {

@@ -416,3 +416,41 @@ fn a_client_that_stops_reading_does_not_block_others() {
         "{before:?} then {after:?}"
     );
 }
+
+#[test]
+fn calls_wait_for_a_broker_that_is_not_up_and_say_so_if_none_comes() {
+    // Free two ports the way a crashed broker would.
+    let mut gone = BrokerProcess::start(&[]);
+    let (frontend, backend) = (gone.frontend.clone(), gone.backend.clone());
+    gone.process.kill();
+    let client = Client::connect(&frontend).expect("client");
+
+    let started = Instant::now();
+    let error = client
+        .request("system.ping")
+        .timeout(Duration::from_millis(300))
+        .call::<String>()
+        .expect_err("nobody listens");
+    assert_eq!(error.code(), Some(ErrorCode::BrokerLost), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("the call was not sent") && message.contains(&frontend),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "failed at its deadline, not after the grace: {:?}",
+        started.elapsed()
+    );
+
+    // A call made while the broker is down leaves as soon as it is up again.
+    let waiting = client
+        .request("system.ping")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _broker = BrokerProcess::start_at(&frontend, &backend, &[]);
+    assert_eq!(waiting.wait::<String>().unwrap(), "pong");
+    assert_eq!(client.stats().disconnects, 0, "no connection was ever up");
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchboard_client::{Client, ClientConfig, ErrorCode};
 use switchboard_protocol::curve::{read_public_key, ClientCurve, KeyPair};
@@ -95,15 +95,20 @@ impl Secured {
             .unwrap()
     }
 
-    /// A call from this client gets nothing through: no result, a delivery error.
-    fn assert_refused(&self, client: &Client, who: &str) {
+    /// A call from this client gets nothing through: it never leaves, and the error
+    /// says so (with `why` in the message) by the call's deadline.
+    fn assert_refused(&self, client: &Client, who: &str, why: &str) {
+        let started = Instant::now();
         let error = client.call::<i64>("add", (1, 2)).expect_err(who);
+        assert_eq!(error.code(), Some(ErrorCode::BrokerLost), "{who}: {error}");
+        let message = error.to_string();
         assert!(
-            matches!(
-                error.code(),
-                Some(ErrorCode::Timeout | ErrorCode::BrokerLost)
-            ),
-            "{who}: {error}"
+            message.contains("the call was not sent") && message.contains(why),
+            "{who}: {message}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(700) + Duration::from_millis(200),
+            "{who}: answered by the deadline"
         );
     }
 }
@@ -131,7 +136,7 @@ fn unlisted_wrong_or_missing_keys_get_nothing_through() {
         server_public: broker_key,
         keys: secured.keys["mallory"].clone(),
     }));
-    secured.assert_refused(&unlisted, "an unlisted client key");
+    secured.assert_refused(&unlisted, "an unlisted client key", "allow-list");
     let stats = secured.stats();
     assert!(
         stats["auth_rejections_frontend"].as_u64().unwrap() >= 1,
@@ -142,9 +147,9 @@ fn unlisted_wrong_or_missing_keys_get_nothing_through() {
         server_public: secured.keys["mallory"].public,
         keys: secured.keys["alice"].clone(),
     }));
-    secured.assert_refused(&wrong_server, "a wrong server key");
+    secured.assert_refused(&wrong_server, "a wrong server key", "broker at");
     let plain = secured.client(None);
-    secured.assert_refused(&plain, "no CURVE at all");
+    secured.assert_refused(&plain, "no CURVE at all", "broker at");
 
     // The allowed client still works after all of that.
     let client = secured.broker.client(Duration::from_secs(5));
