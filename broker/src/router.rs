@@ -10,10 +10,9 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_protocol::client::{
-    BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION, NO_HEADER,
-};
+use switchboard_protocol::client::{BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION};
 use switchboard_protocol::codec::{batch_reply_body, encode_error, reply_outcome};
+use switchboard_protocol::route::ReplyRoute;
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
 use switchboard_protocol::ProtocolError;
 use switchboard_protocol::{
@@ -74,10 +73,8 @@ impl Default for RouterConfig {
 pub enum Action {
     /// Send a reply to a client on the frontend.
     Reply {
-        /// Routing frames back to the caller.
-        envelope: Vec<Frame>,
-        /// The request's header frame, echoed.
-        header: Frame,
+        /// The routing frames back to the caller and the header frame to echo.
+        route: ReplyRoute,
         /// The reply body.
         body: Frame,
     },
@@ -119,20 +116,14 @@ enum CallState {
 /// Where a call's reply goes.
 enum Origin {
     /// Straight back to a caller.
-    Caller {
-        /// Routing frames back to the caller.
-        envelope: Vec<Frame>,
-        /// The request's header frame, echoed.
-        header: Frame,
-    },
+    Caller(ReplyRoute),
     /// Into slot `index` of a pending batch.
     Batch { batch: u64, index: usize },
 }
 
 /// A batch whose calls are not all answered yet.
 struct PendingBatch {
-    envelope: Vec<Frame>,
-    header: Frame,
+    route: ReplyRoute,
     replies: Vec<Option<Frame>>,
     missing: usize,
 }
@@ -366,17 +357,12 @@ impl Router {
         match incoming {
             Incoming::Call(request) => {
                 let Request {
-                    envelope,
+                    route,
                     function,
-                    header_frame,
                     header,
                     body,
                 } = request;
-                let origin = Origin::Caller {
-                    envelope,
-                    header: header_frame,
-                };
-                self.route(origin, &header, function, body, now, out);
+                self.route(Origin::Caller(route), &header, function, body, now, out);
             }
             Incoming::Batch(batch) => self.submit_batch(batch, now, out),
         }
@@ -385,8 +371,7 @@ impl Router {
     /// Routes every call of a batch; the batch is answered when the last one is.
     fn submit_batch(&mut self, batch: BatchRequest, now: Instant, out: &mut Vec<Action>) {
         let BatchRequest {
-            envelope,
-            header_frame,
+            route,
             header,
             calls,
         } = batch;
@@ -401,8 +386,7 @@ impl Router {
         self.batches.insert(
             id,
             PendingBatch {
-                envelope,
-                header: header_frame,
+                route,
                 replies: (0..calls.len()).map(|_| None).collect(),
                 missing: calls.len(),
             },
@@ -485,11 +469,7 @@ impl Router {
     /// Sends a reply body where it belongs: to the caller, or into its batch.
     fn deliver(&mut self, origin: Origin, body: Frame, out: &mut Vec<Action>) {
         match origin {
-            Origin::Caller { envelope, header } => out.push(Action::Reply {
-                envelope,
-                header,
-                body,
-            }),
+            Origin::Caller(route) => out.push(Action::Reply { route, body }),
             Origin::Batch { batch, index } => {
                 let Some(pending) = self.batches.get_mut(&batch) else {
                     return;
@@ -502,8 +482,7 @@ impl Router {
                     let replies: Vec<&[u8]> =
                         pending.replies.iter().flatten().map(|f| &f[..]).collect();
                     out.push(Action::Reply {
-                        envelope: pending.envelope,
-                        header: pending.header,
+                        route: pending.route,
                         body: Frame::from(batch_reply_body(&replies)),
                     });
                 }
@@ -554,12 +533,8 @@ impl Router {
 
     /// Answers a malformed frontend message with BAD_REQUEST, when it says whom to answer.
     pub fn reject(&mut self, rejected: Rejected, out: &mut Vec<Action>) {
-        let Rejected {
-            envelope,
-            header_frame,
-            error,
-        } = rejected;
-        if envelope.is_empty() {
+        let Rejected { route, error } = rejected;
+        if route.is_unroutable() {
             warn!(%error, "dropping malformed client message with no return address");
             return;
         }
@@ -569,8 +544,7 @@ impl Router {
         };
         warn!(%error, %code, "answering malformed client message");
         *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
-        let header = header_frame.unwrap_or_else(|| Frame::from(NO_HEADER));
-        out.push(error_reply(envelope, header, code, error.to_string()));
+        out.push(error_reply(route, code, error.to_string()));
     }
 
     /// Handles a parsed message from a worker.
@@ -1132,10 +1106,9 @@ fn compact_queue(function: &mut FunctionState, calls: &Map<Ticket, Box<Call>>) {
     }
 }
 
-fn error_reply(envelope: Vec<Frame>, header: Frame, code: ErrorCode, message: String) -> Action {
+fn error_reply(route: ReplyRoute, code: ErrorCode, message: String) -> Action {
     Action::Reply {
-        envelope,
-        header,
+        route,
         body: Frame::from(encode_error(&RemoteError::new(code, message))),
     }
 }
@@ -1153,9 +1126,8 @@ mod tests {
     fn request(client: &[u8], function: &str, id: u64, timeout_ms: Option<u64>) -> Incoming {
         let header = CallHeader { id, timeout_ms };
         Incoming::Call(Request {
-            envelope: vec![Frame::from(client)],
+            route: ReplyRoute::new(&[Frame::from(client)], &header.encode()),
             function: function.into(),
-            header_frame: Frame::from(header.encode()),
             header,
             body: Frame::from(&b"\x80"[..]),
         })
@@ -1449,8 +1421,7 @@ mod tests {
         };
         let body = || Frame::from(&b"\x80"[..]);
         let batch = Incoming::Batch(BatchRequest {
-            envelope: vec![Frame::from(&b"c"[..])],
-            header_frame: Frame::from(header.encode()),
+            route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
             header,
             calls: vec![
                 ("f".into(), body()),

@@ -14,7 +14,7 @@ use crate::http::{self, MetricsRequest};
 use crate::memory;
 use crate::metrics::Socket;
 use crate::router::{Action, Router};
-use switchboard_protocol::client::{parse_request, reject_oversized, reply_frames};
+use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized};
 use switchboard_protocol::wake::{waker, WakeReceiver};
@@ -320,12 +320,8 @@ impl Broker {
         while !self.outbox.is_empty() {
             for action in std::mem::take(&mut self.outbox) {
                 match action {
-                    Action::Reply {
-                        envelope,
-                        header,
-                        body,
-                    } => {
-                        let frames = reply_frames(envelope, header, body);
+                    Action::Reply { route, body } => {
+                        let frames = route.into_frames(body);
                         let size = frames.iter().map(|f| f.len()).sum();
                         self.router.metrics_mut().sent(Socket::Frontend, size);
                         if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {

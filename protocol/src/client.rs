@@ -7,6 +7,7 @@
 
 use crate::error::ProtocolError;
 use crate::message::CallHeader;
+use crate::route::ReplyRoute;
 use crate::socket::Oversized;
 use crate::{Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
 
@@ -22,12 +23,10 @@ pub const NO_HEADER: &[u8] = &[0xc0];
 /// A call as the broker receives it on its frontend.
 #[derive(Debug)]
 pub struct Request {
-    /// Routing frames that lead back to the caller (usually one identity frame).
-    pub envelope: Vec<Frame>,
+    /// The routing frames back to the caller and the header frame to echo.
+    pub route: ReplyRoute,
     /// The function to call.
     pub function: String,
-    /// The header frame as received, echoed in the reply.
-    pub header_frame: Frame,
     /// The decoded header.
     pub header: CallHeader,
     /// The request body, never decoded by the broker.
@@ -37,10 +36,9 @@ pub struct Request {
 /// A frontend message that is not a valid request, with what is needed to answer it.
 #[derive(Debug)]
 pub struct Rejected {
-    /// Routing frames back to the sender; empty when the message carried none.
-    pub envelope: Vec<Frame>,
-    /// The header frame to echo, if the message got that far.
-    pub header_frame: Option<Frame>,
+    /// Routing frames back to the sender (none when the message carried none) and the
+    /// header frame to echo ([`NO_HEADER`] when the message did not get that far).
+    pub route: ReplyRoute,
     /// What was wrong.
     pub error: ProtocolError,
 }
@@ -48,10 +46,8 @@ pub struct Rejected {
 /// A batch as the broker receives it: many calls sharing one header and one reply.
 #[derive(Debug)]
 pub struct BatchRequest {
-    /// Routing frames that lead back to the caller.
-    pub envelope: Vec<Frame>,
-    /// The header frame as received, echoed in the reply.
-    pub header_frame: Frame,
+    /// The routing frames back to the caller and the header frame to echo.
+    pub route: ReplyRoute,
     /// The decoded header; its timeout applies to every call of the batch.
     pub header: CallHeader,
     /// Function name and request body of each call, in order.
@@ -72,22 +68,18 @@ pub enum Incoming {
 pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
     let Some(delimiter) = frames.iter().position(|f| f.is_empty()) else {
         // A ROUTER always prepends the sender's identity: answer to that.
-        frames.truncate(1);
         return Err(Box::new(Rejected {
-            envelope: frames,
-            header_frame: None,
+            route: ReplyRoute::new(&frames[..frames.len().min(1)], NO_HEADER),
             error: ProtocolError::MissingDelimiter,
         }));
     };
     let rest = frames.split_off(delimiter + 1);
     frames.pop(); // the delimiter
-                  // The envelope lives as long as the call: keep it at its exact size (usually one frame).
-    frames.shrink_to_fit();
     let envelope = frames;
-    let reject = |envelope, header_frame, error| {
+    let reject = |envelope: Vec<Frame>, header_frame: Option<Frame>, error| {
+        let header = header_frame.as_deref().unwrap_or(NO_HEADER);
         Err(Box::new(Rejected {
-            envelope,
-            header_frame,
+            route: ReplyRoute::new(&envelope, header),
             error,
         }))
     };
@@ -138,8 +130,7 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
             }
         }
         return Ok(Incoming::Batch(BatchRequest {
-            envelope,
-            header_frame,
+            route: ReplyRoute::new(&envelope, &header_frame),
             header,
             calls,
         }));
@@ -150,9 +141,8 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
     };
     let body = rest.next().expect("counted");
     Ok(Incoming::Call(Request {
-        envelope,
+        route: ReplyRoute::new(&envelope, &header_frame),
         function,
-        header_frame,
         header,
         body,
     }))
@@ -162,24 +152,21 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
 /// (when its envelope and delimiter came through).
 pub fn reject_oversized(oversized: Oversized) -> Rejected {
     let Oversized {
-        mut head,
+        head,
         frames,
         bytes,
     } = oversized;
     let error = ProtocolError::TooLarge { frames, bytes };
     let Some(delimiter) = head.iter().position(|f| f.is_empty()) else {
         return Rejected {
-            envelope: Vec::new(),
-            header_frame: None,
+            route: ReplyRoute::new(&[], NO_HEADER),
             error,
         };
     };
     // [envelope…][""]["SBC1"][function][header]: the header, if it arrived, is echoed.
-    let header_frame = (head.len() > delimiter + 3).then(|| head.remove(delimiter + 3));
-    head.truncate(delimiter);
+    let header = head.get(delimiter + 3).map_or(NO_HEADER, |f| &f[..]);
     Rejected {
-        envelope: head,
-        header_frame,
+        route: ReplyRoute::new(&head[..delimiter], header),
         error,
     }
 }
@@ -197,17 +184,6 @@ pub fn function_name(frame: &[u8]) -> Result<&str, ProtocolError> {
         return Err(ProtocolError::FunctionName("contains control characters"));
     }
     Ok(name)
-}
-
-/// Builds the frames the broker sends back to a caller.
-pub fn reply_frames(envelope: Vec<Frame>, header_frame: Frame, body: Frame) -> Vec<Frame> {
-    let mut frames = envelope;
-    frames.reserve(4);
-    frames.push(Frame::new());
-    frames.push(Frame::from(CLIENT_SIGNATURE));
-    frames.push(header_frame);
-    frames.push(body);
-    frames
 }
 
 /// Builds the frames a `DEALER` client sends for one call (leading empty delimiter included).
@@ -286,7 +262,8 @@ mod tests {
         let Ok(Incoming::Call(req)) = parsed else {
             panic!("not a single call: {parsed:?}")
         };
-        assert_eq!(&req.envelope[0][..], b"\x00id");
+        assert_eq!(req.route.envelope(), [b"\x00id"]);
+        assert_eq!(req.route.header(), header);
         assert_eq!(req.function, "add");
         assert_eq!(
             req.header,
@@ -301,7 +278,8 @@ mod tests {
     #[test]
     fn missing_delimiter_still_answers_the_sender() {
         let rejected = parse_request(frames(&[b"\x00id", b"SBC1", b"add"])).unwrap_err();
-        assert_eq!(rejected.envelope.len(), 1);
+        assert_eq!(rejected.route.envelope(), [b"\x00id"]);
+        assert_eq!(rejected.route.header(), NO_HEADER);
         assert_eq!(rejected.error, ProtocolError::MissingDelimiter);
     }
 
@@ -330,7 +308,7 @@ mod tests {
         ];
         for (parts, want) in cases {
             let rejected = parse_request(frames(&parts)).unwrap_err();
-            assert_eq!(rejected.envelope.len(), 1);
+            assert_eq!(rejected.route.envelope(), [b"c"]);
             assert!(
                 rejected.error.to_string().contains(want),
                 "{}",
@@ -373,16 +351,13 @@ mod tests {
     }
 
     #[test]
-    fn reply_frames_round_trip_through_parse_reply() {
+    fn reply_route_frames_round_trip_through_parse_reply() {
         let header = CallHeader {
             id: 3,
             timeout_ms: None,
         };
-        let mut out = reply_frames(
-            frames(&[b"client"]),
-            header.encode().into(),
-            Frame::from(&b"\x80"[..]),
-        );
+        let route = ReplyRoute::new(&frames(&[b"client"]), &header.encode());
+        let mut out = route.into_frames(Frame::from(&b"\x80"[..]));
         assert_eq!(&out.remove(0)[..], b"client");
         let reply = parse_reply(out).unwrap();
         assert_eq!(reply.header, header);

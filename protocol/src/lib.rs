@@ -33,6 +33,7 @@ pub mod codec;
 pub mod curve;
 pub mod error;
 pub mod message;
+pub mod route;
 pub mod socket;
 pub mod wake;
 pub mod worker;

@@ -9,6 +9,11 @@
 //! The baseline (`--mode baseline` or `both`) replaces broker, worker and MessagePack by
 //! a bare ROUTER echo in a child process, with the same connections, window and payload:
 //! the floor every figure is compared with.
+//!
+//! `both` also measures a second floor, the *relay*: the very frames of a Switchboard
+//! request sent through a bare `zmq::proxy` (ROUTER to DEALER, no logic) in one child
+//! process to that echo in another. It is what libzmq itself does with two hops and this
+//! message shape, and so the most any broker speaking this protocol could reach here.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -25,7 +30,7 @@ use switchboard_client::json::{parse_arg, to_msgpack};
 use switchboard_protocol::client::{parse_reply, request_frames};
 use switchboard_protocol::codec::{encode_request_body, reply_outcome};
 use switchboard_protocol::socket::{recv_frames, send_frames};
-use switchboard_protocol::{CallHeader, Value};
+use switchboard_protocol::{CallHeader, Frame, Value};
 
 /// Switchboard load generator: throughput, latency percentiles, errors, and a direct-echo floor.
 #[derive(Debug, Parser)]
@@ -85,8 +90,10 @@ enum Mode {
     Broker,
     /// The direct DEALER-ROUTER echo only.
     Baseline,
-    /// The baseline, then the broker, with ratios.
+    /// The baseline, the relay floor, then the broker, with ratios.
     Both,
+    /// The relay floor only: the request frames through a bare zmq proxy to an echo.
+    Relay,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +101,12 @@ enum Internal {
     /// (internal) The echo server of the baseline: a bare ROUTER that returns every message.
     #[command(hide = true)]
     EchoServer,
+    /// (internal) The relay of the relay floor: a bare zmq proxy in front of an echo server.
+    #[command(hide = true)]
+    RelayServer {
+        /// The echo server's endpoint.
+        echo: String,
+    },
 }
 
 /// What one run measured.
@@ -141,8 +154,10 @@ struct Plan {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Internal::EchoServer) = args.command {
-        return echo_server();
+    match &args.command {
+        Some(Internal::EchoServer) => return echo_server(),
+        Some(Internal::RelayServer { echo }) => return relay_server(echo),
+        None => {}
     }
     if args.connections == 0 || args.in_flight == 0 {
         bail!("--connections and --in-flight must be at least 1");
@@ -150,6 +165,9 @@ fn main() -> anyhow::Result<()> {
     let body = request_body(&args)?;
     let baseline = matches!(args.mode, Mode::Baseline | Mode::Both)
         .then(|| run_baseline(&args))
+        .transpose()?;
+    let relay = matches!(args.mode, Mode::Relay | Mode::Both)
+        .then(|| run_relay(&args, &body))
         .transpose()?;
     let broker = matches!(args.mode, Mode::Broker | Mode::Both)
         .then(|| {
@@ -160,7 +178,7 @@ fn main() -> anyhow::Result<()> {
             run(&args, &args.endpoint, target)
         })
         .transpose()?;
-    report(&args, baseline.as_ref(), broker.as_ref());
+    report(&args, baseline.as_ref(), relay.as_ref(), broker.as_ref());
     let failed = broker
         .as_ref()
         .map_or(0, |m| m.errors.values().sum::<u64>());
@@ -192,60 +210,100 @@ fn request_body(args: &Args) -> anyhow::Result<Vec<u8>> {
 enum Target {
     /// Switchboard calls of this function with this request body.
     Broker { function: String, body: Vec<u8> },
-    /// Bare echo of this payload.
-    Echo { payload: Vec<u8> },
+    /// Bare echo of these frames (in order: no ids).
+    Echo { frames: Vec<Vec<u8>> },
 }
 
 fn run_baseline(args: &Args) -> anyhow::Result<Measured> {
-    let exe = std::env::current_exe().context("locating the bench binary")?;
-    let mut server = EchoServer(
-        Command::new(exe)
-            .arg("echo-server")
+    let echo = Server::start(&["echo-server"])?;
+    let frames = vec![vec![0x5a; args.payload]];
+    run(args, &echo.endpoint, Target::Echo { frames })
+}
+
+/// The relay floor: a Switchboard request's frames through a bare proxy to an echo.
+fn run_relay(args: &Args, body: &[u8]) -> anyhow::Result<Measured> {
+    let echo = Server::start(&["echo-server"])?;
+    let relay = Server::start(&["relay-server", &echo.endpoint])?;
+    let header = CallHeader {
+        id: 0,
+        timeout_ms: Some(args.timeout_ms),
+    };
+    let frames = request_frames(&args.function, &header, body.to_vec())
+        .iter()
+        .map(|f| f.to_vec())
+        .collect();
+    run(args, &relay.endpoint, Target::Echo { frames })
+}
+
+/// A child process of this binary serving one endpoint, killed (by PID) when dropped.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Server {
+    /// Starts `bench ARGS…` and reads the endpoint it prints first.
+    fn start(args: &[&str]) -> anyhow::Result<Server> {
+        let exe = std::env::current_exe().context("locating the bench binary")?;
+        let mut child = Command::new(exe)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
-            .context("starting the echo server")?,
-    );
-    let stdout = server.0.stdout.take().context("echo server stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let endpoint = line.trim().to_owned();
-    if !endpoint.starts_with("tcp://") {
-        bail!("the echo server did not start: {line:?}");
+            .with_context(|| format!("starting bench {}", args.join(" ")))?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut server = Server {
+            child,
+            endpoint: String::new(),
+        };
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        server.endpoint = line.trim().to_owned();
+        if !server.endpoint.starts_with("tcp://") {
+            bail!("bench {} did not start: {line:?}", args.join(" "));
+        }
+        Ok(server)
     }
-    run(
-        args,
-        &endpoint,
-        Target::Echo {
-            payload: vec![0x5a; args.payload],
-        },
-    )
 }
 
-/// The echo server child, killed (by PID) when dropped.
-struct EchoServer(Child);
-
-impl Drop for EchoServer {
+impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn echo_server() -> anyhow::Result<()> {
-    let context = zmq::Context::new();
-    let router = context.socket(zmq::ROUTER)?;
-    router.set_sndhwm(0)?;
-    router.set_rcvhwm(0)?;
-    router.bind("tcp://127.0.0.1:*")?;
-    let endpoint = router
+/// Binds a socket with no high-water marks on an ephemeral loopback port and prints it.
+fn bind_announced(context: &zmq::Context, kind: zmq::SocketType) -> anyhow::Result<zmq::Socket> {
+    let socket = context.socket(kind)?;
+    socket.set_sndhwm(0)?;
+    socket.set_rcvhwm(0)?;
+    socket.bind("tcp://127.0.0.1:*")?;
+    let endpoint = socket
         .get_last_endpoint()?
         .map_err(|_| anyhow::anyhow!("endpoint"))?;
     println!("{endpoint}");
     std::io::stdout().flush()?;
+    Ok(socket)
+}
+
+fn echo_server() -> anyhow::Result<()> {
+    let context = zmq::Context::new();
+    let router = bind_announced(&context, zmq::ROUTER)?;
     loop {
         let frames = recv_frames(&router, 0)?;
         send_frames(&router, frames, 0)?;
     }
+}
+
+fn relay_server(echo: &str) -> anyhow::Result<()> {
+    let context = zmq::Context::new();
+    let frontend = bind_announced(&context, zmq::ROUTER)?;
+    let backend = context.socket(zmq::DEALER)?;
+    backend.set_sndhwm(0)?;
+    backend.set_rcvhwm(0)?;
+    backend.connect(echo)?;
+    zmq::proxy(&frontend, &backend)?;
+    Ok(())
 }
 
 fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> {
@@ -370,8 +428,9 @@ fn drive(
                     send_frames(&socket, request_frames(function, &header, body.clone()), 0)?;
                     by_id.insert(sent, stamp);
                 }
-                Target::Echo { payload } => {
-                    socket.send(&payload[..], 0)?;
+                Target::Echo { frames } => {
+                    let frames = frames.iter().map(|f| Frame::from(&f[..])).collect();
+                    send_frames(&socket, frames, 0)?;
                     in_order.push_back(stamp);
                 }
             }
@@ -441,12 +500,19 @@ fn expire(
     }
 }
 
-fn report(args: &Args, baseline: Option<&Measured>, broker: Option<&Measured>) {
+fn report(
+    args: &Args,
+    baseline: Option<&Measured>,
+    relay: Option<&Measured>,
+    broker: Option<&Measured>,
+) {
     let ratios = baseline.zip(broker).map(|(b, s)| {
         json!({
             "throughput": s.rate() / b.rate(),
             "p50_latency": s.percentile_us(0.5) as f64 / b.percentile_us(0.5).max(1) as f64,
             "p99_latency": s.percentile_us(0.99) as f64 / b.percentile_us(0.99).max(1) as f64,
+            "relay_throughput": relay.map(|r| r.rate() / b.rate()),
+            "throughput_vs_relay": relay.map(|r| s.rate() / r.rate()),
         })
     });
     if args.json {
@@ -457,6 +523,7 @@ fn report(args: &Args, baseline: Option<&Measured>, broker: Option<&Measured>) {
                 "calls": args.calls, "duration_s": args.duration_s, "rate": args.rate,
             },
             "baseline": baseline.map(Measured::to_json),
+            "relay": relay.map(Measured::to_json),
             "broker": broker.map(Measured::to_json),
             "ratios": ratios,
         });
@@ -482,7 +549,11 @@ fn report(args: &Args, baseline: Option<&Measured>, broker: Option<&Measured>) {
         "{:<12} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "", "calls", "calls/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us"
     );
-    for (name, m) in [("direct echo", baseline), ("switchboard", broker)] {
+    for (name, m) in [
+        ("direct echo", baseline),
+        ("relay floor", relay),
+        ("switchboard", broker),
+    ] {
         if let Some(m) = m {
             println!(
                 "{name:<12} {:>9} {:>11.0} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -503,6 +574,16 @@ fn report(args: &Args, baseline: Option<&Measured>, broker: Option<&Measured>) {
             r["p50_latency"].as_f64().unwrap_or(0.0),
             r["p99_latency"].as_f64().unwrap_or(0.0)
         );
+        if let (Some(floor), Some(share)) = (
+            r["relay_throughput"].as_f64(),
+            r["throughput_vs_relay"].as_f64(),
+        ) {
+            println!(
+                "relay floor  {:.1} % of direct echo; switchboard reaches {:.1} % of it",
+                floor * 100.0,
+                share * 100.0
+            );
+        }
     }
     if let Some(m) = broker {
         if !m.errors.is_empty() {
