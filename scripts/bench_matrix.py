@@ -122,8 +122,11 @@ def main():
                         rate = median([r["broker"]["calls_per_second"] for r in runs])
                         base = median([r["baseline"]["calls_per_second"] for r in runs])
                         target = 0.40 if "16 B" in name else 0.50
+                        floor = median([r["ratios"]["relay_throughput"] for r in runs])
+                        share = median([r["ratios"]["throughput_vs_relay"] for r in runs])
                         row(f"{name} (prefetch {prefetch})", f"≥ {target:.0%}", f"{ratio:.1%}", ratio >= target,
-                            f"{rate:,.0f} calls/s vs direct {base:,.0f} msg/s")
+                            f"{rate:,.0f} calls/s vs direct {base:,.0f} msg/s; "
+                            f"relay floor {floor:.1%} of direct, switchboard {share:.0%} of the relay")
 
     # 4: 16 workers hosting a 20 ms sleep, 64 callers. Closed loop (each caller calls again
     # as soon as it has its answer), 64 callers keep 48 calls queued: by Little's law every

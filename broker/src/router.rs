@@ -196,7 +196,7 @@ pub struct Router {
     workers: Map<WorkerId, WorkerState>,
     functions: Map<String, FunctionState>,
     /// Functions with calls waiting in their queue.
-    waiting: Set<String>,
+    waiting: Set<Arc<str>>,
     /// Boxed: a table of 100 000 queued calls then grows by pointers, not by whole calls.
     calls: Map<Ticket, Box<Call>>,
     batches: Map<u64, PendingBatch>,
@@ -789,12 +789,12 @@ impl Router {
             if state.free() == 0 {
                 return;
             }
-            let mut oldest: Option<(Ticket, &str)> = None;
+            let mut oldest: Option<(Ticket, &Arc<str>)> = None;
             for name in &self.waiting {
-                if !state.functions.iter().any(|f| f == name) {
+                if !state.functions.iter().any(|f| **f == **name) {
                     continue;
                 }
-                let Some(function) = self.functions.get_mut(name) else {
+                let Some(function) = self.functions.get_mut(&**name) else {
                     continue;
                 };
                 while let Some(&head) = function.queue.front() {
@@ -811,9 +811,9 @@ impl Router {
                 }
             }
             let Some((ticket, name)) = oldest else { return };
-            let name = name.to_owned();
+            let name = Arc::clone(name);
             self.functions
-                .get_mut(&name)
+                .get_mut(&*name)
                 .expect("found above")
                 .queue
                 .pop_front();
@@ -840,7 +840,7 @@ impl Router {
         }
         entry.queued += 1;
         if entry.queued == 1 {
-            self.waiting.insert(function.to_owned());
+            self.waiting.insert(Arc::clone(&entry.name));
         }
     }
 

@@ -9,7 +9,7 @@ use crate::error::ProtocolError;
 use crate::message::CallHeader;
 use crate::route::ReplyRoute;
 use crate::socket::Oversized;
-use crate::{Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
+use crate::{owned_frame, Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
 
 /// The function name that marks a batch request.
 pub const BATCH_FUNCTION: &str = "system.batch";
@@ -192,8 +192,8 @@ pub fn request_frames(function: &str, header: &CallHeader, body: Vec<u8>) -> Vec
         Frame::new(),
         Frame::from(CLIENT_SIGNATURE),
         Frame::from(function.as_bytes()),
-        Frame::from(header.encode()),
-        Frame::from(body),
+        owned_frame(header.encode()),
+        owned_frame(body),
     ]
 }
 
@@ -203,10 +203,10 @@ pub fn batch_request_frames(header: &CallHeader, calls: Vec<(String, Vec<u8>)>) 
     frames.push(Frame::new());
     frames.push(Frame::from(CLIENT_SIGNATURE));
     frames.push(Frame::from(BATCH_FUNCTION.as_bytes()));
-    frames.push(Frame::from(header.encode()));
+    frames.push(owned_frame(header.encode()));
     for (function, body) in calls {
         frames.push(Frame::from(function.as_bytes()));
-        frames.push(Frame::from(body));
+        frames.push(owned_frame(body));
     }
     frames
 }

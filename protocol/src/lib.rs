@@ -47,6 +47,20 @@ pub use message::{
 /// One ZeroMQ frame. Frames the broker only forwards are moved, never copied.
 pub type Frame = zmq::Message;
 
+/// Largest frame libzmq keeps inside the message itself, allocating nothing.
+const INLINE_FRAME: usize = 33;
+
+/// Makes a frame from owned bytes: small ones are copied into the message itself (so
+/// libzmq allocates nothing and has no free callback to run), large ones are handed
+/// over without a copy.
+pub fn owned_frame(bytes: Vec<u8>) -> Frame {
+    if bytes.len() <= INLINE_FRAME {
+        Frame::from(&bytes[..])
+    } else {
+        Frame::from(bytes)
+    }
+}
+
 /// Signature frame that starts every client message (after the empty delimiter).
 pub const CLIENT_SIGNATURE: &[u8] = b"SBC1";
 

@@ -14,7 +14,7 @@
 use crate::codec::{decode, encode};
 use crate::error::ProtocolError;
 use crate::message::{CallHeader, ReadyInfo};
-use crate::{client::function_name, Frame, WORKER_SIGNATURE};
+use crate::{client::function_name, owned_frame, Frame, WORKER_SIGNATURE};
 
 const READY: u8 = 0x01;
 const REQUEST: u8 = 0x02;
@@ -196,7 +196,7 @@ impl BrokerMessage {
                     cmd,
                     ticket.to_frame(),
                     Frame::from(function.as_bytes()),
-                    Frame::from(header.encode()),
+                    owned_frame(header.encode()),
                     body,
                 ]
             }

@@ -8,7 +8,7 @@ use switchboard_protocol::codec::encode_error;
 use switchboard_protocol::socket::{recv_frames, send_frames};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
-use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError, Shutdown};
+use switchboard_protocol::{owned_frame, ErrorCode, ReadyInfo, RemoteError, Shutdown};
 use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
@@ -251,7 +251,7 @@ impl Worker {
             socket,
             WorkerMessage::Reply {
                 ticket,
-                body: Frame::from(body),
+                body: owned_frame(body),
             },
         );
     }
