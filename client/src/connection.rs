@@ -209,6 +209,8 @@ impl Connection {
                 self.queue_due_retries(now);
             }
             if !self.unsent.is_empty() {
+                // Once per loop, not per command: a long queue is scanned once per wake-up.
+                self.expire_unsent();
                 self.send_unsent();
             }
             if now >= next_sweep {
@@ -313,8 +315,8 @@ impl Connection {
         }
     }
 
-    /// Hands waiting calls to ZeroMQ in order, and fails those whose deadline passed unsent.
-    fn send_unsent(&mut self) {
+    /// Fails the waiting calls whose deadline passed before they could be sent.
+    fn expire_unsent(&mut self) {
         let now = Instant::now();
         if self.unsent.iter().any(|u| u.call.deadline <= now) {
             let (expired, waiting) = std::mem::take(&mut self.unsent)
@@ -326,6 +328,10 @@ impl Connection {
                 let _ = unsent.call.reply.send(Err(error));
             }
         }
+    }
+
+    /// Hands waiting calls to ZeroMQ in order, stopping at the first it cannot take.
+    fn send_unsent(&mut self) {
         while let Some(Unsent {
             id,
             frames,
