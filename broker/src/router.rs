@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::client::{BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION};
 use switchboard_protocol::codec::{batch_reply_body, encode_error, reply_outcome};
 use switchboard_protocol::route::ReplyRoute;
-use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
+use switchboard_protocol::worker::{Ticket, WorkerMessage};
 use switchboard_protocol::ProtocolError;
 use switchboard_protocol::{
     CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, RemoteError, WorkerListing,
@@ -78,13 +78,39 @@ pub enum Action {
         /// The reply body.
         body: Frame,
     },
-    /// Send a message to a worker on the backend.
-    Worker {
+    /// Run a call on a worker. The socket loop sends the calls for one worker
+    /// together, in order, in as few REQUEST messages as it can.
+    Run {
         /// The worker's identity.
         worker: WorkerId,
-        /// What to send.
-        message: BrokerMessage,
+        /// The call.
+        call: Dispatch,
     },
+    /// Send a worker a HEARTBEAT.
+    Heartbeat {
+        /// The worker's identity.
+        worker: WorkerId,
+    },
+    /// Send a worker a DISCONNECT: "send READY", or "your leave is acknowledged".
+    Disconnect {
+        /// The worker's identity.
+        worker: WorkerId,
+    },
+}
+
+/// One call on its way to a worker.
+#[derive(Debug)]
+pub struct Dispatch {
+    /// The broker's handle for the call, echoed in the worker's reply.
+    pub ticket: Ticket,
+    /// The caller's call id (for the worker's logs).
+    pub call_id: u64,
+    /// Milliseconds left before the call's deadline.
+    pub time_left_ms: u32,
+    /// The function to run.
+    pub function: Arc<str>,
+    /// The request body as the client wrote it.
+    pub body: Frame,
 }
 
 /// Counters of what the router has seen, for logs, `system.stats` and metrics.
@@ -561,10 +587,7 @@ impl Router {
         let Some(state) = self.workers.get_mut(&worker) else {
             if !matches!(message, WorkerMessage::Disconnect) {
                 debug!(worker = %hex(&worker), "message from unknown worker; asking it to register");
-                out.push(Action::Worker {
-                    worker,
-                    message: BrokerMessage::Disconnect,
-                });
+                out.push(Action::Disconnect { worker });
             }
             return;
         };
@@ -572,13 +595,16 @@ impl Router {
         match message {
             WorkerMessage::Ready(_) => unreachable!("handled above"),
             WorkerMessage::Heartbeat => {}
-            WorkerMessage::Reply { ticket, body } => self.complete(worker, ticket, body, now, out),
+            WorkerMessage::Reply(replies) => {
+                for (ticket, body) in replies.into_replies() {
+                    self.complete(&worker, ticket, body, now, out);
+                }
+            }
             WorkerMessage::Disconnect => {
                 info!(worker = %hex(&worker), running = state.running.len(), "worker leaving");
                 state.draining = true;
-                out.push(Action::Worker {
+                out.push(Action::Disconnect {
                     worker: worker.clone(),
-                    message: BrokerMessage::Disconnect,
                 });
                 if state.running.is_empty() {
                     self.remove_worker(&worker, now, out);
@@ -630,10 +656,7 @@ impl Router {
         for (id, worker) in &mut self.workers {
             if worker.next_heartbeat <= now {
                 worker.next_heartbeat = now + worker.heartbeat;
-                out.push(Action::Worker {
-                    worker: id.clone(),
-                    message: BrokerMessage::Heartbeat,
-                });
+                out.push(Action::Heartbeat { worker: id.clone() });
             }
         }
     }
@@ -754,10 +777,6 @@ impl Router {
         state.last_dispatch = self.dispatch_count;
         state.running.insert(ticket);
         let remaining = call.deadline.saturating_duration_since(now);
-        let header = CallHeader {
-            id: call.id,
-            timeout_ms: Some(remaining.as_millis().try_into().unwrap_or(u64::MAX)),
-        };
         let body = call.body.take().expect("a queued call has its body");
         call.attempts += 1;
         if let Some(function) = self.functions.get_mut(&*call.function) {
@@ -767,12 +786,13 @@ impl Router {
             }
         }
         debug!(call_id = call.id, function = %call.function, worker = %hex(&worker), "dispatch");
-        out.push(Action::Worker {
+        out.push(Action::Run {
             worker: worker.clone(),
-            message: BrokerMessage::Request {
+            call: Dispatch {
                 ticket,
-                function: call.function.to_string(),
-                header,
+                call_id: call.id,
+                time_left_ms: remaining.as_millis().try_into().unwrap_or(u32::MAX),
+                function: Arc::clone(&call.function),
                 body,
             },
         });
@@ -856,7 +876,7 @@ impl Router {
 
     fn complete(
         &mut self,
-        worker: WorkerId,
+        worker: &WorkerId,
         ticket: Ticket,
         body: Frame,
         now: Instant,
@@ -864,15 +884,15 @@ impl Router {
     ) {
         let owned = matches!(
             self.calls.get(&ticket).map(|call| &call.state),
-            Some(CallState::Running { worker: w }) if *w == worker
+            Some(CallState::Running { worker: w }) if w == worker
         );
         if !owned {
             self.stats.late_replies += 1;
-            warn!(worker = %hex(&worker), ticket = ticket.0, "dropping reply for a call this worker does not hold");
+            warn!(worker = %hex(worker), ticket = ticket.0, "dropping reply for a call this worker does not hold");
             return;
         }
         let call = self.take_call(ticket).expect("checked above");
-        let state = self.workers.get_mut(&worker).expect("sender is registered");
+        let state = self.workers.get_mut(worker).expect("sender is registered");
         state.running.remove(&ticket);
         let leaving = state.draining && state.running.is_empty();
         match call.client {
@@ -893,9 +913,9 @@ impl Router {
             }
         }
         if leaving {
-            self.remove_worker(&worker, now, out);
+            self.remove_worker(worker, now, out);
         } else {
-            self.pull_queued(&worker, now, out);
+            self.pull_queued(worker, now, out);
         }
     }
 
@@ -1122,6 +1142,7 @@ pub fn hex(id: &[u8]) -> String {
 mod tests {
     use super::*;
     use switchboard_protocol::codec::decode_reply;
+    use switchboard_protocol::worker::ReplyBatch;
 
     fn request(client: &[u8], function: &str, id: u64, timeout_ms: Option<u64>) -> Incoming {
         let header = CallHeader { id, timeout_ms };
@@ -1154,10 +1175,7 @@ mod tests {
     fn dispatched(out: &[Action]) -> Vec<(WorkerId, Ticket)> {
         out.iter()
             .filter_map(|a| match a {
-                Action::Worker {
-                    worker,
-                    message: BrokerMessage::Request { ticket, .. },
-                } => Some((worker.clone(), *ticket)),
+                Action::Run { worker, call } => Some((worker.clone(), call.ticket)),
                 _ => None,
             })
             .collect()
@@ -1228,10 +1246,10 @@ mod tests {
             let (worker, ticket) = dispatched(&out).remove(0);
             router.worker_message(
                 worker.clone(),
-                WorkerMessage::Reply {
+                WorkerMessage::Reply(ReplyBatch::single(
                     ticket,
-                    body: Frame::from(&b"\x81\xa6result\x01"[..]),
-                },
+                    Frame::from(&b"\x81\xa6result\x01"[..]),
+                )),
                 now,
                 &mut out,
             );
@@ -1258,7 +1276,7 @@ mod tests {
         let body = Frame::from(&b"\x81\xa6result\x01"[..]);
         router.worker_message(
             b"w".to_vec(),
-            WorkerMessage::Reply { ticket, body },
+            WorkerMessage::Reply(ReplyBatch::single(ticket, body)),
             now,
             &mut out,
         );
@@ -1378,10 +1396,7 @@ mod tests {
         let body = || Frame::from(&b"\x81\xa6result\x01"[..]);
         router.worker_message(
             b"x".to_vec(),
-            WorkerMessage::Reply {
-                ticket,
-                body: body(),
-            },
+            WorkerMessage::Reply(ReplyBatch::single(ticket, body())),
             now,
             &mut out,
         );
@@ -1394,10 +1409,7 @@ mod tests {
         out.clear();
         router.worker_message(
             b"w".to_vec(),
-            WorkerMessage::Reply {
-                ticket,
-                body: body(),
-            },
+            WorkerMessage::Reply(ReplyBatch::single(ticket, body())),
             now,
             &mut out,
         );
@@ -1438,7 +1450,12 @@ mod tests {
         );
         for (i, (worker, ticket)) in tickets.into_iter().enumerate().rev() {
             let body = Frame::from(switchboard_protocol::codec::encode_result(&i).unwrap());
-            router.worker_message(worker, WorkerMessage::Reply { ticket, body }, now, &mut out);
+            router.worker_message(
+                worker,
+                WorkerMessage::Reply(ReplyBatch::single(ticket, body)),
+                now,
+                &mut out,
+            );
         }
         let replies: Vec<_> = out
             .iter()
@@ -1492,7 +1509,7 @@ mod tests {
         let body = Frame::from(&b"\x81\xa6result\x01"[..]);
         router.worker_message(
             b"w".to_vec(),
-            WorkerMessage::Reply { ticket, body },
+            WorkerMessage::Reply(ReplyBatch::single(ticket, body)),
             now,
             &mut out,
         );

@@ -13,12 +13,12 @@ use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
 use crate::memory;
 use crate::metrics::Socket;
-use crate::router::{Action, Router};
+use crate::router::{Action, Dispatch, Router, WorkerId};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized};
 use switchboard_protocol::wake::{waker, WakeReceiver};
-use switchboard_protocol::worker::WorkerMessage;
+use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
 use switchboard_protocol::{Frame, ProtocolError, Shutdown};
 use tracing::{debug, info, warn};
 
@@ -37,6 +37,9 @@ pub struct Broker {
     backend: zmq::Socket,
     router: Router,
     outbox: Vec<Action>,
+    /// Calls decided but not sent yet, gathered per worker so that many calls
+    /// travel in one REQUEST. Sent whenever the loop has nothing more to read.
+    requests: Vec<(WorkerId, RequestBatch)>,
     config: BrokerConfig,
     metrics: Option<MetricsEndpoint>,
 }
@@ -123,6 +126,7 @@ impl Broker {
             backend,
             router,
             outbox: Vec::with_capacity(BATCH),
+            requests: Vec::new(),
             config,
             metrics,
         })
@@ -171,7 +175,7 @@ impl Broker {
                         "shutdown grace period over"
                     );
                     self.router.abandon_all(&mut self.outbox);
-                    self.flush(now);
+                    self.flush_all(now);
                     break;
                 }
             }
@@ -212,7 +216,7 @@ impl Broker {
             }
             let now = Instant::now();
             self.router.tick(now, &mut self.outbox);
-            self.flush(now);
+            self.flush_all(now);
             let held = self.router.calls_in_progress();
             high_water = high_water.max(held);
             if high_water >= 10_000 && held <= high_water / 16 {
@@ -267,6 +271,7 @@ impl Broker {
     fn drain_frontend(&mut self) -> Result<usize, BrokerError> {
         for count in 0..BATCH {
             let Some(received) = self.receive(Socket::Frontend)? else {
+                self.flush_all(Instant::now());
                 return Ok(count);
             };
             let now = Instant::now();
@@ -279,6 +284,7 @@ impl Broker {
             }
             self.flush(now);
         }
+        self.flush_all(Instant::now());
         Ok(BATCH)
     }
 
@@ -286,6 +292,7 @@ impl Broker {
     fn drain_backend(&mut self) -> Result<usize, BrokerError> {
         for count in 0..BATCH {
             let Some(received) = self.receive(Socket::Backend)? else {
+                self.flush_all(Instant::now());
                 return Ok(count);
             };
             let now = Instant::now();
@@ -311,11 +318,27 @@ impl Broker {
             }
             self.flush(now);
         }
+        self.flush_all(Instant::now());
         Ok(BATCH)
     }
 
-    /// Sends everything the router decided. Never blocks: a peer that cannot take a
-    /// message right now loses that message (and a worker is then declared lost).
+    /// Sends everything the router decided, including every call gathered for workers.
+    fn flush_all(&mut self, now: Instant) {
+        loop {
+            self.flush(now);
+            if self.requests.is_empty() {
+                return;
+            }
+            for (worker, batch) in std::mem::take(&mut self.requests) {
+                self.send_to_worker(worker, BrokerMessage::Request(batch), now);
+            }
+        }
+    }
+
+    /// Sends what the router decided, except calls for workers: those are added to
+    /// the worker's pending REQUEST (sent at once when it is full). Never blocks: a
+    /// peer that cannot take a message right now loses that message (and a worker
+    /// is then declared lost).
     fn flush(&mut self, now: Instant) {
         while !self.outbox.is_empty() {
             for action in std::mem::take(&mut self.outbox) {
@@ -329,19 +352,61 @@ impl Broker {
                             debug!(error = %e, "dropping reply: client gone or not reading");
                         }
                     }
-                    Action::Worker { worker, message } => {
-                        let frames = message.into_frames(&worker);
-                        let size = frames.iter().map(|f| f.len()).sum();
-                        self.router.metrics_mut().sent(Socket::Backend, size);
-                        if let Err(e) = send_frames(&self.backend, frames, zmq::DONTWAIT) {
-                            debug!(error = %e, "send to worker failed");
-                            // Losing the worker may produce replies: loop again.
-                            self.router
-                                .worker_unreachable(&worker, now, &mut self.outbox);
-                        }
+                    Action::Run { worker, call } => self.gather(worker, call, now),
+                    Action::Heartbeat { worker } => {
+                        self.send_pending(&worker, now);
+                        self.send_to_worker(worker, BrokerMessage::Heartbeat, now);
+                    }
+                    Action::Disconnect { worker } => {
+                        self.send_pending(&worker, now);
+                        self.send_to_worker(worker, BrokerMessage::Disconnect, now);
                     }
                 }
             }
+        }
+    }
+
+    /// Adds a call to its worker's pending REQUEST; sends that when it is full.
+    fn gather(&mut self, worker: WorkerId, call: Dispatch, now: Instant) {
+        let record = CallRecord {
+            ticket: call.ticket,
+            call_id: call.call_id,
+            time_left_ms: call.time_left_ms,
+            function: &call.function,
+        };
+        let index = match self.requests.iter().position(|(id, _)| *id == worker) {
+            Some(index) => index,
+            None => {
+                self.requests.push((worker, RequestBatch::new()));
+                self.requests.len() - 1
+            }
+        };
+        let batch = &mut self.requests[index].1;
+        batch.push(record, call.body);
+        if batch.is_full() {
+            let (worker, batch) = self.requests.swap_remove(index);
+            self.send_to_worker(worker, BrokerMessage::Request(batch), now);
+        }
+    }
+
+    /// Sends the calls gathered for one worker, if any, so that what follows keeps its order.
+    fn send_pending(&mut self, worker: &WorkerId, now: Instant) {
+        if let Some(index) = self.requests.iter().position(|(id, _)| id == worker) {
+            let (worker, batch) = self.requests.swap_remove(index);
+            self.send_to_worker(worker, BrokerMessage::Request(batch), now);
+        }
+    }
+
+    /// Sends one message to a worker; a worker that cannot take it is declared lost
+    /// (which may decide more sends, picked up by the caller's loop).
+    fn send_to_worker(&mut self, worker: WorkerId, message: BrokerMessage, now: Instant) {
+        let frames = message.into_frames(&worker);
+        let size = frames.iter().map(|f| f.len()).sum();
+        self.router.metrics_mut().sent(Socket::Backend, size);
+        if let Err(e) = send_frames(&self.backend, frames, zmq::DONTWAIT) {
+            debug!(error = %e, "send to worker failed");
+            self.router
+                .worker_unreachable(&worker, now, &mut self.outbox);
         }
     }
 }

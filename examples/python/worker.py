@@ -15,6 +15,7 @@ import inspect
 import os
 import queue
 import signal
+import struct
 import sys
 import threading
 import time
@@ -22,8 +23,20 @@ import time
 import msgpack
 import zmq
 
-SIGNATURE = b"SBW1"
-READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT = b"\x01", b"\x02", b"\x03", b"\x04", b"\x05"
+# Every message starts with a control frame: signature, command byte, the command's fields.
+READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT = (b"SBW2" + bytes([c]) for c in range(1, 6))
+
+
+def calls(control, bodies):
+    """Yields (ticket, function, time_left_ms, body) for each call of a REQUEST (PROTOCOL.md 5.2).
+    Each record: ticket (8 bytes), call id (8), time left in ms (4), name length (1), name."""
+    at = len(REQUEST)
+    for body in bodies:
+        ticket = control[at:at + 8]
+        _call_id, time_left_ms, name_len = struct.unpack_from(">QIB", control, at + 8)
+        function = control[at + 21:at + 21 + name_len].decode()
+        at += 21 + name_len
+        yield ticket, function, time_left_ms, body
 
 
 def apply_curve(sock):
@@ -62,12 +75,10 @@ class Worker:
                               "heartbeat_ms": int(self.heartbeat * 1000),
                               "functions": described})
 
-    def run_call(self, ticket, function, header, body):
-        function = function.decode()
+    def run_call(self, ticket, function, deadline, body):
         fn = self.functions.get(function)
         if fn is None:
             return ticket, {"error": {"code": "UNKNOWN_FUNCTION", "message": f"no function {function}"}}
-        deadline_ms = msgpack.unpackb(header).get("timeout_ms")
         try:
             request = msgpack.unpackb(body, timestamp=3)
             args, kwargs = request.get("args") or [], request.get("kwargs") or {}
@@ -77,7 +88,7 @@ class Worker:
             inspect.signature(fn).bind(*args, **kwargs)
         except TypeError as error:
             return ticket, {"error": {"code": "BAD_ARGUMENTS", "message": f"{function}: {error}"}}
-        if deadline_ms == 0:
+        if time.monotonic() >= deadline:
             return ticket, {"error": {"code": "TIMEOUT", "message": f"{function}: deadline passed"}}
         try:
             return ticket, {"result": fn(*args, **kwargs)}
@@ -90,14 +101,14 @@ class Worker:
         sock.setsockopt(zmq.LINGER, 1000)
         apply_curve(sock)
         sock.connect(self.endpoint)
-        sock.send_multipart([SIGNATURE, READY, self.ready_body()])
+        sock.send_multipart([READY, self.ready_body()])
         pool = concurrent.futures.ThreadPoolExecutor(self.threads)
         held, acknowledged, leaving_since = 0, False, None
         next_heartbeat = time.monotonic() + self.heartbeat
         broker_expires = time.monotonic() + 3 * self.heartbeat
         while True:
             if self.stopping.is_set() and leaving_since is None:
-                sock.send_multipart([SIGNATURE, DISCONNECT])
+                sock.send_multipart([DISCONNECT])
                 leaving_since = time.monotonic()
             if leaving_since is not None and held == 0 and (acknowledged or time.monotonic() > broker_expires):
                 break
@@ -105,25 +116,30 @@ class Worker:
                 break
             if sock.poll(50):
                 while sock.poll(0):
-                    frames = sock.recv_multipart()
-                    broker_expires = time.monotonic() + 3 * self.heartbeat
-                    if len(frames) < 2 or frames[0] != SIGNATURE:
-                        continue
-                    if frames[1] == REQUEST and len(frames) == 6:
-                        held += 1
-                        future = pool.submit(self.run_call, *frames[2:6])
-                        future.add_done_callback(lambda f: self.done.put(f.result()))
-                    elif frames[1] == DISCONNECT:
+                    control, *bodies = sock.recv_multipart()
+                    received = time.monotonic()
+                    broker_expires = received + 3 * self.heartbeat
+                    if control.startswith(REQUEST):
+                        for ticket, function, time_left_ms, body in calls(control, bodies):
+                            held += 1
+                            deadline = received + time_left_ms / 1000
+                            future = pool.submit(self.run_call, ticket, function, deadline, body)
+                            future.add_done_callback(lambda f: self.done.put(f.result()))
+                    elif control == DISCONNECT:
                         if leaving_since is not None:
                             acknowledged = True
                         else:
-                            sock.send_multipart([SIGNATURE, READY, self.ready_body()])
-            while not self.done.empty():
+                            sock.send_multipart([READY, self.ready_body()])
+            tickets, replies = [], []
+            while not self.done.empty() and len(tickets) < 256:
                 ticket, reply = self.done.get()
-                sock.send_multipart([SIGNATURE, REPLY, ticket, msgpack.packb(reply, datetime=True)])
-                held -= 1
+                tickets.append(ticket)
+                replies.append(msgpack.packb(reply, datetime=True))
+            if tickets:  # one REPLY carries every finished call: its tickets, then the bodies
+                sock.send_multipart([REPLY + b"".join(tickets), *replies])
+                held -= len(tickets)
             if time.monotonic() >= next_heartbeat:
-                sock.send_multipart([SIGNATURE, HEARTBEAT])
+                sock.send_multipart([HEARTBEAT])
                 next_heartbeat = time.monotonic() + self.heartbeat
         pool.shutdown()
         sock.close()

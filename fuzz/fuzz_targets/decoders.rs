@@ -31,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let frames = || data.split(|b| *b == 0x1e).map(Frame::from).collect::<Vec<_>>();
     let _ = parse_request(frames());
     let _ = parse_reply(frames());
-    let _ = WorkerMessage::parse(frames());
-    let _ = BrokerMessage::parse(frames());
+    if let Ok(WorkerMessage::Reply(replies)) = WorkerMessage::parse(frames()) {
+        replies.into_replies().for_each(drop);
+    }
+    if let Ok(BrokerMessage::Request(mut requests)) = BrokerMessage::parse(frames()) {
+        requests.calls().for_each(drop);
+    }
 });

@@ -1,6 +1,6 @@
 //! Error types of the protocol crate, split by failure domain.
 
-/// A multipart message that does not follow wire protocol v1.
+/// A multipart message that does not follow the wire protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     /// The message had fewer or more frames than its kind requires.
@@ -23,15 +23,12 @@ pub enum ProtocolError {
     /// The worker command byte is not one of the defined commands.
     #[error("unknown command {0:#04x}")]
     UnknownCommand(u8),
-    /// The command frame must be exactly one byte.
-    #[error("command frame must be one byte, got {0} bytes")]
-    CommandLength(usize),
+    /// A worker message's control frame does not have its command's layout.
+    #[error("malformed control frame: {0}")]
+    Control(&'static str),
     /// The function name frame is empty, too long or not UTF-8.
     #[error("invalid function name: {0}")]
     FunctionName(&'static str),
-    /// The ticket frame is not 8 bytes.
-    #[error("ticket frame must be 8 bytes, got {0}")]
-    Ticket(usize),
     /// The message had too many frames or bytes.
     #[error("message too large: {frames} frames, {bytes} bytes")]
     TooLarge {

@@ -1,4 +1,4 @@
-//! Switchboard wire protocol v1: the only code that knows the bytes.
+//! Switchboard wire protocol (clients SBC1, workers SBW2): the only code that knows the bytes.
 //!
 //! Every multipart message that crosses a Switchboard socket is built and parsed
 //! here, and this crate is the only caller of `rmp_serde`. Broker, worker and
@@ -64,8 +64,8 @@ pub fn owned_frame(bytes: Vec<u8>) -> Frame {
 /// Signature frame that starts every client message (after the empty delimiter).
 pub const CLIENT_SIGNATURE: &[u8] = b"SBC1";
 
-/// Signature frame that starts every worker message (after the routing identity).
-pub const WORKER_SIGNATURE: &[u8] = b"SBW1";
+/// Signature that starts every worker message's control frame (after the routing identity).
+pub const WORKER_SIGNATURE: &[u8] = b"SBW2";
 
 /// Longest function name accepted, in bytes.
 pub const MAX_FUNCTION_NAME_LEN: usize = 255;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The call header frame: what the broker needs to know about a call without
 /// reading its arguments. A client writes it; the broker echoes it verbatim in
-/// the reply, and sends workers a copy whose `timeout_ms` is the time left.
+/// the reply, and tells workers the id and the time left in its REQUEST record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallHeader {
     /// Caller-chosen id that matches a reply to its request.

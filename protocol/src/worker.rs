@@ -1,19 +1,24 @@
-//! Frames between a worker (`DEALER`) and the broker backend (`ROUTER`).
+//! Frames between a worker (`DEALER`) and the broker backend (`ROUTER`), protocol SBW2.
 //!
-//! Every message is `["SBW1"][command][...]`; the broker's ROUTER socket
-//! prepends the worker's identity on receipt and consumes it on send.
+//! Every message starts with one **control frame**: the signature `SBW2`, a command
+//! byte, then the command's fixed-layout fields. The broker's ROUTER socket prepends
+//! the worker's identity on receipt and consumes it on send.
 //!
-//! | command | byte | direction | frames after the command |
-//! |---|---|---|---|
-//! | READY | `0x01` | worker → broker | ready body |
-//! | REQUEST | `0x02` | broker → worker | ticket, function, header, body |
-//! | REPLY | `0x03` | worker → broker | ticket, reply body |
-//! | HEARTBEAT | `0x04` | both | none |
-//! | DISCONNECT | `0x05` | both | none |
+//! | command | byte | direction | control frame after the command | frames after it |
+//! |---|---|---|---|---|
+//! | READY | `0x01` | worker → broker | nothing | ready body |
+//! | REQUEST | `0x02` | broker → worker | one record per call | one body per call |
+//! | REPLY | `0x03` | worker → broker | one 8-byte ticket per call | one reply body per call |
+//! | HEARTBEAT | `0x04` | both | nothing | none |
+//! | DISCONNECT | `0x05` | both | nothing | none |
+//!
+//! REQUEST and REPLY carry 1 to [`MAX_CALLS_PER_MESSAGE`] calls, so that under load a
+//! busy broker and worker pay the per-message cost once for many calls; their bodies
+//! stay separate frames and are never copied.
 
 use crate::codec::{decode, encode};
 use crate::error::ProtocolError;
-use crate::message::{CallHeader, ReadyInfo};
+use crate::message::ReadyInfo;
 use crate::{client::function_name, owned_frame, Frame, WORKER_SIGNATURE};
 
 const READY: u8 = 0x01;
@@ -22,22 +27,243 @@ const REPLY: u8 = 0x03;
 const HEARTBEAT: u8 = 0x04;
 const DISCONNECT: u8 = 0x05;
 
+/// Bytes of the control frame before the command's fields: signature and command.
+const HEAD_LEN: usize = WORKER_SIGNATURE.len() + 1;
+/// Bytes of a REQUEST record before the function name: ticket, call id, time left, name length.
+const RECORD_FIXED_LEN: usize = 8 + 8 + 4 + 1;
+
+/// Most calls one REQUEST or REPLY message may carry.
+pub const MAX_CALLS_PER_MESSAGE: usize = 256;
+/// A sender starts a new message once the bodies of the current one reach this many bytes.
+pub const BATCH_BYTES: usize = 1024 * 1024;
+
 /// The broker's handle for one dispatched call: 8 bytes, big-endian. Workers echo it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
-impl Ticket {
-    /// Encodes the ticket frame.
-    pub fn to_frame(self) -> Frame {
-        Frame::from(&self.0.to_be_bytes()[..])
+fn control_head(command: u8) -> Vec<u8> {
+    let mut control = Vec::with_capacity(64);
+    control.extend_from_slice(WORKER_SIGNATURE);
+    control.push(command);
+    control
+}
+
+/// Reads `N` bytes at `at`, if there are that many.
+fn array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at + N)?.try_into().ok()
+}
+
+/// Calls for one worker: REQUEST's control records and the bodies, in the same order.
+#[derive(Debug)]
+pub struct RequestBatch {
+    control: Vec<u8>,
+    bodies: Vec<Frame>,
+    body_bytes: usize,
+}
+
+/// One call of a [`RequestBatch`], as a worker reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRecord<'a> {
+    /// Echo this in the REPLY.
+    pub ticket: Ticket,
+    /// The caller's call id (for logs).
+    pub call_id: u64,
+    /// Milliseconds left before the caller stops waiting.
+    pub time_left_ms: u32,
+    /// The function to run.
+    pub function: &'a str,
+}
+
+impl Default for RequestBatch {
+    fn default() -> Self {
+        RequestBatch::new()
+    }
+}
+
+impl RequestBatch {
+    /// An empty batch.
+    pub fn new() -> RequestBatch {
+        RequestBatch {
+            control: control_head(REQUEST),
+            bodies: Vec::new(),
+            body_bytes: 0,
+        }
     }
 
-    /// Decodes a ticket frame.
-    pub fn from_frame(frame: &[u8]) -> Result<Ticket, ProtocolError> {
-        let bytes: [u8; 8] = frame
-            .try_into()
-            .map_err(|_| ProtocolError::Ticket(frame.len()))?;
-        Ok(Ticket(u64::from_be_bytes(bytes)))
+    /// Adds one call. `function` must be a valid function name (1 to 255 bytes).
+    pub fn push(&mut self, record: CallRecord<'_>, body: Frame) {
+        let name = record.function.as_bytes();
+        debug_assert!(!name.is_empty() && name.len() <= 255, "checked on receipt");
+        self.control
+            .extend_from_slice(&record.ticket.0.to_be_bytes());
+        self.control
+            .extend_from_slice(&record.call_id.to_be_bytes());
+        self.control
+            .extend_from_slice(&record.time_left_ms.to_be_bytes());
+        self.control.push(name.len() as u8);
+        self.control.extend_from_slice(name);
+        self.body_bytes += body.len();
+        self.bodies.push(body);
+    }
+
+    /// How many calls the batch holds.
+    pub fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// Whether the batch holds no call.
+    pub fn is_empty(&self) -> bool {
+        self.bodies.is_empty()
+    }
+
+    /// Whether the batch should be sent before another call is added.
+    pub fn is_full(&self) -> bool {
+        self.bodies.len() >= MAX_CALLS_PER_MESSAGE || self.body_bytes >= BATCH_BYTES
+    }
+
+    /// The records, in order.
+    pub fn records(&self) -> impl Iterator<Item = CallRecord<'_>> + '_ {
+        let mut at = HEAD_LEN;
+        std::iter::from_fn(move || {
+            let (record, next) = read_record(&self.control, at).ok()??;
+            at = next;
+            Some(record)
+        })
+    }
+
+    /// Each call's record with its body, in order; the batch is left without bodies.
+    pub fn calls(&mut self) -> impl Iterator<Item = (CallRecord<'_>, Frame)> + '_ {
+        let bodies = std::mem::take(&mut self.bodies);
+        self.body_bytes = 0;
+        self.records().zip(bodies)
+    }
+
+    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<RequestBatch, ProtocolError> {
+        let mut at = HEAD_LEN;
+        let mut count = 0;
+        while let Some((_, next)) = read_record(control, at)? {
+            at = next;
+            count += 1;
+        }
+        check_count(count, bodies.len())?;
+        Ok(RequestBatch {
+            control: control.to_vec(),
+            body_bytes: bodies.iter().map(|b| b.len()).sum(),
+            bodies,
+        })
+    }
+}
+
+/// Reads the record at `at`: `None` at the end of the frame.
+fn read_record(
+    control: &[u8],
+    at: usize,
+) -> Result<Option<(CallRecord<'_>, usize)>, ProtocolError> {
+    if at == control.len() {
+        return Ok(None);
+    }
+    let truncated = ProtocolError::Control("REQUEST record cut short");
+    let ticket = array::<8>(control, at).ok_or(truncated.clone())?;
+    let call_id = array::<8>(control, at + 8).ok_or(truncated.clone())?;
+    let time_left = array::<4>(control, at + 16).ok_or(truncated.clone())?;
+    let name_len = *control.get(at + 20).ok_or(truncated.clone())? as usize;
+    let name_at = at + RECORD_FIXED_LEN;
+    let name = control.get(name_at..name_at + name_len).ok_or(truncated)?;
+    let record = CallRecord {
+        ticket: Ticket(u64::from_be_bytes(ticket)),
+        call_id: u64::from_be_bytes(call_id),
+        time_left_ms: u32::from_be_bytes(time_left),
+        function: function_name(name)?,
+    };
+    Ok(Some((record, name_at + name_len)))
+}
+
+fn check_count(records: usize, bodies: usize) -> Result<(), ProtocolError> {
+    if records == 0 || records > MAX_CALLS_PER_MESSAGE {
+        return Err(ProtocolError::Control("1 to 256 calls per message"));
+    }
+    if records != bodies {
+        return Err(ProtocolError::FrameCount {
+            expected: "one body frame per call",
+            got: bodies,
+        });
+    }
+    Ok(())
+}
+
+/// Replies from one worker: REPLY's tickets and the reply bodies, in the same order.
+#[derive(Debug)]
+pub struct ReplyBatch {
+    control: Vec<u8>,
+    bodies: Vec<Frame>,
+    body_bytes: usize,
+}
+
+impl Default for ReplyBatch {
+    fn default() -> Self {
+        ReplyBatch::new()
+    }
+}
+
+impl ReplyBatch {
+    /// An empty batch.
+    pub fn new() -> ReplyBatch {
+        ReplyBatch {
+            control: control_head(REPLY),
+            bodies: Vec::new(),
+            body_bytes: 0,
+        }
+    }
+
+    /// A batch of one reply.
+    pub fn single(ticket: Ticket, body: Frame) -> ReplyBatch {
+        let mut batch = ReplyBatch::new();
+        batch.push(ticket, body);
+        batch
+    }
+
+    /// Adds one reply.
+    pub fn push(&mut self, ticket: Ticket, body: Frame) {
+        self.control.extend_from_slice(&ticket.0.to_be_bytes());
+        self.body_bytes += body.len();
+        self.bodies.push(body);
+    }
+
+    /// How many replies the batch holds.
+    pub fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// Whether the batch holds no reply.
+    pub fn is_empty(&self) -> bool {
+        self.bodies.is_empty()
+    }
+
+    /// Whether the batch should be sent before another reply is added.
+    pub fn is_full(&self) -> bool {
+        self.bodies.len() >= MAX_CALLS_PER_MESSAGE || self.body_bytes >= BATCH_BYTES
+    }
+
+    /// Each reply's ticket with its body, in order.
+    pub fn into_replies(self) -> impl Iterator<Item = (Ticket, Frame)> {
+        let tickets: Vec<Ticket> = self.control[HEAD_LEN..]
+            .chunks_exact(8)
+            .map(|t| Ticket(u64::from_be_bytes(t.try_into().expect("8-byte chunk"))))
+            .collect();
+        tickets.into_iter().zip(self.bodies)
+    }
+
+    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<ReplyBatch, ProtocolError> {
+        let tickets = &control[HEAD_LEN..];
+        if tickets.len() % 8 != 0 {
+            return Err(ProtocolError::Control("REPLY tickets must be 8 bytes each"));
+        }
+        check_count(tickets.len() / 8, bodies.len())?;
+        Ok(ReplyBatch {
+            control: control.to_vec(),
+            body_bytes: bodies.iter().map(|b| b.len()).sum(),
+            bodies,
+        })
     }
 }
 
@@ -46,13 +272,8 @@ impl Ticket {
 pub enum WorkerMessage {
     /// Register (or re-register) with the functions hosted and the capacity.
     Ready(ReadyInfo),
-    /// The outcome of a call: a reply body for the client, forwarded verbatim.
-    Reply {
-        /// The ticket from the REQUEST this answers.
-        ticket: Ticket,
-        /// `{"result": ...}` or `{"error": {...}}`.
-        body: Frame,
-    },
+    /// Outcomes of calls: reply bodies for the clients, forwarded verbatim.
+    Reply(ReplyBatch),
     /// I am alive.
     Heartbeat,
     /// I am leaving: send me no new calls (I finish those I hold).
@@ -62,74 +283,69 @@ pub enum WorkerMessage {
 /// A message from the broker to a worker.
 #[derive(Debug)]
 pub enum BrokerMessage {
-    /// Run a call and REPLY with the same ticket.
-    Request {
-        /// Echo this in the REPLY.
-        ticket: Ticket,
-        /// The function to run.
-        function: String,
-        /// The call id and the time left before its deadline.
-        header: CallHeader,
-        /// The request body as the client wrote it.
-        body: Frame,
-    },
+    /// Run these calls and REPLY to each with its ticket.
+    Request(RequestBatch),
     /// I am alive.
     Heartbeat,
     /// I do not know you (send READY again), or: your DISCONNECT is acknowledged.
     Disconnect,
 }
 
-fn command(frames: &[Frame]) -> Result<u8, ProtocolError> {
-    if frames.len() < 2 {
+/// Splits off the control frame and reads its command byte.
+fn split_control(mut frames: Vec<Frame>) -> Result<(u8, Frame, Vec<Frame>), ProtocolError> {
+    if frames.is_empty() {
         return Err(ProtocolError::FrameCount {
-            expected: "at least 2 (signature, command)",
-            got: frames.len(),
+            expected: "at least 1 (control)",
+            got: 0,
         });
     }
-    if &frames[0][..] != WORKER_SIGNATURE {
-        return Err(ProtocolError::Signature { expected: "SBW1" });
+    let rest = frames.split_off(1);
+    let control = frames.pop().expect("one frame");
+    if control.len() < HEAD_LEN || &control[..WORKER_SIGNATURE.len()] != WORKER_SIGNATURE {
+        return Err(ProtocolError::Signature { expected: "SBW2" });
     }
-    match &frames[1][..] {
-        [byte] => Ok(*byte),
-        other => Err(ProtocolError::CommandLength(other.len())),
-    }
+    Ok((control[WORKER_SIGNATURE.len()], control, rest))
 }
 
-fn expect_len(frames: &[Frame], expected: &'static str, len: usize) -> Result<(), ProtocolError> {
-    if frames.len() == len {
-        Ok(())
-    } else {
-        Err(ProtocolError::FrameCount {
-            expected,
-            got: frames.len().saturating_sub(2),
-        })
+/// Checks a command that has no fields and no frames after the control frame.
+fn bare(control: &[u8], rest: &[Frame]) -> Result<(), ProtocolError> {
+    if control.len() != HEAD_LEN {
+        return Err(ProtocolError::Control("this command has no fields"));
     }
+    if !rest.is_empty() {
+        return Err(ProtocolError::FrameCount {
+            expected: "0",
+            got: rest.len(),
+        });
+    }
+    Ok(())
 }
 
-fn head(command: u8) -> [Frame; 2] {
-    [Frame::from(WORKER_SIGNATURE), Frame::from(&[command][..])]
+fn bare_frames(command: u8) -> Vec<Frame> {
+    vec![Frame::from(&control_head(command)[..])]
 }
 
 impl WorkerMessage {
     /// Parses a worker message (identity frame already removed).
-    pub fn parse(mut frames: Vec<Frame>) -> Result<WorkerMessage, ProtocolError> {
-        match command(&frames)? {
+    pub fn parse(frames: Vec<Frame>) -> Result<WorkerMessage, ProtocolError> {
+        let (command, control, rest) = split_control(frames)?;
+        match command {
             READY => {
-                expect_len(&frames, "1 (ready body)", 3)?;
-                let info = decode(&frames[2]).map_err(|source| ProtocolError::Body {
+                if control.len() != HEAD_LEN || rest.len() != 1 {
+                    return Err(ProtocolError::FrameCount {
+                        expected: "1 (ready body)",
+                        got: rest.len(),
+                    });
+                }
+                let info = decode(&rest[0]).map_err(|source| ProtocolError::Body {
                     frame: "ready",
                     source,
                 })?;
                 Ok(WorkerMessage::Ready(info))
             }
-            REPLY => {
-                expect_len(&frames, "2 (ticket, body)", 4)?;
-                let body = frames.pop().expect("four frames");
-                let ticket = Ticket::from_frame(&frames[2])?;
-                Ok(WorkerMessage::Reply { ticket, body })
-            }
-            HEARTBEAT => expect_len(&frames, "0", 2).map(|()| WorkerMessage::Heartbeat),
-            DISCONNECT => expect_len(&frames, "0", 2).map(|()| WorkerMessage::Disconnect),
+            REPLY => ReplyBatch::parse(&control, rest).map(WorkerMessage::Reply),
+            HEARTBEAT => bare(&control, &rest).map(|()| WorkerMessage::Heartbeat),
+            DISCONNECT => bare(&control, &rest).map(|()| WorkerMessage::Disconnect),
             other => Err(ProtocolError::UnknownCommand(other)),
         }
     }
@@ -139,42 +355,28 @@ impl WorkerMessage {
         match self {
             WorkerMessage::Ready(info) => {
                 let body = encode(&info).expect("ready info always encodes");
-                let [sig, cmd] = head(READY);
-                vec![sig, cmd, Frame::from(body)]
+                vec![Frame::from(&control_head(READY)[..]), Frame::from(body)]
             }
-            WorkerMessage::Reply { ticket, body } => {
-                let [sig, cmd] = head(REPLY);
-                vec![sig, cmd, ticket.to_frame(), body]
+            WorkerMessage::Reply(batch) => {
+                let mut frames = Vec::with_capacity(batch.bodies.len() + 1);
+                frames.push(owned_frame(batch.control));
+                frames.extend(batch.bodies);
+                frames
             }
-            WorkerMessage::Heartbeat => Vec::from(head(HEARTBEAT)),
-            WorkerMessage::Disconnect => Vec::from(head(DISCONNECT)),
+            WorkerMessage::Heartbeat => bare_frames(HEARTBEAT),
+            WorkerMessage::Disconnect => bare_frames(DISCONNECT),
         }
     }
 }
 
 impl BrokerMessage {
     /// Parses a message a worker received from the broker.
-    pub fn parse(mut frames: Vec<Frame>) -> Result<BrokerMessage, ProtocolError> {
-        match command(&frames)? {
-            REQUEST => {
-                expect_len(&frames, "4 (ticket, function, header, body)", 6)?;
-                let body = frames.pop().expect("six frames");
-                let header =
-                    CallHeader::decode(&frames[4]).map_err(|source| ProtocolError::Body {
-                        frame: "header",
-                        source,
-                    })?;
-                let function = function_name(&frames[3])?.to_owned();
-                let ticket = Ticket::from_frame(&frames[2])?;
-                Ok(BrokerMessage::Request {
-                    ticket,
-                    function,
-                    header,
-                    body,
-                })
-            }
-            HEARTBEAT => expect_len(&frames, "0", 2).map(|()| BrokerMessage::Heartbeat),
-            DISCONNECT => expect_len(&frames, "0", 2).map(|()| BrokerMessage::Disconnect),
+    pub fn parse(frames: Vec<Frame>) -> Result<BrokerMessage, ProtocolError> {
+        let (command, control, rest) = split_control(frames)?;
+        match command {
+            REQUEST => RequestBatch::parse(&control, rest).map(BrokerMessage::Request),
+            HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
+            DISCONNECT => bare(&control, &rest).map(|()| BrokerMessage::Disconnect),
             other => Err(ProtocolError::UnknownCommand(other)),
         }
     }
@@ -183,30 +385,16 @@ impl BrokerMessage {
     pub fn into_frames(self, worker: &[u8]) -> Vec<Frame> {
         let identity = Frame::from(worker);
         match self {
-            BrokerMessage::Request {
-                ticket,
-                function,
-                header,
-                body,
-            } => {
-                let [sig, cmd] = head(REQUEST);
-                vec![
-                    identity,
-                    sig,
-                    cmd,
-                    ticket.to_frame(),
-                    Frame::from(function.as_bytes()),
-                    owned_frame(header.encode()),
-                    body,
-                ]
+            BrokerMessage::Request(batch) => {
+                let mut frames = Vec::with_capacity(batch.bodies.len() + 2);
+                frames.push(identity);
+                frames.push(owned_frame(batch.control));
+                frames.extend(batch.bodies);
+                frames
             }
-            BrokerMessage::Heartbeat => {
-                let [sig, cmd] = head(HEARTBEAT);
-                vec![identity, sig, cmd]
-            }
+            BrokerMessage::Heartbeat => vec![identity, Frame::from(&control_head(HEARTBEAT)[..])],
             BrokerMessage::Disconnect => {
-                let [sig, cmd] = head(DISCONNECT);
-                vec![identity, sig, cmd]
+                vec![identity, Frame::from(&control_head(DISCONNECT)[..])]
             }
         }
     }
@@ -240,50 +428,133 @@ mod tests {
     }
 
     #[test]
-    fn request_round_trips_without_the_identity() {
-        let header = CallHeader {
-            id: 5,
-            timeout_ms: Some(10),
-        };
-        let mut out = BrokerMessage::Request {
-            ticket: Ticket(77),
-            function: "echo".into(),
-            header: header.clone(),
-            body: Frame::from(&b"\x80"[..]),
+    fn requests_round_trip_in_order_without_the_identity() {
+        let mut batch = RequestBatch::new();
+        let names = ["echo", "math.add", &"n".repeat(255)];
+        for (i, name) in names.iter().enumerate() {
+            let record = CallRecord {
+                ticket: Ticket(77 + i as u64),
+                call_id: 5 + i as u64,
+                time_left_ms: 10 * i as u32,
+                function: name,
+            };
+            batch.push(record, Frame::from(&[i as u8; 3][..]));
         }
-        .into_frames(b"w1");
+        let mut out = BrokerMessage::Request(batch).into_frames(b"w1");
+        assert_eq!(out.len(), 2 + names.len());
         assert_eq!(&out.remove(0)[..], b"w1");
-        match BrokerMessage::parse(out).unwrap() {
-            BrokerMessage::Request {
-                ticket,
-                function,
-                header: got,
-                body,
-            } => {
-                assert_eq!(
-                    (ticket, function.as_str(), got),
-                    (Ticket(77), "echo", header)
-                );
-                assert_eq!(&body[..], b"\x80");
-            }
-            other => panic!("unexpected {other:?}"),
+        assert_eq!(&out[0][..5], b"SBW2\x02");
+        let BrokerMessage::Request(mut parsed) = BrokerMessage::parse(out).unwrap() else {
+            panic!("not a request");
+        };
+        let got: Vec<(CallRecord, Vec<u8>)> =
+            parsed.calls().map(|(r, body)| (r, body.to_vec())).collect();
+        assert_eq!(got.len(), names.len());
+        for (i, (record, body)) in got.iter().enumerate() {
+            assert_eq!(record.ticket, Ticket(77 + i as u64));
+            assert_eq!(record.call_id, 5 + i as u64);
+            assert_eq!(record.time_left_ms, 10 * i as u32);
+            assert_eq!(record.function, names[i]);
+            assert_eq!(body, &vec![i as u8; 3]);
         }
     }
 
     #[test]
+    fn replies_round_trip_in_order() {
+        let mut batch = ReplyBatch::new();
+        for i in 0..3u64 {
+            batch.push(Ticket(i * 1000), Frame::from(&[i as u8][..]));
+        }
+        let out = WorkerMessage::Reply(batch).into_frames();
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].len(), 5 + 3 * 8);
+        let WorkerMessage::Reply(parsed) = WorkerMessage::parse(out).unwrap() else {
+            panic!("not a reply");
+        };
+        let got: Vec<(Ticket, Vec<u8>)> = parsed
+            .into_replies()
+            .map(|(t, b)| (t, b.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Ticket(0), vec![0]),
+                (Ticket(1000), vec![1]),
+                (Ticket(2000), vec![2])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_is_full_at_its_call_or_byte_limit() {
+        let mut batch = ReplyBatch::new();
+        for i in 0..MAX_CALLS_PER_MESSAGE as u64 {
+            assert!(!batch.is_full());
+            batch.push(Ticket(i), Frame::new());
+        }
+        assert!(batch.is_full());
+        let mut big = RequestBatch::new();
+        let record = CallRecord {
+            ticket: Ticket(1),
+            call_id: 1,
+            time_left_ms: 1,
+            function: "f",
+        };
+        big.push(record, Frame::from(vec![0u8; BATCH_BYTES]));
+        assert!(big.is_full() && big.len() == 1);
+    }
+
+    #[test]
     fn malformed_worker_messages_are_typed_errors() {
+        let one_ticket = [&b"SBW2\x03"[..], &[0, 0, 0, 0, 0, 0, 0, 1]].concat();
         let cases: Vec<Vec<&[u8]>> = vec![
             vec![],
-            vec![b"SBW1"],
-            vec![b"SBC1", b"\x04"],
-            vec![b"SBW1", b"\x09"],
-            vec![b"SBW1", b"\x04\x04"],
-            vec![b"SBW1", b"\x04", b"extra"],
-            vec![b"SBW1", b"\x03", b"short", b"body"],
-            vec![b"SBW1", b"\x01", b"\xc1"],
+            vec![b"SBW2"],
+            vec![b"SBW1\x04"],
+            vec![b"SBC1\x04"],
+            vec![b"SBW2\x09"],
+            vec![b"SBW2\x04\x04"],
+            vec![b"SBW2\x04", b"extra"],
+            vec![b"SBW2\x03"],
+            vec![b"SBW2\x03short", b"body"],
+            vec![b"SBW2\x03\0\0\0\0\0\0\0\x01", b"body", b"extra body"],
+            vec![b"SBW2\x03\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x02", b"one body"],
+            vec![b"SBW2\x01", b"\xc1"],
+            vec![b"SBW2\x01"],
+            vec![b"SBW2\x01extra", b"\x80"],
+            vec![&one_ticket, b"a", b"b"],
         ];
         for parts in cases {
             assert!(WorkerMessage::parse(frames(&parts)).is_err(), "{parts:?}");
         }
+    }
+
+    #[test]
+    fn malformed_broker_messages_are_typed_errors() {
+        let record = |name_len: u8, name: &[u8]| {
+            let mut control = b"SBW2\x02".to_vec();
+            control.extend_from_slice(&[0; 20]);
+            control.push(name_len);
+            control.extend_from_slice(name);
+            control
+        };
+        let good = record(4, b"echo");
+        let cases: Vec<Vec<Vec<u8>>> = vec![
+            vec![good.clone()],                            // no body
+            vec![good.clone(), vec![], vec![]],            // two bodies, one record
+            vec![b"SBW2\x02".to_vec()],                    // no record
+            vec![record(5, b"echo"), vec![]],              // name cut short
+            vec![record(0, b""), vec![]],                  // empty name
+            vec![record(2, b"\xff\xfe"), vec![]],          // not UTF-8
+            vec![good[..good.len() - 6].to_vec(), vec![]], // record cut short
+            vec![[&good[..], &[1, 2]].concat(), vec![]],   // trailing bytes
+            vec![b"SBW2\x03".to_vec(), vec![]],            // a REPLY is not for workers
+        ];
+        for parts in cases {
+            let message = parts.iter().map(|p| Frame::from(&p[..])).collect();
+            assert!(BrokerMessage::parse(message).is_err(), "{parts:?}");
+        }
+        let fine = vec![Frame::from(&good[..]), Frame::new()];
+        assert!(BrokerMessage::parse(fine).is_ok());
     }
 }

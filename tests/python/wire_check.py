@@ -1,15 +1,28 @@
-"""Speaks SB/1 using only pyzmq and msgpack, following docs/PROTOCOL.md.
+"""Speaks SBC1/SBW2 using only pyzmq and msgpack, following docs/PROTOCOL.md.
 
 Usage: wire_check.py FRONTEND BACKEND
 Calls the Rust demo worker's `add` from a REQ socket, then hosts `double`
 in a Python worker and calls it. Exits non-zero with a message on any mismatch.
 """
 
+import struct
 import sys
 import threading
 
 import msgpack
 import zmq
+
+
+def calls(control, bodies):
+    """Yields (ticket, function, body) for each call of a REQUEST (PROTOCOL.md 5.2)."""
+    at = 5
+    for body in bodies:
+        ticket = control[at:at + 8]
+        _call_id, _time_left_ms, name_len = struct.unpack_from(">QIB", control, at + 8)
+        function = control[at + 21:at + 21 + name_len].decode()
+        at += 21 + name_len
+        yield ticket, function, body
+    assert at == len(control), "a record without a body"
 
 
 def python_worker(ctx, backend, stop):
@@ -18,18 +31,20 @@ def python_worker(ctx, backend, stop):
     sock.connect(backend)
     ready = {"capacity": 1, "heartbeat_ms": 1000,
              "functions": [{"name": "double", "doc": "Doubles x.", "signature": "double(x)"}]}
-    sock.send_multipart([b"SBW1", b"\x01", msgpack.packb(ready)])
+    sock.send_multipart([b"SBW2\x01", msgpack.packb(ready)])
     while not stop.is_set():
         if not sock.poll(100):
-            sock.send_multipart([b"SBW1", b"\x04"])
+            sock.send_multipart([b"SBW2\x04"])
             continue
-        frames = sock.recv_multipart()
-        if frames[1] == b"\x02":
-            ticket, _function, _header, body = frames[2:6]
-            args = msgpack.unpackb(body).get("args") or []
-            sock.send_multipart([b"SBW1", b"\x03", ticket, msgpack.packb({"result": args[0] * 2})])
-        elif frames[1] == b"\x05":
-            sock.send_multipart([b"SBW1", b"\x01", msgpack.packb(ready)])
+        control, *bodies = sock.recv_multipart()
+        assert control[:4] == b"SBW2", control
+        if control[4] == 0x02:
+            for ticket, function, body in calls(control, bodies):
+                assert function == "double", function
+                args = msgpack.unpackb(body).get("args") or []
+                sock.send_multipart([b"SBW2\x03" + ticket, msgpack.packb({"result": args[0] * 2})])
+        elif control[4] == 0x05:
+            sock.send_multipart([b"SBW2\x01", msgpack.packb(ready)])
     sock.close()
 
 

@@ -127,24 +127,23 @@ fn hostile_peers_change_nothing_for_a_good_client() {
     // Garbage, unknown commands and unasked replies at the worker socket.
     let (_c2, back) = raw_socket(zmq::DEALER, &broker.backend);
     for _ in 0..3_000 {
-        back.send_multipart(noise.frames(&[b"SBW1", b"SBC1"]), 0)
+        back.send_multipart(noise.frames(&[b"SBW2\x01", b"SBW2\x03", b"SBC1"]), 0)
             .unwrap();
     }
     for command in 6u8..=255 {
-        back.send_multipart([&b"SBW1"[..], &[command]], 0).unwrap();
+        back.send_multipart([&[&b"SBW2"[..], &[command]].concat()], 0)
+            .unwrap();
     }
     // A registered worker that answers calls it was never given: dropped and counted.
     let ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91\x81\xa4name\xa9rogue.fun";
-    back.send_multipart([&b"SBW1"[..], b"\x01", ready], 0)
-        .unwrap();
+    back.send_multipart([&b"SBW2\x01"[..], ready], 0).unwrap();
     broker.wait_for_workers("rogue.fun", 1);
     for _ in 0..500 {
-        let ticket = noise.next().to_be_bytes();
-        back.send_multipart([&b"SBW1"[..], b"\x03", &ticket, b"\x81\xa6result\x00"], 0)
+        let control = [&b"SBW2\x03"[..], &noise.next().to_be_bytes()].concat();
+        back.send_multipart([&control[..], b"\x81\xa6result\x00"], 0)
             .unwrap();
     }
-    back.send_multipart([&b"SBW1"[..], b"\x01", &deep], 0)
-        .unwrap();
+    back.send_multipart([&b"SBW2\x01"[..], &deep], 0).unwrap();
 
     // The broker answered what it could: the first replies to the near-misses are errors.
     let first = front.recv_multipart(0).expect("a reply to a near-miss");

@@ -112,21 +112,23 @@ fn malformed_worker_messages_are_dropped_and_do_not_disturb_real_workers() {
     let (_ctx, rogue) = raw_socket(zmq::DEALER, &broker.backend);
     let garbage: Vec<Vec<&[u8]>> = vec![
         vec![b"hello"],
-        vec![b"SBW1"],
-        vec![b"SBW1", b"\x09"],
-        vec![b"SBW1", b"\x01", b"\xc1"], // READY with a broken body
-        vec![b"SBW1", b"\x01", b"\x80"], // READY missing fields
-        vec![b"SBW1", b"\x03", b"short", b"\x80"], // REPLY with a bad ticket
-        vec![b"SBW1", b"\x03", &[0, 0, 0, 0, 0, 0, 0, 42], b"\x80"], // REPLY nobody asked for
+        vec![b"SBW2"],
+        vec![b"SBW1", b"\x04"],          // the old protocol
+        vec![b"SBW2\x09"],               // unknown command
+        vec![b"SBW2\x01", b"\xc1"],      // READY with a broken body
+        vec![b"SBW2\x01", b"\x80"],      // READY missing fields
+        vec![b"SBW2\x03short", b"\x80"], // REPLY with a bad ticket
+        vec![b"SBW2\x03\0\0\0\0\0\0\0\x01", b"\x80", b"\x80"], // one ticket, two bodies
+        vec![b"SBW2\x03\0\0\0\0\0\0\0\x2a", b"\x80"], // REPLY nobody asked for
         vec![b"SBC1", b"add", HEADER, BODY], // a client message on the worker port
     ];
     for parts in &garbage {
         rogue.send_multipart(parts.iter(), 0).unwrap();
     }
     // A heartbeat from an unregistered peer is answered with DISCONNECT (register first).
-    rogue.send_multipart([&b"SBW1"[..], b"\x04"], 0).unwrap();
+    rogue.send_multipart([&b"SBW2\x04"[..]], 0).unwrap();
     let mut answer = recv(&rogue);
-    while answer != vec![b"SBW1".to_vec(), vec![0x05]] {
+    while answer != vec![b"SBW2\x05".to_vec()] {
         answer = recv(&rogue);
     }
     let client = broker.client(Duration::from_secs(5));
@@ -137,33 +139,101 @@ fn malformed_worker_messages_are_dropped_and_do_not_disturb_real_workers() {
 
 #[test]
 fn a_worker_written_from_the_document_serves_calls() {
-    // A hand-rolled worker: READY, then answer one REQUEST by echoing its ticket.
+    // A hand-rolled worker: READY, then answer a REQUEST by echoing its ticket.
     let broker = switchboard_tests::BrokerProcess::start(&[]);
     let (_ctx, worker) = raw_socket(zmq::DEALER, &broker.backend);
     // {"capacity": 1, "heartbeat_ms": 1000, "functions": [{"name": "double", "doc": "", "signature": ""}]}
     let mut ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91".to_vec();
     ready.extend_from_slice(b"\x83\xa4name\xa6double\xa3doc\xa0\xa9signature\xa0");
     worker
-        .send_multipart([&b"SBW1"[..], b"\x01", &ready], 0)
+        .send_multipart([&b"SBW2\x01"[..], &ready], 0)
         .unwrap();
     broker.wait_for_workers("double", 1);
     let client = broker.client(Duration::from_secs(5));
-    let pending = client.request("double").args((21,)).send().unwrap();
+    let pending = client
+        .request("double")
+        .args((21,))
+        .timeout(Duration::from_millis(4000))
+        .send()
+        .unwrap();
     let request = loop {
         let frames = recv(&worker);
-        if frames[1] == [0x02] {
+        if frames[0].starts_with(b"SBW2\x02") {
             break frames;
         }
     };
-    // ["SBW1"][0x02][ticket][function][header][body]
-    assert_eq!(request.len(), 6);
-    assert_eq!(request[3], b"double".to_vec());
-    assert_eq!(request[5], b"\x82\xa4args\x91\x15\xa6kwargs\x80".to_vec());
+    // [SBW2 02 | ticket(8) call id(8) time left ms(4) name length(1) name][body]
+    assert_eq!(request.len(), 2);
+    let control = &request[0];
+    assert_eq!(control.len(), 5 + 21 + 6);
+    let ticket = &control[5..13];
+    let time_left = u32::from_be_bytes(control[21..25].try_into().unwrap());
+    assert!((3000..=4000).contains(&time_left), "time left {time_left}");
+    assert_eq!(control[25], 6);
+    assert_eq!(&control[26..], b"double");
+    assert_eq!(request[1], b"\x82\xa4args\x91\x15\xa6kwargs\x80".to_vec());
+    let reply_control = [&b"SBW2\x03"[..], ticket].concat();
     worker
-        .send_multipart(
-            [&b"SBW1"[..], b"\x03", &request[2], b"\x81\xa6result\x2a"],
-            0,
-        )
+        .send_multipart([&reply_control[..], b"\x81\xa6result\x2a"], 0)
         .unwrap();
     assert_eq!(pending.wait::<i64>().unwrap(), 42);
+}
+
+#[test]
+fn a_hand_written_worker_may_answer_a_batch_of_calls_in_one_reply_in_any_order() {
+    let broker = switchboard_tests::BrokerProcess::start(&[]);
+    let (_ctx, worker) = raw_socket(zmq::DEALER, &broker.backend);
+    // {"capacity": 8, "heartbeat_ms": 1000, "functions": [{"name": "double", "doc": "", "signature": ""}]}
+    let mut ready = b"\x83\xa8capacity\x08\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91".to_vec();
+    ready.extend_from_slice(b"\x83\xa4name\xa6double\xa3doc\xa0\xa9signature\xa0");
+    worker
+        .send_multipart([&b"SBW2\x01"[..], &ready], 0)
+        .unwrap();
+    broker.wait_for_workers("double", 1);
+    let client = broker.client(Duration::from_secs(5));
+    let pending: Vec<_> = (0..8i64)
+        .map(|i| client.request("double").args((i,)).send().unwrap())
+        .collect();
+    // Gather the 8 calls, however the broker grouped them into REQUESTs.
+    let mut calls: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    while calls.len() < 8 {
+        let frames = recv(&worker);
+        let control = &frames[0];
+        if !control.starts_with(b"SBW2\x02") {
+            continue;
+        }
+        let mut at = 5;
+        for body in &frames[1..] {
+            let name_len = control[at + 20] as usize;
+            assert_eq!(&control[at + 21..at + 21 + name_len], b"double");
+            calls.push((control[at..at + 8].to_vec(), body.clone()));
+            at += 21 + name_len;
+        }
+        assert_eq!(at, control.len(), "one record per body");
+    }
+    // One REPLY for all of them, newest first: {"result": 100 + n} for argument n.
+    let mut control = b"SBW2\x03".to_vec();
+    let mut bodies = Vec::new();
+    for (ticket, body) in calls.iter().rev() {
+        // body is {"args": [n], "kwargs": {}} with n a positive fixint
+        let n = body[7];
+        control.extend_from_slice(ticket);
+        bodies.push(vec![
+            0x81,
+            0xa6,
+            b'r',
+            b'e',
+            b's',
+            b'u',
+            b'l',
+            b't',
+            100 + n,
+        ]);
+    }
+    let mut message = vec![control];
+    message.extend(bodies);
+    worker.send_multipart(message, 0).unwrap();
+    for (i, call) in pending.into_iter().enumerate() {
+        assert_eq!(call.wait::<i64>().unwrap(), 100 + i as i64);
+    }
 }

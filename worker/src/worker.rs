@@ -7,8 +7,9 @@ use crossbeam_channel::Receiver;
 use switchboard_protocol::codec::encode_error;
 use switchboard_protocol::socket::{recv_frames, send_frames};
 use switchboard_protocol::wake::{waker, WakeReceiver};
-use switchboard_protocol::worker::{BrokerMessage, Ticket, WorkerMessage};
-use switchboard_protocol::{owned_frame, ErrorCode, ReadyInfo, RemoteError, Shutdown};
+use switchboard_protocol::worker::CallRecord;
+use switchboard_protocol::worker::{BrokerMessage, ReplyBatch, Ticket, WorkerMessage};
+use switchboard_protocol::{owned_frame, ErrorCode, Frame, ReadyInfo, RemoteError, Shutdown};
 use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
@@ -38,6 +39,8 @@ enum Phase {
 
 struct Session {
     socket: zmq::Socket,
+    /// Replies not sent yet: sent together once the loop has no more to gather.
+    replies: ReplyBatch,
     /// The broker counts as gone if nothing arrives before this instant.
     broker_expires: Instant,
     next_heartbeat: Instant,
@@ -84,6 +87,7 @@ impl Worker {
             let now = Instant::now();
             if shutdown.is_triggered() && phase == Phase::Serving {
                 info!(held, "stopping: leaving the broker");
+                self.send_replies(&mut session);
                 self.send(&session.socket, WorkerMessage::Disconnect);
                 phase = Phase::Draining {
                     acknowledged: false,
@@ -109,6 +113,7 @@ impl Worker {
                 session = self.connect(&context)?;
             }
             if now >= session.next_heartbeat {
+                self.send_replies(&mut session);
                 self.send(&session.socket, WorkerMessage::Heartbeat);
                 session.next_heartbeat = now + self.config.heartbeat;
             }
@@ -127,14 +132,16 @@ impl Worker {
             }
             let (socket_ready, done_ready) = (items[0].is_readable(), items[1].is_readable());
             if done_ready {
-                held -= self.send_replies(&session.socket, &wake_rx, &done_rx);
+                held -= self.take_finished(&mut session, &wake_rx, &done_rx);
             }
             if socket_ready {
                 held += self.receive(&mut session, &executor, &mut phase)?;
             }
+            self.send_replies(&mut session);
         }
         drop(executor);
-        held -= self.send_replies(&session.socket, &wake_rx, &done_rx);
+        held -= self.take_finished(&mut session, &wake_rx, &done_rx);
+        self.send_replies(&mut session);
         info!(abandoned = held, "worker stopped");
         Ok(())
     }
@@ -153,6 +160,7 @@ impl Worker {
         let now = Instant::now();
         Ok(Session {
             socket,
+            replies: ReplyBatch::new(),
             broker_expires: now + self.config.heartbeat * self.config.heartbeat_liveness.max(1),
             next_heartbeat: now + self.config.heartbeat,
         })
@@ -191,46 +199,9 @@ impl Worker {
             session.broker_expires =
                 now + self.config.heartbeat * self.config.heartbeat_liveness.max(1);
             match BrokerMessage::parse(frames) {
-                Ok(BrokerMessage::Request {
-                    ticket,
-                    function,
-                    header,
-                    body,
-                }) => {
-                    debug!(call_id = header.id, %function, "request");
-                    let Some(found) = self.registry.get(&function) else {
-                        let error = RemoteError::new(
-                            ErrorCode::UnknownFunction,
-                            format!("this worker does not host '{function}'"),
-                        );
-                        self.reply(&session.socket, ticket, encode_error(&error));
-                        continue;
-                    };
-                    let budget = Duration::from_millis(header.timeout_ms.unwrap_or(u64::MAX / 4));
-                    let job = Job {
-                        ticket,
-                        call_id: header.id,
-                        function: found.clone(),
-                        body,
-                        deadline: now
-                            .checked_add(budget)
-                            .unwrap_or(now + Duration::from_secs(86_400)),
-                    };
-                    if found.is_inline() {
-                        // Quick functions run right here: no hand-off to an executor.
-                        let reply = execute(&job, self.config.max_reply_bytes);
-                        self.reply(&session.socket, ticket, reply);
-                        continue;
-                    }
-                    match executor.submit(job) {
-                        Ok(()) => taken += 1,
-                        Err(ticket) => {
-                            let error = RemoteError::new(
-                                ErrorCode::Overloaded,
-                                "every executor thread of this worker is busy",
-                            );
-                            self.reply(&session.socket, ticket, encode_error(&error));
-                        }
+                Ok(BrokerMessage::Request(mut calls)) => {
+                    for (record, body) in calls.calls() {
+                        taken += self.start(session, executor, record, body, now);
                     }
                 }
                 Ok(BrokerMessage::Heartbeat) => {}
@@ -246,29 +217,86 @@ impl Worker {
         }
     }
 
-    fn reply(&self, socket: &zmq::Socket, ticket: Ticket, body: Vec<u8>) {
-        self.send(
-            socket,
-            WorkerMessage::Reply {
-                ticket,
-                body: owned_frame(body),
-            },
-        );
+    /// Starts one call: runs it here if it is inline, else hands it to an executor.
+    /// Returns 1 if an executor took it (a reply will come back through `done`).
+    fn start(
+        &self,
+        session: &mut Session,
+        executor: &Executor,
+        record: CallRecord<'_>,
+        body: Frame,
+        now: Instant,
+    ) -> usize {
+        let CallRecord {
+            ticket,
+            call_id,
+            time_left_ms,
+            function,
+        } = record;
+        debug!(call_id, %function, "request");
+        let Some(found) = self.registry.get(function) else {
+            let error = RemoteError::new(
+                ErrorCode::UnknownFunction,
+                format!("this worker does not host '{function}'"),
+            );
+            self.reply(session, ticket, encode_error(&error));
+            return 0;
+        };
+        let job = Job {
+            ticket,
+            call_id,
+            function: found.clone(),
+            body,
+            deadline: now + Duration::from_millis(time_left_ms.into()),
+        };
+        if found.is_inline() {
+            // Quick functions run right here: no hand-off to an executor.
+            let reply = execute(&job, self.config.max_reply_bytes);
+            self.reply(session, ticket, reply);
+            return 0;
+        }
+        match executor.submit(job) {
+            Ok(()) => 1,
+            Err(ticket) => {
+                let error = RemoteError::new(
+                    ErrorCode::Overloaded,
+                    "every executor thread of this worker is busy",
+                );
+                self.reply(session, ticket, encode_error(&error));
+                0
+            }
+        }
     }
 
-    /// Sends every finished call's reply. Returns how many were sent.
-    fn send_replies(
+    /// Adds a reply to the pending REPLY; sends that when it is full.
+    fn reply(&self, session: &mut Session, ticket: Ticket, body: Vec<u8>) {
+        session.replies.push(ticket, owned_frame(body));
+        if session.replies.is_full() {
+            self.send_replies(session);
+        }
+    }
+
+    /// Sends the pending replies, if any.
+    fn send_replies(&self, session: &mut Session) {
+        if !session.replies.is_empty() {
+            let replies = std::mem::take(&mut session.replies);
+            self.send(&session.socket, WorkerMessage::Reply(replies));
+        }
+    }
+
+    /// Gathers every finished call's reply. Returns how many there were.
+    fn take_finished(
         &self,
-        socket: &zmq::Socket,
+        session: &mut Session,
         wake_rx: &WakeReceiver,
         done: &Receiver<Done>,
     ) -> usize {
         wake_rx.drain();
-        let mut sent = 0;
+        let mut finished = 0;
         while let Ok(Done { ticket, body }) = done.try_recv() {
-            self.reply(socket, ticket, body);
-            sent += 1;
+            self.reply(session, ticket, body);
+            finished += 1;
         }
-        sent
+        finished
     }
 }
