@@ -390,6 +390,14 @@ impl Router {
                 } = request;
                 self.route(Origin::Caller(route), &header, function, body, now, out);
             }
+            Incoming::Pipelined(calls) => {
+                for call in calls {
+                    match call {
+                        Ok(request) => self.submit(Incoming::Call(request), now, out),
+                        Err(rejected) => self.reject(rejected, out),
+                    }
+                }
+            }
             Incoming::Batch(batch) => self.submit_batch(batch, now, out),
         }
     }
@@ -613,9 +621,9 @@ impl Router {
         }
     }
 
-    /// Counts a reply the socket could not take (client gone or not reading).
-    pub fn reply_dropped(&mut self) {
-        self.stats.dropped_replies += 1;
+    /// Counts replies the socket could not take (client gone or not reading).
+    pub fn replies_dropped(&mut self, count: usize) {
+        self.stats.dropped_replies += count as u64;
     }
 
     /// Counts a malformed message from a worker. The worker keeps its calls.

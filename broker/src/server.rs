@@ -16,6 +16,7 @@ use crate::metrics::Socket;
 use crate::router::{Action, Dispatch, Router, WorkerId};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
+use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
 use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
@@ -40,6 +41,8 @@ pub struct Broker {
     /// Calls decided but not sent yet, gathered per worker so that many calls
     /// travel in one REQUEST. Sent whenever the loop has nothing more to read.
     requests: Vec<(WorkerId, RequestBatch)>,
+    /// Replies to callers that pipeline, gathered per caller the same way.
+    replies: Vec<ReplyGroup>,
     config: BrokerConfig,
     metrics: Option<MetricsEndpoint>,
 }
@@ -127,6 +130,7 @@ impl Broker {
             router,
             outbox: Vec::with_capacity(BATCH),
             requests: Vec::new(),
+            replies: Vec::new(),
             config,
             metrics,
         })
@@ -322,10 +326,15 @@ impl Broker {
         Ok(BATCH)
     }
 
-    /// Sends everything the router decided, including every call gathered for workers.
+    /// Sends everything the router decided, including every call gathered for workers
+    /// and every reply gathered for callers.
     fn flush_all(&mut self, now: Instant) {
         loop {
             self.flush(now);
+            for group in std::mem::take(&mut self.replies) {
+                let replies = group.len();
+                self.send_to_client(group.into_frames(), replies);
+            }
             if self.requests.is_empty() {
                 return;
             }
@@ -343,14 +352,11 @@ impl Broker {
         while !self.outbox.is_empty() {
             for action in std::mem::take(&mut self.outbox) {
                 match action {
+                    Action::Reply { route, body } if route.accepts_grouped_replies() => {
+                        self.gather_reply(route, body)
+                    }
                     Action::Reply { route, body } => {
-                        let frames = route.into_frames(body);
-                        let size = frames.iter().map(|f| f.len()).sum();
-                        self.router.metrics_mut().sent(Socket::Frontend, size);
-                        if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {
-                            self.router.reply_dropped();
-                            debug!(error = %e, "dropping reply: client gone or not reading");
-                        }
+                        self.send_to_client(route.into_frames(body), 1)
                     }
                     Action::Run { worker, call } => self.gather(worker, call, now),
                     Action::Heartbeat { worker } => {
@@ -363,6 +369,33 @@ impl Broker {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends a message of `replies` replies to a client; a client gone or not reading
+    /// loses it.
+    fn send_to_client(&mut self, frames: Vec<Frame>, replies: usize) {
+        let size = frames.iter().map(|f| f.len()).sum();
+        self.router.metrics_mut().sent(Socket::Frontend, size);
+        if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {
+            self.router.replies_dropped(replies);
+            debug!(error = %e, "dropping reply: client gone or not reading");
+        }
+    }
+
+    /// Adds a reply to its caller's pending group; sends that when it is full.
+    fn gather_reply(&mut self, route: ReplyRoute, body: Frame) {
+        match self.replies.iter().position(|g| g.is_for(&route)) {
+            Some(index) => {
+                let group = &mut self.replies[index];
+                group.push(route, body);
+                if group.is_full() {
+                    let group = self.replies.swap_remove(index);
+                    let replies = group.len();
+                    self.send_to_client(group.into_frames(), replies);
+                }
+            }
+            None => self.replies.push(ReplyGroup::new(route, body)),
         }
     }
 

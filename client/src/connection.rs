@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::de::IgnoredAny;
-use switchboard_protocol::client::parse_reply;
+use switchboard_protocol::client::{parse_replies, Pipeline, MAX_PIPELINED_CALLS};
 use switchboard_protocol::codec::decode_reply;
 use switchboard_protocol::socket::{recv_frames, try_send_frames};
 use switchboard_protocol::wake::WakeReceiver;
@@ -330,30 +330,72 @@ impl Connection {
         }
     }
 
-    /// Hands waiting calls to ZeroMQ in order, stopping at the first it cannot take.
+    /// Hands waiting calls to ZeroMQ in order, those waiting together in one pipelined
+    /// message, stopping at the first message it cannot take.
     fn send_unsent(&mut self) {
-        while let Some(Unsent {
-            id,
-            frames,
-            call,
-            queued_at,
-        }) = self.unsent.pop_front()
-        {
-            match try_send_frames(&self.socket, frames) {
+        while !self.unsent.is_empty() {
+            // Calls waiting together leave together: one message for up to 256 calls.
+            let mut leaving = Vec::new();
+            while let Some(next) = self.unsent.front() {
+                if !Pipeline::can_take(&next.frames) || leaving.len() == MAX_PIPELINED_CALLS {
+                    break;
+                }
+                leaving.push(self.unsent.pop_front().expect("looked at it"));
+            }
+            if leaving.len() < 2 {
+                let single = leaving.pop().or_else(|| self.unsent.pop_front());
+                let Some(Unsent {
+                    id,
+                    frames,
+                    call,
+                    queued_at,
+                }) = single
+                else {
+                    return;
+                };
+                match try_send_frames(&self.socket, frames) {
+                    Ok(()) => {
+                        self.pending.insert(id, call);
+                    }
+                    Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => {
+                        self.unsent.push_front(Unsent {
+                            id,
+                            frames,
+                            call,
+                            queued_at,
+                        });
+                        return;
+                    }
+                    Err((e, _)) => {
+                        let _ = call.reply.send(Err(CallError::Transport(e.to_string())));
+                    }
+                }
+                continue;
+            }
+            let mut pipeline = Pipeline::new();
+            for unsent in &mut leaving {
+                pipeline.push(std::mem::take(&mut unsent.frames));
+            }
+            match try_send_frames(&self.socket, pipeline.into_frames()) {
                 Ok(()) => {
-                    self.pending.insert(id, call);
+                    for Unsent { id, call, .. } in leaving {
+                        self.pending.insert(id, call);
+                    }
                 }
                 Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => {
-                    self.unsent.push_front(Unsent {
-                        id,
-                        frames,
-                        call,
-                        queued_at,
-                    });
+                    // Refused as a whole: every call waits again, in order.
+                    for (mut unsent, frames) in
+                        leaving.into_iter().zip(Pipeline::split(frames)).rev()
+                    {
+                        unsent.frames = frames;
+                        self.unsent.push_front(unsent);
+                    }
                     return;
                 }
                 Err((e, _)) => {
-                    let _ = call.reply.send(Err(CallError::Transport(e.to_string())));
+                    for Unsent { call, .. } in leaving {
+                        let _ = call.reply.send(Err(CallError::Transport(e.to_string())));
+                    }
                 }
             }
         }
@@ -392,8 +434,15 @@ impl Connection {
                     return false;
                 }
             };
-            match parse_reply(frames) {
-                Ok(reply) => match self.pending.remove(&reply.header.id) {
+            let replies = match parse_replies(frames) {
+                Ok(replies) => replies,
+                Err(error) => {
+                    warn!(%error, "dropping malformed reply");
+                    continue;
+                }
+            };
+            for reply in replies {
+                match self.pending.remove(&reply.header.id) {
                     Some(call) if self.worth_retrying(&call, &reply.body) => {
                         let at = Instant::now() + RETRY_PAUSE;
                         self.retries.push((at, reply.header.id, call));
@@ -410,8 +459,7 @@ impl Connection {
                             "reply for a call nobody waits for"
                         );
                     }
-                },
-                Err(error) => warn!(%error, "dropping malformed reply"),
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard_protocol::args::{decode_args, struct_fields, ArgsShape};
-use switchboard_protocol::client::{parse_reply, parse_request};
+use switchboard_protocol::client::{parse_replies, parse_reply, parse_request};
 use switchboard_protocol::codec::{decode, decode_batch_reply, decode_reply, reply_outcome};
 use switchboard_protocol::worker::{BrokerMessage, WorkerMessage};
 use switchboard_protocol::{CallHeader, Frame, ReadyInfo, Timestamp, Value};
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let frames = || data.split(|b| *b == 0x1e).map(Frame::from).collect::<Vec<_>>();
     let _ = parse_request(frames());
     let _ = parse_reply(frames());
+    let _ = parse_replies(frames());
     if let Ok(WorkerMessage::Reply(replies)) = WorkerMessage::parse(frames()) {
         replies.into_replies().for_each(drop);
     }

@@ -4,6 +4,10 @@
 //! delimiter itself): `[""]["SBC1"][function][header][body]`.
 //! Reply: `[""]["SBC1"][header][body]`, where `header` is the request's header
 //! frame echoed byte for byte.
+//!
+//! A `DEALER` client may also pipeline: send several calls in one message,
+//! `[""]["SBC1"]([function][header][body])…`, and then accept replies grouped the
+//! same way, `[""]["SBC1"]([header][body])…`.
 
 use crate::error::ProtocolError;
 use crate::message::CallHeader;
@@ -16,6 +20,9 @@ pub const BATCH_FUNCTION: &str = "system.batch";
 
 /// Most calls one batch may carry.
 pub const MAX_BATCH_CALLS: usize = 1000;
+
+/// Most calls one pipelined message may carry.
+pub const MAX_PIPELINED_CALLS: usize = 256;
 
 /// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
 pub const NO_HEADER: &[u8] = &[0xc0];
@@ -59,6 +66,9 @@ pub struct BatchRequest {
 pub enum Incoming {
     /// One call.
     Call(Request),
+    /// Several calls in one message, each answered on its own (replies may be grouped).
+    /// A malformed call among them is rejected alone.
+    Pipelined(Vec<Result<Request, Rejected>>),
     /// A `system.batch` of calls.
     Batch(BatchRequest),
 }
@@ -86,8 +96,11 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
     let is_batch = rest
         .get(1)
         .is_some_and(|f| &f[..] == BATCH_FUNCTION.as_bytes());
+    let pipelined = !is_batch && rest.len() > 4;
     let count_ok = if is_batch {
         rest.len() >= 5 && rest.len() % 2 == 1 && (rest.len() - 3) / 2 <= MAX_BATCH_CALLS
+    } else if pipelined {
+        (rest.len() - 1) % 3 == 0 && (rest.len() - 1) / 3 <= MAX_PIPELINED_CALLS
     } else {
         rest.len() == 4
     };
@@ -95,7 +108,7 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
         let expected = if is_batch {
             "3 + 2 per call, 1 to 1000 calls (signature, system.batch, header, then function and body)"
         } else {
-            "4 (signature, function, header, body)"
+            "4 (signature, function, header, body), or 1 + 3 per call for 2 to 256 pipelined calls"
         };
         let got = rest.len();
         return reject(envelope, None, ProtocolError::FrameCount { expected, got });
@@ -110,6 +123,19 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
             Some(header_frame),
             ProtocolError::Signature { expected: "SBC1" },
         );
+    }
+    if pipelined {
+        let mut calls = Vec::with_capacity(rest.len() / 3 + 1);
+        calls.push(pipelined_call(
+            &envelope,
+            function,
+            header_frame,
+            rest.next(),
+        ));
+        while let (Some(function), Some(header)) = (rest.next(), rest.next()) {
+            calls.push(pipelined_call(&envelope, function, header, rest.next()));
+        }
+        return Ok(Incoming::Pipelined(calls));
     }
     let header = match CallHeader::decode(&header_frame) {
         Ok(header) => header,
@@ -146,6 +172,36 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
         header,
         body,
     }))
+}
+
+/// One call of a pipelined message, its route marked as accepting grouped replies.
+fn pipelined_call(
+    envelope: &[Frame],
+    function: Frame,
+    header_frame: Frame,
+    body: Option<Frame>,
+) -> Result<Request, Rejected> {
+    let mut route = ReplyRoute::new(envelope, &header_frame);
+    route.accept_grouped_replies();
+    let error = match (function_name(&function), CallHeader::decode(&header_frame)) {
+        (Ok(name), _) if name == BATCH_FUNCTION => {
+            ProtocolError::FunctionName("system.batch cannot be pipelined: send it alone")
+        }
+        (Ok(name), Ok(header)) => {
+            return Ok(Request {
+                route,
+                function: name.to_owned(),
+                header,
+                body: body.expect("counted: three frames per call"),
+            })
+        }
+        (Err(error), _) => error,
+        (Ok(_), Err(source)) => ProtocolError::Body {
+            frame: "header",
+            source,
+        },
+    };
+    Err(Rejected { route, error })
 }
 
 /// Turns the head of an oversized frontend message into a rejection that can be answered
@@ -221,26 +277,125 @@ pub struct Reply {
 }
 
 /// Splits a reply `[""]["SBC1"][header][body]` received on a `DEALER` socket.
-pub fn parse_reply(mut frames: Vec<Frame>) -> Result<Reply, ProtocolError> {
+pub fn parse_reply(frames: Vec<Frame>) -> Result<Reply, ProtocolError> {
     if frames.len() != 4 {
         return Err(ProtocolError::FrameCount {
             expected: "4 (delimiter, signature, header, body)",
             got: frames.len(),
         });
     }
-    let body = frames.pop().expect("four frames");
-    let header_frame = frames.pop().expect("four frames");
+    let mut replies = parse_replies(frames)?;
+    Ok(replies.pop().expect("four frames make one reply"))
+}
+
+/// Splits a reply message received on a `DEALER` socket that pipelines: one reply, or
+/// several grouped, `[""]["SBC1"]([header][body])…`. Every header must decode.
+pub fn parse_replies(frames: Vec<Frame>) -> Result<Vec<Reply>, ProtocolError> {
+    if frames.len() < 4 || frames.len() % 2 != 0 {
+        return Err(ProtocolError::FrameCount {
+            expected: "2 + 2 per reply (delimiter, signature, then header and body)",
+            got: frames.len(),
+        });
+    }
     if !frames[0].is_empty() {
         return Err(ProtocolError::MissingDelimiter);
     }
     if &frames[1][..] != CLIENT_SIGNATURE {
         return Err(ProtocolError::Signature { expected: "SBC1" });
     }
-    let header = CallHeader::decode(&header_frame).map_err(|source| ProtocolError::Body {
-        frame: "header",
-        source,
-    })?;
-    Ok(Reply { header, body })
+    let mut replies = Vec::with_capacity(frames.len() / 2 - 1);
+    let mut rest = frames.into_iter().skip(2);
+    while let (Some(header_frame), Some(body)) = (rest.next(), rest.next()) {
+        let header = CallHeader::decode(&header_frame).map_err(|source| ProtocolError::Body {
+            frame: "header",
+            source,
+        })?;
+        replies.push(Reply { header, body });
+    }
+    Ok(replies)
+}
+
+/// A `DEALER` client's message carrying up to [`MAX_PIPELINED_CALLS`] calls,
+/// `[""]["SBC1"]([function][header][body])…`, built from single-call requests.
+#[derive(Debug)]
+pub struct Pipeline {
+    frames: Vec<Frame>,
+    calls: usize,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::new()
+    }
+}
+
+impl Pipeline {
+    /// An empty message.
+    pub fn new() -> Pipeline {
+        Pipeline {
+            frames: vec![Frame::new(), Frame::from(CLIENT_SIGNATURE)],
+            calls: 0,
+        }
+    }
+
+    /// Whether `frames` is one call as [`request_frames`] builds it (a batch is not).
+    pub fn can_take(frames: &[Frame]) -> bool {
+        frames.len() == 5 && &frames[2][..] != BATCH_FUNCTION.as_bytes()
+    }
+
+    /// Adds the call of a single-call request (see [`Pipeline::can_take`]).
+    pub fn push(&mut self, request: Vec<Frame>) {
+        debug_assert!(Pipeline::can_take(&request));
+        self.frames.extend(request.into_iter().skip(2));
+        self.calls += 1;
+    }
+
+    /// Adds one call.
+    pub fn push_call(&mut self, function: &str, header: &CallHeader, body: Frame) {
+        self.frames.push(Frame::from(function.as_bytes()));
+        self.frames.push(owned_frame(header.encode()));
+        self.frames.push(body);
+        self.calls += 1;
+    }
+
+    /// How many calls the message holds.
+    pub fn len(&self) -> usize {
+        self.calls
+    }
+
+    /// Whether the message holds no call.
+    pub fn is_empty(&self) -> bool {
+        self.calls == 0
+    }
+
+    /// Whether no more calls fit.
+    pub fn is_full(&self) -> bool {
+        self.calls >= MAX_PIPELINED_CALLS
+    }
+
+    /// The frames to send. One call is sent in the single-call form.
+    pub fn into_frames(self) -> Vec<Frame> {
+        self.frames
+    }
+
+    /// Splits the frames of a pipelined message (as [`Pipeline::into_frames`] made them,
+    /// e.g. handed back by a refused send) into single-call requests, in order.
+    pub fn split(frames: Vec<Frame>) -> Vec<Vec<Frame>> {
+        let mut calls = Vec::with_capacity(frames.len() / 3);
+        let mut rest = frames.into_iter().skip(2);
+        while let (Some(function), Some(header), Some(body)) =
+            (rest.next(), rest.next(), rest.next())
+        {
+            calls.push(vec![
+                Frame::new(),
+                Frame::from(CLIENT_SIGNATURE),
+                function,
+                header,
+                body,
+            ]);
+        }
+        calls
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +503,97 @@ mod tests {
         ] {
             assert!(parse_request(frames(&bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn parses_pipelined_calls_and_rejects_bad_ones_alone() {
+        let header = |id| {
+            CallHeader {
+                id,
+                timeout_ms: None,
+            }
+            .encode()
+        };
+        let (h1, h2, h3, h4) = (header(1), header(2), header(3), header(4));
+        let parts: Vec<&[u8]> = vec![
+            b"c",
+            b"",
+            b"SBC1",
+            b"add",
+            &h1,
+            b"\x80",
+            b"",
+            &h2,
+            b"\x80", // empty function name
+            b"upper",
+            b"\xc1",
+            b"\x81", // header that does not decode
+            b"system.batch",
+            &h3,
+            b"\x80", // a batch cannot ride along
+            b"echo",
+            &h4,
+            b"\x82",
+        ];
+        let Incoming::Pipelined(calls) = parse_request(frames(&parts)).unwrap() else {
+            panic!("not pipelined")
+        };
+        assert_eq!(calls.len(), 5);
+        let ok: Vec<(&str, u64, Vec<u8>)> = calls
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .map(|r| (r.function.as_str(), r.header.id, r.body.to_vec()))
+            .collect();
+        assert_eq!(
+            ok,
+            [("add", 1, b"\x80".to_vec()), ("echo", 4, b"\x82".to_vec())]
+        );
+        for call in &calls {
+            let route = match call {
+                Ok(request) => &request.route,
+                Err(rejected) => &rejected.route,
+            };
+            assert!(route.accepts_grouped_replies());
+            assert_eq!(route.envelope(), [b"c"]);
+        }
+        let rejected: Vec<&[u8]> = calls
+            .iter()
+            .filter_map(|c| c.as_ref().err())
+            .map(|r| r.route.header())
+            .collect();
+        assert_eq!(rejected, [&h2[..], b"\xc1", &h3[..]]);
+        // Not three frames per call, or too many calls: the whole message is refused.
+        let mut too_many: Vec<&[u8]> = vec![b"c", b"", b"SBC1"];
+        for _ in 0..=MAX_PIPELINED_CALLS {
+            too_many.extend_from_slice(&[b"add", &h1, b"\x80"]);
+        }
+        for bad in [&parts[..parts.len() - 1], &too_many[..]] {
+            assert!(parse_request(frames(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_pipeline_splits_back_and_grouped_replies_parse() {
+        let header = CallHeader {
+            id: 8,
+            timeout_ms: Some(5),
+        };
+        let mut pipeline = Pipeline::new();
+        pipeline.push(request_frames("add", &header, vec![0x80]));
+        pipeline.push_call("echo", &header, Frame::from(&b"\x81"[..]));
+        assert_eq!(pipeline.len(), 2);
+        let message = pipeline.into_frames();
+        assert_eq!(message.len(), 8);
+        let single = Pipeline::split(message);
+        assert_eq!(single.len(), 2);
+        assert!(single.iter().all(|f| Pipeline::can_take(f)));
+        assert_eq!(&single[1][2][..], b"echo");
+        let h = header.encode();
+        let grouped = parse_replies(frames(&[b"", b"SBC1", &h, b"r1", &h, b"r2"])).unwrap();
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(&grouped[1].body[..], b"r2");
+        assert!(parse_replies(frames(&[b"", b"SBC1", &h, b"r1", &h])).is_err());
+        assert!(parse_reply(frames(&[b"", b"SBC1", &h, b"r1", &h, b"r2"])).is_err());
     }
 
     #[test]

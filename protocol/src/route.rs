@@ -9,11 +9,20 @@ use crate::{Frame, CLIENT_SIGNATURE};
 
 /// Bytes stored without a heap allocation.
 const INLINE: usize = 38;
+/// Most envelope frames kept (the count shares its byte with the grouping flag).
+const MAX_ENVELOPE_FRAMES: usize = 0x7f;
+/// Flag bit in the first byte: the caller accepts several replies in one message.
+const GROUPED: u8 = 0x80;
+/// Most replies one grouped message carries.
+pub const MAX_REPLIES_PER_MESSAGE: usize = 256;
+/// A group of replies is closed once its bodies reach this many bytes.
+const GROUP_BYTES: usize = 1024 * 1024;
 
 /// The envelope frames and the echoed header frame of one call, packed.
 ///
-/// Layout: each envelope frame as a LEB128 length and its bytes, then the header's
-/// bytes to the end. The envelope frame count comes first, as one byte.
+/// Layout: one byte with the envelope frame count (low 7 bits) and whether the
+/// caller accepts grouped replies (high bit); each envelope frame as a LEB128
+/// length and its bytes; then the header's bytes to the end.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplyRoute(Packed);
 
@@ -24,9 +33,9 @@ enum Packed {
 }
 
 impl ReplyRoute {
-    /// Packs routing frames (at most 255 of them) and the header frame to echo.
+    /// Packs routing frames (at most 127 of them) and the header frame to echo.
     pub fn new(envelope: &[Frame], header: &[u8]) -> ReplyRoute {
-        let frames = envelope.len().min(u8::MAX as usize);
+        let frames = envelope.len().min(MAX_ENVELOPE_FRAMES);
         let size = 1
             + envelope[..frames]
                 .iter()
@@ -74,56 +83,147 @@ impl ReplyRoute {
         }
     }
 
-    /// Whether there are no routing frames: nobody to send a reply to.
-    pub fn is_unroutable(&self) -> bool {
-        self.bytes().first().is_none_or(|&n| n == 0)
+    /// Marks the caller as accepting several replies in one message (it sent several
+    /// calls in one message, so it is a `DEALER`, not a `REQ`).
+    pub fn accept_grouped_replies(&mut self) {
+        let first = match &mut self.0 {
+            Packed::Inline { bytes, .. } => &mut bytes[0],
+            Packed::Heap(bytes) => &mut bytes[0],
+        };
+        *first |= GROUPED;
     }
 
-    /// The routing frames and the header, unpacked.
-    fn split(&self) -> (Vec<&[u8]>, &[u8]) {
+    /// Whether the reply may travel in one message with other replies to the same caller.
+    pub fn accepts_grouped_replies(&self) -> bool {
+        self.bytes().first().is_some_and(|&b| b & GROUPED != 0)
+    }
+
+    /// Whether there are no routing frames: nobody to send a reply to.
+    pub fn is_unroutable(&self) -> bool {
+        self.bytes().first().is_none_or(|&n| n & !GROUPED == 0)
+    }
+
+    /// The packed envelope (count byte included) and the header: where they split.
+    fn header_at(&self) -> usize {
         let bytes = self.bytes();
-        let Some((&count, mut rest)) = bytes.split_first() else {
-            return (Vec::new(), &[]);
+        let Some((&count, _)) = bytes.split_first() else {
+            return 0;
         };
-        let mut envelope = Vec::with_capacity(count as usize);
-        for _ in 0..count {
+        let mut at = 1;
+        for _ in 0..count & !GROUPED {
+            let (length, used) = read_varint(&bytes[at..]);
+            at += used + length;
+        }
+        at
+    }
+
+    /// The routing frames, as stored.
+    fn envelope_frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let bytes = self.bytes();
+        let count = bytes.first().map_or(0, |&b| b & !GROUPED);
+        let mut rest = bytes.get(1..).unwrap_or_default();
+        (0..count).map(move |_| {
             let (length, used) = read_varint(rest);
             let (frame, after) = rest[used..].split_at(length);
-            envelope.push(frame);
             rest = after;
-        }
-        (envelope, rest)
+            frame
+        })
     }
 
     /// The header frame echoed in the reply.
     pub fn header(&self) -> &[u8] {
-        self.split().1
+        &self.bytes()[self.header_at()..]
     }
 
     /// The routing frames, in order.
     pub fn envelope(&self) -> Vec<&[u8]> {
-        self.split().0
+        self.envelope_frames().collect()
     }
 
     /// Builds the frames of the reply: `[envelope…][""]["SBC1"][header][body]`.
     pub fn into_frames(self, body: Frame) -> Vec<Frame> {
-        let (envelope, header) = self.split();
-        let mut frames = Vec::with_capacity(envelope.len() + 4);
-        frames.extend(envelope.into_iter().map(Frame::from));
-        frames.push(Frame::new());
-        frames.push(Frame::from(CLIENT_SIGNATURE));
-        frames.push(Frame::from(header));
+        let mut frames = Vec::with_capacity(8);
+        self.push_head(&mut frames);
+        frames.push(Frame::from(self.header()));
         frames.push(body);
         frames
+    }
+
+    /// Pushes `[envelope…][""]["SBC1"]`.
+    fn push_head(&self, frames: &mut Vec<Frame>) {
+        frames.extend(self.envelope_frames().map(Frame::from));
+        frames.push(Frame::new());
+        frames.push(Frame::from(CLIENT_SIGNATURE));
+    }
+}
+
+/// Replies to one caller gathered into one message:
+/// `[envelope…][""]["SBC1"]([header][body])…`, for callers that accept it.
+#[derive(Debug)]
+pub struct ReplyGroup {
+    /// The packed envelope of the caller, to recognise its other replies.
+    key: Vec<u8>,
+    frames: Vec<Frame>,
+    replies: usize,
+    bytes: usize,
+}
+
+impl ReplyGroup {
+    /// A group holding its first reply.
+    pub fn new(route: ReplyRoute, body: Frame) -> ReplyGroup {
+        let at = route.header_at();
+        let mut frames = Vec::with_capacity(16);
+        route.push_head(&mut frames);
+        let mut group = ReplyGroup {
+            key: route.bytes()[..at].to_vec(),
+            frames,
+            replies: 0,
+            bytes: 0,
+        };
+        group.push(route, body);
+        group
+    }
+
+    /// Whether the reply on `route` goes to this group's caller.
+    pub fn is_for(&self, route: &ReplyRoute) -> bool {
+        route.bytes()[..route.header_at()] == self.key[..]
+    }
+
+    /// Adds a reply to the same caller (see [`ReplyGroup::is_for`]).
+    pub fn push(&mut self, route: ReplyRoute, body: Frame) {
+        self.bytes += body.len();
+        self.replies += 1;
+        self.frames.push(Frame::from(route.header()));
+        self.frames.push(body);
+    }
+
+    /// Whether the group should be sent before another reply is added.
+    pub fn is_full(&self) -> bool {
+        self.replies >= MAX_REPLIES_PER_MESSAGE || self.bytes >= GROUP_BYTES
+    }
+
+    /// How many replies the group holds.
+    pub fn len(&self) -> usize {
+        self.replies
+    }
+
+    /// Whether the group holds no reply (never true: a group starts with one).
+    pub fn is_empty(&self) -> bool {
+        self.replies == 0
+    }
+
+    /// The frames of the message.
+    pub fn into_frames(self) -> Vec<Frame> {
+        self.frames
     }
 }
 
 impl std::fmt::Debug for ReplyRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (envelope, header) = self.split();
         f.debug_struct("ReplyRoute")
-            .field("envelope", &envelope)
-            .field("header", &header)
+            .field("envelope", &self.envelope())
+            .field("header", &self.header())
+            .field("grouped", &self.accepts_grouped_replies())
             .finish()
     }
 }
@@ -214,6 +314,27 @@ mod tests {
         let route = ReplyRoute::new(&[], &[0xc0]);
         assert!(route.is_unroutable());
         assert_eq!(route.header(), [0xc0]);
+    }
+
+    #[test]
+    fn grouped_replies_share_one_head_and_keep_their_headers() {
+        let mut first = ReplyRoute::new(&frames(&[b"\x00abcd"]), b"h1");
+        assert!(!first.accepts_grouped_replies());
+        first.accept_grouped_replies();
+        assert!(first.accepts_grouped_replies() && !first.is_unroutable());
+        assert_eq!(first.envelope(), [b"\x00abcd"]);
+        assert_eq!(first.header(), b"h1");
+        let mut second = ReplyRoute::new(&frames(&[b"\x00abcd"]), b"h2");
+        second.accept_grouped_replies();
+        let mut other = ReplyRoute::new(&frames(&[b"\x00wxyz"]), b"h1");
+        other.accept_grouped_replies();
+        let mut group = ReplyGroup::new(first, Frame::from(&b"r1"[..]));
+        assert!(group.is_for(&second) && !group.is_for(&other));
+        group.push(second, Frame::from(&b"r2"[..]));
+        assert_eq!(group.len(), 2);
+        let got: Vec<Vec<u8>> = group.into_frames().iter().map(|f| f.to_vec()).collect();
+        let want: Vec<&[u8]> = vec![b"\x00abcd", b"", b"SBC1", b"h1", b"r1", b"h2", b"r2"];
+        assert_eq!(got, want);
     }
 
     #[test]

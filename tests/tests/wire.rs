@@ -237,3 +237,50 @@ fn a_hand_written_worker_may_answer_a_batch_of_calls_in_one_reply_in_any_order()
         assert_eq!(call.wait::<i64>().unwrap(), 100 + i as i64);
     }
 }
+
+#[test]
+fn a_dealer_may_pipeline_calls_in_one_message_and_gets_every_reply() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
+    let header = |id: u8| vec![0x81, 0xa2, b'i', b'd', id]; // {"id": id}
+    let (h1, h2, h3) = (header(1), header(2), header(3));
+    // add(2, 3), a call with an empty function name, and upper("ab"), in one message.
+    let upper_body = b"\x82\xa4args\x91\xa2ab\xa6kwargs\x80";
+    dealer
+        .send_multipart(
+            [
+                &b""[..],
+                b"SBC1",
+                b"add",
+                &h1,
+                BODY,
+                b"",
+                &h2,
+                BODY,
+                b"upper",
+                &h3,
+                upper_body,
+            ],
+            0,
+        )
+        .unwrap();
+    // Replies come one per message or grouped: [""]["SBC1"]([header][body])…
+    let mut replies = std::collections::BTreeMap::new();
+    while replies.len() < 3 {
+        let frames = recv(&dealer);
+        assert!(frames.len() >= 4 && frames.len() % 2 == 0, "{frames:?}");
+        assert_eq!((&frames[0][..], &frames[1][..]), (&b""[..], &b"SBC1"[..]));
+        for pair in frames[2..].chunks(2) {
+            assert!(replies.insert(pair[0].clone(), pair[1].clone()).is_none());
+        }
+    }
+    assert_eq!(replies[&h1], RESULT.to_vec());
+    assert_eq!(error_code(&replies[&h2]), "BAD_REQUEST");
+    assert_eq!(replies[&h3], b"\x81\xa6result\xa2AB".to_vec());
+    // A message that is not three frames per call is refused as a whole.
+    dealer
+        .send_multipart([&b""[..], b"SBC1", b"add", &h1, BODY, b"add", &h2], 0)
+        .unwrap();
+    let refused = recv(&dealer);
+    assert_eq!(error_code(&refused[3]), "BAD_REQUEST");
+}

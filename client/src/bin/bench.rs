@@ -27,10 +27,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use switchboard_client::json::{parse_arg, to_msgpack};
-use switchboard_protocol::client::{parse_reply, request_frames};
+use switchboard_protocol::client::{parse_replies, request_frames, Pipeline, MAX_PIPELINED_CALLS};
 use switchboard_protocol::codec::{encode_request_body, reply_outcome};
 use switchboard_protocol::socket::{recv_frames, send_frames};
-use switchboard_protocol::{CallHeader, Frame, Value};
+use switchboard_protocol::{owned_frame, CallHeader, Frame, Value};
 
 /// Switchboard load generator: throughput, latency percentiles, errors, and a direct-echo floor.
 #[derive(Debug, Parser)]
@@ -53,6 +53,10 @@ struct Args {
     /// Calls in flight per connection.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
+    /// Most calls sent through the broker in one message (pipelining, as the client library
+    /// does with calls that wait together); 1 sends every call in a message of its own.
+    #[arg(long, default_value_t = MAX_PIPELINED_CALLS as u64, value_parser = clap::value_parser!(u64).range(1..=MAX_PIPELINED_CALLS as u64))]
+    pipeline: u64,
     /// Total calls over all connections (ignored with --duration-s).
     #[arg(long, default_value_t = 10_000)]
     calls: u64,
@@ -146,6 +150,7 @@ impl Measured {
 struct Plan {
     endpoint: String,
     window: usize,
+    pipeline: usize,
     quota: u64,
     until: Option<Instant>,
     interval: Option<Duration>,
@@ -322,6 +327,7 @@ fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> 
     let plan = Plan {
         endpoint: endpoint.to_owned(),
         window: args.in_flight,
+        pipeline: args.pipeline as usize,
         quota,
         until,
         interval,
@@ -412,6 +418,7 @@ fn drive(
         let now = Instant::now();
         let time_up = plan.until.is_some_and(|until| now >= until);
         let mut next_due: Option<Instant> = None;
+        let mut pipeline = Pipeline::new();
         while sent < plan.quota && !time_up && (by_id.len() + in_order.len()) < plan.window {
             let intended = plan.interval.map(|i| started + phase + i * sent as u32);
             if let Some(at) = intended.filter(|at| *at > Instant::now()) {
@@ -425,7 +432,10 @@ fn drive(
                         id: sent,
                         timeout_ms: Some(header_timeout),
                     };
-                    send_frames(&socket, request_frames(function, &header, body.clone()), 0)?;
+                    pipeline.push_call(function, &header, owned_frame(body.clone()));
+                    if pipeline.len() >= plan.pipeline {
+                        send_frames(&socket, std::mem::take(&mut pipeline).into_frames(), 0)?;
+                    }
                     by_id.insert(sent, stamp);
                 }
                 Target::Echo { frames } => {
@@ -435,6 +445,9 @@ fn drive(
                 }
             }
             sent += 1;
+        }
+        if !pipeline.is_empty() {
+            send_frames(&socket, pipeline.into_frames(), 0)?;
         }
         if by_id.is_empty() && in_order.is_empty() && (sent >= plan.quota || time_up) {
             break;
@@ -453,26 +466,30 @@ fn drive(
                 Err(e) => return Err(e.into()),
             };
             let at = Instant::now();
-            let start = match target {
+            let mut record = |start: Instant| {
+                let micros = at.saturating_duration_since(start).as_micros() as u64;
+                latency.saturating_record(micros.max(1));
+                received += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            };
+            match target {
                 Target::Broker { .. } => {
-                    let Ok(reply) = parse_reply(frames) else {
+                    let Ok(replies) = parse_replies(frames) else {
                         *errors.entry("MALFORMED_REPLY".into()).or_default() += 1;
                         continue;
                     };
-                    let Some(start) = by_id.remove(&reply.header.id) else {
-                        continue;
-                    };
-                    if let Some(code) = reply_outcome(&reply.body) {
-                        *errors.entry(code.as_str().into()).or_default() += 1;
+                    for reply in replies {
+                        let Some(start) = by_id.remove(&reply.header.id) else {
+                            continue;
+                        };
+                        if let Some(code) = reply_outcome(&reply.body) {
+                            *errors.entry(code.as_str().into()).or_default() += 1;
+                        }
+                        record(start);
                     }
-                    start
                 }
-                Target::Echo { .. } => in_order.pop_front().unwrap_or(at),
-            };
-            let micros = at.saturating_duration_since(start).as_micros() as u64;
-            latency.saturating_record(micros.max(1));
-            received += 1;
-            done.fetch_add(1, Ordering::Relaxed);
+                Target::Echo { .. } => record(in_order.pop_front().unwrap_or(at)),
+            }
         }
     }
     Ok(Measured {
@@ -519,7 +536,7 @@ fn report(
         let document = json!({
             "config": {
                 "function": args.function, "payload_bytes": args.payload, "args": args.args,
-                "connections": args.connections, "in_flight": args.in_flight,
+                "connections": args.connections, "in_flight": args.in_flight, "pipeline": args.pipeline,
                 "calls": args.calls, "duration_s": args.duration_s, "rate": args.rate,
             },
             "baseline": baseline.map(Measured::to_json),
