@@ -170,7 +170,7 @@ impl Connection {
                 .fold(next_sweep, Instant::min);
             let wait = wake_at.saturating_duration_since(Instant::now());
             // With calls waiting to be sent, also wake when the socket can take them.
-            let socket_events = if self.unsent.is_empty() {
+            let socket_events = if self.unsent.is_empty() || !self.link.up {
                 zmq::POLLIN
             } else {
                 zmq::POLLIN | zmq::POLLOUT
@@ -265,7 +265,7 @@ impl Connection {
         }
     }
 
-    /// Sends queued calls. Returns false when every client handle is gone.
+    /// Takes every queued command. Returns false when every client handle is gone.
     fn take_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
@@ -296,13 +296,13 @@ impl Connection {
                         resend,
                         resent: false,
                     };
+                    // Sent once every command is taken: calls made together leave together.
                     self.unsent.push_back(Unsent {
                         id,
                         frames,
                         call,
                         queued_at: Instant::now(),
                     });
-                    self.send_unsent();
                 }
                 Ok(Command::Cancel(id)) => {
                     self.pending.remove(&id);
@@ -332,7 +332,14 @@ impl Connection {
 
     /// Hands waiting calls to ZeroMQ in order, those waiting together in one pipelined
     /// message, stopping at the first message it cannot take.
+    ///
+    /// Nothing is sent while no connection is known to be up: right after a disconnect
+    /// ZeroMQ may still take a message into the dying connection, where it would be lost
+    /// with no event to tell. Calls wait for the next handshake instead.
     fn send_unsent(&mut self) {
+        if !self.link.up {
+            return;
+        }
         while !self.unsent.is_empty() {
             // Calls waiting together leave together: one message for up to 256 calls.
             let mut leaving = Vec::new();
