@@ -173,9 +173,17 @@ struct Call {
 
 struct WorkerState {
     name: String,
+    /// Calls of ordinary functions it holds at once (its executor slots).
     capacity: u32,
+    /// Calls of its inline functions it holds at once, beyond `capacity`.
+    inline_capacity: u32,
+    /// Tickets of the ordinary calls it holds.
     running: Set<Ticket>,
+    /// Tickets of the inline calls it holds.
+    running_inline: Set<Ticket>,
     functions: Vec<String>,
+    /// The functions it runs inline (empty when it announced no inline capacity).
+    inline: Vec<String>,
     heartbeat: Duration,
     expires: Instant,
     next_heartbeat: Instant,
@@ -184,11 +192,32 @@ struct WorkerState {
 }
 
 impl WorkerState {
-    fn free(&self) -> u32 {
+    /// Whether calls of `function` use the inline budget on this worker.
+    fn runs_inline(&self, function: &str) -> bool {
+        self.inline.iter().any(|f| f == function)
+    }
+
+    /// Free room for one more call of `function`.
+    fn free_for(&self, function: &str) -> u32 {
         if self.draining {
             0
+        } else if self.runs_inline(function) {
+            self.inline_capacity
+                .saturating_sub(self.running_inline.len() as u32)
         } else {
             self.capacity.saturating_sub(self.running.len() as u32)
+        }
+    }
+
+    /// How many calls it holds.
+    fn held(&self) -> usize {
+        self.running.len() + self.running_inline.len()
+    }
+
+    /// Forgets a call it held.
+    fn release(&mut self, ticket: Ticket) {
+        if !self.running.remove(&ticket) {
+            self.running_inline.remove(&ticket);
         }
     }
 }
@@ -322,7 +351,7 @@ impl Router {
                 name: w.name.clone(),
                 id: hex(id),
                 capacity: w.capacity,
-                running: w.running.len() as u32,
+                running: w.held() as u32,
                 functions: w.functions.len() as u32,
                 draining: w.draining,
             })
@@ -375,6 +404,7 @@ impl Router {
         self.waiting.clear();
         for worker in self.workers.values_mut() {
             worker.running.clear();
+            worker.running_inline.clear();
         }
     }
 
@@ -609,12 +639,12 @@ impl Router {
                 }
             }
             WorkerMessage::Disconnect => {
-                info!(worker = %hex(&worker), running = state.running.len(), "worker leaving");
+                info!(worker = %hex(&worker), running = state.held(), "worker leaving");
                 state.draining = true;
                 out.push(Action::Disconnect {
                     worker: worker.clone(),
                 });
-                if state.running.is_empty() {
+                if state.held() == 0 {
                     self.remove_worker(&worker, now, out);
                 }
             }
@@ -692,7 +722,9 @@ impl Router {
                 .clamp(HEARTBEAT_RANGE_MS.0, HEARTBEAT_RANGE_MS.1),
         );
         let capacity = info.capacity.clamp(1, MAX_CAPACITY);
+        let inline_capacity = info.inline_capacity.min(MAX_CAPACITY);
         let mut names = Vec::new();
+        let mut inline = Vec::new();
         for function in info.functions {
             if let Err(e) = switchboard_protocol::client::function_name(function.name.as_bytes()) {
                 warn!(worker = %hex(&worker), name = %function.name, error = %e, "ignoring invalid function name");
@@ -722,12 +754,15 @@ impl Router {
             if !entry.hosts.contains(&worker) {
                 entry.hosts.push(worker.clone());
             }
+            if function.inline && inline_capacity > 0 {
+                inline.push(function.name.clone());
+            }
             names.push(function.name);
         }
         let previous = self.workers.remove(&worker);
-        let running = previous
+        let (running, running_inline) = previous
             .as_ref()
-            .map(|p| p.running.clone())
+            .map(|p| (p.running.clone(), p.running_inline.clone()))
             .unwrap_or_default();
         if let Some(previous) = previous {
             for name in previous.functions.iter().filter(|n| !names.contains(n)) {
@@ -745,7 +780,10 @@ impl Router {
                     .take(255)
                     .collect(),
                 capacity,
+                inline_capacity,
                 running,
+                running_inline,
+                inline,
                 functions: names,
                 heartbeat,
                 expires: now + heartbeat * self.config.heartbeat_liveness,
@@ -764,9 +802,10 @@ impl Router {
             .hosts
             .iter()
             .filter_map(|id| self.workers.get(id).map(|w| (id, w)))
-            .filter(|(_, w)| w.free() > 0)
-            .max_by_key(|(_, w)| (w.free(), Reverse(w.last_dispatch)))
-            .map(|(id, _)| id.clone())
+            .map(|(id, w)| (id, w, w.free_for(function)))
+            .filter(|(_, _, free)| *free > 0)
+            .max_by_key(|(_, w, free)| (*free, Reverse(w.last_dispatch)))
+            .map(|(id, _, _)| id.clone())
     }
 
     fn dispatch(
@@ -783,7 +822,11 @@ impl Router {
             .expect("picked from connected workers");
         self.dispatch_count += 1;
         state.last_dispatch = self.dispatch_count;
-        state.running.insert(ticket);
+        if state.runs_inline(&call.function) {
+            state.running_inline.insert(ticket);
+        } else {
+            state.running.insert(ticket);
+        }
         let remaining = call.deadline.saturating_duration_since(now);
         let body = call.body.take().expect("a queued call has its body");
         call.attempts += 1;
@@ -814,12 +857,9 @@ impl Router {
             let Some(state) = self.workers.get(worker) else {
                 return;
             };
-            if state.free() == 0 {
-                return;
-            }
             let mut oldest: Option<(Ticket, &Arc<str>)> = None;
             for name in &self.waiting {
-                if !state.functions.iter().any(|f| **f == **name) {
+                if state.free_for(name) == 0 || !state.functions.iter().any(|f| **f == **name) {
                     continue;
                 }
                 let Some(function) = self.functions.get_mut(&**name) else {
@@ -901,8 +941,8 @@ impl Router {
         }
         let call = self.take_call(ticket).expect("checked above");
         let state = self.workers.get_mut(worker).expect("sender is registered");
-        state.running.remove(&ticket);
-        let leaving = state.draining && state.running.is_empty();
+        state.release(ticket);
+        let leaving = state.draining && state.held() == 0;
         match call.client {
             Some(origin) => {
                 self.stats.calls_completed += 1;
@@ -1025,7 +1065,10 @@ impl Router {
         let held: Vec<Ticket> = self
             .workers
             .get(worker)
-            .map(|state| state.running.iter().copied().collect())
+            .map(|state| {
+                let held = state.running.iter().chain(&state.running_inline);
+                held.copied().collect()
+            })
             .unwrap_or_default();
         let lost: Vec<(Ticket, Box<Call>)> = held
             .into_iter()
@@ -1173,8 +1216,10 @@ mod tests {
                     doc: String::new(),
                     signature: String::new(),
                     retry_safe: false,
+                    inline: false,
                 })
                 .collect(),
+            inline_capacity: 0,
             name: String::new(),
         })
     }
@@ -1238,6 +1283,49 @@ mod tests {
                 b"big".to_vec()
             ]
         );
+    }
+
+    #[test]
+    fn inline_functions_have_their_own_budget_beside_the_slots() {
+        let mut router = Router::new(RouterConfig::default());
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let WorkerMessage::Ready(mut info) = ready(&["slow", "fast"], 1) else {
+            unreachable!()
+        };
+        info.functions[1].inline = true;
+        info.inline_capacity = 3;
+        router.worker_message(b"w".to_vec(), WorkerMessage::Ready(info), now, &mut out);
+        for id in 0..2 {
+            router.submit(request(b"c", "slow", id, None), now, &mut out);
+        }
+        for id in 10..14 {
+            router.submit(request(b"c", "fast", id, None), now, &mut out);
+        }
+        // One slow call fills the one slot; three fast ones fill the inline budget.
+        let running = dispatched(&out);
+        assert_eq!(running.len(), 4);
+        let held = router.workers();
+        assert_eq!(held[0].running, 4);
+        let queued: Vec<(String, usize)> = router
+            .functions()
+            .into_iter()
+            .map(|f| (f.info.name, f.queued))
+            .collect();
+        assert!(queued.contains(&("slow".into(), 1)) && queued.contains(&("fast".into(), 1)));
+        // A fast reply frees an inline place, which goes to the waiting fast call only.
+        let (_, fast_ticket) = running[1];
+        out.clear();
+        router.worker_message(
+            b"w".to_vec(),
+            WorkerMessage::Reply(ReplyBatch::single(fast_ticket, Frame::from(&b"\x80"[..]))),
+            now,
+            &mut out,
+        );
+        assert_eq!(dispatched(&out).len(), 1);
+        let functions = router.functions();
+        let slow = functions.iter().find(|f| f.info.name == "slow").unwrap();
+        assert_eq!((slow.queued, slow.running), (1, 1));
     }
 
     #[test]

@@ -50,10 +50,19 @@ pub struct FunctionInfo {
     /// whose worker was lost. Absent means false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub retry_safe: bool,
+    /// The worker runs it at once on its socket thread (a quick, non-blocking function):
+    /// its calls count against the worker's `inline_capacity`, not its executor slots.
+    /// Absent means false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inline: bool,
 }
 
 fn is_false(value: &bool) -> bool {
     !*value
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// The body of a worker's READY message.
@@ -61,6 +70,10 @@ fn is_false(value: &bool) -> bool {
 pub struct ReadyInfo {
     /// How many calls the worker runs at once.
     pub capacity: u32,
+    /// How many calls of its `inline` functions the worker accepts at once, on top of
+    /// `capacity`; absent or 0: inline functions share `capacity` like the others.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inline_capacity: u32,
     /// How often the worker sends heartbeats, in milliseconds.
     pub heartbeat_ms: u64,
     /// The functions it hosts.

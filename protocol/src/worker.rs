@@ -419,7 +419,9 @@ mod tests {
                 doc: "adds".into(),
                 signature: "add(a: i64, b: i64) -> i64".into(),
                 retry_safe: false,
+                inline: true,
             }],
+            inline_capacity: 64,
             name: "w1".into(),
         };
         let parsed =

@@ -63,18 +63,21 @@ fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
     );
     // A call queued behind the busy slot also times out, while waiting.
     let error = client
-        .request("add")
-        .args((1, 1))
+        .request("upper")
+        .args(("a",))
         .timeout(Duration::from_millis(100))
-        .call::<i64>()
+        .call::<String>()
         .unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::Timeout));
     assert!(
         error.to_string().contains("waiting for a free worker"),
         "{error}"
     );
-    // Once the sleeper finishes, the worker serves again.
+    // An inline function (add) needs no executor slot: it is served meanwhile.
     assert_eq!(client.call::<i64>("add", (1, 1)).unwrap(), 2);
+    assert!(started.elapsed() < Duration::from_millis(1500), "add waited for the slot");
+    // Once the sleeper finishes, the slot serves again.
+    assert_eq!(client.call::<String>("upper", ("a",)).unwrap(), "A");
 }
 
 #[test]

@@ -16,6 +16,10 @@ pub struct WorkerConfig {
     /// trip to the broker for short calls; less keeps calls in the broker's queue, where
     /// any worker that frees up first can take them.
     pub prefetch: usize,
+    /// Calls of `.inline()` functions the worker accepts at once, on top of
+    /// `threads + prefetch`: they run on the socket thread as they arrive, so they
+    /// need no executor slot, and a deep window keeps them flowing.
+    pub inline_capacity: usize,
     /// How often to send heartbeats (announced to the broker, which uses it both ways).
     pub heartbeat: Duration,
     /// Heartbeats from the broker that may be missed before reconnecting.
@@ -38,6 +42,7 @@ impl Default for WorkerConfig {
             broker: "tcp://127.0.0.1:5556".into(),
             threads: 4,
             prefetch: 16,
+            inline_capacity: 256,
             heartbeat: Duration::from_secs(1),
             heartbeat_liveness: 3,
             shutdown_grace: Duration::from_secs(10),

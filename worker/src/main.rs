@@ -27,6 +27,10 @@ struct Args {
     /// trip for short calls; 0 keeps every waiting call in the broker's queue).
     #[arg(long, env = "SWITCHBOARD_PREFETCH", default_value_t = 16)]
     prefetch: usize,
+    /// Calls of quick (inline) functions accepted at once, on top of --threads and
+    /// --prefetch (they run on the socket thread as they arrive; 0: they share the slots).
+    #[arg(long, env = "SWITCHBOARD_INLINE_CAPACITY", default_value_t = 256)]
+    inline_capacity: usize,
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 1000)]
     heartbeat_ms: u64,
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         broker: args.broker,
         threads: args.threads.max(1),
         prefetch: args.prefetch,
+        inline_capacity: args.inline_capacity,
         heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
         heartbeat_liveness: args.heartbeat_liveness.max(1),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),

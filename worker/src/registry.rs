@@ -36,13 +36,12 @@ type Invoke = dyn Fn(&str, &[u8]) -> Result<Vec<u8>, RemoteError> + Send + Sync;
 pub struct Function {
     info: FunctionInfo,
     invoke: Arc<Invoke>,
-    inline: bool,
 }
 
 impl Function {
     /// Whether calls run on the worker's socket thread instead of an executor.
     pub fn is_inline(&self) -> bool {
-        self.inline
+        self.info.inline
     }
 
     /// What the worker announces about this function.
@@ -103,10 +102,8 @@ impl Registration<'_> {
     /// thread (two thread wake-ups per call). Only for functions that finish in
     /// microseconds and never block: while one runs, the worker neither heartbeats nor
     /// takes other calls.
-    pub fn inline(self) -> Self {
-        Arc::get_mut(self.function)
-            .expect("a fresh registration is not shared")
-            .inline = true;
+    pub fn inline(mut self) -> Self {
+        self.info_mut().inline = true;
         self
     }
 
@@ -165,15 +162,12 @@ impl Registry {
             doc: String::new(),
             signature: format!("{name}({params}) -> {}", short_type_name(result)),
             retry_safe: false,
+            inline: false,
         };
         if !self.functions.contains_key(name) {
             self.order.push(name.to_owned());
         }
-        let function = Arc::new(Function {
-            info,
-            invoke,
-            inline: false,
-        });
+        let function = Arc::new(Function { info, invoke });
         let slot = match self.functions.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 e.insert(function);
@@ -197,23 +191,15 @@ impl Registry {
             };
             let info = FunctionInfo {
                 name: full.clone(),
-                doc: function.info.doc.clone(),
                 signature,
-                retry_safe: function.info.retry_safe,
+                ..function.info.clone()
             };
             if !self.functions.contains_key(&full) {
                 self.order.push(full.clone());
             }
             let invoke = Arc::clone(&function.invoke);
-            let inline = function.inline;
-            self.functions.insert(
-                full,
-                Arc::new(Function {
-                    info,
-                    invoke,
-                    inline,
-                }),
-            );
+            self.functions
+                .insert(full, Arc::new(Function { info, invoke }));
         }
         self
     }

@@ -169,6 +169,7 @@ impl Worker {
     fn ready_info(&self) -> ReadyInfo {
         ReadyInfo {
             capacity: (self.config.threads.max(1) + self.config.prefetch) as u32,
+            inline_capacity: self.config.inline_capacity.min(u32::MAX as usize) as u32,
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             functions: self.registry.functions(),
             name: self.config.name.clone(),

@@ -452,9 +452,19 @@ fn drive(
         if by_id.is_empty() && in_order.is_empty() && (sent >= plan.quota || time_up) {
             break;
         }
-        let wait = next_due.map_or(100, |at| {
-            at.saturating_duration_since(Instant::now()).as_millis() as i64
-        });
+        let wait = match next_due {
+            None => 100,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left < Duration::from_millis(1) && socket.poll(zmq::POLLIN, 0)? == 0 {
+                    // ZeroMQ's poll counts whole milliseconds: sleep the last fraction
+                    // rather than spin (64 spinning connections take a core from the system).
+                    std::thread::sleep(left);
+                    continue;
+                }
+                left.as_millis() as i64
+            }
+        };
         if socket.poll(zmq::POLLIN, wait)? == 0 {
             expire(&mut by_id, plan.timeout, &mut errors, &mut received);
             continue;
