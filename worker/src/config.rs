@@ -42,7 +42,7 @@ impl Default for WorkerConfig {
             broker: "tcp://127.0.0.1:5556".into(),
             threads: 4,
             prefetch: 16,
-            inline_capacity: 256,
+            inline_capacity: 1024,
             heartbeat: Duration::from_secs(1),
             heartbeat_liveness: 3,
             shutdown_grace: Duration::from_secs(10),

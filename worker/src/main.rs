@@ -29,7 +29,7 @@ struct Args {
     prefetch: usize,
     /// Calls of quick (inline) functions accepted at once, on top of --threads and
     /// --prefetch (they run on the socket thread as they arrive; 0: they share the slots).
-    #[arg(long, env = "SWITCHBOARD_INLINE_CAPACITY", default_value_t = 256)]
+    #[arg(long, env = "SWITCHBOARD_INLINE_CAPACITY", default_value_t = 1024)]
     inline_capacity: usize,
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 1000)]
