@@ -108,9 +108,9 @@ impl Client {
         };
         let socket = context.socket(zmq::DEALER).map_err(fail)?;
         config.limits.apply(&socket).map_err(fail)?;
-        // Queue calls only on a finished connection; until then they wait in the
-        // socket thread, which can tell the caller why they could not leave.
-        socket.set_immediate(true).map_err(fail)?;
+        // Not ZMQ_IMMEDIATE: with it, ZeroMQ drops the replies it has received but we
+        // have not read yet when the connection closes (a broker that answers and exits).
+        // The socket thread itself holds calls back until a handshake is reported.
         if let Some(curve) = &config.curve {
             curve.apply(&socket)?;
         }

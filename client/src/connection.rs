@@ -1,10 +1,10 @@
 //! The client's socket thread: one DEALER socket multiplexing every call by id.
 //!
-//! Calls go through a bounded local queue of unsent calls: the socket is set to
-//! `ZMQ_IMMEDIATE`, so ZeroMQ takes a call only when a connection to the broker is
-//! up and its send queue has room. A call that cannot leave waits until it can, or
-//! until its deadline, and then fails with an error saying why it never left (no
-//! connection came up, the handshake was refused, or the send queue stayed full).
+//! Calls go through a bounded local queue of unsent calls: ZeroMQ is handed a call
+//! only while the socket monitor reports a connection to the broker up (a finished
+//! handshake) and its send queue has room. A call that cannot leave waits until it
+//! can, or until its deadline, and then fails with an error saying why it never left
+//! (no connection came up, the handshake was refused, or the send queue stayed full).
 //!
 //! It also watches the connection through a ZeroMQ socket monitor: when the
 //! connection to the broker drops, calls in flight are lost with it. Calls
@@ -510,6 +510,9 @@ impl Connection {
                 // A connection that never completed its handshake carried no calls.
                 continue;
             }
+            // Replies that arrived before the connection closed are still queued in the
+            // socket (the poll may have looked before they came): deliver them first.
+            self.take_replies();
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
             self.last_disconnect = Some(Instant::now());
             info!(
