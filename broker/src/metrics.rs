@@ -3,6 +3,9 @@
 //! Latency histograms use fixed buckets so that series from many brokers aggregate.
 
 use std::collections::HashMap;
+
+/// Maps updated on every call: a fast hasher (keys are function names and fixed outcome codes).
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -35,7 +38,7 @@ impl Histogram {
 /// What is counted per function.
 #[derive(Debug, Clone, Default)]
 struct FunctionMetrics {
-    outcomes: HashMap<&'static str, u64>,
+    outcomes: Map<&'static str, u64>,
     latency: Histogram,
 }
 
@@ -51,7 +54,7 @@ pub enum Socket {
 /// Counters and histograms the router keeps for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    functions: HashMap<String, FunctionMetrics>,
+    functions: Map<String, FunctionMetrics>,
     bytes_in: [u64; 2],
     bytes_out: [u64; 2],
 }

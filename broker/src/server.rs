@@ -17,7 +17,7 @@ use crate::router::{Action, Dispatch, Router, WorkerId};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
-use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized};
+use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized, Received};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
 use switchboard_protocol::{Frame, ProtocolError, Shutdown};
@@ -38,11 +38,16 @@ pub struct Broker {
     backend: zmq::Socket,
     router: Router,
     outbox: Vec<Action>,
+    /// The outbox's other half: the vector the last flush emptied.
+    spare_outbox: Vec<Action>,
     /// Calls decided but not sent yet, gathered per worker so that many calls
     /// travel in one REQUEST. Sent whenever the loop has nothing more to read.
     requests: Vec<(WorkerId, RequestBatch)>,
     /// Replies to callers that pipeline, gathered per caller the same way.
     replies: Vec<ReplyGroup>,
+    /// Frames in the last message from each socket (frontend, backend): the size
+    /// the next one is likely to have.
+    expected_frames: (usize, usize),
     config: BrokerConfig,
     metrics: Option<MetricsEndpoint>,
 }
@@ -129,8 +134,10 @@ impl Broker {
             backend,
             router,
             outbox: Vec::with_capacity(BATCH),
+            spare_outbox: Vec::with_capacity(BATCH),
             requests: Vec::new(),
             replies: Vec::new(),
+            expected_frames: (8, 8),
             config,
             metrics,
         })
@@ -248,9 +255,9 @@ impl Broker {
         &mut self,
         which: Socket,
     ) -> Result<Option<Result<Vec<Frame>, Oversized>>, BrokerError> {
-        let socket = match which {
-            Socket::Frontend => &self.frontend,
-            Socket::Backend => &self.backend,
+        let (socket, expected) = match which {
+            Socket::Frontend => (&self.frontend, &mut self.expected_frames.0),
+            Socket::Backend => (&self.backend, &mut self.expected_frames.1),
         };
         let limits = &self.config.limits;
         let received = match recv_frames_bounded(
@@ -258,14 +265,21 @@ impl Broker {
             zmq::DONTWAIT,
             limits.max_frames,
             limits.max_total_bytes,
+            *expected,
         ) {
             Ok(received) => received,
             Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let size = match &received {
-            Ok(frames) => frames.iter().map(|f| f.len()).sum(),
-            Err(oversized) => oversized.bytes,
+        let (received, size) = match received {
+            Ok(Received { frames, bytes }) => {
+                *expected = frames.len();
+                (Ok(frames), bytes)
+            }
+            Err(oversized) => {
+                let bytes = oversized.bytes;
+                (Err(oversized), bytes)
+            }
         };
         self.router.metrics_mut().received(which, size);
         Ok(Some(received))
@@ -300,7 +314,7 @@ impl Broker {
                 return Ok(count);
             };
             let now = Instant::now();
-            let mut frames = match received {
+            let frames = match received {
                 Ok(frames) => frames,
                 Err(Oversized {
                     head,
@@ -313,7 +327,8 @@ impl Broker {
                     continue;
                 }
             };
-            let identity = frames.remove(0).to_vec();
+            let mut frames = frames.into_iter();
+            let identity = frames.next().map(|f| f.to_vec()).unwrap_or_default();
             match WorkerMessage::parse(frames) {
                 Ok(message) => self
                     .router
@@ -350,7 +365,10 @@ impl Broker {
     /// is then declared lost).
     fn flush(&mut self, now: Instant) {
         while !self.outbox.is_empty() {
-            for action in std::mem::take(&mut self.outbox) {
+            // Swapped with a spare vector, so both keep their capacity from flush to flush.
+            let spare = std::mem::take(&mut self.spare_outbox);
+            let mut actions = std::mem::replace(&mut self.outbox, spare);
+            for action in actions.drain(..) {
                 match action {
                     Action::Reply { route, body } if route.accepts_grouped_replies() => {
                         self.gather_reply(route, body)
@@ -369,6 +387,7 @@ impl Broker {
                     }
                 }
             }
+            self.spare_outbox = actions;
         }
     }
 

@@ -75,7 +75,7 @@ pub enum Incoming {
 
 /// Splits a frontend message: `[envelope…][""]["SBC1"][function][header][body]`, or for a batch
 /// `[envelope…][""]["SBC1"]["system.batch"][header]([function][body])…`.
-pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
+pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
     let Some(delimiter) = frames.iter().position(|f| f.is_empty()) else {
         // A ROUTER always prepends the sender's identity: answer to that.
         return Err(Box::new(Rejected {
@@ -83,9 +83,10 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
             error: ProtocolError::MissingDelimiter,
         }));
     };
-    let rest = frames.split_off(delimiter + 1);
-    frames.pop(); // the delimiter
-    let envelope = frames;
+    // Frames are moved out one by one: no copy of the (possibly long) tail.
+    let mut rest = frames.into_iter();
+    let envelope: Vec<Frame> = rest.by_ref().take(delimiter).collect();
+    rest.next(); // the delimiter
     let reject = |envelope: Vec<Frame>, header_frame: Option<Frame>, error| {
         let header = header_frame.as_deref().unwrap_or(NO_HEADER);
         Err(Box::new(Rejected {
@@ -94,6 +95,7 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
         }))
     };
     let is_batch = rest
+        .as_slice()
         .get(1)
         .is_some_and(|f| &f[..] == BATCH_FUNCTION.as_bytes());
     let pipelined = !is_batch && rest.len() > 4;
@@ -113,7 +115,6 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
         let got = rest.len();
         return reject(envelope, None, ProtocolError::FrameCount { expected, got });
     }
-    let mut rest = rest.into_iter();
     let signature = rest.next().expect("counted");
     let function = rest.next().expect("counted");
     let header_frame = rest.next().expect("counted");
@@ -126,6 +127,8 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
     }
     if pipelined {
         let mut calls = Vec::with_capacity(rest.len() / 3 + 1);
+        // Every call's route copies the same envelope: read its frames once.
+        let envelope: Vec<&[u8]> = envelope.iter().map(|f| &f[..]).collect();
         calls.push(pipelined_call(
             &envelope,
             function,
@@ -176,7 +179,7 @@ pub fn parse_request(mut frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> 
 
 /// One call of a pipelined message, its route marked as accepting grouped replies.
 fn pipelined_call(
-    envelope: &[Frame],
+    envelope: &[&[u8]],
     function: Frame,
     header_frame: Frame,
     body: Option<Frame>,
@@ -215,7 +218,7 @@ pub fn reject_oversized(oversized: Oversized) -> Rejected {
     let error = ProtocolError::TooLarge { frames, bytes };
     let Some(delimiter) = head.iter().position(|f| f.is_empty()) else {
         return Rejected {
-            route: ReplyRoute::new(&[], NO_HEADER),
+            route: ReplyRoute::new::<Frame>(&[], NO_HEADER),
             error,
         };
     };

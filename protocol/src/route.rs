@@ -5,6 +5,8 @@
 //! of ZeroMQ messages (64 bytes each, plus a heap vector for the envelope). The usual
 //! case, a five-byte ROUTER identity and a small header, fits inline with no allocation.
 
+use std::ops::Deref;
+
 use crate::{Frame, CLIENT_SIGNATURE};
 
 /// Bytes stored without a heap allocation.
@@ -33,8 +35,9 @@ enum Packed {
 }
 
 impl ReplyRoute {
-    /// Packs routing frames (at most 127 of them) and the header frame to echo.
-    pub fn new(envelope: &[Frame], header: &[u8]) -> ReplyRoute {
+    /// Packs routing frames (at most 127 of them; frames or byte slices) and the
+    /// header frame to echo.
+    pub fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> ReplyRoute {
         let frames = envelope.len().min(MAX_ENVELOPE_FRAMES);
         let size = 1
             + envelope[..frames]
@@ -172,7 +175,8 @@ impl ReplyGroup {
     /// A group holding its first reply.
     pub fn new(route: ReplyRoute, body: Frame) -> ReplyGroup {
         let at = route.header_at();
-        let mut frames = Vec::with_capacity(16);
+        // Room for 32 replies before the vector has to grow.
+        let mut frames = Vec::with_capacity(68);
         route.push_head(&mut frames);
         let mut group = ReplyGroup {
             key: route.bytes()[..at].to_vec(),
@@ -311,7 +315,7 @@ mod tests {
 
     #[test]
     fn no_envelope_is_unroutable() {
-        let route = ReplyRoute::new(&[], &[0xc0]);
+        let route = ReplyRoute::new::<Frame>(&[], &[0xc0]);
         assert!(route.is_unroutable());
         assert_eq!(route.header(), [0xc0]);
     }

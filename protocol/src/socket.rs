@@ -28,16 +28,28 @@ pub struct Oversized {
     pub bytes: usize,
 }
 
+/// A message received within the limits.
+#[derive(Debug)]
+pub struct Received {
+    /// Its frames.
+    pub frames: Vec<Frame>,
+    /// Its size in bytes, all frames together.
+    pub bytes: usize,
+}
+
 /// Receives one multipart message, refusing more than `max_frames` frames or
-/// `max_bytes` bytes in all (the whole message is always consumed).
+/// `max_bytes` bytes in all (the whole message is always consumed). `expected_frames`
+/// sizes the frame vector up front (e.g. the size of the previous message), so that a
+/// message of hundreds of frames is not moved from vector to growing vector.
 pub fn recv_frames_bounded(
     socket: &zmq::Socket,
     flags: i32,
     max_frames: usize,
     max_bytes: usize,
-) -> zmq::Result<Result<Vec<Frame>, Oversized>> {
+    expected_frames: usize,
+) -> zmq::Result<Result<Received, Oversized>> {
     const HEAD: usize = 5;
-    let mut frames = Vec::with_capacity(8);
+    let mut frames = Vec::with_capacity(expected_frames.clamp(8, max_frames.max(8)));
     let (mut count, mut bytes, mut over) = (0usize, 0usize, false);
     loop {
         let mut frame = Frame::new();
@@ -61,7 +73,7 @@ pub fn recv_frames_bounded(
             bytes,
         }));
     }
-    Ok(Ok(frames))
+    Ok(Ok(Received { frames, bytes }))
 }
 
 /// Sends frames as one multipart message. Frames are moved, never copied.

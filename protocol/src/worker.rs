@@ -291,16 +291,19 @@ pub enum BrokerMessage {
     Disconnect,
 }
 
+/// The frames of a message: a `Vec`, or what is left of one after its first frames were
+/// taken (the broker takes the worker's identity first). The rest is collected in place.
+type Frames = std::vec::IntoIter<Frame>;
+
 /// Splits off the control frame and reads its command byte.
-fn split_control(mut frames: Vec<Frame>) -> Result<(u8, Frame, Vec<Frame>), ProtocolError> {
-    if frames.is_empty() {
+fn split_control(mut frames: Frames) -> Result<(u8, Frame, Vec<Frame>), ProtocolError> {
+    let Some(control) = frames.next() else {
         return Err(ProtocolError::FrameCount {
             expected: "at least 1 (control)",
             got: 0,
         });
-    }
-    let rest = frames.split_off(1);
-    let control = frames.pop().expect("one frame");
+    };
+    let rest: Vec<Frame> = frames.collect();
     if control.len() < HEAD_LEN || &control[..WORKER_SIGNATURE.len()] != WORKER_SIGNATURE {
         return Err(ProtocolError::Signature { expected: "SBW2" });
     }
@@ -327,8 +330,10 @@ fn bare_frames(command: u8) -> Vec<Frame> {
 
 impl WorkerMessage {
     /// Parses a worker message (identity frame already removed).
-    pub fn parse(frames: Vec<Frame>) -> Result<WorkerMessage, ProtocolError> {
-        let (command, control, rest) = split_control(frames)?;
+    pub fn parse(
+        frames: impl IntoIterator<IntoIter = Frames>,
+    ) -> Result<WorkerMessage, ProtocolError> {
+        let (command, control, rest) = split_control(frames.into_iter())?;
         match command {
             READY => {
                 if control.len() != HEAD_LEN || rest.len() != 1 {
@@ -371,8 +376,10 @@ impl WorkerMessage {
 
 impl BrokerMessage {
     /// Parses a message a worker received from the broker.
-    pub fn parse(frames: Vec<Frame>) -> Result<BrokerMessage, ProtocolError> {
-        let (command, control, rest) = split_control(frames)?;
+    pub fn parse(
+        frames: impl IntoIterator<IntoIter = Frames>,
+    ) -> Result<BrokerMessage, ProtocolError> {
+        let (command, control, rest) = split_control(frames.into_iter())?;
         match command {
             REQUEST => RequestBatch::parse(&control, rest).map(BrokerMessage::Request),
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
@@ -553,7 +560,7 @@ mod tests {
             vec![b"SBW2\x03".to_vec(), vec![]],            // a REPLY is not for workers
         ];
         for parts in cases {
-            let message = parts.iter().map(|p| Frame::from(&p[..])).collect();
+            let message: Vec<Frame> = parts.iter().map(|p| Frame::from(&p[..])).collect();
             assert!(BrokerMessage::parse(message).is_err(), "{parts:?}");
         }
         let fine = vec![Frame::from(&good[..]), Frame::new()];

@@ -75,7 +75,10 @@ fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
     );
     // An inline function (add) needs no executor slot: it is served meanwhile.
     assert_eq!(client.call::<i64>("add", (1, 1)).unwrap(), 2);
-    assert!(started.elapsed() < Duration::from_millis(1500), "add waited for the slot");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "add waited for the slot"
+    );
     // Once the sleeper finishes, the slot serves again.
     assert_eq!(client.call::<String>("upper", ("a",)).unwrap(), "A");
 }
