@@ -25,12 +25,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Cluster:
     """A broker and workers on ephemeral loopback ports, stopped on exit (by PID)."""
 
-    def __init__(self, bin_dir, workers, worker_args, broker_args=()):
+    def __init__(self, bin_dir, workers, worker_args, broker_args=(), broker_wrapper=()):
         self.bin_dir = bin_dir
         self.processes = []
         env = {**os.environ, "RUST_LOG": "warn"}
         broker = subprocess.Popen(
-            [os.path.join(bin_dir, "broker"), "--frontend", "tcp://127.0.0.1:*",
+            [*broker_wrapper, os.path.join(bin_dir, "broker"), "--frontend", "tcp://127.0.0.1:*",
              "--backend", "tcp://127.0.0.1:*", *broker_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         self.processes.append(broker)

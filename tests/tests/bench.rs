@@ -70,3 +70,65 @@ fn bench_counts_each_error_code_and_paces_an_open_loop() {
         "500/s for 1 s delivered {calls}: {report}"
     );
 }
+
+/// Runs one of the performance scripts on the debug binaries; returns what it printed.
+fn script(name: &str, args: &[&str]) -> String {
+    let bin_dir = binary("bench").parent().expect("bin dir").to_owned();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new("python3")
+        .arg(root.join("scripts").join(name))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .args(args)
+        .output()
+        .expect("run python3 (scripts/setup.sh installs it)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_matrix_and_cpu_scripts_run_and_report_every_row() {
+    let out = std::env::temp_dir().join(format!("bench-matrix-{}.md", std::process::id()));
+    let printed = script(
+        "bench_matrix.py",
+        &[
+            "--quick",
+            "--runs",
+            "1",
+            "--cases",
+            "echo,memory",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let table = std::fs::read_to_string(&out).expect("the matrix writes its table");
+    let _ = std::fs::remove_file(&out);
+    for row in [
+        "16 B echo, 1 in flight: p50 latency",
+        "16 B echo, 1000 in flight: throughput",
+        "64 KiB echo, 1000 in flight: throughput",
+        "one call per message",
+        "calls queued behind busy workers: broker RSS",
+    ] {
+        assert!(table.contains(row), "no row {row:?} in\n{table}\n{printed}");
+    }
+    let cpu = script("cpu_per_call.py", &["--calls", "2000"]);
+    assert!(cpu.contains("2,000 calls at"), "{cpu}");
+    for thread in [
+        "broker broker",
+        "worker worker",
+        "bench (all threads)",
+        "all",
+    ] {
+        assert!(
+            cpu.lines()
+                .any(|l| l.trim_start().starts_with(thread) && l.contains("µs/call")),
+            "no {thread:?} line in\n{cpu}"
+        );
+    }
+}
