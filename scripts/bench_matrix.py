@@ -71,6 +71,15 @@ class Cluster:
                 p.kill()
 
 
+def tool_args(default_calls):
+    """Options of the scripts that run one bench on a Cluster: (calls, bin dir, extra bench args)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=default_calls)
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    args, bench_args = parser.parse_known_args()
+    return args.calls, os.path.abspath(args.bin_dir), bench_args
+
+
 def bench(bin_dir, endpoint, *args):
     out = subprocess.run([os.path.join(bin_dir, "bench"), "--endpoint", endpoint, "--json", *args],
                          capture_output=True, text=True, timeout=600)

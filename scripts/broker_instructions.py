@@ -8,7 +8,6 @@ Prints instructions per call: compare two builds with it, not with calls/s. Need
 (`apt-get install valgrind`).
 """
 
-import argparse
 import os
 import re
 import subprocess
@@ -16,21 +15,17 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_matrix import ROOT, Cluster, bench  # noqa: E402
+from bench_matrix import Cluster, bench, tool_args  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=50_000)
-    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
-    args, bench_args = parser.parse_known_args()
-    b = os.path.abspath(args.bin_dir)
+    calls, b, bench_args = tool_args(50_000)
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.join(scratch, "callgrind.out")
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                    "--toggle-collect=*Broker*drain*"]
         with Cluster(b, 1, [], broker_wrapper=wrapper) as cluster:
-            result = bench(b, cluster.frontend, "--in-flight", "1000", "--calls", str(args.calls),
+            result = bench(b, cluster.frontend, "--in-flight", "1000", "--calls", str(calls),
                            "--timeout-ms", "60000", *bench_args)
         # The broker wrote its profile when it stopped (the cluster stops it with SIGTERM).
         text = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True,

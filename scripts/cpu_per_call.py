@@ -7,13 +7,12 @@ user + system time from /proc before and after one bench run (16-byte echo, 1000
 default), and prints microseconds of CPU per call for each thread, and in all.
 """
 
-import argparse
 import os
 import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_matrix import ROOT, Cluster, bench  # noqa: E402
+from bench_matrix import Cluster, bench, tool_args  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -35,16 +34,12 @@ def thread_times(pid):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=1_000_000)
-    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
-    args, bench_args = parser.parse_known_args()
-    b = os.path.abspath(args.bin_dir)
+    calls, b, bench_args = tool_args(1_000_000)
     with Cluster(b, 1, []) as cluster:
         pids = {"broker": cluster.processes[0].pid, "worker": cluster.processes[1].pid}
         before = {role: thread_times(pid) for role, pid in pids.items()}
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        result = bench(b, cluster.frontend, "--in-flight", "1000", "--calls", str(args.calls), *bench_args)
+        result = bench(b, cluster.frontend, "--in-flight", "1000", "--calls", str(calls), *bench_args)
         after = {role: thread_times(pid) for role, pid in pids.items()}
         spent = resource.getrusage(resource.RUSAGE_CHILDREN)
     calls = result["broker"]["calls"]

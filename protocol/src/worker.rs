@@ -19,6 +19,8 @@
 use crate::codec::{decode, encode};
 use crate::error::ProtocolError;
 use crate::message::ReadyInfo;
+use std::marker::PhantomData;
+
 use crate::{client::function_name, owned_frame, Frame, WORKER_SIGNATURE};
 
 const READY: u8 = 0x01;
@@ -53,12 +55,97 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
     bytes.get(at..at + N)?.try_into().ok()
 }
 
-/// Calls for one worker: REQUEST's control records and the bodies, in the same order.
+/// Calls for one worker (REQUEST) or replies from one worker (REPLY): the control frame
+/// with one entry per call, and the body frames in the same order.
 #[derive(Debug)]
-pub struct RequestBatch {
+pub struct Batch<K> {
     control: Vec<u8>,
     bodies: Vec<Frame>,
     body_bytes: usize,
+    kind: PhantomData<K>,
+}
+
+/// Which command a [`Batch`] is.
+pub trait BatchKind {
+    /// The command byte.
+    const COMMAND: u8;
+}
+
+/// Marks a batch of calls for a worker: a REQUEST.
+#[derive(Debug)]
+pub enum Requests {}
+
+/// Marks a batch of replies from a worker: a REPLY.
+#[derive(Debug)]
+pub enum Replies {}
+
+impl BatchKind for Requests {
+    const COMMAND: u8 = REQUEST;
+}
+
+impl BatchKind for Replies {
+    const COMMAND: u8 = REPLY;
+}
+
+/// Calls for one worker, as the broker builds them and the worker reads them.
+pub type RequestBatch = Batch<Requests>;
+
+/// Replies from one worker, as the worker builds them and the broker reads them.
+pub type ReplyBatch = Batch<Replies>;
+
+impl<K: BatchKind> Default for Batch<K> {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl<K: BatchKind> Batch<K> {
+    /// An empty batch.
+    pub fn new() -> Batch<K> {
+        Batch {
+            control: control_head(K::COMMAND),
+            bodies: Vec::new(),
+            body_bytes: 0,
+            kind: PhantomData,
+        }
+    }
+
+    /// How many calls (or replies) the batch holds.
+    pub fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// Whether the batch holds none.
+    pub fn is_empty(&self) -> bool {
+        self.bodies.is_empty()
+    }
+
+    /// Whether the batch should be sent before another entry is added.
+    pub fn is_full(&self) -> bool {
+        self.bodies.len() >= MAX_CALLS_PER_MESSAGE || self.body_bytes >= BATCH_BYTES
+    }
+
+    fn push_body(&mut self, body: Frame) {
+        self.body_bytes += body.len();
+        self.bodies.push(body);
+    }
+
+    /// A received batch whose control frame was checked against its bodies.
+    fn received(control: &[u8], entries: usize, bodies: Vec<Frame>) -> Result<Self, ProtocolError> {
+        check_count(entries, bodies.len())?;
+        Ok(Batch {
+            control: control.to_vec(),
+            body_bytes: bodies.iter().map(|b| b.len()).sum(),
+            bodies,
+            kind: PhantomData,
+        })
+    }
+
+    /// The frames of the message: the control frame, then the bodies.
+    fn push_frames(self, frames: &mut Vec<Frame>) {
+        frames.push(owned_frame(self.control));
+        frames.extend(self.bodies);
+    }
 }
 
 /// One call of a [`RequestBatch`], as a worker reads it.
@@ -74,22 +161,7 @@ pub struct CallRecord<'a> {
     pub function: &'a str,
 }
 
-impl Default for RequestBatch {
-    fn default() -> Self {
-        RequestBatch::new()
-    }
-}
-
-impl RequestBatch {
-    /// An empty batch.
-    pub fn new() -> RequestBatch {
-        RequestBatch {
-            control: control_head(REQUEST),
-            bodies: Vec::new(),
-            body_bytes: 0,
-        }
-    }
-
+impl Batch<Requests> {
     /// Adds one call. `function` must be a valid function name (1 to 255 bytes).
     pub fn push(&mut self, record: CallRecord<'_>, body: Frame) {
         let name = record.function.as_bytes();
@@ -102,23 +174,7 @@ impl RequestBatch {
             .extend_from_slice(&record.time_left_ms.to_be_bytes());
         self.control.push(name.len() as u8);
         self.control.extend_from_slice(name);
-        self.body_bytes += body.len();
-        self.bodies.push(body);
-    }
-
-    /// How many calls the batch holds.
-    pub fn len(&self) -> usize {
-        self.bodies.len()
-    }
-
-    /// Whether the batch holds no call.
-    pub fn is_empty(&self) -> bool {
-        self.bodies.is_empty()
-    }
-
-    /// Whether the batch should be sent before another call is added.
-    pub fn is_full(&self) -> bool {
-        self.bodies.len() >= MAX_CALLS_PER_MESSAGE || self.body_bytes >= BATCH_BYTES
+        self.push_body(body);
     }
 
     /// The records, in order.
@@ -145,12 +201,39 @@ impl RequestBatch {
             at = next;
             count += 1;
         }
-        check_count(count, bodies.len())?;
-        Ok(RequestBatch {
-            control: control.to_vec(),
-            body_bytes: bodies.iter().map(|b| b.len()).sum(),
-            bodies,
-        })
+        Batch::received(control, count, bodies)
+    }
+}
+
+impl Batch<Replies> {
+    /// A batch of one reply.
+    pub fn single(ticket: Ticket, body: Frame) -> ReplyBatch {
+        let mut batch = ReplyBatch::new();
+        batch.push(ticket, body);
+        batch
+    }
+
+    /// Adds one reply.
+    pub fn push(&mut self, ticket: Ticket, body: Frame) {
+        self.control.extend_from_slice(&ticket.0.to_be_bytes());
+        self.push_body(body);
+    }
+
+    /// Each reply's ticket with its body, in order.
+    pub fn into_replies(self) -> impl Iterator<Item = (Ticket, Frame)> {
+        let tickets: Vec<Ticket> = self.control[HEAD_LEN..]
+            .chunks_exact(8)
+            .map(|t| Ticket(u64::from_be_bytes(t.try_into().expect("8-byte chunk"))))
+            .collect();
+        tickets.into_iter().zip(self.bodies)
+    }
+
+    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<ReplyBatch, ProtocolError> {
+        let tickets = &control[HEAD_LEN..];
+        if tickets.len() % 8 != 0 {
+            return Err(ProtocolError::Control("REPLY tickets must be 8 bytes each"));
+        }
+        Batch::received(control, tickets.len() / 8, bodies)
     }
 }
 
@@ -189,82 +272,6 @@ fn check_count(records: usize, bodies: usize) -> Result<(), ProtocolError> {
         });
     }
     Ok(())
-}
-
-/// Replies from one worker: REPLY's tickets and the reply bodies, in the same order.
-#[derive(Debug)]
-pub struct ReplyBatch {
-    control: Vec<u8>,
-    bodies: Vec<Frame>,
-    body_bytes: usize,
-}
-
-impl Default for ReplyBatch {
-    fn default() -> Self {
-        ReplyBatch::new()
-    }
-}
-
-impl ReplyBatch {
-    /// An empty batch.
-    pub fn new() -> ReplyBatch {
-        ReplyBatch {
-            control: control_head(REPLY),
-            bodies: Vec::new(),
-            body_bytes: 0,
-        }
-    }
-
-    /// A batch of one reply.
-    pub fn single(ticket: Ticket, body: Frame) -> ReplyBatch {
-        let mut batch = ReplyBatch::new();
-        batch.push(ticket, body);
-        batch
-    }
-
-    /// Adds one reply.
-    pub fn push(&mut self, ticket: Ticket, body: Frame) {
-        self.control.extend_from_slice(&ticket.0.to_be_bytes());
-        self.body_bytes += body.len();
-        self.bodies.push(body);
-    }
-
-    /// How many replies the batch holds.
-    pub fn len(&self) -> usize {
-        self.bodies.len()
-    }
-
-    /// Whether the batch holds no reply.
-    pub fn is_empty(&self) -> bool {
-        self.bodies.is_empty()
-    }
-
-    /// Whether the batch should be sent before another reply is added.
-    pub fn is_full(&self) -> bool {
-        self.bodies.len() >= MAX_CALLS_PER_MESSAGE || self.body_bytes >= BATCH_BYTES
-    }
-
-    /// Each reply's ticket with its body, in order.
-    pub fn into_replies(self) -> impl Iterator<Item = (Ticket, Frame)> {
-        let tickets: Vec<Ticket> = self.control[HEAD_LEN..]
-            .chunks_exact(8)
-            .map(|t| Ticket(u64::from_be_bytes(t.try_into().expect("8-byte chunk"))))
-            .collect();
-        tickets.into_iter().zip(self.bodies)
-    }
-
-    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<ReplyBatch, ProtocolError> {
-        let tickets = &control[HEAD_LEN..];
-        if tickets.len() % 8 != 0 {
-            return Err(ProtocolError::Control("REPLY tickets must be 8 bytes each"));
-        }
-        check_count(tickets.len() / 8, bodies.len())?;
-        Ok(ReplyBatch {
-            control: control.to_vec(),
-            body_bytes: bodies.iter().map(|b| b.len()).sum(),
-            bodies,
-        })
-    }
 }
 
 /// A message from a worker to the broker.
@@ -363,9 +370,8 @@ impl WorkerMessage {
                 vec![Frame::from(&control_head(READY)[..]), Frame::from(body)]
             }
             WorkerMessage::Reply(batch) => {
-                let mut frames = Vec::with_capacity(batch.bodies.len() + 1);
-                frames.push(owned_frame(batch.control));
-                frames.extend(batch.bodies);
+                let mut frames = Vec::with_capacity(batch.len() + 1);
+                batch.push_frames(&mut frames);
                 frames
             }
             WorkerMessage::Heartbeat => bare_frames(HEARTBEAT),
@@ -393,10 +399,9 @@ impl BrokerMessage {
         let identity = Frame::from(worker);
         match self {
             BrokerMessage::Request(batch) => {
-                let mut frames = Vec::with_capacity(batch.bodies.len() + 2);
+                let mut frames = Vec::with_capacity(batch.len() + 2);
                 frames.push(identity);
-                frames.push(owned_frame(batch.control));
-                frames.extend(batch.bodies);
+                batch.push_frames(&mut frames);
                 frames
             }
             BrokerMessage::Heartbeat => vec![identity, Frame::from(&control_head(HEARTBEAT)[..])],

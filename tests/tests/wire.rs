@@ -137,18 +137,30 @@ fn malformed_worker_messages_are_dropped_and_do_not_disturb_real_workers() {
     }
 }
 
-#[test]
-fn a_worker_written_from_the_document_serves_calls() {
-    // A hand-rolled worker: READY, then answer a REQUEST by echoing its ticket.
-    let broker = switchboard_tests::BrokerProcess::start(&[]);
-    let (_ctx, worker) = raw_socket(zmq::DEALER, &broker.backend);
-    // {"capacity": 1, "heartbeat_ms": 1000, "functions": [{"name": "double", "doc": "", "signature": ""}]}
-    let mut ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91".to_vec();
+/// A hand-written worker hosting `double` with room for `capacity` calls, registered.
+fn hand_written_worker(
+    broker: &switchboard_tests::BrokerProcess,
+    capacity: u8,
+) -> (zmq::Context, zmq::Socket) {
+    assert!(capacity < 0x80, "a positive fixint");
+    let (context, worker) = raw_socket(zmq::DEALER, &broker.backend);
+    // {"capacity": n, "heartbeat_ms": 1000, "functions": [{"name": "double", "doc": "", "signature": ""}]}
+    let mut ready = b"\x83\xa8capacity".to_vec();
+    ready.push(capacity);
+    ready.extend_from_slice(b"\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91");
     ready.extend_from_slice(b"\x83\xa4name\xa6double\xa3doc\xa0\xa9signature\xa0");
     worker
         .send_multipart([&b"SBW2\x01"[..], &ready], 0)
         .unwrap();
     broker.wait_for_workers("double", 1);
+    (context, worker)
+}
+
+#[test]
+fn a_worker_written_from_the_document_serves_calls() {
+    // A hand-rolled worker: READY, then answer a REQUEST by echoing its ticket.
+    let broker = switchboard_tests::BrokerProcess::start(&[]);
+    let (_ctx, worker) = hand_written_worker(&broker, 1);
     let client = broker.client(Duration::from_secs(5));
     let pending = client
         .request("double")
@@ -182,14 +194,7 @@ fn a_worker_written_from_the_document_serves_calls() {
 #[test]
 fn a_hand_written_worker_may_answer_a_batch_of_calls_in_one_reply_in_any_order() {
     let broker = switchboard_tests::BrokerProcess::start(&[]);
-    let (_ctx, worker) = raw_socket(zmq::DEALER, &broker.backend);
-    // {"capacity": 8, "heartbeat_ms": 1000, "functions": [{"name": "double", "doc": "", "signature": ""}]}
-    let mut ready = b"\x83\xa8capacity\x08\xacheartbeat_ms\xcd\x03\xe8\xa9functions\x91".to_vec();
-    ready.extend_from_slice(b"\x83\xa4name\xa6double\xa3doc\xa0\xa9signature\xa0");
-    worker
-        .send_multipart([&b"SBW2\x01"[..], &ready], 0)
-        .unwrap();
-    broker.wait_for_workers("double", 1);
+    let (_ctx, worker) = hand_written_worker(&broker, 8);
     let client = broker.client(Duration::from_secs(5));
     let pending: Vec<_> = (0..8i64)
         .map(|i| client.request("double").args((i,)).send().unwrap())
