@@ -9,6 +9,7 @@
 //! - [`auth`] — the CURVE ZAP handler with per-socket allow-lists.
 //! - [`background`] — helper threads that stop and join when dropped.
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
+//! - [`deadlines`] — the calls' deadlines, earliest first (a heap with lazy deletion).
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
 //! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod background;
 pub mod config;
+pub mod deadlines;
 pub mod error;
 pub mod http;
 pub mod introspection;

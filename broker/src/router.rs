@@ -6,7 +6,7 @@
 //! never decoded or copied.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use switchboard_protocol::{
 use tracing::{debug, info, warn};
 
 use crate::auth::AuthCounters;
+use crate::deadlines::Deadlines;
 use crate::introspection;
 use crate::metrics::Metrics;
 
@@ -256,7 +257,7 @@ pub struct Router {
     calls: Map<Ticket, Box<Call>>,
     batches: Map<u64, PendingBatch>,
     next_batch: u64,
-    deadlines: BTreeSet<(Instant, Ticket)>,
+    deadlines: Deadlines,
     next_ticket: u64,
     dispatch_count: u64,
     shutting_down: bool,
@@ -276,7 +277,7 @@ impl Router {
             calls: Map::default(),
             batches: Map::default(),
             next_batch: 1,
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::default(),
             next_ticket: 1,
             dispatch_count: 0,
             shutting_down: false,
@@ -362,7 +363,7 @@ impl Router {
 
     /// The earliest instant at which [`Router::tick`] has something to do.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        let deadline = self.deadlines.first();
         let worker = self
             .workers
             .values()
@@ -507,7 +508,10 @@ impl Router {
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         let deadline = now + timeout;
-        self.deadlines.insert((deadline, ticket));
+        let calls = &self.calls;
+        let live = |t: Ticket| t == ticket || calls.contains_key(&t);
+        self.deadlines
+            .insert(deadline, ticket, calls.len() + 1, live);
         self.stats.calls_accepted += 1;
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
         let name = Arc::clone(&self.functions.get(&function).expect("admitted").name);
@@ -674,11 +678,8 @@ impl Router {
     /// back memory a drained flood left behind.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.shrink_after_flood();
-        while let Some(&(at, ticket)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop_first();
+        while let Some((_, ticket)) = self.deadlines.pop_due(now) {
+            // Entries of calls that already ended are skipped by `expire`.
             self.expire(ticket, out);
         }
         let silent: Vec<WorkerId> = self
@@ -702,6 +703,10 @@ impl Router {
     /// After a flood drains, the tables keep their peak capacity: release it.
     fn shrink_after_flood(&mut self) {
         const FLOOR: usize = 4_096;
+        let calls = &self.calls;
+        self.deadlines
+            .sweep(calls.len(), |t| calls.contains_key(&t));
+        self.deadlines.shrink(FLOOR);
         if self.calls.capacity() > FLOOR && self.calls.len() < self.calls.capacity() / 8 {
             self.calls.shrink_to(FLOOR.max(self.calls.len() * 2));
         }
@@ -995,6 +1000,9 @@ impl Router {
             }
             CallState::Running { .. } => {
                 // The worker keeps the slot until it replies or is lost.
+                if call.client.is_none() {
+                    return; // already answered (a second deadline entry of a retried call)
+                }
                 let client = call.client.take();
                 let message = format!("call to '{}' timed out while running", call.function);
                 let (id, received, function) = (call.id, call.received, Arc::clone(&call.function));
@@ -1013,8 +1021,8 @@ impl Router {
 
     /// Removes a finished call and its deadline.
     fn take_call(&mut self, ticket: Ticket) -> Option<Box<Call>> {
+        // Its deadline entry stays behind; `tick` skips it (see `Deadlines`).
         let call = self.calls.remove(&ticket)?;
-        self.deadlines.remove(&(call.deadline, ticket));
         if let CallState::Running { .. } = call.state {
             if let Some(function) = self.functions.get_mut(&*call.function) {
                 function.running = function.running.saturating_sub(1);
@@ -1120,8 +1128,11 @@ impl Router {
         debug!(call_id = call.id, function = %call.function, attempt = call.attempts + 1, "re-dispatching a lost call");
         call.state = CallState::Queued;
         self.enqueue(&call.function, ticket, true);
-        self.deadlines.insert((call.deadline, ticket));
         self.calls.insert(ticket, call);
+        let calls = &self.calls;
+        let deadline = calls[&ticket].deadline;
+        self.deadlines
+            .insert(deadline, ticket, calls.len(), |t| calls.contains_key(&t));
         for host in hosts {
             self.pull_queued(&host, now, out);
         }

@@ -119,12 +119,9 @@ fn the_matrix_and_cpu_scripts_run_and_report_every_row() {
     }
     let cpu = script("cpu_per_call.py", &["--calls", "2000"]);
     assert!(cpu.contains("2,000 calls at"), "{cpu}");
-    for thread in [
-        "broker broker",
-        "worker worker",
-        "bench (all threads)",
-        "all",
-    ] {
+    // Threads are listed only when they used a clock tick (10 ms); the broker's loop
+    // always does for 2 000 calls on a debug build, a worker thread may not.
+    for thread in ["broker broker", "bench (all threads)", "all"] {
         assert!(
             cpu.lines()
                 .any(|l| l.trim_start().starts_with(thread) && l.contains("µs/call")),
