@@ -39,9 +39,81 @@ impl CallHeader {
     }
 
     /// Decodes a header frame.
+    ///
+    /// The usual header — a small map with `"id"` and optionally `"timeout_ms"`, as
+    /// unsigned integers (or `nil` for the timeout) — is read directly: the broker does
+    /// this for every call. Anything else takes the general decoder, which gives the
+    /// same result for it and the precise error otherwise.
     pub fn decode(bytes: &[u8]) -> Result<CallHeader, CodecError> {
-        decode(bytes)
+        match usual_header(bytes) {
+            Some(header) => Ok(header),
+            None => decode(bytes),
+        }
     }
+}
+
+/// Reads `{"id": uint, "timeout_ms": uint | nil}` (keys in any order, the timeout
+/// optional) without serde; `None` for any other shape.
+fn usual_header(bytes: &[u8]) -> Option<CallHeader> {
+    let (&marker, mut rest) = bytes.split_first()?;
+    if !(0x81..=0x82).contains(&marker) {
+        return None;
+    }
+    let (mut id, mut timeout_ms, mut timeout_seen) = (None, None, false);
+    for _ in 0..marker & 0x0f {
+        let (key, after) = fixstr(rest)?;
+        rest = after;
+        match key {
+            b"id" if id.is_none() => {
+                let (value, after) = uint(rest)?;
+                id = Some(value);
+                rest = after;
+            }
+            b"timeout_ms" if !timeout_seen => {
+                timeout_seen = true;
+                if let Some(after) = rest.strip_prefix(&[NIL]) {
+                    rest = after;
+                } else {
+                    let (value, after) = uint(rest)?;
+                    timeout_ms = Some(value);
+                    rest = after;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(CallHeader {
+        id: id?,
+        timeout_ms,
+    })
+}
+
+/// A MessagePack fixstr: its bytes and what follows.
+fn fixstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&marker, rest) = bytes.split_first()?;
+    if !(0xa0..=0xbf).contains(&marker) {
+        return None;
+    }
+    let len = (marker & 0x1f) as usize;
+    Some((rest.get(..len)?, &rest[len..]))
+}
+
+/// A MessagePack unsigned integer (positive fixint, uint 8/16/32/64) and what follows.
+fn uint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (&marker, rest) = bytes.split_first()?;
+    let width = match marker {
+        0x00..=0x7f => return Some((marker as u64, rest)),
+        0xcc => 1,
+        0xcd => 2,
+        0xce => 4,
+        0xcf => 8,
+        _ => return None,
+    };
+    let value = rest
+        .get(..width)?
+        .iter()
+        .fold(0u64, |value, &byte| (value << 8) | byte as u64);
+    Some((value, &rest[width..]))
 }
 
 /// Encodes positional arguments: anything that serializes as a sequence (a
@@ -229,6 +301,45 @@ pub fn decode_reply<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn the_usual_header_reads_as_the_general_decoder_reads_it() {
+        let uints: [&[u8]; 6] = [
+            b"\x07",
+            b"\xcc\xff",
+            b"\xcd\x13\x88",
+            b"\xce\x00\x01\x00\x00",
+            b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\xc0",
+        ];
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for id in &uints {
+            cases.push([&b"\x81\xa2id"[..], id].concat());
+            for timeout in &uints {
+                cases.push([&b"\x82\xa2id"[..], id, b"\xaatimeout_ms", timeout].concat());
+                cases.push([&b"\x82\xaatimeout_ms"[..], timeout, b"\xa2id", id].concat());
+            }
+        }
+        // Shapes the fast path leaves to serde: these must give serde's answer too.
+        let others: [&[u8]; 10] = [
+            b"\x82\xa2id\x01\xa2id\x02",           // duplicate key
+            b"\x82\xa2id\x01\xa5extra\x02",        // unknown key (ignored)
+            b"\x81\xa2id\xff",                     // negative id
+            b"\x81\xa2id\xcb\x3f\xf0\0\0\0\0\0\0", // float id
+            b"\x81\xaatimeout_ms\x01",             // no id
+            b"\x80",                               // empty map
+            b"\x81\xa2id\xcd\x01",                 // cut short
+            b"\x81\xa2id",                         // no value
+            b"\x81\xa2id\x01\x99",                 // trailing bytes
+            b"\x92\x01\x02",                       // an array
+        ];
+        cases.extend(others.iter().map(|c| c.to_vec()));
+        for bytes in &cases {
+            let general: Result<CallHeader, CodecError> = decode(bytes);
+            assert_eq!(CallHeader::decode(bytes).ok(), general.ok(), "{bytes:02x?}");
+        }
+        assert!(usual_header(b"\x82\xa2id\x05\xaatimeout_ms\xcd\x13\x88").is_some());
+    }
 
     #[test]
     fn request_body_is_a_map_of_args_and_kwargs() {

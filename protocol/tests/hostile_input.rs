@@ -79,6 +79,19 @@ proptest! {
     }
 
     #[test]
+    fn the_header_fast_path_agrees_with_the_general_decoder(
+        id in prop_oneof![0u64..200, any::<u64>()],
+        timeout in proptest::option::of(prop_oneof![0u64..70_000, any::<u64>()]),
+        noise in msgpackish(),
+    ) {
+        let header = CallHeader { id, timeout_ms: timeout };
+        let bytes = header.encode();
+        prop_assert_eq!(CallHeader::decode(&bytes).ok(), Some(header));
+        let general: Result<CallHeader, _> = decode(&noise);
+        prop_assert_eq!(CallHeader::decode(&noise).ok(), general.ok());
+    }
+
+    #[test]
     fn body_decoders_never_panic(bytes in msgpackish()) {
         let _ = CallHeader::decode(&bytes);
         let _ = decode::<Value>(&bytes);
