@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_protocol::client::{BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION};
+use switchboard_protocol::client::{
+    function_name, BatchRequest, Incoming, Rejected, Request, BATCH_FUNCTION,
+};
 use switchboard_protocol::codec::{batch_reply_body, encode_error, reply_outcome};
 use switchboard_protocol::route::ReplyRoute;
 use switchboard_protocol::worker::{Ticket, WorkerMessage};
@@ -26,8 +28,9 @@ use crate::deadlines::Deadlines;
 use crate::introspection;
 use crate::metrics::Metrics;
 
-/// A worker's routing identity on the backend socket.
-pub type WorkerId = Vec<u8>;
+/// A worker's routing identity on the backend socket, shared: every call running on a
+/// worker and every message for it holds one, without an allocation each.
+pub type WorkerId = Arc<[u8]>;
 
 /// Hash maps of the router: a fast hasher, seeded at random (keys come from peers).
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -419,7 +422,9 @@ impl Router {
                     header,
                     body,
                 } = request;
-                self.route(Origin::Caller(route), &header, function, body, now, out);
+                // Read from the name frame itself: no copy of the name per call.
+                let name = function_name(&function).unwrap_or_default();
+                self.route(Origin::Caller(route), &header, name, body, now, out);
             }
             Incoming::Pipelined(calls) => {
                 for call in calls {
@@ -469,7 +474,7 @@ impl Router {
             self.route(
                 Origin::Batch { batch: id, index },
                 &header,
-                function,
+                &function,
                 body,
                 now,
                 out,
@@ -482,19 +487,19 @@ impl Router {
         &mut self,
         origin: Origin,
         header: &CallHeader,
-        function: String,
+        function: &str,
         body: Frame,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         if function.starts_with(RESERVED_PREFIX) {
-            let reply = match introspection::answer(self, &function, &body) {
+            let reply = match introspection::answer(self, function, &body) {
                 Ok(reply) => reply,
                 Err(error) => encode_error(&error),
             };
             return self.deliver(origin, Frame::from(reply), out);
         }
-        let worker = match self.admit(&function, body.len()) {
+        let worker = match self.admit(function, body.len()) {
             Ok(worker) => worker,
             Err((code, message)) => {
                 debug!(call_id = header.id, %function, %code, "call refused");
@@ -514,7 +519,7 @@ impl Router {
             .insert(deadline, ticket, calls.len() + 1, live);
         self.stats.calls_accepted += 1;
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
-        let name = Arc::clone(&self.functions.get(&function).expect("admitted").name);
+        let name = Arc::clone(&self.functions.get(function).expect("admitted").name);
         let call = Box::new(Call {
             client: Some(origin),
             id: header.id,
@@ -1153,7 +1158,7 @@ impl Router {
         let Some(function) = self.functions.get_mut(name) else {
             return;
         };
-        function.hosts.retain(|h| h != worker);
+        function.hosts.retain(|h| **h != *worker);
         if !function.hosts.is_empty() {
             return;
         }
@@ -1279,8 +1284,13 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"small".to_vec(), ready(&["f"], 1), now, &mut out);
-        router.worker_message(b"big".to_vec(), ready(&["f"], 3), now, &mut out);
+        router.worker_message(
+            WorkerId::from(&b"small"[..]),
+            ready(&["f"], 1),
+            now,
+            &mut out,
+        );
+        router.worker_message(WorkerId::from(&b"big"[..]), ready(&["f"], 3), now, &mut out);
         for id in 0..4 {
             router.submit(request(b"c", "f", id, None), now, &mut out);
         }
@@ -1288,10 +1298,10 @@ mod tests {
         assert_eq!(
             workers,
             [
-                b"big".to_vec(),
-                b"big".to_vec(),
-                b"small".to_vec(),
-                b"big".to_vec()
+                WorkerId::from(&b"big"[..]),
+                WorkerId::from(&b"big"[..]),
+                WorkerId::from(&b"small"[..]),
+                WorkerId::from(&b"big"[..])
             ]
         );
     }
@@ -1306,7 +1316,12 @@ mod tests {
         };
         info.functions[1].inline = true;
         info.inline_capacity = 3;
-        router.worker_message(b"w".to_vec(), WorkerMessage::Ready(info), now, &mut out);
+        router.worker_message(
+            WorkerId::from(&b"w"[..]),
+            WorkerMessage::Ready(info),
+            now,
+            &mut out,
+        );
         for id in 0..2 {
             router.submit(request(b"c", "slow", id, None), now, &mut out);
         }
@@ -1328,7 +1343,7 @@ mod tests {
         let (_, fast_ticket) = running[1];
         out.clear();
         router.worker_message(
-            b"w".to_vec(),
+            WorkerId::from(&b"w"[..]),
             WorkerMessage::Reply(ReplyBatch::single(fast_ticket, Frame::from(&b"\x80"[..]))),
             now,
             &mut out,
@@ -1344,8 +1359,8 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"a".to_vec(), ready(&["f"], 1), now, &mut out);
-        router.worker_message(b"b".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.worker_message(WorkerId::from(&b"a"[..]), ready(&["f"], 1), now, &mut out);
+        router.worker_message(WorkerId::from(&b"b"[..]), ready(&["f"], 1), now, &mut out);
         let mut seen = Vec::new();
         for id in 0..4 {
             out.clear();
@@ -1371,7 +1386,7 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"w".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 1), now, &mut out);
         for id in 0..4 {
             router.submit(request(b"c", "f", id, None), now, &mut out);
         }
@@ -1382,7 +1397,7 @@ mod tests {
         out.clear();
         let body = Frame::from(&b"\x81\xa6result\x01"[..]);
         router.worker_message(
-            b"w".to_vec(),
+            WorkerId::from(&b"w"[..]),
             WorkerMessage::Reply(ReplyBatch::single(ticket, body)),
             now,
             &mut out,
@@ -1397,7 +1412,7 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"w".to_vec(), ready(&["f"], 1), now, &mut out);
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 1), now, &mut out);
         router.submit(request(b"c", "f", 1, Some(10_000)), now, &mut out);
         router.submit(request(b"c", "f", 2, Some(50)), now, &mut out);
         out.clear();
@@ -1413,7 +1428,7 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"w".to_vec(), ready(&["f"], 2), now, &mut out);
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 2), now, &mut out);
         router.submit(request(b"c", "f", 1, None), now, &mut out);
         out.clear();
         // Heartbeat 100 ms, liveness 3: lost after 300 ms of silence.
@@ -1446,17 +1461,27 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"a".to_vec(), ready_safe_and_unsafe(), now, &mut out);
+        router.worker_message(
+            WorkerId::from(&b"a"[..]),
+            ready_safe_and_unsafe(),
+            now,
+            &mut out,
+        );
         router.submit(request(b"c", "safe", 1, None), now, &mut out);
         router.submit(request(b"c", "unsafe", 2, None), now, &mut out);
         let on_a = dispatched(&out);
         assert_eq!(on_a.len(), 2);
-        router.worker_message(b"b".to_vec(), ready_safe_and_unsafe(), now, &mut out);
+        router.worker_message(
+            WorkerId::from(&b"b"[..]),
+            ready_safe_and_unsafe(),
+            now,
+            &mut out,
+        );
         out.clear();
         router.worker_unreachable(b"a", now, &mut out);
         assert_eq!(
             dispatched(&out),
-            [(b"b".to_vec(), on_a[0].1)],
+            [(WorkerId::from(&b"b"[..]), on_a[0].1)],
             "safe call re-sent to b"
         );
         assert_eq!(
@@ -1476,7 +1501,12 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         for worker in [b"a", b"b", b"c"] {
-            router.worker_message(worker.to_vec(), ready_retry_safe("safe"), now, &mut out);
+            router.worker_message(
+                WorkerId::from(&worker[..]),
+                ready_retry_safe("safe"),
+                now,
+                &mut out,
+            );
         }
         router.submit(request(b"c", "safe", 1, None), now, &mut out);
         for attempt in 1..=2 {
@@ -1495,14 +1525,14 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"w".to_vec(), ready(&["f"], 1), now, &mut out);
-        router.worker_message(b"x".to_vec(), ready(&["g"], 1), now, &mut out);
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 1), now, &mut out);
+        router.worker_message(WorkerId::from(&b"x"[..]), ready(&["g"], 1), now, &mut out);
         router.submit(request(b"c", "f", 1, Some(10)), now, &mut out);
         let (_, ticket) = dispatched(&out)[0];
         out.clear();
         let body = || Frame::from(&b"\x81\xa6result\x01"[..]);
         router.worker_message(
-            b"x".to_vec(),
+            WorkerId::from(&b"x"[..]),
             WorkerMessage::Reply(ReplyBatch::single(ticket, body())),
             now,
             &mut out,
@@ -1515,7 +1545,7 @@ mod tests {
         assert_eq!(reply_codes(&out), [Some(ErrorCode::Timeout)]);
         out.clear();
         router.worker_message(
-            b"w".to_vec(),
+            WorkerId::from(&b"w"[..]),
             WorkerMessage::Reply(ReplyBatch::single(ticket, body())),
             now,
             &mut out,
@@ -1533,7 +1563,7 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"w".to_vec(), ready(&["f"], 2), now, &mut out);
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 2), now, &mut out);
         let header = CallHeader {
             id: 5,
             timeout_ms: None,
@@ -1585,7 +1615,7 @@ mod tests {
         let mut router = router();
         let mut out = Vec::new();
         router.worker_message(
-            b"w".to_vec(),
+            WorkerId::from(&b"w"[..]),
             ready(&["system.ping", "f"], 1),
             Instant::now(),
             &mut out,
@@ -1603,10 +1633,15 @@ mod tests {
         let mut router = router();
         let now = Instant::now();
         let mut out = Vec::new();
-        router.worker_message(b"w".to_vec(), ready(&["f"], 2), now, &mut out);
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 2), now, &mut out);
         router.submit(request(b"c", "f", 1, None), now, &mut out);
         let (_, ticket) = dispatched(&out)[0];
-        router.worker_message(b"w".to_vec(), WorkerMessage::Disconnect, now, &mut out);
+        router.worker_message(
+            WorkerId::from(&b"w"[..]),
+            WorkerMessage::Disconnect,
+            now,
+            &mut out,
+        );
         out.clear();
         router.submit(request(b"c", "f", 2, None), now, &mut out);
         assert!(
@@ -1615,7 +1650,7 @@ mod tests {
         );
         let body = Frame::from(&b"\x81\xa6result\x01"[..]);
         router.worker_message(
-            b"w".to_vec(),
+            WorkerId::from(&b"w"[..]),
             WorkerMessage::Reply(ReplyBatch::single(ticket, body)),
             now,
             &mut out,

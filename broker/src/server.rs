@@ -328,7 +328,10 @@ impl Broker {
                 }
             };
             let mut frames = frames.into_iter();
-            let identity = frames.next().map(|f| f.to_vec()).unwrap_or_default();
+            let identity: WorkerId = match frames.next() {
+                Some(frame) => Arc::from(&frame[..]),
+                None => Arc::from(&[][..]),
+            };
             match WorkerMessage::parse(frames) {
                 Ok(message) => self
                     .router

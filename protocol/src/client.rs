@@ -32,12 +32,20 @@ pub const NO_HEADER: &[u8] = &[0xc0];
 pub struct Request {
     /// The routing frames back to the caller and the header frame to echo.
     pub route: ReplyRoute,
-    /// The function to call.
-    pub function: String,
+    /// The function name frame, checked by [`function_name`] (kept as the frame: no
+    /// copy per call). [`Request::function_name`] reads it.
+    pub function: Frame,
     /// The decoded header.
     pub header: CallHeader,
     /// The request body, never decoded by the broker.
     pub body: Frame,
+}
+
+impl Request {
+    /// The function to call ("" if the frame was not checked and is not a valid name).
+    pub fn function_name(&self) -> &str {
+        function_name(&self.function).unwrap_or_default()
+    }
 }
 
 /// A frontend message that is not a valid request, with what is needed to answer it.
@@ -164,10 +172,9 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
             calls,
         }));
     }
-    let function = match function_name(&function) {
-        Ok(name) => name.to_owned(),
-        Err(error) => return reject(envelope, Some(header_frame), error),
-    };
+    if let Err(error) = function_name(&function) {
+        return reject(envelope, Some(header_frame), error);
+    }
     let body = rest.next().expect("counted");
     Ok(Incoming::Call(Request {
         route: ReplyRoute::new(&envelope, &header_frame),
@@ -190,10 +197,10 @@ fn pipelined_call(
         (Ok(name), _) if name == BATCH_FUNCTION => {
             ProtocolError::FunctionName("system.batch cannot be pipelined: send it alone")
         }
-        (Ok(name), Ok(header)) => {
+        (Ok(_), Ok(header)) => {
             return Ok(Request {
                 route,
-                function: name.to_owned(),
+                function,
                 header,
                 body: body.expect("counted: three frames per call"),
             })
@@ -422,7 +429,7 @@ mod tests {
         };
         assert_eq!(req.route.envelope(), [b"\x00id"]);
         assert_eq!(req.route.header(), header);
-        assert_eq!(req.function, "add");
+        assert_eq!(req.function_name(), "add");
         assert_eq!(
             req.header,
             CallHeader {
@@ -545,7 +552,7 @@ mod tests {
         let ok: Vec<(&str, u64, Vec<u8>)> = calls
             .iter()
             .filter_map(|c| c.as_ref().ok())
-            .map(|r| (r.function.as_str(), r.header.id, r.body.to_vec()))
+            .map(|r| (r.function_name(), r.header.id, r.body.to_vec()))
             .collect();
         assert_eq!(
             ok,
