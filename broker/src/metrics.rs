@@ -9,7 +9,7 @@ type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::router::Router;
+use crate::router::{FunctionSummary, Router};
 
 /// Upper bounds of the latency buckets, in seconds.
 pub const BUCKETS: [f64; 15] = [
@@ -138,47 +138,30 @@ impl Metrics {
         }
 
         let functions = router.functions();
-        header(
-            &mut out,
-            "switchboard_queue_depth",
-            "gauge",
-            "Calls waiting for a free worker, by function.",
-        );
-        for f in &functions {
-            let _ = writeln!(
-                out,
-                "switchboard_queue_depth{{function=\"{}\"}} {}",
-                escape(&f.info.name),
-                f.queued
-            );
-        }
-        header(
-            &mut out,
-            "switchboard_calls_running",
-            "gauge",
-            "Calls running on workers, by function.",
-        );
-        for f in &functions {
-            let _ = writeln!(
-                out,
-                "switchboard_calls_running{{function=\"{}\"}} {}",
-                escape(&f.info.name),
-                f.running
-            );
-        }
-        header(
-            &mut out,
-            "switchboard_function_workers",
-            "gauge",
-            "Connected workers hosting each function.",
-        );
-        for f in &functions {
-            let _ = writeln!(
-                out,
-                "switchboard_function_workers{{function=\"{}\"}} {}",
-                escape(&f.info.name),
-                f.workers
-            );
+        type PerFunction = fn(&FunctionSummary) -> usize;
+        let per_function: [(&str, &str, PerFunction); 3] = [
+            (
+                "switchboard_queue_depth",
+                "Calls waiting for a free worker, by function.",
+                |f| f.queued,
+            ),
+            (
+                "switchboard_calls_running",
+                "Calls running on workers, by function.",
+                |f| f.running,
+            ),
+            (
+                "switchboard_function_workers",
+                "Connected workers hosting each function.",
+                |f| f.workers,
+            ),
+        ];
+        for (name, help, value) in per_function {
+            header(&mut out, name, "gauge", help);
+            for f in &functions {
+                let label = escape(&f.info.name);
+                let _ = writeln!(out, "{name}{{function=\"{label}\"}} {}", value(f));
+            }
         }
 
         let stats = router.stats();

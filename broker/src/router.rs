@@ -387,18 +387,9 @@ impl Router {
     pub fn abandon_all(&mut self, out: &mut Vec<Action>) {
         let calls = std::mem::take(&mut self.calls);
         self.deadlines.clear();
-        for (_, call) in calls {
+        for (_, mut call) in calls {
             let message = "the broker stopped before the call finished".to_owned();
-            let code = ErrorCode::ShuttingDown;
-            self.finish(
-                call.client,
-                &call.function,
-                call.received,
-                call.id,
-                code,
-                message,
-                out,
-            );
+            self.finish(&mut call, ErrorCode::ShuttingDown, message, out);
         }
         for function in self.functions.values_mut() {
             function.queue.clear();
@@ -983,7 +974,7 @@ impl Router {
         };
         match call.state {
             CallState::Queued => {
-                let call = self.calls.remove(&ticket).expect("present");
+                let mut call = self.calls.remove(&ticket).expect("present");
                 self.dequeued(&call.function);
                 if let Some(function) = self.functions.get_mut(&*call.function) {
                     compact_queue(function, &self.calls);
@@ -992,41 +983,25 @@ impl Router {
                     "call to '{}' timed out waiting for a free worker",
                     call.function
                 );
-                let code = ErrorCode::Timeout;
-                self.finish(
-                    call.client,
-                    &call.function,
-                    call.received,
-                    call.id,
-                    code,
-                    message,
-                    out,
-                );
+                self.finish(&mut call, ErrorCode::Timeout, message, out);
             }
             CallState::Running { .. } => {
                 // The worker keeps the slot until it replies or is lost.
                 if call.client.is_none() {
                     return; // already answered (a second deadline entry of a retried call)
                 }
-                let client = call.client.take();
                 let message = format!("call to '{}' timed out while running", call.function);
-                let (id, received, function) = (call.id, call.received, Arc::clone(&call.function));
-                self.finish(
-                    client,
-                    &function,
-                    received,
-                    id,
-                    ErrorCode::Timeout,
-                    message,
-                    out,
-                );
+                // Out of the table while it is answered; back in, since it holds the slot.
+                let mut call = self.calls.remove(&ticket).expect("present");
+                self.finish(&mut call, ErrorCode::Timeout, message, out);
+                self.calls.insert(ticket, call);
             }
         }
     }
 
-    /// Removes a finished call and its deadline.
+    /// Removes a finished call. Its deadline entry stays behind; `tick` skips it when it
+    /// comes due (see `Deadlines`).
     fn take_call(&mut self, ticket: Ticket) -> Option<Box<Call>> {
-        // Its deadline entry stays behind; `tick` skips it (see `Deadlines`).
         let call = self.calls.remove(&ticket)?;
         if let CallState::Running { .. } = call.state {
             if let Some(function) = self.functions.get_mut(&*call.function) {
@@ -1036,23 +1011,15 @@ impl Router {
         Some(call)
     }
 
-    /// Answers an accepted call with a broker error and records how it ended.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &mut self,
-        client: Option<Origin>,
-        function: &str,
-        received: Instant,
-        call_id: u64,
-        code: ErrorCode,
-        message: String,
-        out: &mut Vec<Action>,
-    ) {
-        if client.is_some() {
-            self.metrics
-                .call_ended(function, code.as_str(), received.elapsed());
-        }
-        self.answer(client, call_id, code, message, out);
+    /// Answers an accepted call with a broker error and records how it ended (nothing if
+    /// its caller was already answered).
+    fn finish(&mut self, call: &mut Call, code: ErrorCode, message: String, out: &mut Vec<Action>) {
+        let Some(client) = call.client.take() else {
+            return;
+        };
+        self.metrics
+            .call_ended(&call.function, code.as_str(), call.received.elapsed());
+        self.answer(Some(client), call.id, code, message, out);
     }
 
     fn answer(
@@ -1117,16 +1084,7 @@ impl Router {
                         1
                     }
                 );
-                let code = ErrorCode::WorkerLost;
-                return self.finish(
-                    call.client,
-                    &call.function,
-                    call.received,
-                    call.id,
-                    code,
-                    message,
-                    out,
-                );
+                return self.finish(&mut call, ErrorCode::WorkerLost, message, out);
             }
         };
         self.stats.retries += 1;
@@ -1167,18 +1125,9 @@ impl Router {
         self.functions.remove(name);
         self.waiting.remove(name);
         for ticket in queue {
-            if let Some(call) = self.take_call(ticket) {
+            if let Some(mut call) = self.take_call(ticket) {
                 let message = format!("the last worker hosting '{name}' left");
-                let code = ErrorCode::UnknownFunction;
-                self.finish(
-                    call.client,
-                    name,
-                    call.received,
-                    call.id,
-                    code,
-                    message,
-                    out,
-                );
+                self.finish(&mut call, ErrorCode::UnknownFunction, message, out);
             }
         }
     }
