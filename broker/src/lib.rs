@@ -35,7 +35,8 @@ pub use error::BrokerError;
 pub use server::Broker;
 pub use switchboard_protocol::Shutdown;
 
-/// Binds the broker's sockets and runs its loop until `shutdown` is triggered.
-pub fn run(config: BrokerConfig, shutdown: Shutdown) -> Result<(), BrokerError> {
+/// Binds the broker's sockets and runs its loop until `shutdown` is triggered; returns
+/// the counters of its lifetime.
+pub fn run(config: BrokerConfig, shutdown: Shutdown) -> Result<router::RouterStats, BrokerError> {
     Broker::bind(config)?.run(shutdown)
 }

@@ -120,6 +120,12 @@ pub struct Dispatch {
 /// Counters of what the router has seen, for logs, `system.stats` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RouterStats {
+    /// Client requests read that can be answered: single calls, each call of a pipelined
+    /// message, batches (one each), and malformed messages with a return address.
+    pub requests: u64,
+    /// Replies decided for those requests. Once the broker is idle the two are equal: every
+    /// request it read was answered.
+    pub answers: u64,
     /// Calls accepted from clients (dispatched or queued).
     pub calls_accepted: u64,
     /// Replies forwarded from workers to clients.
@@ -281,7 +287,7 @@ impl Router {
             batches: Map::default(),
             next_batch: 1,
             deadlines: Deadlines::default(),
-            next_ticket: 1,
+            next_ticket: first_ticket(),
             dispatch_count: 0,
             shutting_down: false,
             stats: RouterStats::default(),
@@ -383,13 +389,25 @@ impl Router {
         self.shutting_down = true;
     }
 
-    /// Answers every unfinished call with SHUTTING_DOWN (end of the shutdown grace period).
+    /// Answers every unfinished call at the end of the shutdown grace period: a call that
+    /// never left the broker gets SHUTTING_DOWN (it did not run), a call a worker holds
+    /// gets WORKER_LOST (it may have run: the caller must not assume either way).
     pub fn abandon_all(&mut self, out: &mut Vec<Action>) {
         let calls = std::mem::take(&mut self.calls);
         self.deadlines.clear();
         for (_, mut call) in calls {
-            let message = "the broker stopped before the call finished".to_owned();
-            self.finish(&mut call, ErrorCode::ShuttingDown, message, out);
+            let (code, message) = match call.state {
+                CallState::Queued => (
+                    ErrorCode::ShuttingDown,
+                    "the broker stopped before the call was sent to a worker".to_owned(),
+                ),
+                CallState::Running { .. } => (
+                    ErrorCode::WorkerLost,
+                    "the broker stopped while a worker was running the call; it may or may not have run"
+                        .to_owned(),
+                ),
+            };
+            self.finish(&mut call, code, message, out);
         }
         for function in self.functions.values_mut() {
             function.queue.clear();
@@ -407,6 +425,7 @@ impl Router {
     pub fn submit(&mut self, incoming: Incoming, now: Instant, out: &mut Vec<Action>) {
         match incoming {
             Incoming::Call(request) => {
+                self.stats.requests += 1;
                 let Request {
                     route,
                     function,
@@ -425,7 +444,10 @@ impl Router {
                     }
                 }
             }
-            Incoming::Batch(batch) => self.submit_batch(batch, now, out),
+            Incoming::Batch(batch) => {
+                self.stats.requests += 1;
+                self.submit_batch(batch, now, out)
+            }
         }
     }
 
@@ -533,7 +555,10 @@ impl Router {
     /// Sends a reply body where it belongs: to the caller, or into its batch.
     fn deliver(&mut self, origin: Origin, body: Frame, out: &mut Vec<Action>) {
         match origin {
-            Origin::Caller(route) => out.push(Action::Reply { route, body }),
+            Origin::Caller(route) => {
+                self.stats.answers += 1;
+                out.push(Action::Reply { route, body })
+            }
             Origin::Batch { batch, index } => {
                 let Some(pending) = self.batches.get_mut(&batch) else {
                     return;
@@ -545,6 +570,7 @@ impl Router {
                     let pending = self.batches.remove(&batch).expect("present");
                     let replies: Vec<&[u8]> =
                         pending.replies.iter().flatten().map(|f| &f[..]).collect();
+                    self.stats.answers += 1;
                     out.push(Action::Reply {
                         route: pending.route,
                         body: Frame::from(batch_reply_body(&replies)),
@@ -608,6 +634,8 @@ impl Router {
         };
         warn!(%error, %code, "answering malformed client message");
         *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
+        self.stats.requests += 1;
+        self.stats.answers += 1;
         out.push(error_reply(route, code, error.to_string()));
     }
 
@@ -1147,6 +1175,20 @@ fn error_reply(route: ReplyRoute, code: ErrorCode, message: String) -> Action {
         route,
         body: Frame::from(encode_error(&RemoteError::new(code, message))),
     }
+}
+
+/// Where this broker's tickets start: a random point in `[2^32, 2^62)`, so that two
+/// broker lifetimes on the same endpoints never hand out the same ticket (a worker that
+/// outlived a broker cannot complete a new broker's call with an old call's reply), and
+/// counting up from it never wraps.
+fn first_ticket() -> u64 {
+    // Without an OS random source, the clock still separates broker lifetimes.
+    let random = getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    (1 << 32) + random % ((1 << 62) - (1 << 32))
 }
 
 /// Short printable form of a routing identity for logs.

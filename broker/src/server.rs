@@ -13,7 +13,7 @@ use crate::error::BrokerError;
 use crate::http::{self, MetricsRequest};
 use crate::memory;
 use crate::metrics::Socket;
-use crate::router::{Action, Dispatch, Router, WorkerId};
+use crate::router::{Action, Dispatch, Router, RouterStats, WorkerId};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
@@ -29,6 +29,23 @@ const BATCH: usize = 256;
 const EAGER_ROUNDS: usize = 4;
 /// Longest poll wait, so a shutdown request is noticed promptly.
 const MAX_POLL: Duration = Duration::from_millis(100);
+/// A stopping broker closes its sockets once no request has arrived for this long.
+pub const CLOSE_QUIET: Duration = Duration::from_millis(100);
+/// A stopping broker closes its sockets after answering requests this long at most,
+/// even if they keep coming.
+pub const CLOSE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Where a stopping broker is.
+#[derive(Debug, Clone, Copy)]
+enum Stopping {
+    /// Refusing new calls, finishing accepted ones until `until`.
+    Grace { until: Instant },
+    /// No call left: answering late requests until the frontend is quiet.
+    Closing {
+        quiet_until: Instant,
+        until: Instant,
+    },
+}
 
 /// A bound broker: two ROUTER sockets and the router that decides for them.
 pub struct Broker {
@@ -159,42 +176,62 @@ impl Broker {
         (endpoint(&self.frontend), endpoint(&self.backend))
     }
 
-    /// Runs until `shutdown` is triggered, then drains accepted calls (bounded) and returns.
-    pub fn run(mut self, shutdown: Shutdown) -> Result<(), BrokerError> {
+    /// Runs until `shutdown` is triggered, then stops in two steps and returns its counters.
+    ///
+    /// 1. Grace: new calls are answered SHUTTING_DOWN while accepted calls finish, until
+    ///    none is left or `shutdown_grace` is over (then the rest is abandoned: see
+    ///    [`Router::abandon_all`]).
+    /// 2. Closing: requests still arriving are read and answered until the frontend has
+    ///    been quiet for [`CLOSE_QUIET`] (at most [`CLOSE_LIMIT`]), so that a request the
+    ///    broker's sockets took in its last moments is answered too; then the sockets close.
+    pub fn run(mut self, shutdown: Shutdown) -> Result<RouterStats, BrokerError> {
         let (frontend, backend) = self.endpoints();
         info!(%frontend, %backend, "broker listening");
-        let mut stop_by: Option<Instant> = None;
+        let mut stopping: Option<Stopping> = None;
         // Largest number of calls held since memory was last given back.
         let mut high_water = 0usize;
         loop {
             let now = Instant::now();
-            if shutdown.is_triggered() && stop_by.is_none() {
+            if shutdown.is_triggered() && stopping.is_none() {
                 info!(
                     in_progress = self.router.calls_in_progress(),
                     "shutting down"
                 );
                 self.router.begin_shutdown();
-                stop_by = Some(now + self.config.shutdown_grace);
+                stopping = Some(Stopping::Grace {
+                    until: now + self.config.shutdown_grace,
+                });
             }
-            if let Some(limit) = stop_by {
-                if self.router.calls_in_progress() == 0 {
+            match stopping {
+                Some(Stopping::Grace { until })
+                    if self.router.calls_in_progress() == 0 || now >= until =>
+                {
+                    let abandoned = self.router.calls_in_progress();
+                    if abandoned > 0 {
+                        warn!(abandoned, "shutdown grace period over");
+                        self.router.abandon_all(&mut self.outbox);
+                        self.flush_all(now);
+                    }
+                    stopping = Some(Stopping::Closing {
+                        quiet_until: now + CLOSE_QUIET,
+                        until: now + CLOSE_LIMIT,
+                    });
+                }
+                Some(Stopping::Closing { quiet_until, until })
+                    if now >= quiet_until || now >= until =>
+                {
                     break;
                 }
-                if now >= limit {
-                    warn!(
-                        abandoned = self.router.calls_in_progress(),
-                        "shutdown grace period over"
-                    );
-                    self.router.abandon_all(&mut self.outbox);
-                    self.flush_all(now);
-                    break;
-                }
+                _ => {}
             }
-            let wait = self
+            let mut wait = self
                 .router
                 .next_wakeup()
                 .map_or(MAX_POLL, |at| at.saturating_duration_since(now))
                 .min(MAX_POLL);
+            if let Some(Stopping::Closing { quiet_until, .. }) = stopping {
+                wait = wait.min(quiet_until.saturating_duration_since(now));
+            }
             let mut items = [
                 self.frontend.as_poll_item(zmq::POLLIN),
                 self.backend.as_poll_item(zmq::POLLIN),
@@ -212,20 +249,29 @@ impl Broker {
                 self.serve_metrics();
             }
             let mut received = 0;
+            let mut from_clients = 0;
             if back_ready {
                 received += self.drain_backend()?;
             }
             if front_ready {
-                received += self.drain_frontend()?;
+                from_clients += self.drain_frontend()?;
             }
+            received += from_clients;
             // Under load, more messages usually arrive while a batch is handled: take
             // them before paying for another poll (and its wake-up).
             let mut rounds = 0;
             while received > 0 && rounds < EAGER_ROUNDS {
-                received = self.drain_backend()? + self.drain_frontend()?;
+                let clients = self.drain_frontend()?;
+                received = self.drain_backend()? + clients;
+                from_clients += clients;
                 rounds += 1;
             }
             let now = Instant::now();
+            if let Some(Stopping::Closing { quiet_until, .. }) = &mut stopping {
+                if from_clients > 0 {
+                    *quiet_until = now + CLOSE_QUIET;
+                }
+            }
             self.router.tick(now, &mut self.outbox);
             self.flush_all(now);
             let held = self.router.calls_in_progress();
@@ -236,8 +282,22 @@ impl Broker {
                 high_water = held;
             }
         }
-        info!(stats = ?self.router.stats(), "broker stopped");
-        Ok(())
+        // A last read right before the sockets close.
+        while self.drain_frontend()? == BATCH {}
+        self.flush_all(Instant::now());
+        let stats = self.router.stats().clone();
+        info!(
+            requests = stats.requests,
+            answers = stats.answers,
+            calls_accepted = stats.calls_accepted,
+            calls_completed = stats.calls_completed,
+            late_replies = stats.late_replies,
+            workers_lost = stats.workers_lost,
+            retries = stats.retries,
+            dropped_replies = stats.dropped_replies,
+            "broker stopped"
+        );
+        Ok(stats)
     }
 
     /// Answers every pending `/metrics` request with the current text.

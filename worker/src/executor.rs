@@ -1,5 +1,6 @@
 //! The executor pool: named threads that run calls taken from a bounded channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -25,14 +26,38 @@ pub struct Job {
     pub body: Frame,
     /// Past this instant the caller no longer waits: skip the call.
     pub deadline: Instant,
+    /// The registration with the broker that the call came in (see [`Session`]).
+    pub session: u64,
+}
+
+/// The worker's current registration with a broker. Every READY starts a new one; a call
+/// received in an earlier one belongs to a broker (or a broker's memory of this worker)
+/// that is gone, so it is not started, and its reply is never sent: the ticket it carries
+/// means nothing to whoever is listening now.
+#[derive(Debug, Clone, Default)]
+pub struct Session(Arc<AtomicU64>);
+
+impl Session {
+    /// The current registration's number.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Starts a new registration and returns its number.
+    pub fn renew(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
 }
 
 /// A finished call: the reply body to send back under `ticket`.
 pub struct Done {
     /// The ticket of the job.
     pub ticket: Ticket,
-    /// `{"result": ...}` or `{"error": ...}`.
+    /// `{"result": ...}` or `{"error": ...}`; empty when the call was not started
+    /// because its session had ended.
     pub body: Vec<u8>,
+    /// The session the call came in.
+    pub session: u64,
 }
 
 /// A fixed pool of executor threads fed by a bounded channel.
@@ -43,13 +68,15 @@ pub struct Executor {
 
 impl Executor {
     /// Starts `threads` executors with room for `queued` more calls waiting for one.
-    /// Finished calls go to `done`, followed by a `waker` wake-up.
+    /// Finished calls go to `done`, followed by a `waker` wake-up. Calls of a session
+    /// that has ended by the time a thread takes them are not run.
     pub fn start(
         threads: usize,
         queued: usize,
         max_reply_bytes: usize,
         done: Sender<Done>,
         waker: Waker,
+        session: Session,
     ) -> std::io::Result<Executor> {
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(threads + queued);
         let handles = (0..threads)
@@ -57,9 +84,10 @@ impl Executor {
                 let queue = queue.clone();
                 let done = done.clone();
                 let waker = waker.clone();
+                let session = session.clone();
                 std::thread::Builder::new()
                     .name(format!("switchboard-exec-{i}"))
-                    .spawn(move || run_jobs(queue, done, waker, max_reply_bytes))
+                    .spawn(move || run_jobs(queue, done, waker, session, max_reply_bytes))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Executor {
@@ -87,13 +115,28 @@ impl Drop for Executor {
     }
 }
 
-fn run_jobs(queue: Receiver<Job>, done: Sender<Done>, waker: Waker, max_reply_bytes: usize) {
+fn run_jobs(
+    queue: Receiver<Job>,
+    done: Sender<Done>,
+    waker: Waker,
+    session: Session,
+    max_reply_bytes: usize,
+) {
     for job in queue {
-        let body = execute(&job, max_reply_bytes);
+        let body = if job.session == session.current() {
+            execute(&job, max_reply_bytes)
+        } else {
+            debug!(
+                call_id = job.call_id,
+                "not starting a call of an ended session"
+            );
+            Vec::new()
+        };
         if done
             .send(Done {
                 ticket: job.ticket,
                 body,
+                session: job.session,
             })
             .is_err()
         {

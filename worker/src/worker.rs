@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
-use crate::executor::{execute, Done, Executor, Job};
+use crate::executor::{execute, Done, Executor, Job, Session};
 use crate::registry::Registry;
 
 /// Longest poll wait, so a shutdown request is noticed promptly.
@@ -24,6 +24,8 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 pub struct Worker {
     registry: Arc<Registry>,
     config: WorkerConfig,
+    /// The current registration: calls from an earlier one are never answered.
+    session: Session,
 }
 
 /// Where a stopping worker is in its goodbye.
@@ -37,7 +39,7 @@ enum Phase {
     },
 }
 
-struct Session {
+struct Link {
     socket: zmq::Socket,
     /// Replies not sent yet: sent together once the loop has no more to gather.
     replies: ReplyBatch,
@@ -52,6 +54,7 @@ impl Worker {
         Worker {
             registry: Arc::new(registry),
             config,
+            session: Session::default(),
         }
     }
 
@@ -79,16 +82,17 @@ impl Worker {
             self.config.max_reply_bytes,
             done_tx,
             wake,
+            self.session.clone(),
         )?;
-        let mut session = self.connect(&context)?;
+        let mut link = self.connect(&context)?;
         let mut phase = Phase::Serving;
         let mut held = 0usize;
         loop {
             let now = Instant::now();
             if shutdown.is_triggered() && phase == Phase::Serving {
                 info!(held, "stopping: leaving the broker");
-                self.send_replies(&mut session);
-                self.send(&session.socket, WorkerMessage::Disconnect);
+                self.send_replies(&mut link);
+                self.send(&link.socket, WorkerMessage::Disconnect);
                 phase = Phase::Draining {
                     acknowledged: false,
                     until: now + self.config.shutdown_grace,
@@ -99,7 +103,7 @@ impl Worker {
                 until,
             } = phase
             {
-                let broker_gone = now >= session.broker_expires;
+                let broker_gone = now >= link.broker_expires;
                 if held == 0 && (acknowledged || broker_gone) {
                     break;
                 }
@@ -108,46 +112,43 @@ impl Worker {
                     break;
                 }
             }
-            if now >= session.broker_expires && phase == Phase::Serving {
+            if now >= link.broker_expires && phase == Phase::Serving {
                 warn!(broker = %self.config.broker, "broker silent; reconnecting");
-                session = self.connect(&context)?;
+                link = self.connect(&context)?;
             }
-            if now >= session.next_heartbeat {
-                self.send_replies(&mut session);
-                self.send(&session.socket, WorkerMessage::Heartbeat);
-                session.next_heartbeat = now + self.config.heartbeat;
+            if now >= link.next_heartbeat {
+                self.send_replies(&mut link);
+                self.send(&link.socket, WorkerMessage::Heartbeat);
+                link.next_heartbeat = now + self.config.heartbeat;
             }
-            let wait = session
+            let wait = link
                 .next_heartbeat
-                .min(session.broker_expires)
+                .min(link.broker_expires)
                 .saturating_duration_since(now)
                 .min(MAX_POLL);
-            let mut items = [
-                session.socket.as_poll_item(zmq::POLLIN),
-                wake_rx.poll_item(),
-            ];
+            let mut items = [link.socket.as_poll_item(zmq::POLLIN), wake_rx.poll_item()];
             match zmq::poll(&mut items, wait.as_millis() as i64) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
             let (socket_ready, done_ready) = (items[0].is_readable(), items[1].is_readable());
             if done_ready {
-                held -= self.take_finished(&mut session, &wake_rx, &done_rx);
+                held -= self.take_finished(&mut link, &wake_rx, &done_rx);
             }
             if socket_ready {
-                held += self.receive(&mut session, &executor, &mut phase)?;
+                held += self.receive(&mut link, &executor, &mut phase)?;
             }
-            self.send_replies(&mut session);
+            self.send_replies(&mut link);
         }
         drop(executor);
-        held -= self.take_finished(&mut session, &wake_rx, &done_rx);
-        self.send_replies(&mut session);
+        held -= self.take_finished(&mut link, &wake_rx, &done_rx);
+        self.send_replies(&mut link);
         info!(abandoned = held, "worker stopped");
         Ok(())
     }
 
     /// Opens a fresh DEALER socket to the broker and announces READY.
-    fn connect(&self, context: &zmq::Context) -> Result<Session, WorkerError> {
+    fn connect(&self, context: &zmq::Context) -> Result<Link, WorkerError> {
         let socket = context.socket(zmq::DEALER)?;
         self.config.limits.apply(&socket)?;
         if let Some(curve) = &self.config.curve {
@@ -156,14 +157,21 @@ impl Worker {
         socket.connect(&self.config.broker)?;
         let info = self.ready_info();
         info!(broker = %self.config.broker, functions = info.functions.len(), capacity = info.capacity, "registering with broker");
-        self.send(&socket, WorkerMessage::Ready(info));
+        self.register(&socket);
         let now = Instant::now();
-        Ok(Session {
+        Ok(Link {
             socket,
             replies: ReplyBatch::new(),
             broker_expires: now + self.config.heartbeat * self.config.heartbeat_liveness.max(1),
             next_heartbeat: now + self.config.heartbeat,
         })
+    }
+
+    /// Sends READY, starting a new session: the broker that hears it knows none of the
+    /// calls this worker still holds, so their replies are dropped here, not sent.
+    fn register(&self, socket: &zmq::Socket) {
+        self.session.renew();
+        self.send(socket, WorkerMessage::Ready(self.ready_info()));
     }
 
     fn ready_info(&self) -> ReadyInfo {
@@ -185,24 +193,24 @@ impl Worker {
     /// Handles every message waiting on the socket. Returns how many calls were taken on.
     fn receive(
         &self,
-        session: &mut Session,
+        link: &mut Link,
         executor: &Executor,
         phase: &mut Phase,
     ) -> Result<usize, WorkerError> {
         let mut taken = 0;
         loop {
-            let frames = match recv_frames(&session.socket, zmq::DONTWAIT) {
+            let frames = match recv_frames(&link.socket, zmq::DONTWAIT) {
                 Ok(frames) => frames,
                 Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(taken),
                 Err(e) => return Err(e.into()),
             };
             let now = Instant::now();
-            session.broker_expires =
+            link.broker_expires =
                 now + self.config.heartbeat * self.config.heartbeat_liveness.max(1);
             match BrokerMessage::parse(frames) {
                 Ok(BrokerMessage::Request(mut calls)) => {
                     for (record, body) in calls.calls() {
-                        taken += self.start(session, executor, record, body, now);
+                        taken += self.start(link, executor, record, body, now);
                     }
                 }
                 Ok(BrokerMessage::Heartbeat) => {}
@@ -210,7 +218,9 @@ impl Worker {
                     Phase::Draining { acknowledged, .. } => *acknowledged = true,
                     Phase::Serving => {
                         info!("broker does not know this worker; registering again");
-                        self.send(&session.socket, WorkerMessage::Ready(self.ready_info()));
+                        // Replies not sent yet answer calls that broker does not know.
+                        link.replies = ReplyBatch::new();
+                        self.register(&link.socket);
                     }
                 },
                 Err(error) => warn!(%error, "dropping malformed message from broker"),
@@ -222,7 +232,7 @@ impl Worker {
     /// Returns 1 if an executor took it (a reply will come back through `done`).
     fn start(
         &self,
-        session: &mut Session,
+        link: &mut Link,
         executor: &Executor,
         record: CallRecord<'_>,
         body: Frame,
@@ -240,7 +250,7 @@ impl Worker {
                 ErrorCode::UnknownFunction,
                 format!("this worker does not host '{function}'"),
             );
-            self.reply(session, ticket, encode_error(&error));
+            self.reply(link, ticket, encode_error(&error));
             return 0;
         };
         let job = Job {
@@ -249,11 +259,12 @@ impl Worker {
             function: found.clone(),
             body,
             deadline: now + Duration::from_millis(time_left_ms.into()),
+            session: self.session.current(),
         };
         if found.is_inline() {
             // Quick functions run right here: no hand-off to an executor.
             let reply = execute(&job, self.config.max_reply_bytes);
-            self.reply(session, ticket, reply);
+            self.reply(link, ticket, reply);
             return 0;
         }
         match executor.submit(job) {
@@ -263,40 +274,53 @@ impl Worker {
                     ErrorCode::Overloaded,
                     "every executor thread of this worker is busy",
                 );
-                self.reply(session, ticket, encode_error(&error));
+                self.reply(link, ticket, encode_error(&error));
                 0
             }
         }
     }
 
     /// Adds a reply to the pending REPLY; sends that when it is full.
-    fn reply(&self, session: &mut Session, ticket: Ticket, body: Vec<u8>) {
-        session.replies.push(ticket, owned_frame(body));
-        if session.replies.is_full() {
-            self.send_replies(session);
+    fn reply(&self, link: &mut Link, ticket: Ticket, body: Vec<u8>) {
+        link.replies.push(ticket, owned_frame(body));
+        if link.replies.is_full() {
+            self.send_replies(link);
         }
     }
 
     /// Sends the pending replies, if any.
-    fn send_replies(&self, session: &mut Session) {
-        if !session.replies.is_empty() {
-            let replies = std::mem::take(&mut session.replies);
-            self.send(&session.socket, WorkerMessage::Reply(replies));
+    fn send_replies(&self, link: &mut Link) {
+        if !link.replies.is_empty() {
+            let replies = std::mem::take(&mut link.replies);
+            self.send(&link.socket, WorkerMessage::Reply(replies));
         }
     }
 
     /// Gathers every finished call's reply. Returns how many there were.
     fn take_finished(
         &self,
-        session: &mut Session,
+        link: &mut Link,
         wake_rx: &WakeReceiver,
         done: &Receiver<Done>,
     ) -> usize {
         wake_rx.drain();
         let mut finished = 0;
-        while let Ok(Done { ticket, body }) = done.try_recv() {
-            self.reply(session, ticket, body);
+        let current = self.session.current();
+        while let Ok(Done {
+            ticket,
+            body,
+            session: of,
+        }) = done.try_recv()
+        {
             finished += 1;
+            if of != current {
+                debug!(
+                    ticket = ticket.0,
+                    "dropping the reply to a call of an earlier registration"
+                );
+                continue;
+            }
+            self.reply(link, ticket, body);
         }
         finished
     }

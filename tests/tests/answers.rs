@@ -1,0 +1,105 @@
+//! Every call gets its own answer: a reply completes only the call it was issued for,
+//! across broker restarts and worker re-registrations, and a stopping broker answers
+//! every request it read.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use switchboard_client::ErrorCode;
+use switchboard_protocol::client::parse_reply;
+use switchboard_protocol::{CallHeader, Frame};
+use switchboard_tests::{raw_socket, BrokerProcess, WorkerProcess, WAIT_LIMIT};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_reply_from_before_a_broker_restart_never_completes_a_new_call() {
+    let mut broker = BrokerProcess::start(&[]);
+    let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
+    let _worker = WorkerProcess::start(&backend, "w", &["--heartbeat-ms", "100"]);
+    broker.wait_for_workers("work.once", 1);
+    let old_client = broker.client(TIMEOUT);
+    let _old = old_client
+        .request("work.once")
+        .args(("OLD", 1500))
+        .send()
+        .expect("send");
+    broker.wait_for("work.once", "1 running", |f| f.running == 1);
+    broker.process.kill();
+    broker = BrokerProcess::start_at(&frontend, &backend, &[]);
+    broker.wait_for_workers("work.once", 1);
+    // The worker finishes OLD while NEW runs: OLD's reply must not answer NEW.
+    let client = broker.client(TIMEOUT);
+    let new: String = client
+        .call("work.once", ("NEW", 3000))
+        .expect("NEW answers");
+    assert_eq!(new, "NEW");
+}
+
+#[test]
+fn a_reply_from_before_a_graceful_stop_whose_grace_ran_out_never_completes_a_new_call() {
+    let mut broker = BrokerProcess::start(&["--shutdown-grace-ms", "100"]);
+    let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
+    let _worker = WorkerProcess::start(&backend, "w", &["--heartbeat-ms", "100"]);
+    broker.wait_for_workers("work.once", 1);
+    let old_client = broker.client(TIMEOUT);
+    let old = old_client
+        .request("work.once")
+        .args(("OLD", 1500))
+        .send()
+        .expect("send");
+    broker.wait_for("work.once", "1 running", |f| f.running == 1);
+    broker.process.signal(Signal::SIGTERM);
+    let status = broker.process.wait_exit(WAIT_LIMIT).expect("broker exits");
+    assert!(status.success(), "{status}");
+    // The call was running: its answer says it may have run, not that it never left.
+    let error = old.wait::<String>().expect_err("abandoned");
+    assert_eq!(error.code(), Some(ErrorCode::WorkerLost), "{error}");
+    broker = BrokerProcess::start_at(&frontend, &backend, &[]);
+    broker.wait_for_workers("work.once", 1);
+    let client = broker.client(TIMEOUT);
+    let new: String = client
+        .call("work.once", ("NEW", 3000))
+        .expect("NEW answers");
+    assert_eq!(new, "NEW");
+}
+
+#[test]
+fn a_stopping_broker_answers_every_request_its_sockets_took_in_its_last_moments() {
+    const CALLS: u64 = 200;
+    let mut broker = BrokerProcess::start(&[]);
+    let (_ctx, client) = raw_socket(zmq::DEALER, &broker.frontend);
+    let header = |id: u64| {
+        CallHeader {
+            id,
+            timeout_ms: Some(5000),
+        }
+        .encode()
+    };
+    // One round trip first, so the connection is up before the broker is frozen.
+    client
+        .send_multipart([&b""[..], b"SBC1", b"system.ping", &header(0), b"\x80"], 0)
+        .unwrap();
+    assert_eq!(client.recv_multipart(0).unwrap().len(), 4);
+    // Frozen, the broker cannot read: the calls wait in its sockets while it is told to stop.
+    broker.process.signal(Signal::SIGSTOP);
+    for id in 1..=CALLS {
+        client
+            .send_multipart([&b""[..], b"SBC1", b"add", &header(id), b"\x80"], 0)
+            .unwrap();
+    }
+    broker.process.signal(Signal::SIGTERM);
+    broker.process.signal(Signal::SIGCONT);
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < CALLS as usize {
+        let Ok(frames) = client.recv_multipart(0) else {
+            break; // receive timeout: no more replies are coming
+        };
+        let reply = parse_reply(frames.into_iter().map(Frame::from).collect()).unwrap();
+        assert!(answered.insert(reply.header.id), "two replies to one call");
+    }
+    let status = broker.process.wait_exit(WAIT_LIMIT).expect("broker exits");
+    assert!(status.success(), "{status}");
+    let missing: Vec<u64> = (1..=CALLS).filter(|id| !answered.contains(id)).collect();
+    assert!(missing.is_empty(), "calls never answered: {missing:?}");
+}
