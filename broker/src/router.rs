@@ -651,6 +651,10 @@ impl Router {
             return self.register(worker, info, now, out);
         }
         let Some(state) = self.workers.get_mut(&worker) else {
+            if let WorkerMessage::Reply(replies) = &message {
+                // Its calls were answered when it was declared lost (or it never had any).
+                self.stats.late_replies += replies.len() as u64;
+            }
             if !matches!(message, WorkerMessage::Disconnect) {
                 debug!(worker = %hex(&worker), "message from unknown worker; asking it to register");
                 out.push(Action::Disconnect { worker });
@@ -690,11 +694,62 @@ impl Router {
         warn!(worker = %hex(worker), %error, "dropping malformed worker message");
     }
 
-    /// A send to this worker failed: treat it as lost.
-    pub fn worker_unreachable(&mut self, worker: &[u8], now: Instant, out: &mut Vec<Action>) {
-        if self.workers.contains_key(worker) {
-            warn!(worker = %hex(worker), "worker unreachable; declaring it lost");
-            self.lose_worker(worker, now, out);
+    /// A send to this worker failed: it is lost. The calls that were on their way to it
+    /// (`undelivered`: ticket and body of each) certainly did not run, so they go back to
+    /// the front of their queues, as if never dispatched, for another host to take; the
+    /// calls it already held are handled as for any lost worker.
+    pub fn worker_unreachable(
+        &mut self,
+        worker: &[u8],
+        undelivered: Vec<(Ticket, Frame)>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if !self.workers.contains_key(worker) {
+            return;
+        }
+        warn!(worker = %self.worker_name(worker), undelivered = undelivered.len(), "worker unreachable; declaring it lost");
+        let mut functions: Vec<Arc<str>> = Vec::new();
+        // In reverse, so that pushing each to the front keeps their order.
+        for (ticket, body) in undelivered.into_iter().rev() {
+            let held = matches!(
+                self.calls.get(&ticket).map(|call| &call.state),
+                Some(CallState::Running { worker: w }) if **w == *worker
+            );
+            if !held {
+                continue;
+            }
+            let mut call = self.take_call(ticket).expect("checked above");
+            if let Some(state) = self.workers.get_mut(worker) {
+                state.release(ticket);
+            }
+            call.body = Some(body);
+            call.attempts -= 1;
+            call.state = CallState::Queued;
+            self.enqueue(&call.function, ticket, true);
+            if !functions.contains(&call.function) {
+                functions.push(Arc::clone(&call.function));
+            }
+            // Its deadline entry is still in the heap: same ticket, same deadline.
+            self.calls.insert(ticket, call);
+        }
+        self.lose_worker(worker, now, out);
+        for function in functions {
+            let hosts = match self.functions.get(&*function) {
+                Some(entry) => entry.hosts.clone(),
+                None => continue,
+            };
+            for host in hosts {
+                self.pull_queued(&host, now, out);
+            }
+        }
+    }
+
+    /// A worker's name for logs: the one it announced, else its routing identity in hex.
+    fn worker_name(&self, worker: &[u8]) -> String {
+        match self.workers.get(worker) {
+            Some(state) if !state.name.is_empty() => state.name.clone(),
+            _ => hex(worker),
         }
     }
 
@@ -1469,7 +1524,7 @@ mod tests {
             &mut out,
         );
         out.clear();
-        router.worker_unreachable(b"a", now, &mut out);
+        router.worker_unreachable(b"a", Vec::new(), now, &mut out);
         assert_eq!(
             dispatched(&out),
             [(WorkerId::from(&b"b"[..]), on_a[0].1)],
@@ -1503,12 +1558,68 @@ mod tests {
         for attempt in 1..=2 {
             let (worker, _) = dispatched(&out).pop().expect("dispatched");
             out.clear();
-            router.worker_unreachable(&worker, now, &mut out);
+            router.worker_unreachable(&worker, Vec::new(), now, &mut out);
             if attempt == 2 {
                 assert_eq!(reply_codes(&out), [Some(ErrorCode::WorkerLost)]);
                 assert!(dispatched(&out).is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_call_whose_send_failed_goes_to_another_worker_not_worker_lost() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let (dead, alive) = (WorkerId::from(&b"dead"[..]), WorkerId::from(&b"alive"[..]));
+        router.worker_message(dead.clone(), ready(&["f"], 3), now, &mut out);
+        router.worker_message(alive.clone(), ready(&["f"], 1), now, &mut out);
+        for id in 0..2 {
+            router.submit(request(b"c", "f", id, None), now, &mut out);
+        }
+        let sent = dispatched(&out);
+        assert!(sent.iter().all(|(w, _)| *w == dead), "{sent:?}");
+        out.clear();
+        let body = || Frame::from(&b"\x80"[..]);
+        let undelivered = sent.iter().map(|(_, t)| (*t, body())).collect();
+        router.worker_unreachable(&dead, undelivered, now, &mut out);
+        // Neither call ran, so neither fails: the first goes to the one free slot left,
+        // in its original order; the second waits for it.
+        assert!(reply_codes(&out).is_empty(), "{:?}", reply_codes(&out));
+        assert_eq!(dispatched(&out), [(alive.clone(), sent[0].1)]);
+        assert_eq!(router.functions()[0].queued, 1);
+        assert_eq!(router.stats().workers_lost, 1);
+        out.clear();
+        router.worker_message(
+            alive.clone(),
+            WorkerMessage::Reply(ReplyBatch::single(sent[0].1, body())),
+            now,
+            &mut out,
+        );
+        assert_eq!(dispatched(&out), [(alive, sent[1].1)]);
+    }
+
+    #[test]
+    fn replies_from_a_worker_declared_lost_are_counted_late() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let worker = WorkerId::from(&b"w"[..]);
+        router.worker_message(worker.clone(), ready(&["f"], 1), now, &mut out);
+        router.submit(request(b"c", "f", 1, None), now, &mut out);
+        let (_, ticket) = dispatched(&out)[0];
+        router.tick(now + Duration::from_secs(1), &mut out);
+        assert_eq!(router.stats().workers_lost, 1);
+        out.clear();
+        let reply = Frame::from(&b"\x81\xa6result\x01"[..]);
+        router.worker_message(
+            worker,
+            WorkerMessage::Reply(ReplyBatch::single(ticket, reply)),
+            now,
+            &mut out,
+        );
+        assert!(reply_codes(&out).is_empty());
+        assert_eq!(router.stats().late_replies, 1);
     }
 
     #[test]

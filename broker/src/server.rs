@@ -17,7 +17,9 @@ use crate::router::{Action, Dispatch, Router, RouterStats, WorkerId};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
-use switchboard_protocol::socket::{recv_frames_bounded, send_frames, Oversized, Received};
+use switchboard_protocol::socket::{
+    recv_frames_bounded, send_frames, try_send_frames, Oversized, Received,
+};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
 use switchboard_protocol::{Frame, ProtocolError, Shutdown};
@@ -513,15 +515,30 @@ impl Broker {
     }
 
     /// Sends one message to a worker; a worker that cannot take it is declared lost
-    /// (which may decide more sends, picked up by the caller's loop).
+    /// (which may decide more sends, picked up by the caller's loop). The calls of a
+    /// REQUEST it refused, and of any REQUEST still gathered for it, never reached it:
+    /// they go back to the router to be dispatched elsewhere.
     fn send_to_worker(&mut self, worker: WorkerId, message: BrokerMessage, now: Instant) {
         let frames = message.into_frames(&worker);
         let size = frames.iter().map(|f| f.len()).sum();
         self.router.metrics_mut().sent(Socket::Backend, size);
-        if let Err(e) = send_frames(&self.backend, frames, zmq::DONTWAIT) {
-            debug!(error = %e, "send to worker failed");
-            self.router
-                .worker_unreachable(&worker, now, &mut self.outbox);
+        // ZeroMQ refuses a message on its first frame (unknown peer, or its queue is full),
+        // and then hands every frame back: nothing of it left.
+        let Err((error, frames)) = try_send_frames(&self.backend, frames) else {
+            return;
+        };
+        debug!(%error, "send to worker failed");
+        let mut undelivered = Vec::new();
+        let mut frames = frames.into_iter();
+        frames.next(); // the identity
+        if let Ok(BrokerMessage::Request(mut batch)) = BrokerMessage::parse(frames) {
+            undelivered.extend(batch.calls().map(|(record, body)| (record.ticket, body)));
         }
+        if let Some(index) = self.requests.iter().position(|(id, _)| *id == worker) {
+            let (_, mut batch) = self.requests.swap_remove(index);
+            undelivered.extend(batch.calls().map(|(record, body)| (record.ticket, body)));
+        }
+        self.router
+            .worker_unreachable(&worker, undelivered, now, &mut self.outbox);
     }
 }

@@ -121,7 +121,13 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
             "4 (signature, function, header, body), or 1 + 3 per call for 2 to 256 pipelined calls"
         };
         let got = rest.len();
-        return reject(envelope, None, ProtocolError::FrameCount { expected, got });
+        // [signature][function][header]…: echo the (first) header whenever it came.
+        let header = rest.nth(2);
+        return reject(
+            envelope,
+            header,
+            ProtocolError::FrameCount { expected, got },
+        );
     }
     let signature = rest.next().expect("counted");
     let function = rest.next().expect("counted");
@@ -480,6 +486,42 @@ mod tests {
                 rejected.error
             );
         }
+    }
+
+    #[test]
+    fn a_refused_message_echoes_its_header_whenever_it_came() {
+        let header = CallHeader {
+            id: 7,
+            timeout_ms: None,
+        }
+        .encode();
+        let h = &header[..];
+        let call: [&[u8]; 3] = [b"add", h, b"\x80"];
+        let mut too_many: Vec<&[u8]> = vec![b"c", b"", b"SBC1"];
+        for _ in 0..=MAX_PIPELINED_CALLS {
+            too_many.extend_from_slice(&call);
+        }
+        let mut big_batch: Vec<&[u8]> = vec![b"c", b"", b"SBC1", b"system.batch", h];
+        for _ in 0..=MAX_BATCH_CALLS {
+            big_batch.extend_from_slice(&[b"add", b"\x80"]);
+        }
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![b"c", b"", b"SBC1", b"add", h],                    // no body
+            vec![b"c", b"", b"SBC1", b"add", h, b"\x80", b"extra"], // a trailing frame
+            vec![b"c", b"", b"SBC1", b"add", h, b"\x80", b"add", h], // [fn,H,B,fn,H]
+            too_many,
+            vec![b"c", b"", b"SBC1", b"system.batch", h], // no call
+            vec![b"c", b"", b"SBC1", b"system.batch", h, b"add"], // no body
+            big_batch,
+            vec![b"c", b"", b"XXXX", b"add", h, b"\x80"], // wrong signature
+        ];
+        for parts in cases {
+            let rejected = parse_request(frames(&parts)).expect_err("refused");
+            assert_eq!(rejected.route.header(), h, "{}", rejected.error);
+        }
+        // Frames stop before the header: nothing to echo but nil.
+        let rejected = parse_request(frames(&[b"c", b"", b"SBC1", b"add"])).unwrap_err();
+        assert_eq!(rejected.route.header(), NO_HEADER);
     }
 
     #[test]

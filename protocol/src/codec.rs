@@ -47,6 +47,10 @@ impl CallHeader {
     pub fn decode(bytes: &[u8]) -> Result<CallHeader, CodecError> {
         match usual_header(bytes) {
             Some(header) => Ok(header),
+            // The general decoder would also take a struct written as an array.
+            None if !is_map(bytes) => Err(CodecError::Decode(
+                "the header must be a map with string keys, e.g. {\"id\": 1}".into(),
+            )),
             None => decode(bytes),
         }
     }
@@ -321,7 +325,7 @@ mod tests {
             }
         }
         // Shapes the fast path leaves to serde: these must give serde's answer too.
-        let others: [&[u8]; 10] = [
+        let others: [&[u8]; 9] = [
             b"\x82\xa2id\x01\xa2id\x02",           // duplicate key
             b"\x82\xa2id\x01\xa5extra\x02",        // unknown key (ignored)
             b"\x81\xa2id\xff",                     // negative id
@@ -331,7 +335,6 @@ mod tests {
             b"\x81\xa2id\xcd\x01",                 // cut short
             b"\x81\xa2id",                         // no value
             b"\x81\xa2id\x01\x99",                 // trailing bytes
-            b"\x92\x01\x02",                       // an array
         ];
         cases.extend(others.iter().map(|c| c.to_vec()));
         for bytes in &cases {
@@ -339,6 +342,20 @@ mod tests {
             assert_eq!(CallHeader::decode(bytes).ok(), general.ok(), "{bytes:02x?}");
         }
         assert!(usual_header(b"\x82\xa2id\x05\xaatimeout_ms\xcd\x13\x88").is_some());
+    }
+
+    #[test]
+    fn a_header_must_be_a_map() {
+        // serde would read a struct from an array; the protocol says map.
+        for bytes in [
+            &b"\x92\x05\x64"[..],
+            b"\x91\x05",
+            b"\xdc\x00\x01\x05",
+            b"\x05",
+        ] {
+            let error = CallHeader::decode(bytes).expect_err("not a map");
+            assert!(error.to_string().contains("map"), "{error}");
+        }
     }
 
     #[test]

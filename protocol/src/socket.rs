@@ -37,8 +37,10 @@ pub struct Received {
     pub bytes: usize,
 }
 
-/// Receives one multipart message, refusing more than `max_frames` frames or
-/// `max_bytes` bytes in all (the whole message is always consumed). `expected_frames`
+/// Receives one multipart message on a `ROUTER` socket, refusing more than `max_frames`
+/// frames or `max_bytes` bytes in all (the whole message is always consumed). The limits
+/// count what the peer sent: the routing identity the socket puts in front is not counted
+/// (it is kept, as the first frame). `expected_frames`
 /// sizes the frame vector up front (e.g. the size of the previous message), so that a
 /// message of hundreds of frames is not moved from vector to growing vector.
 pub fn recv_frames_bounded(
@@ -51,12 +53,15 @@ pub fn recv_frames_bounded(
     const HEAD: usize = 5;
     let mut frames = Vec::with_capacity(expected_frames.clamp(8, max_frames.max(8)));
     let (mut count, mut bytes, mut over) = (0usize, 0usize, false);
+    let mut identity = true;
     loop {
         let mut frame = Frame::new();
-        socket.recv(&mut frame, if count == 0 { flags } else { 0 })?;
+        socket.recv(&mut frame, if identity { flags } else { 0 })?;
         let more = frame.get_more();
-        count += 1;
-        bytes = bytes.saturating_add(frame.len());
+        if !std::mem::take(&mut identity) {
+            count += 1;
+            bytes = bytes.saturating_add(frame.len());
+        }
         over |= count > max_frames || bytes > max_bytes;
         if !over || frames.len() < HEAD {
             frames.push(frame);

@@ -87,8 +87,10 @@ proptest! {
         let header = CallHeader { id, timeout_ms: timeout };
         let bytes = header.encode();
         prop_assert_eq!(CallHeader::decode(&bytes).ok(), Some(header));
+        // The general decoder also reads a struct from an array; headers are maps only.
+        let is_map = matches!(noise.first(), Some(0x80..=0x8f | 0xde | 0xdf));
         let general: Result<CallHeader, _> = decode(&noise);
-        prop_assert_eq!(CallHeader::decode(&noise).ok(), general.ok());
+        prop_assert_eq!(CallHeader::decode(&noise).ok(), general.ok().filter(|_| is_map));
     }
 
     #[test]

@@ -103,3 +103,27 @@ fn a_stopping_broker_answers_every_request_its_sockets_took_in_its_last_moments(
     let missing: Vec<u64> = (1..=CALLS).filter(|id| !answered.contains(id)).collect();
     assert!(missing.is_empty(), "calls never answered: {missing:?}");
 }
+
+#[test]
+fn a_call_that_never_reached_its_worker_goes_to_another() {
+    let broker = BrokerProcess::start(&[]);
+    let _real = WorkerProcess::start(&broker.backend, "real", &[]);
+    broker.wait_for_workers("sleep_ms", 1);
+    // A worker with more free slots than the real one, so calls go to it first; it closes
+    // its socket without saying DISCONNECT, well within its heartbeat liveness.
+    let (context, ghost) = raw_socket(zmq::DEALER, &broker.backend);
+    let ready = b"\x83\xa8capacity\x64\xacheartbeat_ms\xcd\x13\x88\xa9functions\x91\x81\xa4name\xa8sleep_ms";
+    ghost.send_multipart([&b"SBW2\x01"[..], ready], 0).unwrap();
+    broker.wait_for_workers("sleep_ms", 2);
+    drop(ghost);
+    drop(context);
+    let client = broker.client(TIMEOUT);
+    let outcomes: Vec<Result<u64, String>> = (0..4)
+        .map(|i| {
+            client
+                .call::<u64>("sleep_ms", (i,))
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    assert_eq!(outcomes, [Ok(0), Ok(1), Ok(2), Ok(3)]);
+}

@@ -74,20 +74,30 @@ fn dealer_socket_matches_replies_by_the_echoed_header() {
 fn malformed_client_messages_get_bad_request_and_the_broker_keeps_serving() {
     let (broker, _workers) = cluster(1, &[], &[]);
     let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
-    let cases: Vec<Vec<&[u8]>> = vec![
-        vec![b"", b"SBC1", b"add", HEADER], // a frame short
-        vec![b"", b"SBC1", b"add", HEADER, BODY, b"extra"], // a frame long
-        vec![b"SBC1", b"add", HEADER, BODY], // no delimiter
-        vec![b"", b"XXXX", b"add", HEADER, BODY], // wrong signature
-        vec![b"", b"SBC1", b"", HEADER, BODY], // empty function name
-        vec![b"", b"SBC1", b"\xff\xfe", HEADER, BODY], // function name not UTF-8
-        vec![b"", b"SBC1", b"add", b"\xc1", BODY], // header not MessagePack
-        vec![b"", b"SBC1", b"add", b"\x93\x01\x02\x03", BODY], // header not a map
+    // Each case with the header frame the reply must echo: the request's own whenever
+    // it came, so that a DEALER can match the error to its call.
+    let array_header: &[u8] = b"\x92\x05\x64"; // [5, 100]: a header is a map
+    let cases: Vec<(Vec<&[u8]>, &[u8])> = vec![
+        (vec![b"", b"SBC1", b"add", HEADER], HEADER), // a frame short
+        (vec![b"", b"SBC1", b"add", HEADER, BODY, b"extra"], HEADER), // a frame long
+        (
+            vec![b"", b"SBC1", b"add", HEADER, BODY, b"add", HEADER],
+            HEADER,
+        ), // a pipeline cut short
+        (vec![b"", b"SBC1", b"system.batch", HEADER], HEADER), // a batch of no call
+        (vec![b"", b"SBC1", b"system.batch", HEADER, b"add"], HEADER), // a batch call with no body
+        (vec![b"SBC1", b"add", HEADER, BODY], b"\xc0"), // no delimiter: nil
+        (vec![b"", b"XXXX", b"add", HEADER, BODY], HEADER), // wrong signature
+        (vec![b"", b"SBC1", b"", HEADER, BODY], HEADER), // empty function name
+        (vec![b"", b"SBC1", b"\xff\xfe", HEADER, BODY], HEADER), // function name not UTF-8
+        (vec![b"", b"SBC1", b"add", b"\xc1", BODY], b"\xc1"), // header not MessagePack
+        (vec![b"", b"SBC1", b"add", array_header, BODY], array_header), // header not a map
     ];
-    for parts in &cases {
+    for (parts, echoed) in &cases {
         dealer.send_multipart(parts.iter(), 0).unwrap();
         let reply = recv(&dealer);
         assert_eq!(reply.len(), 4, "reply to {parts:x?}: {reply:x?}");
+        assert_eq!(reply[2], echoed.to_vec(), "header echoed for {parts:x?}");
         assert_eq!(error_code(&reply[3]), "BAD_REQUEST", "reply to {parts:x?}");
     }
     // A body that is not a request map reaches the worker, which refuses it.
@@ -288,4 +298,45 @@ fn a_dealer_may_pipeline_calls_in_one_message_and_gets_every_reply() {
         .unwrap();
     let refused = recv(&dealer);
     assert_eq!(error_code(&refused[3]), "BAD_REQUEST");
+}
+
+#[test]
+fn message_limits_count_what_the_client_sent() {
+    let broker = switchboard_tests::BrokerProcess::start(&[
+        "--max-frames",
+        "64",
+        "--max-total-bytes",
+        "65536",
+    ]);
+    let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
+    // A batch of 30 calls is 4 + 2 x 30 = 64 frames: at the limit, not over it.
+    let mut batch: Vec<&[u8]> = vec![b"", b"SBC1", b"system.batch", HEADER];
+    for _ in 0..30 {
+        batch.extend_from_slice(&[b"system.ping", b"\x80"]);
+    }
+    dealer.send_multipart(batch.iter(), 0).unwrap();
+    assert!(String::from_utf8_lossy(&recv(&dealer)[3]).contains("pong"));
+    batch.push(b"one frame too many");
+    dealer.send_multipart(batch.iter(), 0).unwrap();
+    let reply = recv(&dealer);
+    assert!(String::from_utf8_lossy(&reply[3]).contains("PAYLOAD_TOO_LARGE"));
+    // 65 536 bytes in all, frames as sent: at the limit; one byte more is over it.
+    let fixed = 4 + 4 + HEADER.len();
+    let body = vec![0xc0u8; 65_536 - fixed];
+    let message = |body: &[u8]| {
+        vec![
+            b"".to_vec(),
+            b"SBC1".to_vec(),
+            b"nope".to_vec(),
+            HEADER.to_vec(),
+            body.to_vec(),
+        ]
+    };
+    dealer.send_multipart(message(&body), 0).unwrap();
+    assert_eq!(error_code(&recv(&dealer)[3]), "UNKNOWN_FUNCTION");
+    dealer
+        .send_multipart(message(&[&body[..], b"\xc0"].concat()), 0)
+        .unwrap();
+    let reply = recv(&dealer);
+    assert!(String::from_utf8_lossy(&reply[3]).contains("PAYLOAD_TOO_LARGE"));
 }
