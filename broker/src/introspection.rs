@@ -3,7 +3,7 @@
 
 use switchboard_protocol::args::{decode_args, ArgsError, ArgsShape};
 use switchboard_protocol::codec::encode_result;
-use switchboard_protocol::{ErrorCode, FunctionListing, RemoteError};
+use switchboard_protocol::{ErrorCode, FunctionListing, FunctionVariant, RemoteError};
 
 use crate::router::{FunctionSummary, Router, RouterStats};
 
@@ -82,6 +82,21 @@ struct Stats<'a> {
 }
 
 fn listing(summary: FunctionSummary) -> FunctionListing {
+    let conflict = summary.variants.len() > 1;
+    let variants = if conflict {
+        summary
+            .variants
+            .into_iter()
+            .map(|(info, workers)| FunctionVariant {
+                doc: info.doc,
+                signature: info.signature,
+                retry_safe: info.retry_safe,
+                workers: workers as u32,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     FunctionListing {
         name: summary.info.name,
         doc: summary.info.doc,
@@ -90,6 +105,8 @@ fn listing(summary: FunctionSummary) -> FunctionListing {
         queued: summary.queued as u32,
         running: summary.running as u32,
         retry_safe: summary.info.retry_safe,
+        conflict,
+        variants,
     }
 }
 

@@ -37,10 +37,11 @@ type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 /// Hash sets of the router.
 type Set<T> = HashSet<T, ahash::RandomState>;
 
-/// Heartbeat intervals a worker may announce are clamped to this range.
-const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 60_000);
-/// Largest capacity a worker may announce.
-const MAX_CAPACITY: u32 = 10_000;
+/// Heartbeat intervals a worker may announce are clamped to this range, so that a worker
+/// that dies is declared lost within `liveness × 30 s` whatever it announced.
+pub const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 30_000);
+/// Largest capacity (and inline capacity) a worker may announce; more is clamped.
+pub const MAX_CAPACITY: u32 = 10_000;
 
 /// Tunables of the routing logic.
 #[derive(Debug, Clone)]
@@ -142,6 +143,13 @@ pub struct RouterStats {
     pub retries: u64,
     /// Replies dropped because the client was gone or not reading (its queue was full).
     pub dropped_replies: u64,
+    /// READY messages refused whole (capacity 0, or no valid function).
+    pub ready_refused: u64,
+    /// READY messages accepted after clamping a number or ignoring a function.
+    pub ready_corrected: u64,
+    /// Registrations in which a worker announced a function differently (doc, signature or
+    /// retry-safety) from a connected host of the same function.
+    pub function_conflicts: u64,
 }
 
 enum CallState {
@@ -191,7 +199,9 @@ struct WorkerState {
     running: Set<Ticket>,
     /// Tickets of the inline calls it holds.
     running_inline: Set<Ticket>,
-    functions: Vec<String>,
+    /// What it announced about each function it hosts: the broker retries a call after
+    /// losing this worker only if this worker said the function is retry-safe.
+    functions: Vec<FunctionInfo>,
     /// The functions it runs inline (empty when it announced no inline capacity).
     inline: Vec<String>,
     heartbeat: Duration,
@@ -202,6 +212,20 @@ struct WorkerState {
 }
 
 impl WorkerState {
+    /// Its name for logs: the one it announced, else its routing identity `id` in hex.
+    fn label(&self, id: &[u8]) -> String {
+        if self.name.is_empty() {
+            hex(id)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// What it announced about `function`, if it hosts it.
+    fn announced(&self, function: &str) -> Option<&FunctionInfo> {
+        self.functions.iter().find(|f| f.name == function)
+    }
+
     /// Whether calls of `function` use the inline budget on this worker.
     fn runs_inline(&self, function: &str) -> bool {
         self.inline.iter().any(|f| f == function)
@@ -235,7 +259,7 @@ impl WorkerState {
 struct FunctionState {
     /// The name, shared by every call of the function.
     name: Arc<str>,
-    info: FunctionInfo,
+    /// Connected workers hosting it; what each said about it lives with the worker.
     hosts: Vec<WorkerId>,
     queue: VecDeque<Ticket>,
     queued: usize,
@@ -245,8 +269,11 @@ struct FunctionState {
 /// A snapshot of one function for introspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSummary {
-    /// What the (first registering) worker said about it.
+    /// What its connected hosts say about it (when they disagree, what most of them say).
     pub info: FunctionInfo,
+    /// Each distinct announcement (doc, signature, retry-safety) with how many connected
+    /// hosts made it, most common first; more than one means the hosts disagree.
+    pub variants: Vec<(FunctionInfo, usize)>,
     /// How many connected workers host it.
     pub workers: usize,
     /// How many calls wait for a free worker.
@@ -341,15 +368,42 @@ impl Router {
             .functions
             .values()
             .filter(|f| !f.hosts.is_empty())
-            .map(|f| FunctionSummary {
-                info: f.info.clone(),
-                workers: f.hosts.len(),
-                queued: f.queued,
-                running: f.running,
+            .map(|f| {
+                let variants = self.variants(f);
+                FunctionSummary {
+                    info: variants[0].0.clone(),
+                    variants,
+                    workers: f.hosts.len(),
+                    queued: f.queued,
+                    running: f.running,
+                }
             })
             .collect();
         list.sort_by(|a, b| a.info.name.cmp(&b.info.name));
         list
+    }
+
+    /// What the hosts of a function announced, each distinct announcement once with its
+    /// number of hosts, most common first (ties: the earliest host's first).
+    fn variants(&self, function: &FunctionState) -> Vec<(FunctionInfo, usize)> {
+        let mut variants: Vec<(FunctionInfo, usize)> = Vec::new();
+        let announced = function
+            .hosts
+            .iter()
+            .filter_map(|id| self.workers.get(id)?.announced(&function.name));
+        for info in announced {
+            // Inline or not is how that worker runs it, not what the function is.
+            let info = FunctionInfo {
+                inline: false,
+                ..info.clone()
+            };
+            match variants.iter_mut().find(|(v, _)| *v == info) {
+                Some((_, count)) => *count += 1,
+                None => variants.push((info, 1)),
+            }
+        }
+        variants.sort_by_key(|v| Reverse(v.1));
+        variants
     }
 
     /// The connected workers, sorted by name then identity.
@@ -671,7 +725,7 @@ impl Router {
                 }
             }
             WorkerMessage::Disconnect => {
-                info!(worker = %hex(&worker), running = state.held(), "worker leaving");
+                info!(worker = %state.label(&worker), running = state.held(), "worker leaving");
                 state.draining = true;
                 out.push(Action::Disconnect {
                     worker: worker.clone(),
@@ -691,7 +745,7 @@ impl Router {
     /// Counts a malformed message from a worker. The worker keeps its calls.
     pub fn worker_malformed(&mut self, worker: &[u8], error: &dyn std::fmt::Display) {
         self.stats.malformed_worker_messages += 1;
-        warn!(worker = %hex(worker), %error, "dropping malformed worker message");
+        warn!(worker = %self.worker_name(worker), %error, "dropping malformed worker message");
     }
 
     /// A send to this worker failed: it is lost. The calls that were on their way to it
@@ -748,8 +802,8 @@ impl Router {
     /// A worker's name for logs: the one it announced, else its routing identity in hex.
     fn worker_name(&self, worker: &[u8]) -> String {
         match self.workers.get(worker) {
-            Some(state) if !state.name.is_empty() => state.name.clone(),
-            _ => hex(worker),
+            Some(state) => state.label(worker),
+            None => hex(worker),
         }
     }
 
@@ -768,7 +822,7 @@ impl Router {
             .map(|(id, _)| id.clone())
             .collect();
         for worker in silent {
-            warn!(worker = %hex(&worker), "worker missed its heartbeats; declaring it lost");
+            warn!(worker = %self.worker_name(&worker), "worker missed its heartbeats; declaring it lost");
             self.lose_worker(&worker, now, out);
         }
         for (id, worker) in &mut self.workers {
@@ -800,60 +854,121 @@ impl Router {
         }
     }
 
+    /// Registers a worker (or starts a new session for a registered one) from its READY.
+    ///
+    /// Checked before anything changes: a READY with `capacity` 0 or no valid function is
+    /// refused whole (logged, counted in `ready_refused`); the worker stays unknown and its
+    /// next message is answered DISCONNECT. Out-of-range numbers are clamped and invalid or
+    /// reserved function names ignored (logged, counted in `ready_corrected`). Linear in
+    /// the number of functions announced.
     fn register(&mut self, worker: WorkerId, info: ReadyInfo, now: Instant, out: &mut Vec<Action>) {
-        let heartbeat = Duration::from_millis(
-            info.heartbeat_ms
-                .clamp(HEARTBEAT_RANGE_MS.0, HEARTBEAT_RANGE_MS.1),
-        );
-        let capacity = info.capacity.clamp(1, MAX_CAPACITY);
+        let who = if info.name.is_empty() {
+            hex(&worker)
+        } else {
+            info.name.clone()
+        };
+        let mut corrected = false;
+        let heartbeat_ms = info
+            .heartbeat_ms
+            .clamp(HEARTBEAT_RANGE_MS.0, HEARTBEAT_RANGE_MS.1);
+        if heartbeat_ms != info.heartbeat_ms {
+            warn!(worker = %who, announced = info.heartbeat_ms, used = heartbeat_ms, "heartbeat_ms out of range; clamped");
+            corrected = true;
+        }
+        let capacity = info.capacity.min(MAX_CAPACITY);
         let inline_capacity = info.inline_capacity.min(MAX_CAPACITY);
-        let mut names = Vec::new();
-        let mut inline = Vec::new();
-        for function in info.functions {
-            if let Err(e) = switchboard_protocol::client::function_name(function.name.as_bytes()) {
-                warn!(worker = %hex(&worker), name = %function.name, error = %e, "ignoring invalid function name");
-                continue;
+        if capacity != info.capacity || inline_capacity != info.inline_capacity {
+            warn!(worker = %who, capacity = info.capacity, inline_capacity = info.inline_capacity, max = MAX_CAPACITY, "capacity out of range; clamped");
+            corrected = true;
+        }
+        let mut seen: Set<&str> = Set::default();
+        let mut functions: Vec<FunctionInfo> = Vec::with_capacity(info.functions.len());
+        for function in &info.functions {
+            let refused =
+                match switchboard_protocol::client::function_name(function.name.as_bytes()) {
+                    Err(error) => Some(error.to_string()),
+                    Ok(name) if name.starts_with(RESERVED_PREFIX) => {
+                        Some(format!("names under '{RESERVED_PREFIX}' are the broker's"))
+                    }
+                    Ok(name) if !seen.insert(name) => Some("announced twice".to_owned()),
+                    Ok(_) => None,
+                };
+            match refused {
+                Some(why) => {
+                    warn!(worker = %who, name = %function.name.escape_debug(), %why, "ignoring a function the worker announced");
+                    corrected = true;
+                }
+                None => functions.push(function.clone()),
             }
-            if function.name.starts_with(RESERVED_PREFIX) {
-                warn!(worker = %hex(&worker), name = %function.name, "ignoring reserved function name");
-                continue;
+        }
+        if capacity == 0 || functions.is_empty() {
+            let why = if capacity == 0 {
+                "capacity 0: it could never take a call"
+            } else {
+                "no valid function"
+            };
+            warn!(worker = %who, why, "refusing READY");
+            self.stats.ready_refused += 1;
+            return;
+        }
+        if corrected {
+            self.stats.ready_corrected += 1;
+        }
+        let inline: Vec<String> = if inline_capacity > 0 {
+            functions
+                .iter()
+                .filter(|f| f.inline)
+                .map(|f| f.name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // A READY from a registered worker starts a new session: it no longer answers
+        // the calls it held (a worker sends READY when its broker does not know it).
+        let previous = self.workers.remove(&worker);
+        let mut orphans = Vec::new();
+        if let Some(previous) = &previous {
+            let held = previous.running.iter().chain(&previous.running_inline);
+            orphans.extend(held.filter_map(|&t| self.take_call(t).map(|call| (t, call))));
+            let names: Set<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+            for old in previous
+                .functions
+                .iter()
+                .filter(|f| !names.contains(f.name.as_str()))
+            {
+                self.unhost(&worker, &old.name, out);
             }
-            if names.contains(&function.name) {
-                continue;
-            }
+        }
+        for function in &functions {
             let entry = self
                 .functions
                 .entry(function.name.clone())
                 .or_insert_with(|| FunctionState {
                     name: Arc::from(function.name.as_str()),
-                    info: function.clone(),
                     hosts: Vec::new(),
                     queue: VecDeque::new(),
                     queued: 0,
                     running: 0,
                 });
-            if entry.hosts.is_empty() {
-                entry.info = function.clone();
+            if let Some(other) = entry
+                .hosts
+                .iter()
+                .filter(|h| **h != worker)
+                .find_map(|h| self.workers.get(h)?.announced(&function.name))
+            {
+                let differs = other.doc != function.doc
+                    || other.signature != function.signature
+                    || other.retry_safe != function.retry_safe;
+                if differs {
+                    warn!(worker = %who, function = %function.name, signature = %function.signature, other_signature = %other.signature, retry_safe = function.retry_safe, other_retry_safe = other.retry_safe, "hosts of one function announce it differently");
+                    self.stats.function_conflicts += 1;
+                }
             }
             if !entry.hosts.contains(&worker) {
                 entry.hosts.push(worker.clone());
             }
-            if function.inline && inline_capacity > 0 {
-                inline.push(function.name.clone());
-            }
-            names.push(function.name);
         }
-        let previous = self.workers.remove(&worker);
-        let (running, running_inline) = previous
-            .as_ref()
-            .map(|p| (p.running.clone(), p.running_inline.clone()))
-            .unwrap_or_default();
-        if let Some(previous) = previous {
-            for name in previous.functions.iter().filter(|n| !names.contains(n)) {
-                self.unhost(&worker, name, out);
-            }
-        }
-        info!(worker = %hex(&worker), capacity, functions = ?names, "worker ready");
+        info!(worker = %who, capacity, inline_capacity, functions = functions.len(), "worker ready");
         self.workers.insert(
             worker.clone(),
             WorkerState {
@@ -865,17 +980,23 @@ impl Router {
                     .collect(),
                 capacity,
                 inline_capacity,
-                running,
-                running_inline,
+                running: Set::default(),
+                running_inline: Set::default(),
                 inline,
-                functions: names,
-                heartbeat,
-                expires: now + heartbeat * self.config.heartbeat_liveness,
-                next_heartbeat: now + heartbeat,
+                functions,
+                heartbeat: Duration::from_millis(heartbeat_ms),
+                expires: now + Duration::from_millis(heartbeat_ms) * self.config.heartbeat_liveness,
+                next_heartbeat: now + Duration::from_millis(heartbeat_ms),
                 last_dispatch: 0,
                 draining: false,
             },
         );
+        if !orphans.is_empty() {
+            warn!(worker = %who, calls = orphans.len(), "worker registered again; the calls it held are lost");
+        }
+        for (ticket, call) in orphans {
+            self.retry_or_fail(ticket, call, now, out);
+        }
         self.pull_queued(&worker, now, out);
     }
 
@@ -914,11 +1035,17 @@ impl Router {
         let remaining = call.deadline.saturating_duration_since(now);
         let body = call.body.take().expect("a queued call has its body");
         call.attempts += 1;
+        // Kept for a retry only if this worker said running the call twice is harmless.
+        if state
+            .announced(&call.function)
+            .is_some_and(|info| info.retry_safe)
+        {
+            call.body = Some(Frame::from(&body[..]));
+        } else {
+            call.body = None;
+        }
         if let Some(function) = self.functions.get_mut(&*call.function) {
             function.running += 1;
-            if function.info.retry_safe {
-                call.body = Some(Frame::from(&body[..]));
-            }
         }
         debug!(call_id = call.id, function = %call.function, worker = %hex(&worker), "dispatch");
         out.push(Action::Run {
@@ -943,7 +1070,7 @@ impl Router {
             };
             let mut oldest: Option<(Ticket, &Arc<str>)> = None;
             for name in &self.waiting {
-                if state.free_for(name) == 0 || !state.functions.iter().any(|f| **f == **name) {
+                if state.free_for(name) == 0 || state.announced(name).is_none() {
                     continue;
                 }
                 let Some(function) = self.functions.get_mut(&**name) else {
@@ -1020,7 +1147,7 @@ impl Router {
         );
         if !owned {
             self.stats.late_replies += 1;
-            warn!(worker = %hex(worker), ticket = ticket.0, "dropping reply for a call this worker does not hold");
+            warn!(worker = %self.worker_name(worker), ticket = ticket.0, "dropping reply for a call this worker does not hold");
             return;
         }
         let call = self.take_call(ticket).expect("checked above");
@@ -1188,10 +1315,10 @@ impl Router {
         let Some(state) = self.workers.remove(worker) else {
             return;
         };
-        for name in &state.functions {
-            self.unhost(worker, name, out);
+        for function in &state.functions {
+            self.unhost(worker, &function.name, out);
         }
-        info!(worker = %hex(worker), "worker removed");
+        info!(worker = %state.label(worker), "worker removed");
     }
 
     /// Removes a worker from a function's hosts; with none left, fails its queued calls.
@@ -1597,6 +1724,128 @@ mod tests {
             &mut out,
         );
         assert_eq!(dispatched(&out), [(alive, sent[1].1)]);
+    }
+
+    #[test]
+    fn a_worker_announcing_a_huge_heartbeat_still_dies() {
+        for heartbeat_ms in [1u64 << 32, u64::MAX] {
+            let mut router = router();
+            let now = Instant::now();
+            let mut out = Vec::new();
+            let WorkerMessage::Ready(mut info) = ready(&["f"], 1) else {
+                unreachable!()
+            };
+            info.heartbeat_ms = heartbeat_ms;
+            let worker = WorkerId::from(&b"w"[..]);
+            router.worker_message(worker, WorkerMessage::Ready(info), now, &mut out);
+            router.submit(request(b"c", "f", 1, Some(600_000)), now, &mut out);
+            // Clamped to 30 s: lost after 3 silent intervals, long before the call's deadline.
+            let limit = Duration::from_millis(HEARTBEAT_RANGE_MS.1) * 3;
+            router.tick(now + limit - Duration::from_millis(1), &mut out);
+            assert_eq!(router.stats().workers_lost, 0);
+            router.tick(now + limit, &mut out);
+            assert_eq!(
+                router.stats().workers_lost,
+                1,
+                "heartbeat_ms {heartbeat_ms}"
+            );
+            assert_eq!(reply_codes(&out), [Some(ErrorCode::WorkerLost)]);
+            assert_eq!(router.stats().ready_corrected, 1);
+        }
+    }
+
+    #[test]
+    fn a_ready_that_cannot_work_is_refused_and_bad_names_are_ignored() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let announce = |router: &mut Router, id: &[u8], capacity: u32, names: &[&str]| {
+            let mut out = Vec::new();
+            let worker = WorkerId::from(id);
+            router.worker_message(worker, ready(names, capacity), now, &mut out);
+        };
+        announce(&mut router, b"a", 0, &["f"]);
+        let long = "x".repeat(256);
+        announce(
+            &mut router,
+            b"b",
+            1,
+            &["", &long, "system.ping", "bad\u{7}"],
+        );
+        assert_eq!(router.stats().ready_refused, 2);
+        assert_eq!(router.worker_count(), 0);
+        // Refused: still unknown, so its next message is answered "send READY".
+        router.worker_message(
+            WorkerId::from(&b"a"[..]),
+            WorkerMessage::Heartbeat,
+            now,
+            &mut out,
+        );
+        assert!(matches!(out[..], [Action::Disconnect { .. }]));
+        announce(&mut router, b"c", 1, &["", "f", "f", "system.x"]);
+        assert_eq!(router.stats().ready_corrected, 1);
+        let names: Vec<String> = router
+            .functions()
+            .into_iter()
+            .map(|f| f.info.name)
+            .collect();
+        assert_eq!(names, ["f"]);
+    }
+
+    #[test]
+    fn hosts_that_disagree_are_shown_and_a_retry_follows_the_host_that_held_the_call() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let announce = |router: &mut Router, id: &[u8], signature: &str, retry_safe: bool| {
+            let WorkerMessage::Ready(mut info) = ready(&["f"], 1) else {
+                unreachable!()
+            };
+            info.functions[0].signature = signature.into();
+            info.functions[0].retry_safe = retry_safe;
+            let mut out = Vec::new();
+            router.worker_message(
+                WorkerId::from(id),
+                WorkerMessage::Ready(info),
+                now,
+                &mut out,
+            );
+        };
+        // The first host says retry-safe, the second does not.
+        announce(&mut router, b"old", "f(a)", true);
+        announce(&mut router, b"new", "f(a, b)", false);
+        assert_eq!(router.stats().function_conflicts, 1);
+        let summary = &router.functions()[0];
+        assert_eq!(summary.variants.len(), 2);
+        let mut signatures: Vec<&str> = summary
+            .variants
+            .iter()
+            .map(|(v, _)| v.signature.as_str())
+            .collect();
+        signatures.sort();
+        assert_eq!(signatures, ["f(a)", "f(a, b)"]);
+        // Each host gets one call; both hosts are lost: only the call held by the host
+        // that said "retry-safe" is re-dispatched (to the host that is still there).
+        router.submit(request(b"c", "f", 1, None), now, &mut out);
+        router.submit(request(b"c", "f", 2, None), now, &mut out);
+        assert_eq!(dispatched(&out).len(), 2);
+        out.clear();
+        router.worker_unreachable(b"new", Vec::new(), now, &mut out);
+        assert_eq!(
+            reply_codes(&out),
+            [Some(ErrorCode::WorkerLost)],
+            "new said not retry-safe"
+        );
+        announce(&mut router, b"third", "f(a)", false);
+        out.clear();
+        router.worker_unreachable(b"old", Vec::new(), now, &mut out);
+        assert!(
+            reply_codes(&out).is_empty(),
+            "old said retry-safe: {:?}",
+            reply_codes(&out)
+        );
+        assert_eq!(dispatched(&out).len(), 1);
+        assert_eq!(*dispatched(&out)[0].0, *b"third");
     }
 
     #[test]

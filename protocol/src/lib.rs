@@ -41,7 +41,8 @@ pub mod worker;
 pub use code::ErrorCode;
 pub use error::{CodecError, ProtocolError};
 pub use message::{
-    CallHeader, FunctionInfo, FunctionListing, ReadyInfo, RemoteError, WorkerListing,
+    CallHeader, FunctionInfo, FunctionListing, FunctionVariant, ReadyInfo, RemoteError,
+    WorkerListing,
 };
 
 /// One ZeroMQ frame. Frames the broker only forwards are moved, never copied.

@@ -115,7 +115,29 @@ pub struct FunctionListing {
     pub queued: u32,
     /// How many calls are running on workers.
     pub running: u32,
-    /// Whether calls may be re-dispatched after a worker is lost.
+    /// Whether calls may be re-dispatched after a worker is lost (what most hosts say;
+    /// the broker asks the host that held the call).
     #[serde(default)]
     pub retry_safe: bool,
+    /// Whether its hosts announce it differently (doc, signature or retry-safety): calls
+    /// may then behave differently depending on the worker that runs them.
+    #[serde(default)]
+    pub conflict: bool,
+    /// With a conflict, each distinct announcement and how many hosts made it, most
+    /// common first; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<FunctionVariant>,
+}
+
+/// One way the hosts of a function announced it, in a [`FunctionListing`] with a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionVariant {
+    /// The doc line these hosts announced.
+    pub doc: String,
+    /// The signature these hosts announced.
+    pub signature: String,
+    /// Whether these hosts said the function is retry-safe.
+    pub retry_safe: bool,
+    /// How many connected hosts announced it this way.
+    pub workers: u32,
 }
