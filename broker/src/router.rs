@@ -143,6 +143,9 @@ pub struct RouterStats {
     pub retries: u64,
     /// Replies dropped because the client was gone or not reading (its queue was full).
     pub dropped_replies: u64,
+    /// Client messages dropped because they carry no return address (too large to read
+    /// up to the delimiter).
+    pub unanswerable_requests: u64,
     /// READY messages refused whole (capacity 0, or no valid function).
     pub ready_refused: u64,
     /// READY messages accepted after clamping a number or ignoring a function.
@@ -529,6 +532,18 @@ impl Router {
             },
         );
         for (index, (function, body)) in calls.into_iter().enumerate() {
+            let function = match function {
+                Ok(function) => function,
+                Err(error) => {
+                    let error = RemoteError::new(ErrorCode::BadRequest, error.to_string());
+                    self.deliver(
+                        Origin::Batch { batch: id, index },
+                        encode_error(&error).into(),
+                        out,
+                    );
+                    continue;
+                }
+            };
             if function == BATCH_FUNCTION {
                 let error = RemoteError::new(ErrorCode::BadRequest, "batches cannot be nested");
                 self.deliver(
@@ -577,6 +592,17 @@ impl Router {
             .timeout_ms
             .map_or(self.config.default_timeout, Duration::from_millis)
             .min(self.config.max_timeout);
+        if timeout.is_zero() {
+            let message =
+                "timeout_ms is 0: the call's deadline passed as it arrived, so it was not run";
+            return self.answer(
+                Some(origin),
+                header.id,
+                ErrorCode::Timeout,
+                message.into(),
+                out,
+            );
+        }
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         let deadline = now + timeout;
@@ -680,6 +706,7 @@ impl Router {
         let Rejected { route, error } = rejected;
         if route.is_unroutable() {
             warn!(%error, "dropping malformed client message with no return address");
+            self.stats.unanswerable_requests += 1;
             return;
         }
         let code = match error {
@@ -1453,6 +1480,20 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_timeout_is_answered_timeout_without_dispatch() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        router.worker_message(WorkerId::from(&b"w"[..]), ready(&["f"], 1), now, &mut out);
+        router.submit(request(b"c", "f", 1, Some(0)), now, &mut out);
+        assert_eq!(reply_codes(&out), [Some(ErrorCode::Timeout)]);
+        assert!(dispatched(&out).is_empty());
+        // Absent (or nil): the broker's default deadline.
+        router.submit(request(b"c", "f", 2, None), now, &mut out);
+        assert_eq!(dispatched(&out).len(), 1);
+    }
+
+    #[test]
     fn calls_go_to_the_worker_with_most_free_slots() {
         let mut router = router();
         let now = Instant::now();
@@ -1924,9 +1965,9 @@ mod tests {
             route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
             header,
             calls: vec![
-                ("f".into(), body()),
-                ("nope".into(), body()),
-                ("f".into(), body()),
+                (Ok("f".into()), body()),
+                (Ok("nope".into()), body()),
+                (Ok("f".into()), body()),
             ],
         });
         router.submit(batch, now, &mut out);

@@ -7,7 +7,7 @@
 //! straight from the body bytes into the target type, with no intermediate
 //! value tree.
 
-use crate::codec::MAX_DEPTH;
+use crate::codec::{rmpv_depth, serde_depth};
 use rmpv::Value;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -64,7 +64,7 @@ fn decode_positional<T: DeserializeOwned>(body: &[u8], arity: usize) -> Result<T
     let fault = Cell::new(Fault::Malformed);
     let mut rest = body;
     let mut deserializer = rmp_serde::Deserializer::new(&mut rest);
-    deserializer.set_max_depth(MAX_DEPTH);
+    deserializer.set_max_depth(serde_depth());
     let result = deserializer.deserialize_map(BodyVisitor::<T> {
         arity,
         fault: &fault,
@@ -224,7 +224,7 @@ fn decode_keyword<T: DeserializeOwned>(
     let malformed = |m: &str| ArgsError::Malformed(m.to_owned());
     let mismatch = |m: String| ArgsError::Mismatch(m);
     let mut rest = body;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, rmpv_depth())
         .map_err(|e| ArgsError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(malformed("trailing bytes after the body"));

@@ -65,8 +65,10 @@ pub struct BatchRequest {
     pub route: ReplyRoute,
     /// The decoded header; its timeout applies to every call of the batch.
     pub header: CallHeader,
-    /// Function name and request body of each call, in order.
-    pub calls: Vec<(String, Frame)>,
+    /// Function name and request body of each call, in order. A call whose name frame is
+    /// not a valid function name carries the error instead: it is answered BAD_REQUEST in
+    /// its slot, and the other calls proceed.
+    pub calls: Vec<(Result<String, ProtocolError>, Frame)>,
 }
 
 /// A valid frontend message.
@@ -167,10 +169,7 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
     if is_batch {
         let mut calls = Vec::with_capacity(rest.len() / 2);
         while let (Some(name), Some(body)) = (rest.next(), rest.next()) {
-            match function_name(&name) {
-                Ok(name) => calls.push((name.to_owned(), body)),
-                Err(error) => return reject(envelope, Some(header_frame), error),
-            }
+            calls.push((function_name(&name).map(str::to_owned), body));
         }
         return Ok(Incoming::Batch(BatchRequest {
             route: ReplyRoute::new(&envelope, &header_frame),
@@ -545,16 +544,36 @@ mod tests {
         let Incoming::Batch(batch) = parse_request(frames(&parts)).unwrap() else {
             panic!("not a batch")
         };
-        let names: Vec<_> = batch.calls.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<_> = batch
+            .calls
+            .iter()
+            .map(|(n, _)| n.as_deref().unwrap())
+            .collect();
         assert_eq!(names, ["add", "upper"]);
         assert_eq!(&batch.calls[1].1[..], b"\x81");
         for bad in [
             vec![&b"c"[..], b"", b"SBC1", b"system.batch", &header],
             vec![b"c", b"", b"SBC1", b"system.batch", &header, b"add"],
-            vec![b"c", b"", b"SBC1", b"system.batch", &header, b"", b"\x80"],
         ] {
             assert!(parse_request(frames(&bad)).is_err(), "{bad:?}");
         }
+        // A bad name fails its own slot only, as in a pipeline.
+        let parts: Vec<&[u8]> = vec![
+            b"c",
+            b"",
+            b"SBC1",
+            b"system.batch",
+            &header,
+            b"",
+            b"\x80",
+            b"add",
+            b"\x80",
+        ];
+        let Incoming::Batch(batch) = parse_request(frames(&parts)).unwrap() else {
+            panic!("not a batch")
+        };
+        assert!(batch.calls[0].0.is_err());
+        assert_eq!(batch.calls[1].0.as_deref(), Ok("add"));
     }
 
     #[test]

@@ -18,9 +18,21 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     rmp_serde::to_vec_named(value).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
-/// Deepest nesting of arrays and maps accepted when decoding (deeper: a decode error,
-/// never a stack overflow).
+/// Most arrays and maps nested in one frame, the frame's outermost one included (a
+/// request body `{"args": [[1]]}` nests 3): 64 decode, 65 are a decode error, never a
+/// stack overflow. Every decoder of the crate enforces it (see [`serde_depth`] and
+/// [`rmpv_depth`]).
 pub const MAX_DEPTH: usize = 64;
+
+/// The limit to give `rmp_serde`, which refuses a value once its nesting reaches it.
+pub(crate) fn serde_depth() -> usize {
+    MAX_DEPTH + 1
+}
+
+/// The limit to give `rmpv`, which spends two units of depth per container and one more.
+pub(crate) fn rmpv_depth() -> usize {
+    2 * MAX_DEPTH + 1
+}
 
 /// Decodes MessagePack bytes into `T`, nesting bounded by [`MAX_DEPTH`].
 ///
@@ -28,7 +40,7 @@ pub const MAX_DEPTH: usize = 64;
 /// slice, so a prefix claiming more bytes than the slice holds fails at once.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
-    deserializer.set_max_depth(MAX_DEPTH);
+    deserializer.set_max_depth(serde_depth());
     T::deserialize(&mut deserializer).map_err(|e| CodecError::Decode(e.to_string()))
 }
 
@@ -432,8 +444,24 @@ mod tests {
     fn deep_nesting_and_huge_length_prefixes_are_errors_not_crashes() {
         let deep = [vec![0x91u8; 100_000], vec![0x01]].concat();
         assert!(decode::<crate::Value>(&deep).is_err());
-        let ok = [vec![0x91u8; MAX_DEPTH - 1], vec![0x01]].concat();
-        assert!(decode::<crate::Value>(&ok).is_ok());
+        let nested = |n: usize| [vec![0x91u8; n], vec![0x01]].concat();
+        assert!(decode::<crate::Value>(&nested(MAX_DEPTH)).is_ok());
+        assert!(decode::<crate::Value>(&nested(MAX_DEPTH + 1)).is_err());
+        // A request body's map and args array count: 62 more arrays fit, 63 do not,
+        // whichever decoder reads the arguments.
+        use crate::args::{decode_args, ArgsShape};
+        for (n, fits) in [(MAX_DEPTH - 2, true), (MAX_DEPTH - 1, false)] {
+            let body = [&b"\x81\xa4args\x91"[..], &nested(n)].concat();
+            let positional =
+                decode_args::<(crate::Value,)>(&body, ArgsShape::Positional { arity: 1 });
+            assert_eq!(positional.is_ok(), fits, "positional, {n}");
+            let body = [&b"\x81\xa6kwargs\x81\xa1x"[..], &nested(n)].concat();
+            let keyword = decode_args::<std::collections::BTreeMap<String, crate::Value>>(
+                &body,
+                ArgsShape::Keyword { fields: None },
+            );
+            assert_eq!(keyword.is_ok(), fits, "keyword, {n}");
+        }
         // bin32, str32, array32 and map32 claiming 4 GiB, with 3 bytes behind them.
         for marker in [0xc6u8, 0xdb, 0xdd, 0xdf] {
             let claim = [marker, 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
