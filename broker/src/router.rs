@@ -751,6 +751,11 @@ impl Router {
                     self.complete(&worker, ticket, body, now, out);
                 }
             }
+            WorkerMessage::Disconnect if state.draining => {
+                // A second DISCONNECT: "gone now", without the calls it still held.
+                warn!(worker = %state.label(&worker), abandoned = state.held(), "worker left without finishing its calls");
+                self.lose_worker(&worker, now, out);
+            }
             WorkerMessage::Disconnect => {
                 info!(worker = %state.label(&worker), running = state.held(), "worker leaving");
                 state.draining = true;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use switchboard_client::{CallError, ErrorCode};
-use switchboard_tests::{cluster, BrokerProcess, WorkerProcess};
+use switchboard_tests::{cluster, BrokerProcess, ScratchDir, WorkerProcess, WAIT_LIMIT};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -200,4 +200,38 @@ fn terminated_worker_finishes_its_call_and_exits_cleanly() {
         .wait_exit(Duration::from_secs(5))
         .expect("worker exits");
     assert!(status.success(), "worker exit status {status:?}");
+}
+
+#[test]
+fn a_worker_whose_grace_runs_out_exits_at_once_and_its_call_ends_worker_lost() {
+    let dir = ScratchDir::new("grace");
+    let journal = dir.path.join("w.log");
+    let broker = BrokerProcess::start(&[]);
+    let mut worker = WorkerProcess::start(
+        &broker.backend,
+        "w",
+        &[
+            "--shutdown-grace-ms",
+            "100",
+            "--record-file",
+            journal.to_str().unwrap(),
+        ],
+    );
+    broker.wait_for_workers("work.once", 1);
+    let client = broker.client(Duration::from_secs(30));
+    let running = client
+        .request("work.once")
+        .args(("long", 5_000))
+        .send()
+        .unwrap();
+    broker.wait_for("work.once", "1 running", |f| f.running == 1);
+    worker.process.signal(Signal::SIGTERM);
+    let status = worker.process.wait_exit(WAIT_LIMIT).expect("worker exits");
+    assert!(status.success(), "worker exit status {status:?}");
+    // It exited while the function was still running: nothing journaled yet.
+    let journaled = std::fs::read_to_string(&journal).unwrap_or_default();
+    assert!(journaled.is_empty(), "the call finished first: {journaled}");
+    // The caller learns at once that the call may have run.
+    let error = running.wait::<String>().expect_err("abandoned");
+    assert_eq!(error.code(), Some(ErrorCode::WorkerLost), "{error}");
 }

@@ -105,6 +105,16 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Stops taking jobs and returns without waiting for the running ones: each thread
+    /// exits once its current job ends (whose reply then goes nowhere).
+    pub fn detach(mut self) {
+        self.jobs.take();
+        // Dropping a join handle detaches its thread.
+        self.threads.clear();
+    }
+}
+
 impl Drop for Executor {
     fn drop(&mut self) {
         // Closing the channel lets each thread finish its job and exit.

@@ -132,12 +132,20 @@ impl Registry {
     /// Parameters are positional (`|a: i64, b: String|`, up to 8), or one
     /// [`Kwargs<T>`] whose fields are keyword names. Registering a name again
     /// replaces the earlier function.
+    ///
+    /// A function that returns a `Result` is treated as [`Registry::register_fallible`]
+    /// would: `Ok` is the result and `Err` reaches the caller as FUNCTION_ERROR (its text
+    /// when it serializes as a string), never as a successful `{"Err": …}`.
     pub fn register<F, Args, R>(&mut self, name: &str, function: F) -> Registration<'_>
     where
         F: IntoFunction<Args, R>,
     {
         let (params, invoke) = function.into_invoke();
-        self.insert(name, params, std::any::type_name::<R>(), invoke)
+        let result = std::any::type_name::<R>();
+        match ok_type(result) {
+            Some(ok) => self.insert(name, params, ok, unwrap_result(invoke)),
+            None => self.insert(name, params, result, invoke),
+        }
     }
 
     /// Registers a function returning `Result<T, E>`: `Ok` is the result, `Err`
@@ -282,6 +290,64 @@ fn encode_outcome<T: Serialize, E: Display>(
         Ok(value) => encode_value(name, &value),
         Err(e) => Err(RemoteError::new(ErrorCode::FunctionError, e.to_string())),
     }
+}
+
+/// The `T` of a `Result<T, E>` type name; `None` for any other type.
+fn ok_type(type_name: &str) -> Option<&str> {
+    let inner = type_name
+        .strip_prefix("core::result::Result<")
+        .or_else(|| type_name.strip_prefix("std::result::Result<"))?
+        .strip_suffix('>')?;
+    // The comma between T and E is the first one outside any brackets.
+    let mut depth = 0i32;
+    for (at, c) in inner.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => return Some(inner[..at].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Turns the reply of a function returning `Result` — `{"result": {"Ok": v}}` or
+/// `{"result": {"Err": e}}`, serde's form of a `Result` — into `{"result": v}` or a
+/// FUNCTION_ERROR whose message is `e` (a string as it is, anything else as text).
+fn unwrap_result(invoke: Arc<Invoke>) -> Arc<Invoke> {
+    use switchboard_protocol::codec::decode;
+    use switchboard_protocol::Value;
+    Arc::new(move |name: &str, body: &[u8]| {
+        let reply = invoke(name, body)?;
+        let outcome = decode::<Value>(&reply).ok().and_then(|value| match value {
+            Value::Map(mut entries) if entries.len() == 1 => match entries.pop() {
+                Some((key, Value::Map(mut variant))) if key.as_str() == Some("result") => {
+                    match variant.pop() {
+                        Some((tag, value)) if variant.is_empty() => match tag.as_str() {
+                            Some("Ok") => Some(Ok(value)),
+                            Some("Err") => Some(Err(value)),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
+        });
+        match outcome {
+            Some(Ok(value)) => encode_value(name, &value),
+            Some(Err(Value::String(text))) => Err(RemoteError::new(
+                ErrorCode::FunctionError,
+                text.into_str().unwrap_or_default(),
+            )),
+            Some(Err(other)) => Err(RemoteError::new(
+                ErrorCode::FunctionError,
+                other.to_string(),
+            )),
+            None => Ok(reply),
+        }
+    })
 }
 
 /// `alloc::string::String` → `String`, `core::option::Option<i64>` → `Option<i64>`.
@@ -448,6 +514,46 @@ mod tests {
         assert_eq!(
             call::<()>("nothing", encode_request_body(&(), &()).unwrap()),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn register_with_a_result_means_fallible() {
+        #[derive(serde::Serialize)]
+        struct Problem {
+            port: u16,
+        }
+        let mut registry = Registry::new();
+        registry.register("parse", |text: String| {
+            text.parse::<u16>().map_err(|e| e.to_string())
+        });
+        registry.register("check", |port: u16| -> Result<Vec<u16>, Problem> {
+            if port == 0 {
+                Err(Problem { port })
+            } else {
+                Ok(vec![port])
+            }
+        });
+        let run = |name: &str, body: Vec<u8>| {
+            let reply = registry.get(name).unwrap().call(&body);
+            decode_reply::<switchboard_protocol::Value>(&reply).unwrap()
+        };
+        let ok = run("parse", encode_request_body(&("80",), &()).unwrap());
+        assert_eq!(ok, Ok(switchboard_protocol::Value::from(80)));
+        let err = run("parse", encode_request_body(&("bad port",), &()).unwrap()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::FunctionError);
+        assert_eq!(err.message, "invalid digit found in string");
+        let err = run("check", encode_request_body(&(0,), &()).unwrap()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::FunctionError);
+        assert!(err.message.contains("port"), "{}", err.message);
+        let signatures: Vec<String> = registry
+            .functions()
+            .into_iter()
+            .map(|f| f.signature)
+            .collect();
+        assert_eq!(
+            signatures,
+            ["parse(String) -> u16", "check(u16) -> Vec<u16>"]
         );
     }
 

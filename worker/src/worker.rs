@@ -87,7 +87,7 @@ impl Worker {
         let mut link = self.connect(&context)?;
         let mut phase = Phase::Serving;
         let mut held = 0usize;
-        loop {
+        let out_of_grace = loop {
             let now = Instant::now();
             if shutdown.is_triggered() && phase == Phase::Serving {
                 info!(held, "stopping: leaving the broker");
@@ -105,11 +105,10 @@ impl Worker {
             {
                 let broker_gone = now >= link.broker_expires;
                 if held == 0 && (acknowledged || broker_gone) {
-                    break;
+                    break false;
                 }
                 if now >= until {
-                    warn!(held, "shutdown grace period over; abandoning held calls");
-                    break;
+                    break true;
                 }
             }
             if now >= link.broker_expires && phase == Phase::Serving {
@@ -139,11 +138,26 @@ impl Worker {
                 held += self.receive(&mut link, &executor, &mut phase)?;
             }
             self.send_replies(&mut link);
-        }
-        drop(executor);
+        };
         held -= self.take_finished(&mut link, &wake_rx, &done_rx);
         self.send_replies(&mut link);
-        info!(abandoned = held, "worker stopped");
+        if out_of_grace {
+            // Calls still waiting for an executor are not started; the ones running are
+            // left to finish on their own (their replies go nowhere): the worker exits now.
+            // A second DISCONNECT tells the broker it is gone, so it answers the calls
+            // this worker held (WORKER_LOST: they may have run) without waiting for
+            // heartbeats to stop.
+            self.session.renew();
+            self.send(&link.socket, WorkerMessage::Disconnect);
+            executor.detach();
+            warn!(
+                abandoned = held,
+                "shutdown grace period over; left the calls still running"
+            );
+        } else {
+            drop(executor);
+            info!("worker stopped");
+        }
         Ok(())
     }
 
