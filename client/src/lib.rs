@@ -30,4 +30,4 @@ pub use client::{
     RequestBuilder,
 };
 pub use error::{CallError, ConnectError};
-pub use switchboard_protocol::{ErrorCode, RemoteError, Value};
+pub use switchboard_protocol::{ErrorCode, RemoteError, Timestamp, Value};

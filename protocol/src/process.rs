@@ -34,20 +34,29 @@ impl CurveArgs {
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (else `default_filter`).
 ///
 /// `SWITCHBOARD_LOG_FORMAT=json` writes one JSON object per line (for log
-/// shippers); anything else, or unset, writes human-readable lines.
-pub fn init_logging(default_filter: &str) {
+/// shippers); anything else, or unset, writes human-readable lines, coloured only
+/// when stderr is a terminal. Does nothing if the program already set a subscriber.
+pub fn try_init_logging(default_filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let json =
         std::env::var("SWITCHBOARD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    if json {
-        builder.json().with_current_span(false).init();
+    // An error only means a subscriber is already set: keep that one.
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
     } else {
-        builder.init();
-    }
+        builder.try_init()
+    };
+}
+
+/// [`try_init_logging`], for the binaries.
+pub fn init_logging(default_filter: &str) {
+    try_init_logging(default_filter);
 }
 
 /// A [`Shutdown`] flag that SIGTERM and SIGINT set.

@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use switchboard_tests::{binary, cluster, http_get, Process};
+use nix::sys::signal::Signal;
+use switchboard_tests::{binary, cluster, http_get, BrokerProcess, Process, WAIT_LIMIT};
 
 /// The value of one sample line (`name{labels} value`), 0 when absent.
 fn sample(text: &str, series: &str) -> f64 {
@@ -141,4 +142,29 @@ fn json_log_format_writes_one_object_per_line() {
     let record: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
     assert_eq!(record["level"], "INFO");
     assert_eq!(record["fields"]["message"], "broker listening");
+}
+
+#[test]
+fn a_worker_built_on_the_library_deploys_like_the_binary() {
+    let broker = BrokerProcess::start(&[]);
+    let example = binary("examples/own_functions");
+    let mut worker = Process::spawn(
+        Command::new(example)
+            .env("SWITCHBOARD_BROKER", &broker.backend)
+            .env("SWITCHBOARD_WORKER_NAME", "library-worker")
+            .env("SWITCHBOARD_HEARTBEAT_MS", "200")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null()),
+    );
+    broker.wait_for_workers("math.add", 1);
+    let client = broker.client(Duration::from_secs(5));
+    assert_eq!(client.call::<i64>("math.add", (2, 3)).unwrap(), 5);
+    let error = client.call::<f64>("math.div", (1.0, 0.0)).unwrap_err();
+    assert!(error.is_function_error(), "{error}");
+    let workers: Vec<switchboard_protocol::WorkerListing> =
+        client.call("system.workers", ()).unwrap();
+    assert_eq!(workers[0].name, "library-worker");
+    worker.signal(Signal::SIGTERM);
+    let status = worker.wait_exit(WAIT_LIMIT).expect("worker exits");
+    assert!(status.success(), "{status}");
 }

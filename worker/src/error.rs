@@ -15,6 +15,16 @@ pub enum WorkerError {
     /// CURVE could not be set up.
     #[error("cannot set up CURVE")]
     Curve(#[from] switchboard_protocol::curve::KeyError),
+    /// An environment variable does not hold a valid value.
+    #[error("{variable}={value:?} is not valid: {reason}")]
+    Config {
+        /// The variable's name.
+        variable: &'static str,
+        /// What it holds.
+        value: String,
+        /// Why that does not parse.
+        reason: String,
+    },
     /// A thread or the waker could not be created.
     #[error("cannot start worker threads")]
     Thread(#[from] std::io::Error),

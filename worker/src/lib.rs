@@ -8,12 +8,15 @@
 //! talking to the broker (heartbeats go on during long calls).
 //!
 //! ```no_run
-//! use switchboard_worker::{Registry, Shutdown, Worker, WorkerConfig};
+//! use switchboard_worker::Registry;
 //! let mut registry = Registry::new();
 //! registry.register("add", |a: i64, b: i64| a + b).doc("adds two integers");
-//! let config = WorkerConfig { broker: "tcp://127.0.0.1:5556".into(), ..Default::default() };
-//! Worker::new(registry, config).run(Shutdown::new()).unwrap();
+//! // Settings from SWITCHBOARD_* variables, logs on stderr, graceful stop on SIGTERM:
+//! switchboard_worker::serve(registry).unwrap();
 //! ```
+//!
+//! For more control, build a [`WorkerConfig`] (or start from [`WorkerConfig::from_env`])
+//! and call [`Worker::run`] with your own [`Shutdown`], or [`Worker::run_until_signal`].
 //!
 //! # Layout
 //! - [`registry`] — [`Registry`], typed functions erased to "body in, reply out".
@@ -33,5 +36,22 @@ pub mod worker;
 pub use config::WorkerConfig;
 pub use error::WorkerError;
 pub use registry::{Kwargs, Registry};
-pub use switchboard_protocol::Shutdown;
+pub use switchboard_protocol::{ErrorCode, RemoteError, Shutdown, Timestamp, Value};
 pub use worker::Worker;
+
+/// Serves `registry` the way the `worker` binary serves its demo functions: settings from
+/// the `SWITCHBOARD_*` environment variables ([`WorkerConfig::from_env`]), logs on stderr
+/// filtered by `RUST_LOG` (JSON lines with `SWITCHBOARD_LOG_FORMAT=json`) unless the
+/// program set up `tracing` itself, and a graceful leave on SIGTERM or SIGINT.
+///
+/// ```no_run
+/// let mut registry = switchboard_worker::Registry::new();
+/// registry.register("add", |a: i64, b: i64| a + b);
+/// switchboard_worker::serve(registry).unwrap();
+/// ```
+pub fn serve(registry: Registry) -> Result<(), WorkerError> {
+    switchboard_protocol::process::try_init_logging("info");
+    let config = WorkerConfig::from_env()?;
+    tracing::info!(name = %config.name, broker = %config.broker, "worker starting");
+    Worker::new(registry, config).run_until_signal()
+}

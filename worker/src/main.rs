@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use switchboard_protocol::process::CurveArgs;
 use switchboard_protocol::socket::SocketLimits;
+use switchboard_worker::config::{default_name, vars};
 use switchboard_worker::{demo, Worker, WorkerConfig};
 
 /// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet, whoami,
@@ -16,35 +17,35 @@ struct Args {
     /// The broker's backend endpoint.
     #[arg(
         long,
-        env = "SWITCHBOARD_BROKER",
-        default_value = "tcp://127.0.0.1:5556"
+        env = vars::BROKER,
+        default_value_t = WorkerConfig::default().broker
     )]
     broker: String,
     /// Executor threads (calls run at once).
-    #[arg(long, env = "SWITCHBOARD_THREADS", default_value_t = 4)]
+    #[arg(long, env = vars::THREADS, default_value_t = WorkerConfig::default().threads)]
     threads: usize,
     /// Calls accepted beyond --threads, waiting for a free thread (hides the broker round
     /// trip for short calls; 0 keeps every waiting call in the broker's queue).
-    #[arg(long, env = "SWITCHBOARD_PREFETCH", default_value_t = 16)]
+    #[arg(long, env = vars::PREFETCH, default_value_t = WorkerConfig::default().prefetch)]
     prefetch: usize,
     /// Calls of quick (inline) functions accepted at once, on top of --threads and
     /// --prefetch (they run on the socket thread as they arrive; 0: they share the slots).
-    #[arg(long, env = "SWITCHBOARD_INLINE_CAPACITY", default_value_t = 1024)]
+    #[arg(long, env = vars::INLINE_CAPACITY, default_value_t = WorkerConfig::default().inline_capacity)]
     inline_capacity: usize,
     /// Heartbeat interval in milliseconds.
-    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 1000)]
+    #[arg(long, env = vars::HEARTBEAT_MS, default_value_t = WorkerConfig::default().heartbeat.as_millis() as u64)]
     heartbeat_ms: u64,
     /// Missed broker heartbeats before reconnecting.
-    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_LIVENESS", default_value_t = 3)]
+    #[arg(long, env = vars::HEARTBEAT_LIVENESS, default_value_t = WorkerConfig::default().heartbeat_liveness)]
     heartbeat_liveness: u32,
     /// How long, in milliseconds, a stopping worker waits for the calls it holds.
-    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = vars::SHUTDOWN_GRACE_MS, default_value_t = WorkerConfig::default().shutdown_grace.as_millis() as u64)]
     shutdown_grace_ms: u64,
     /// Largest reply body, in bytes.
-    #[arg(long, env = "SWITCHBOARD_MAX_REPLY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, env = vars::MAX_REPLY_BYTES, default_value_t = WorkerConfig::default().max_reply_bytes)]
     max_reply_bytes: usize,
     /// Largest message frame accepted from the broker, in bytes.
-    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = vars::MAX_MESSAGE_BYTES, default_value_t = WorkerConfig::default().limits.max_message_bytes)]
     max_message_bytes: i64,
     #[command(flatten)]
     curve: CurveArgs,
@@ -52,24 +53,21 @@ struct Args {
     #[arg(long, env = "SWITCHBOARD_RECORD_FILE")]
     record_file: Option<std::path::PathBuf>,
     /// Name announced to the broker and answered by `whoami` (default: `$HOSTNAME`, else `worker-PID`).
-    #[arg(long, env = "SWITCHBOARD_WORKER_NAME")]
+    #[arg(long, env = vars::WORKER_NAME)]
     name: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     switchboard_protocol::process::init_logging("info");
     let args = Args::parse();
-    let name = args
-        .name
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let name = args.name.unwrap_or_else(default_name);
     let config = WorkerConfig {
         broker: args.broker,
-        threads: args.threads.max(1),
+        threads: args.threads,
         prefetch: args.prefetch,
         inline_capacity: args.inline_capacity,
-        heartbeat: Duration::from_millis(args.heartbeat_ms.max(10)),
-        heartbeat_liveness: args.heartbeat_liveness.max(1),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        heartbeat_liveness: args.heartbeat_liveness,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         max_reply_bytes: args.max_reply_bytes,
         limits: SocketLimits {

@@ -49,13 +49,24 @@ struct Link {
 }
 
 impl Worker {
-    /// A worker hosting `registry`, not yet connected.
+    /// A worker hosting `registry`, not yet connected (`config` is brought into its
+    /// working range: see [`WorkerConfig::validated`]).
     pub fn new(registry: Registry, config: WorkerConfig) -> Worker {
         Worker {
             registry: Arc::new(registry),
-            config,
+            config: config.validated(),
             session: Session::default(),
         }
+    }
+
+    /// [`Worker::run`] until the process gets SIGTERM or SIGINT (as `docker stop` and
+    /// Ctrl-C send), then leaves gracefully as the `worker` binary does.
+    pub fn run_until_signal(self) -> Result<(), WorkerError> {
+        let shutdown = Shutdown::new();
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, shutdown.flag())?;
+        }
+        self.run(shutdown)
     }
 
     /// Connects, registers and serves calls until `shutdown` is triggered; then
