@@ -26,10 +26,10 @@ pub enum CallError {
     #[error("TIMEOUT: no reply within {0:?}")]
     Timeout(Duration),
     /// The arguments could not be encoded.
-    #[error("cannot encode the arguments: {0}")]
+    #[error("cannot encode the arguments")]
     Encode(#[source] CodecError),
     /// The reply did not decode into the expected result type.
-    #[error("cannot decode the result: {0}")]
+    #[error("cannot decode the result")]
     Decode(#[source] CodecError),
     /// The client's socket thread is gone or could not send.
     #[error("the client connection is closed or cannot send: {0}")]
@@ -71,11 +71,21 @@ impl CallError {
         }
     }
 
-    /// The human-readable message, without the code.
+    /// The human-readable message, without the code (for a local error, with the
+    /// reasons behind it: "cannot decode the result: …").
     pub fn message(&self) -> String {
         match self.remote() {
             Some(e) => e.message.clone(),
-            None => self.to_string(),
+            None => {
+                let mut text = self.to_string();
+                let mut source = std::error::Error::source(self);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                text
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value as Json};
 use switchboard_client::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
+use switchboard_protocol::client::MAX_BATCH_CALLS;
 use switchboard_protocol::curve::{encode_key, ClientCurve};
 use switchboard_protocol::process::CurveArgs;
 use switchboard_protocol::{FunctionListing, WorkerListing};
@@ -43,15 +44,22 @@ struct Args {
     /// The broker's frontend endpoint.
     #[arg(
         long,
+        global = true,
         env = "SWITCHBOARD_ENDPOINT",
         default_value = "tcp://127.0.0.1:5555"
     )]
     endpoint: String,
-    /// How long to wait for a result, in milliseconds.
-    #[arg(long, env = "SWITCHBOARD_TIMEOUT_MS", default_value_t = 10_000)]
+    /// How long to wait for a result, in milliseconds (at least 1).
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHBOARD_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     timeout_ms: u64,
     /// Print results and errors as one JSON document on stdout.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     #[command(flatten)]
     curve: CurveArgs,
@@ -62,7 +70,8 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Call a function. Each argument is JSON (a bare word is a string);
-    /// `key=value` passes a keyword argument.
+    /// `key=value` passes a keyword argument. Negative numbers are arguments.
+    #[command(allow_negative_numbers = true)]
     Call {
         /// The function's name.
         function: String,
@@ -98,6 +107,22 @@ enum Command {
     },
 }
 
+/// Writes a line on stdout. A reader that went away (`client … | head`) is not an error:
+/// the rest of the output is dropped.
+fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+/// An error as the user reads it: code and message for a wire error, else the message
+/// with the reasons behind it.
+fn describe(error: &CallError) -> String {
+    match error.remote() {
+        Some(remote) => remote.to_string(),
+        None => error.message(),
+    }
+}
+
 /// How a command ended, mapped to an exit code.
 enum Outcome {
     Success,
@@ -113,10 +138,10 @@ fn main() -> ExitCode {
         Ok(Outcome::Failed(code)) => ExitCode::from(code),
         Err(error) => {
             if json_output {
-                println!(
+                say(format!(
                     "{}",
                     json!({ "error": { "code": "CLIENT", "message": format!("{error:#}") } })
-                );
+                ));
             } else {
                 eprintln!("error: {error:#}");
             }
@@ -128,12 +153,12 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Command::Keygen { name } = &args.command {
         let (pair, secret, public) = ClientCurve::generate_files(name)?;
-        println!("public key: {}", encode_key(&pair.public));
-        println!(
+        say(format!("public key: {}", encode_key(&pair.public)));
+        say(format!(
             "wrote {} (key pair: keep it secret) and {}",
             secret.display(),
             public.display()
-        );
+        ));
         return Ok(Outcome::Success);
     }
     let mut config = ClientConfig::new(&args.endpoint);
@@ -268,17 +293,17 @@ fn report(
     match result {
         Ok(value) => {
             if json_output {
-                println!("{}", json!({ "result": value }));
+                say(format!("{}", json!({ "result": value })));
             } else {
-                println!("{}", human(&value));
+                say(human(&value));
             }
             Outcome::Success
         }
         Err(error) => {
             if json_output {
-                println!("{}", error_json(&error));
+                say(format!("{}", error_json(&error)));
             } else {
-                eprintln!("error: {error}");
+                eprintln!("error: {}", describe(&error));
             }
             Outcome::Failed(exit_code(&error))
         }
@@ -306,6 +331,12 @@ fn batch(client: &Client, file: &str, json_output: bool) -> anyhow::Result<Outco
     };
     let calls: Vec<Json> =
         serde_json::from_str(&text).context("the batch file must be a JSON list")?;
+    if calls.is_empty() || calls.len() > MAX_BATCH_CALLS {
+        anyhow::bail!(
+            "the batch has {} calls: give 1 to {MAX_BATCH_CALLS}",
+            calls.len()
+        );
+    }
     let mut batch = client.batch();
     for (i, call) in calls.iter().enumerate() {
         let function = call["function"]
@@ -333,21 +364,21 @@ fn batch(client: &Client, file: &str, json_output: bool) -> anyhow::Result<Outco
         let outcome = reply.decode::<Value>();
         failed += usize::from(outcome.is_err());
         match (&outcome, json_output) {
-            (Ok(value), false) => println!(
+            (Ok(value), false) => say(format!(
                 "{}: {}",
                 call["function"].as_str().unwrap_or(""),
                 to_json(value)
-            ),
-            (Err(error), false) => println!(
+            )),
+            (Err(error), false) => say(format!(
                 "{}: error: {error}",
                 call["function"].as_str().unwrap_or("")
-            ),
+            )),
             (Ok(value), true) => results.push(json!({ "result": to_json(value) })),
             (Err(error), true) => results.push(error_json(error)),
         }
     }
     if json_output {
-        println!("{}", json!({ "result": results }));
+        say(format!("{}", json!({ "result": results })));
     }
     Ok(if failed == 0 {
         Outcome::Success
@@ -363,12 +394,27 @@ fn split_args(args: &[String]) -> anyhow::Result<(Vec<Value>, Value)> {
     for arg in args {
         match arg.split_once('=') {
             Some((key, value)) if is_identifier(key) => {
-                keywords.push((Value::from(key), to_msgpack(&parse_arg(value))?));
+                keywords.push((Value::from(key), to_msgpack(&parse_number(value)?)?));
             }
-            _ => positional.push(to_msgpack(&parse_arg(arg))?),
+            _ => positional.push(to_msgpack(&parse_number(arg)?)?),
         }
     }
     Ok((positional, Value::Map(keywords)))
+}
+
+/// [`parse_arg`], refusing an integer that no 64-bit integer holds (JSON would make it a
+/// float the user never typed).
+fn parse_number(text: &str) -> anyhow::Result<Json> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if integer && text.parse::<i64>().is_err() && text.parse::<u64>().is_err() {
+        anyhow::bail!(
+            "{text} does not fit a 64-bit integer ({} to {}); quote it to pass a string",
+            i64::MIN,
+            u64::MAX
+        );
+    }
+    Ok(parse_arg(text))
 }
 
 fn is_identifier(key: &str) -> bool {

@@ -127,6 +127,15 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for BodyVisitor<'_, T> {
     }
 }
 
+/// "1 was given", "3 were given".
+fn given_count(n: usize) -> String {
+    if n == 1 {
+        "1 was given".into()
+    } else {
+        format!("{n} were given")
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -202,8 +211,9 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for ArgsSeed<'_, T> {
         let arity = self.arity;
         if given != arity {
             return Err(de::Error::custom(format!(
-                "takes {arity} positional argument{} but {given} were given",
-                plural(arity)
+                "takes {arity} positional argument{} but {}",
+                plural(arity),
+                given_count(given)
             )));
         }
         let numbered = NumberedSeq {
@@ -252,10 +262,10 @@ fn decode_keyword<T: DeserializeOwned>(
         Some(fields) => {
             if args.len() > fields.len() {
                 return Err(mismatch(format!(
-                    "takes at most {} positional argument{} but {} were given",
+                    "takes at most {} positional argument{} but {}",
                     fields.len(),
                     plural(fields.len()),
-                    args.len()
+                    given_count(args.len())
                 )));
             }
             let mut merged: Vec<(Value, Value)> = fields
@@ -361,6 +371,99 @@ impl<'de, S: SeqAccess<'de>> SeqAccess<'de> for NumberedSeq<S> {
 
     fn size_hint(&self) -> Option<usize> {
         self.inner.size_hint()
+    }
+}
+
+/// Rewrites a mismatch message in the caller's terms, naming what the parameter expects:
+/// `argument 1: wrong type: got a string` for an `i64` parameter becomes
+/// `argument 1: expected an integer, got a string`. `params` are the parameters' Rust type
+/// names (`std::any::type_name`), in order; empty when unknown (keyword functions).
+pub fn explain_mismatch(message: &str, params: &[&str]) -> String {
+    let (prefix, rest, index) = match message
+        .strip_prefix("argument ")
+        .and_then(|m| m.split_once(": "))
+        .and_then(|(n, rest)| Some((n.parse::<usize>().ok()?, rest)))
+    {
+        Some((index, rest)) => (format!("argument {index}: "), rest, Some(index)),
+        None => (String::new(), message, None),
+    };
+    let rest = rest
+        .strip_prefix("error while decoding value: ")
+        .unwrap_or(rest);
+    let param = index
+        .and_then(|i| params.get(i.checked_sub(1)?))
+        .map(|t| describe_type(t));
+    let (got, serde_expected) = if let Some(got) = rest.strip_prefix("wrong type: got ") {
+        (got.to_owned(), None)
+    } else if let Some(detail) = rest.strip_prefix("invalid type: ") {
+        match detail.split_once(", expected ") {
+            Some((got, expected)) => (describe_unexpected(got), Some(expected)),
+            None => return format!("{prefix}{rest}"),
+        }
+    } else if let Some(detail) = rest.strip_prefix("invalid value: ") {
+        match detail.split_once(", expected ") {
+            Some((got, expected)) => (
+                format!("{} (out of range)", describe_unexpected(got)),
+                Some(expected),
+            ),
+            None => return format!("{prefix}{rest}"),
+        }
+    } else {
+        return format!("{prefix}{rest}");
+    };
+    let expected = param
+        .or_else(|| serde_expected.map(describe_type))
+        .unwrap_or_else(|| "another type".into());
+    format!("{prefix}expected {expected}, got {got}")
+}
+
+/// A Rust type name in the caller's terms: `i64` → "an integer", `Vec<u8>` → "an array".
+fn describe_type(type_name: &str) -> String {
+    let short = |name: &str| name.rsplit("::").next().unwrap_or(name).to_owned();
+    let base = type_name.split('<').next().unwrap_or(type_name).trim();
+    let base = short(base);
+    match base.as_str() {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".into(),
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "bool" => "a boolean".into(),
+        "String" | "str" | "&str" | "char" | "a string" => "a string".into(),
+        "Vec" | "VecDeque" | "HashSet" | "BTreeSet" | "a sequence" => "an array".into(),
+        "ByteBuf" | "Bytes" | "byte array" | "a byte array" => "binary data".into(),
+        "Timestamp" | "SystemTime" => "a timestamp".into(),
+        "HashMap" | "BTreeMap" | "a map" => "a map".into(),
+        "Value" => "any value".into(),
+        "Option" => {
+            let inner = type_name
+                .split_once('<')
+                .and_then(|(_, rest)| rest.strip_suffix('>'))
+                .unwrap_or("");
+            format!("{} or nil", describe_type(inner))
+        }
+        _ if type_name.starts_with('(') || type_name.starts_with('[') => "an array".into(),
+        _ => format!("{} (a map)", short(type_name)),
+    }
+}
+
+/// serde's description of a value it did not expect, in the caller's terms.
+fn describe_unexpected(got: &str) -> String {
+    let quoted = |rest: &str| rest.trim().trim_matches('`').to_owned();
+    if let Some(value) = got.strip_prefix("floating point ") {
+        format!("a float ({})", quoted(value))
+    } else if let Some(value) = got.strip_prefix("integer ") {
+        quoted(value)
+    } else if let Some(value) = got.strip_prefix("string ") {
+        format!("a string ({})", value.trim())
+    } else if let Some(value) = got.strip_prefix("boolean ") {
+        format!("a boolean ({})", quoted(value))
+    } else {
+        match got {
+            "sequence" => "an array".into(),
+            "map" => "a map".into(),
+            "byte array" => "binary data".into(),
+            "unit value" | "unit" => "nil".into(),
+            other => other.to_owned(),
+        }
     }
 }
 
@@ -511,6 +614,46 @@ mod tests {
 
     fn positional<T: DeserializeOwned>(body: &[u8], arity: usize) -> Result<T, ArgsError> {
         decode_args(body, ArgsShape::Positional { arity })
+    }
+
+    #[test]
+    fn mismatches_name_what_the_parameter_expects() {
+        let params = ["i64", "alloc::string::String", "core::option::Option<u32>"];
+        let cases = [
+            (
+                "argument 1: wrong type: got a string",
+                "argument 1: expected an integer, got a string",
+            ),
+            (
+                "argument 1: invalid type: floating point `1.5`, expected i64",
+                "argument 1: expected an integer, got a float (1.5)",
+            ),
+            (
+                "argument 2: invalid type: integer `5`, expected a string",
+                "argument 2: expected a string, got 5",
+            ),
+            (
+                "argument 3: invalid value: integer `-1`, expected u32",
+                "argument 3: expected a non-negative integer or nil, got -1 (out of range)",
+            ),
+            (
+                "error while decoding value: invalid type: integer `1`, expected a string",
+                "expected a string, got 1",
+            ),
+            (
+                "takes 2 positional arguments but 1 was given",
+                "takes 2 positional arguments but 1 was given",
+            ),
+        ];
+        for (message, want) in cases {
+            assert_eq!(explain_mismatch(message, &params), want);
+        }
+        let body = encode_request_body(&(1,), &()).unwrap();
+        let err = positional::<(i64, i64)>(&body, 2).unwrap_err();
+        assert_eq!(
+            err,
+            ArgsError::Mismatch("takes 2 positional arguments but 1 was given".into())
+        );
     }
 
     #[test]

@@ -31,6 +31,16 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
+    /// A key file could not be written (it exists already, or the folder is missing or
+    /// not writable).
+    #[error("cannot write key file {path}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A key is not 40 characters of Z85 decoding to 32 bytes.
     #[error("{what} is not a Z85 CURVE key (40 characters)")]
     Malformed {
@@ -246,7 +256,7 @@ impl ClientCurve {
         let secret_path = base.with_extension("key");
         let public_path = base.with_extension("pub");
         let write = |path: &Path, text: &str, mode: u32| -> Result<(), KeyError> {
-            let fail = |source| KeyError::Read {
+            let fail = |source| KeyError::Write {
                 path: path.display().to_string(),
                 source,
             };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_bytes::ByteBuf;
 use switchboard_client::{CallError, ErrorCode};
 use switchboard_protocol::{FunctionListing, Timestamp};
-use switchboard_tests::{binary, cluster};
+use switchboard_tests::{binary, cluster, ScratchDir};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -263,4 +263,65 @@ fn command_line_client_calls_lists_describes_and_batches() {
     let (code, help, _) = cli(e, &["--help"]);
     assert_eq!(code, 0);
     assert!(help.contains("Examples:") && help.contains("Exit codes:"));
+}
+
+#[test]
+fn command_line_mistakes_get_clear_messages_and_input_errors_exit_2() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let e = broker.frontend.as_str();
+    // Negative numbers are arguments; flags may follow the subcommand.
+    assert_eq!(cli(e, &["call", "add", "-1", "2"]).1, "1");
+    assert_eq!(
+        cli(e, &["call", "upper", "hi", "--json"]).1,
+        r#"{"result":"HI"}"#
+    );
+    let (code, _, err) = cli(e, &["call", "add", "x", "y"]);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("argument 1: expected an integer, got a string"),
+        "{err}"
+    );
+    let (_, _, err) = cli(e, &["call", "add", "1"]);
+    assert!(err.contains("but 1 was given"), "{err}");
+    // No float the user did not type, and input errors are exit 2.
+    let (code, _, err) = cli(e, &["call", "add", "99999999999999999999", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains(".0") && err.contains("64-bit"), "{err}");
+    let (code, _, err) = cli(e, &["--timeout-ms", "0", "call", "add", "1", "2"]);
+    assert_eq!(code, 2);
+    assert!(!err.contains("broker"), "{err}");
+    let dir = ScratchDir::new("cli");
+    let empty = dir.path.join("empty.json");
+    std::fs::write(&empty, "[]").unwrap();
+    let (code, _, err) = cli(e, &["batch", empty.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("0 calls"), "{err}");
+    let (code, _, err) = cli(e, &["keygen", dir.path.join("missing/k").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot write"), "{err}");
+    // Logs and errors carry no colour codes when stderr is not a terminal.
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+#[test]
+fn command_line_output_into_a_closed_pipe_is_not_a_crash() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let mut child = Command::new(binary("client"))
+        .args([
+            "--endpoint",
+            &broker.frontend,
+            "--json",
+            "call",
+            "system.functions",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run client");
+    // Read nothing and close the pipe, like `| head -c 0`.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("client exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_protocol::args::{decode_args, struct_fields, ArgsError, ArgsShape};
+use switchboard_protocol::args::{
+    decode_args, explain_mismatch, struct_fields, ArgsError, ArgsShape,
+};
 use switchboard_protocol::client::function_name;
 use switchboard_protocol::codec::{encode_error, encode_result};
 use switchboard_protocol::{ErrorCode, FunctionInfo, RemoteError, RESERVED_PREFIX};
@@ -263,13 +265,17 @@ fn decode<A: DeserializeOwned>(
     name: &str,
     body: &[u8],
     shape: ArgsShape,
+    params: &[&str],
 ) -> Result<A, RemoteError> {
     decode_args(body, shape).map_err(|e| match e {
         ArgsError::Malformed(m) => RemoteError::new(
             ErrorCode::BadRequest,
             format!("{name}: malformed request body: {m}"),
         ),
-        ArgsError::Mismatch(m) => RemoteError::new(ErrorCode::BadArguments, format!("{name}: {m}")),
+        ArgsError::Mismatch(m) => RemoteError::new(
+            ErrorCode::BadArguments,
+            format!("{name}: {}", explain_mismatch(&m, params)),
+        ),
     })
 }
 
@@ -380,6 +386,7 @@ macro_rules! impl_positional {
             fn into_invoke(self) -> (String, Arc<Invoke>) {
                 let invoke = erase::<($($arg,)*)>(
                     ArgsShape::Positional { arity: $arity },
+                    vec![$(std::any::type_name::<$arg>()),*],
                     move |name, ($($arg,)*)| encode_value(name, &self($($arg),*)),
                 );
                 (positional_params(&[$(std::any::type_name::<$arg>()),*]), invoke)
@@ -397,6 +404,7 @@ macro_rules! impl_positional {
             fn into_invoke(self) -> (String, Arc<Invoke>) {
                 let invoke = erase::<($($arg,)*)>(
                     ArgsShape::Positional { arity: $arity },
+                    vec![$(std::any::type_name::<$arg>()),*],
                     move |name, ($($arg,)*)| encode_outcome(name, self($($arg),*)),
                 );
                 (positional_params(&[$(std::any::type_name::<$arg>()),*]), invoke)
@@ -413,12 +421,14 @@ fn positional_params(types: &[&str]) -> String {
         .join(", ")
 }
 
-/// Wraps a typed function as "name and request body in, reply body out".
+/// Wraps a typed function as "name and request body in, reply body out". `params` are its
+/// positional parameters' type names, for error messages (empty for keyword functions).
 fn erase<A: DeserializeOwned + 'static>(
     shape: ArgsShape,
+    params: Vec<&'static str>,
     run: impl Fn(&str, A) -> Result<Vec<u8>, RemoteError> + Send + Sync + 'static,
 ) -> Arc<Invoke> {
-    Arc::new(move |name: &str, body: &[u8]| run(name, decode::<A>(name, body, shape)?))
+    Arc::new(move |name: &str, body: &[u8]| run(name, decode::<A>(name, body, shape, &params)?))
 }
 
 fn keyword_shape<T: DeserializeOwned>() -> (ArgsShape, String) {
@@ -448,7 +458,7 @@ where
 {
     fn into_invoke(self) -> (String, Arc<Invoke>) {
         let (shape, params) = keyword_shape::<T>();
-        let invoke = erase::<T>(shape, move |name, args| {
+        let invoke = erase::<T>(shape, Vec::new(), move |name, args| {
             encode_value(name, &self(Kwargs(args)))
         });
         (params, invoke)
@@ -464,7 +474,7 @@ where
 {
     fn into_invoke(self) -> (String, Arc<Invoke>) {
         let (shape, params) = keyword_shape::<K>();
-        let invoke = erase::<K>(shape, move |name, args| {
+        let invoke = erase::<K>(shape, Vec::new(), move |name, args| {
             encode_outcome(name, self(Kwargs(args)))
         });
         (params, invoke)
@@ -572,7 +582,7 @@ mod tests {
         assert_eq!(err.code, ErrorCode::BadArguments);
         assert_eq!(
             err.message,
-            "add: takes 2 positional arguments but 1 were given"
+            "add: takes 2 positional arguments but 1 was given"
         );
     }
 
@@ -602,7 +612,7 @@ mod tests {
         let err = decode_reply::<i64>(&reply).unwrap().unwrap_err();
         assert_eq!(
             err.message,
-            "math.add: takes 2 positional arguments but 1 were given"
+            "math.add: takes 2 positional arguments but 1 was given"
         );
         assert!(outer.get("add").is_none());
     }
