@@ -10,6 +10,7 @@ Two ways to call:
 - `Pipeline` uses a DEALER socket: many calls in flight, replies matched by call id.
 """
 
+import datetime
 import itertools
 import os
 import sys
@@ -46,10 +47,22 @@ class RemoteError(Exception):
         self.message = message
 
 
+def _timestamp(value):
+    """msgpack `default`: a datetime travels as the MessagePack timestamp extension (a naive
+    one is taken as local time), as Rust's Timestamp and the CLI's {"$timestamp": ...} do."""
+    if isinstance(value, datetime.datetime):
+        return msgpack.Timestamp.from_datetime(value.astimezone())
+    raise TypeError(f"cannot send {type(value).__name__} values")
+
+
+def pack_body(args, kwargs):
+    """A request body {"args": [...], "kwargs": {...}}; datetimes become timestamps."""
+    return msgpack.packb({"args": list(args), "kwargs": kwargs}, default=_timestamp)
+
+
 def _request(function, call_id, args, kwargs, timeout_ms):
     header = msgpack.packb({"id": call_id, "timeout_ms": timeout_ms})
-    body = msgpack.packb({"args": list(args), "kwargs": kwargs})
-    return header, [SIGNATURE, function.encode(), header, body]
+    return header, [SIGNATURE, function.encode(), header, pack_body(args, kwargs)]
 
 
 def _outcome(body):
@@ -99,7 +112,7 @@ class Pipeline:
         frames = [b"", SIGNATURE, b"system.batch",
                   msgpack.packb({"id": call_id, "timeout_ms": self.timeout_ms})]
         for function, args, kwargs in calls:
-            frames += [function.encode(), msgpack.packb({"args": list(args), "kwargs": kwargs})]
+            frames += [function.encode(), pack_body(args, kwargs)]
         self.sock.send_multipart(frames)
         self.pending.add(call_id)
         return call_id
@@ -135,6 +148,9 @@ def main():
     show("add(2, 3)", call(endpoint, "add", 2, 3), 5)
     show("greet(name='ada')", call(endpoint, "greet", name="ada"), "hello, ada!")
     show("bytes.reverse(b'\\x00\\x01\\x02')", call(endpoint, "bytes.reverse", b"\x00\x01\x02"), b"\x02\x01\x00")
+    start = datetime.datetime(2024, 2, 29, 12, 0, tzinfo=datetime.timezone.utc)
+    show("time.shift(datetime, 1.5)", call(endpoint, "time.shift", start, 1.5),
+         start + datetime.timedelta(seconds=1.5))
     try:
         call(endpoint, "add", 1)
         raise AssertionError("add(1) should fail")

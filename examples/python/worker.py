@@ -56,9 +56,20 @@ def apply_curve(sock):
     sock.curve_secretkey = pair["secret-key"].encode()
 
 
+def _timestamp(value):
+    """msgpack `default`: a datetime result travels as the MessagePack timestamp extension
+    (a naive one is taken as local time)."""
+    if isinstance(value, datetime.datetime):
+        return msgpack.Timestamp.from_datetime(value.astimezone())
+    raise TypeError(f"cannot send {type(value).__name__} values")
+
+
 class Worker:
     def __init__(self, endpoint, functions, threads=4, heartbeat_ms=1000):
         self.endpoint = endpoint
+        # The name operators see in `system.workers` and health checks, as the Rust worker.
+        self.name = (os.environ.get("SWITCHBOARD_WORKER_NAME") or os.environ.get("HOSTNAME")
+                     or f"python-worker-{os.getpid()}")
         self.functions = functions
         self.threads = threads
         self.heartbeat = heartbeat_ms / 1000
@@ -73,7 +84,8 @@ class Worker:
                               "signature": f"{name}{inspect.signature(fn)}"})
         return msgpack.packb({"capacity": self.threads,
                               "heartbeat_ms": int(self.heartbeat * 1000),
-                              "functions": described})
+                              "functions": described,
+                              "name": self.name})
 
     def run_call(self, ticket, function, deadline, body):
         fn = self.functions.get(function)
@@ -134,7 +146,7 @@ class Worker:
             while not self.done.empty() and len(tickets) < 256:
                 ticket, reply = self.done.get()
                 tickets.append(ticket)
-                replies.append(msgpack.packb(reply, datetime=True))
+                replies.append(msgpack.packb(reply, default=_timestamp))
             if tickets:  # one REPLY carries every finished call: its tickets, then the bodies
                 sock.send_multipart([REPLY + b"".join(tickets), *replies])
                 held -= len(tickets)
