@@ -12,56 +12,56 @@ use switchboard_tests::{raw_socket, BrokerProcess, WorkerProcess, WAIT_LIMIT};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-#[test]
-fn a_reply_from_before_a_broker_restart_never_completes_a_new_call() {
-    let mut broker = BrokerProcess::start(&[]);
-    let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
-    let _worker = WorkerProcess::start(&backend, "w", &["--heartbeat-ms", "100"]);
+/// A broker with one worker that is running `work.once("OLD", 1500)`, and that call.
+fn broker_running_an_old_call(
+    flags: &[&str],
+) -> (
+    BrokerProcess,
+    WorkerProcess,
+    switchboard_client::PendingCall,
+) {
+    let broker = BrokerProcess::start(flags);
+    let worker = WorkerProcess::start(&broker.backend, "w", &["--heartbeat-ms", "100"]);
     broker.wait_for_workers("work.once", 1);
-    let old_client = broker.client(TIMEOUT);
-    let _old = old_client
+    let old = broker
+        .client(TIMEOUT)
         .request("work.once")
         .args(("OLD", 1500))
         .send()
         .expect("send");
     broker.wait_for("work.once", "1 running", |f| f.running == 1);
-    broker.process.kill();
-    broker = BrokerProcess::start_at(&frontend, &backend, &[]);
+    (broker, worker, old)
+}
+
+/// Starts a broker where `old` was and checks that a new call gets its own answer while
+/// the worker finishes the old broker's call: the old reply must not complete it.
+fn new_call_gets_its_own_answer(old: &BrokerProcess) {
+    let broker = BrokerProcess::start_at(&old.frontend, &old.backend, &[]);
     broker.wait_for_workers("work.once", 1);
-    // The worker finishes OLD while NEW runs: OLD's reply must not answer NEW.
-    let client = broker.client(TIMEOUT);
-    let new: String = client
+    let new: String = broker
+        .client(TIMEOUT)
         .call("work.once", ("NEW", 3000))
         .expect("NEW answers");
     assert_eq!(new, "NEW");
 }
 
 #[test]
+fn a_reply_from_before_a_broker_restart_never_completes_a_new_call() {
+    let (mut broker, _worker, _old) = broker_running_an_old_call(&[]);
+    broker.process.kill();
+    new_call_gets_its_own_answer(&broker);
+}
+
+#[test]
 fn a_reply_from_before_a_graceful_stop_whose_grace_ran_out_never_completes_a_new_call() {
-    let mut broker = BrokerProcess::start(&["--shutdown-grace-ms", "100"]);
-    let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
-    let _worker = WorkerProcess::start(&backend, "w", &["--heartbeat-ms", "100"]);
-    broker.wait_for_workers("work.once", 1);
-    let old_client = broker.client(TIMEOUT);
-    let old = old_client
-        .request("work.once")
-        .args(("OLD", 1500))
-        .send()
-        .expect("send");
-    broker.wait_for("work.once", "1 running", |f| f.running == 1);
+    let (mut broker, _worker, old) = broker_running_an_old_call(&["--shutdown-grace-ms", "100"]);
     broker.process.signal(Signal::SIGTERM);
     let status = broker.process.wait_exit(WAIT_LIMIT).expect("broker exits");
     assert!(status.success(), "{status}");
     // The call was running: its answer says it may have run, not that it never left.
     let error = old.wait::<String>().expect_err("abandoned");
     assert_eq!(error.code(), Some(ErrorCode::WorkerLost), "{error}");
-    broker = BrokerProcess::start_at(&frontend, &backend, &[]);
-    broker.wait_for_workers("work.once", 1);
-    let client = broker.client(TIMEOUT);
-    let new: String = client
-        .call("work.once", ("NEW", 3000))
-        .expect("NEW answers");
-    assert_eq!(new, "NEW");
+    new_call_gets_its_own_answer(&broker);
 }
 
 #[test]

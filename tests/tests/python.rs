@@ -46,7 +46,10 @@ fn rust_client_calls_functions_hosted_by_the_python_worker() {
     let client = broker.client(Duration::from_secs(5));
     let workers: Vec<switchboard_protocol::WorkerListing> =
         client.call("system.workers", ()).unwrap();
-    assert!(!workers[0].name.is_empty(), "the Python worker announces a name");
+    assert!(
+        !workers[0].name.is_empty(),
+        "the Python worker announces a name"
+    );
 
     assert_eq!(client.call::<i64>("py.double", (21,)).unwrap(), 42);
     let repeated = client
