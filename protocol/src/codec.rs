@@ -20,8 +20,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Most arrays and maps nested in one frame, the frame's outermost one included (a
 /// request body `{"args": [[1]]}` nests 3): 64 decode, 65 are a decode error, never a
-/// stack overflow. Every decoder of the crate enforces it (see [`serde_depth`] and
-/// [`rmpv_depth`]).
+/// stack overflow. Every decoder of the crate enforces it, whichever library reads the
+/// bytes.
 pub const MAX_DEPTH: usize = 64;
 
 /// The limit to give `rmp_serde`, which refuses a value once its nesting reaches it.
