@@ -13,6 +13,7 @@
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
 //! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
+//! - `libzmq_seed` — an unpredictable start for libzmq's routing-id counter.
 //! - [`memory`] — returns freed memory to the OS after a flood drains.
 //! - [`metrics`] — Prometheus counters and histograms, rendered on request.
 //! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
@@ -25,6 +26,7 @@ pub mod deadlines;
 pub mod error;
 pub mod http;
 pub mod introspection;
+mod libzmq_seed;
 pub mod memory;
 pub mod metrics;
 pub mod router;

@@ -2,7 +2,8 @@
 //!
 //! The allocator keeps freed memory for reuse, so a broker that once queued 100 000
 //! calls would keep that resident set forever. After a drain the poll loop asks glibc
-//! to return free pages (`malloc_trim`). It is the one `unsafe` call of the project.
+//! to return free pages (`malloc_trim`). It is one of the two `unsafe` calls of the project
+//! (the other seeds `rand()`, in `libzmq_seed`).
 
 /// Returns free heap pages to the operating system (glibc only; a no-op elsewhere).
 pub fn trim_heap() {

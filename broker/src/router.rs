@@ -194,6 +194,9 @@ struct Call {
 
 struct WorkerState {
     name: String,
+    /// Its registration number, shown by `system.workers` in place of its routing
+    /// identity (which must stay secret: see `libzmq_seed`).
+    number: u64,
     /// Calls of ordinary functions it holds at once (its executor slots).
     capacity: u32,
     /// Calls of its inline functions it holds at once, beyond `capacity`.
@@ -298,6 +301,8 @@ pub struct Router {
     next_batch: u64,
     deadlines: Deadlines,
     next_ticket: u64,
+    /// Registrations so far: the last one's number.
+    registrations: u64,
     dispatch_count: u64,
     shutting_down: bool,
     stats: RouterStats,
@@ -318,6 +323,7 @@ impl Router {
             next_batch: 1,
             deadlines: Deadlines::default(),
             next_ticket: first_ticket(),
+            registrations: 0,
             dispatch_count: 0,
             shutting_down: false,
             stats: RouterStats::default(),
@@ -414,16 +420,21 @@ impl Router {
         let mut list: Vec<WorkerListing> = self
             .workers
             .iter()
-            .map(|(id, w)| WorkerListing {
+            .map(|(_, w)| WorkerListing {
                 name: w.name.clone(),
-                id: hex(id),
+                id: w.number.to_string(),
                 capacity: w.capacity,
                 running: w.held() as u32,
                 functions: w.functions.len() as u32,
                 draining: w.draining,
             })
             .collect();
-        list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        list.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then(a.id.len().cmp(&b.id.len()))
+                .then(a.id.cmp(&b.id))
+        });
         list
     }
 
@@ -1001,9 +1012,11 @@ impl Router {
             }
         }
         info!(worker = %who, capacity, inline_capacity, functions = functions.len(), "worker ready");
+        self.registrations += 1;
         self.workers.insert(
             worker.clone(),
             WorkerState {
+                number: self.registrations,
                 name: info
                     .name
                     .chars()

@@ -123,6 +123,8 @@ fn router_socket(
 impl Broker {
     /// Creates and binds both sockets.
     pub fn bind(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        // Before any socket: the ROUTERs' generated peer ids must not be guessable.
+        crate::libzmq_seed::seed_routing_ids();
         let context = zmq::Context::new();
         let counters = Arc::new(AuthCounters::default());
         // The ZAP handler must exist before any CURVE socket can take a handshake.

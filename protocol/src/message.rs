@@ -88,7 +88,8 @@ pub struct ReadyInfo {
 pub struct WorkerListing {
     /// The name the worker announced (may be empty).
     pub name: String,
-    /// Its routing identity on the backend socket, in hex.
+    /// The number the broker gave this registration (decimal): an opaque handle for
+    /// operators, never the worker's routing identity, which stays secret.
     pub id: String,
     /// Calls it runs at once.
     pub capacity: u32,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_tests::{cluster, raw_socket, rss_kib};
+use switchboard_tests::{cluster, raw_socket, rss_kib, BrokerProcess, WorkerProcess};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Noise(u64);
@@ -184,5 +184,70 @@ fn hostile_peers_change_nothing_for_a_good_client() {
     assert!(
         rss_after < rss_before + 48 * 1024,
         "broker RSS {rss_before} -> {rss_after} KiB"
+    );
+}
+
+/// libzmq's first generated peer id when `rand()` is never seeded: `00` + the first two
+/// draws of glibc's generator with seed 1.
+const UNSEEDED_FIRST_ID: [u8; 5] = [0x00, 0x6b, 0x8b, 0x45, 0x67];
+
+/// A DEALER that names itself `id`, connected to `endpoint` (not yet known to have connected).
+fn dealer_named(endpoint: &str, id: &[u8]) -> (zmq::Context, zmq::Socket) {
+    let context = zmq::Context::new();
+    let socket = context.socket(zmq::DEALER).unwrap();
+    socket.set_linger(0).unwrap();
+    socket.set_rcvtimeo(5000).unwrap();
+    socket.set_identity(id).unwrap();
+    socket.connect(endpoint).unwrap();
+    (context, socket)
+}
+
+#[test]
+fn a_peer_that_claims_the_next_generated_id_cannot_crash_the_broker() {
+    let mut broker = BrokerProcess::start(&[]);
+    // Claim the id the broker's first anonymous peer would get on each socket, and
+    // make sure each claim has connected (a round trip on the client socket; a READY
+    // on the worker socket, which the broker accepts).
+    let (_c1, squatter) = dealer_named(&broker.frontend, &UNSEEDED_FIRST_ID);
+    squatter
+        .send_multipart(
+            [
+                &b""[..],
+                b"SBC1",
+                b"system.ping",
+                b"\x81\xa2id\x01",
+                b"\x80",
+            ],
+            0,
+        )
+        .unwrap();
+    assert_eq!(squatter.recv_multipart(0).expect("pong").len(), 4);
+    let (_c2, worker_squatter) = dealer_named(&broker.backend, &UNSEEDED_FIRST_ID);
+    let ready =
+        b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x13\x88\xa9functions\x91\x81\xa4name\xa3sqt";
+    worker_squatter
+        .send_multipart([&b"SBW2\x01"[..], ready], 0)
+        .unwrap();
+    broker.wait_for_workers("sqt", 1);
+    // Now ordinary, anonymous peers: a real worker and several clients.
+    let _worker = WorkerProcess::start(&broker.backend, "real", &[]);
+    broker.wait_for_workers("add", 1);
+    for i in 0..5 {
+        let client = broker.client(Duration::from_secs(5));
+        assert_eq!(client.call::<i64>("add", (i, 1)).unwrap(), i + 1);
+    }
+    assert!(
+        broker.process.wait_exit(Duration::ZERO).is_none(),
+        "the broker died"
+    );
+    // No routing identity is ever shown: system.workers lists registration numbers.
+    let client = broker.client(Duration::from_secs(5));
+    let workers: Vec<switchboard_protocol::WorkerListing> =
+        client.call("system.workers", ()).unwrap();
+    let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+    assert!(
+        ids.iter()
+            .all(|id| id.parse::<u64>().is_ok() && id.len() < 10),
+        "{ids:?}"
     );
 }
