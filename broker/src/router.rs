@@ -419,8 +419,8 @@ impl Router {
     pub fn workers(&self) -> Vec<WorkerListing> {
         let mut list: Vec<WorkerListing> = self
             .workers
-            .iter()
-            .map(|(_, w)| WorkerListing {
+            .values()
+            .map(|w| WorkerListing {
                 name: w.name.clone(),
                 id: w.number.to_string(),
                 capacity: w.capacity,
