@@ -150,6 +150,9 @@ pub struct RouterStats {
     pub ready_refused: u64,
     /// READY messages accepted after clamping a number or ignoring a function.
     pub ready_corrected: u64,
+    /// Worker messages dropped because another CURVE key than the registered worker's
+    /// spoke under its identity.
+    pub impostor_messages: u64,
     /// Registrations in which a worker announced a function differently (doc, signature or
     /// retry-safety) from a connected host of the same function.
     pub function_conflicts: u64,
@@ -197,6 +200,8 @@ struct WorkerState {
     /// Its registration number, shown by `system.workers` in place of its routing
     /// identity (which must stay secret: see `libzmq_seed`).
     number: u64,
+    /// Under CURVE, the public key its READY came with: only that key speaks for it.
+    key: Option<String>,
     /// Calls of ordinary functions it holds at once (its executor slots).
     capacity: u32,
     /// Calls of its inline functions it holds at once, beyond `capacity`.
@@ -780,6 +785,39 @@ impl Router {
         }
     }
 
+    /// Under CURVE: whether a message from `worker`, authenticated as `key`, may speak for
+    /// it. A registered worker is bound to the key of its READY; another key under the same
+    /// routing identity means its connection was replaced by a stranger's, so the worker is
+    /// declared lost (its calls re-dispatched or answered WORKER_LOST) and the message is
+    /// dropped and counted in `impostor_messages` — unless it is a READY, which registers
+    /// the newcomer afresh under its own key.
+    pub fn authenticate_worker(
+        &mut self,
+        worker: &[u8],
+        key: &str,
+        is_ready: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(state) = self.workers.get(worker) else {
+            return true;
+        };
+        if state.key.as_deref().is_none_or(|k| k == key) {
+            return true;
+        }
+        warn!(worker = %state.label(worker), registered = state.key.as_deref().unwrap_or_default(), key, "another CURVE key speaks under a registered worker's identity; declaring the worker lost");
+        self.stats.impostor_messages += 1;
+        self.lose_worker(worker, now, out);
+        is_ready
+    }
+
+    /// Under CURVE: binds a just-registered worker to the key its READY came with.
+    pub fn bind_worker_key(&mut self, worker: &[u8], key: &str) {
+        if let Some(state) = self.workers.get_mut(worker) {
+            state.key = Some(key.to_owned());
+        }
+    }
+
     /// Counts replies the socket could not take (client gone or not reading).
     pub fn replies_dropped(&mut self, count: usize) {
         self.stats.dropped_replies += count as u64;
@@ -1017,6 +1055,7 @@ impl Router {
             worker.clone(),
             WorkerState {
                 number: self.registrations,
+                key: None,
                 name: info
                     .name
                     .chars()

@@ -391,15 +391,38 @@ impl Broker {
                     continue;
                 }
             };
+            let mut frames = frames;
+            // Under CURVE every frame after the identity carries the key ZAP admitted.
+            let key = match (&self.config.security, frames.get_mut(1)) {
+                (Some(_), Some(control)) => control.gets("User-Id").map(str::to_owned),
+                _ => None,
+            };
             let mut frames = frames.into_iter();
             let identity: WorkerId = match frames.next() {
                 Some(frame) => Arc::from(&frame[..]),
                 None => Arc::from(&[][..]),
             };
             match WorkerMessage::parse(frames) {
-                Ok(message) => self
-                    .router
-                    .worker_message(identity, message, now, &mut self.outbox),
+                Ok(message) => {
+                    let is_ready = matches!(message, WorkerMessage::Ready(_));
+                    let admitted = key.as_deref().is_none_or(|key| {
+                        self.router.authenticate_worker(
+                            &identity,
+                            key,
+                            is_ready,
+                            now,
+                            &mut self.outbox,
+                        )
+                    });
+                    if admitted {
+                        let bind = key.filter(|_| is_ready).map(|k| (identity.clone(), k));
+                        self.router
+                            .worker_message(identity, message, now, &mut self.outbox);
+                        if let Some((identity, key)) = bind {
+                            self.router.bind_worker_key(&identity, &key);
+                        }
+                    }
+                }
                 Err(error) => self.router.worker_malformed(&identity, &error),
             }
             self.flush(now);
