@@ -42,6 +42,27 @@ type Set<T> = HashSet<T, ahash::RandomState>;
 pub const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 30_000);
 /// Largest capacity (and inline capacity) a worker may announce; more is clamped.
 pub const MAX_CAPACITY: u32 = 10_000;
+/// Most functions one worker may host; the rest of its READY is ignored.
+pub const MAX_FUNCTIONS_PER_WORKER: usize = 1_024;
+/// Most distinct function names the broker hosts at once; new ones beyond are ignored.
+pub const MAX_FUNCTIONS: usize = 10_000;
+/// Longest doc line kept, in bytes (longer ones are cut at a character boundary).
+pub const MAX_DOC_BYTES: usize = 1_024;
+/// Longest signature kept, in bytes (same).
+pub const MAX_SIGNATURE_BYTES: usize = 256;
+
+/// Cuts `text` to at most `max` bytes, at a character boundary; says whether it did.
+fn truncate(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
+}
 
 /// Tunables of the routing logic.
 #[derive(Debug, Clone)]
@@ -733,7 +754,8 @@ impl Router {
         *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
         self.stats.requests += 1;
         self.stats.answers += 1;
-        out.push(error_reply(route, code, error.to_string()));
+        let message = switchboard_protocol::error::with_causes(&error);
+        out.push(error_reply(route, code, message));
     }
 
     /// Handles a parsed message from a worker.
@@ -962,25 +984,44 @@ impl Router {
             warn!(worker = %who, capacity = info.capacity, inline_capacity = info.inline_capacity, max = MAX_CAPACITY, "capacity out of range; clamped");
             corrected = true;
         }
+        if info.functions.len() > MAX_FUNCTIONS_PER_WORKER {
+            warn!(worker = %who, announced = info.functions.len(), max = MAX_FUNCTIONS_PER_WORKER, "too many functions; ignoring the rest");
+            corrected = true;
+        }
         let mut seen: Set<&str> = Set::default();
-        let mut functions: Vec<FunctionInfo> = Vec::with_capacity(info.functions.len());
-        for function in &info.functions {
-            let refused =
-                match switchboard_protocol::client::function_name(function.name.as_bytes()) {
-                    Err(error) => Some(error.to_string()),
-                    Ok(name) if name.starts_with(RESERVED_PREFIX) => {
-                        Some(format!("names under '{RESERVED_PREFIX}' are the broker's"))
-                    }
-                    Ok(name) if !seen.insert(name) => Some("announced twice".to_owned()),
-                    Ok(_) => None,
-                };
-            match refused {
-                Some(why) => {
-                    warn!(worker = %who, name = %function.name.escape_debug(), %why, "ignoring a function the worker announced");
-                    corrected = true;
+        let mut functions: Vec<FunctionInfo> =
+            Vec::with_capacity(info.functions.len().min(MAX_FUNCTIONS_PER_WORKER));
+        for function in info.functions.iter().take(MAX_FUNCTIONS_PER_WORKER) {
+            let name = &function.name;
+            let refused = match switchboard_protocol::client::function_name(name.as_bytes()) {
+                Err(error) => Some(error.to_string()),
+                Ok(name) if name.starts_with(RESERVED_PREFIX) => {
+                    Some(format!("names under '{RESERVED_PREFIX}' are the broker's"))
                 }
-                None => functions.push(function.clone()),
+                Ok(name) if !seen.insert(name) => Some("announced twice".to_owned()),
+                Ok(name)
+                    if self.functions.len() + functions.len() >= MAX_FUNCTIONS
+                        && !self.functions.contains_key(name) =>
+                {
+                    Some(format!(
+                        "the broker hosts {MAX_FUNCTIONS} functions already"
+                    ))
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = refused {
+                warn!(worker = %who, name = %name.escape_debug(), %why, "ignoring a function the worker announced");
+                corrected = true;
+                continue;
             }
+            let mut function = function.clone();
+            if truncate(&mut function.doc, MAX_DOC_BYTES)
+                | truncate(&mut function.signature, MAX_SIGNATURE_BYTES)
+            {
+                warn!(worker = %who, name = %name, "doc or signature too long; cut");
+                corrected = true;
+            }
+            functions.push(function);
         }
         if capacity == 0 || functions.is_empty() {
             let why = if capacity == 0 {

@@ -76,16 +76,7 @@ impl CallError {
     pub fn message(&self) -> String {
         match self.remote() {
             Some(e) => e.message.clone(),
-            None => {
-                let mut text = self.to_string();
-                let mut source = std::error::Error::source(self);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                text
-            }
+            None => switchboard_protocol::error::with_causes(self),
         }
     }
 

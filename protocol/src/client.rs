@@ -24,6 +24,14 @@ pub const MAX_BATCH_CALLS: usize = 1000;
 /// Most calls one pipelined message may carry.
 pub const MAX_PIPELINED_CALLS: usize = 256;
 
+/// Most frames before the empty delimiter: the routing identity the broker's ROUTER adds,
+/// plus what proxies between the client and the broker add (a DEALER client sends none).
+pub const MAX_ENVELOPE_FRAMES: usize = 16;
+
+/// Most bytes in those frames, together. Each call keeps a copy of its envelope until it
+/// is answered, so the limit bounds what one pipelined message can make the broker hold.
+pub const MAX_ENVELOPE_BYTES: usize = 1024;
+
 /// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
 pub const NO_HEADER: &[u8] = &[0xc0];
 
@@ -97,6 +105,19 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
     let mut rest = frames.into_iter();
     let envelope: Vec<Frame> = rest.by_ref().take(delimiter).collect();
     rest.next(); // the delimiter
+    let envelope_bytes: usize = envelope.iter().map(|f| f.len()).sum();
+    if envelope.len() > MAX_ENVELOPE_FRAMES || envelope_bytes > MAX_ENVELOPE_BYTES {
+        // Answered once, to the sender (the first frame is its identity).
+        let header = rest.as_slice().get(2).map_or(NO_HEADER, |f| &f[..]);
+        let error = ProtocolError::Envelope {
+            frames: envelope.len(),
+            bytes: envelope_bytes,
+        };
+        return Err(Box::new(Rejected {
+            route: ReplyRoute::new(&envelope[..1], header),
+            error,
+        }));
+    }
     let reject = |envelope: Vec<Frame>, header_frame: Option<Frame>, error| {
         let header = header_frame.as_deref().unwrap_or(NO_HEADER);
         Err(Box::new(Rejected {

@@ -1,5 +1,18 @@
 //! Error types of the protocol crate, split by failure domain.
 
+/// An error with the reasons behind it, `"outer: inner: innermost"`: for messages that
+/// travel to a peer or a user, where the source chain is not available.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A multipart message that does not follow the wire protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
@@ -29,6 +42,19 @@ pub enum ProtocolError {
     /// The function name frame is empty, too long or not UTF-8.
     #[error("invalid function name: {0}")]
     FunctionName(&'static str),
+    /// The routing envelope (the frames before the empty delimiter) is over its limit:
+    /// every call of a pipelined message keeps a copy of it until answered.
+    #[error(
+        "routing envelope too large: {frames} frames, {bytes} bytes (at most {} frames, {} bytes)",
+        crate::client::MAX_ENVELOPE_FRAMES,
+        crate::client::MAX_ENVELOPE_BYTES
+    )]
+    Envelope {
+        /// Frames before the delimiter (the broker's routing identity included).
+        frames: usize,
+        /// Their bytes.
+        bytes: usize,
+    },
     /// The message had too many frames or bytes.
     #[error("message too large: {frames} frames, {bytes} bytes")]
     TooLarge {

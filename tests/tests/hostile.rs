@@ -251,3 +251,98 @@ fn a_peer_that_claims_the_next_generated_id_cannot_crash_the_broker() {
         "{ids:?}"
     );
 }
+
+/// MessagePack str header for a string of `len` bytes.
+fn msgpack_str(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 5);
+    match text.len() {
+        n if n < 32 => out.push(0xa0 | n as u8),
+        n if n < 256 => out.extend_from_slice(&[0xd9, n as u8]),
+        n if n < 65_536 => {
+            out.push(0xda);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0xdb);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+#[test]
+fn one_huge_ready_neither_stalls_the_broker_nor_grows_it_without_bound() {
+    let broker = BrokerProcess::start(&["--heartbeat-liveness", "3"]);
+    let _real = WorkerProcess::start(&broker.backend, "real", &["--heartbeat-ms", "50"]);
+    broker.wait_for_workers("add", 1);
+    // 40 000 functions, the first with a 256 KiB doc and a 64 KiB signature.
+    let count = 40_000u32;
+    let mut ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x13\x88\xa9functions\xdd".to_vec();
+    ready.extend_from_slice(&count.to_be_bytes());
+    for i in 0..count {
+        let (doc, signature) = if i == 0 {
+            ("d".repeat(256 * 1024), "s".repeat(64 * 1024))
+        } else {
+            (String::new(), String::new())
+        };
+        ready.push(0x83);
+        ready.extend_from_slice(&msgpack_str("name"));
+        ready.extend_from_slice(&msgpack_str(&format!("flood.{i:05}")));
+        ready.extend_from_slice(&msgpack_str("doc"));
+        ready.extend_from_slice(&msgpack_str(&doc));
+        ready.extend_from_slice(&msgpack_str("signature"));
+        ready.extend_from_slice(&msgpack_str(&signature));
+    }
+    let (_ctx, flooder) = raw_socket(zmq::DEALER, &broker.backend);
+    flooder
+        .send_multipart([&b"SBW2\x01"[..], &ready], 0)
+        .unwrap();
+    broker.wait_for_workers("flood.00000", 1);
+    let client = broker.client(Duration::from_secs(5));
+    let listing: Vec<switchboard_protocol::FunctionListing> =
+        client.call("system.functions", ()).unwrap();
+    let flood = listing
+        .iter()
+        .filter(|f| f.name.starts_with("flood."))
+        .count();
+    assert_eq!(flood, 1_024, "functions per worker are capped");
+    let first = listing.iter().find(|f| f.name == "flood.00000").unwrap();
+    assert!(first.doc.len() <= 1_024 && first.signature.len() <= 256);
+    // The real worker, heartbeating every 50 ms, was never declared lost.
+    let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    assert_eq!(stats["workers_lost"].as_u64(), Some(0), "{stats:?}");
+    assert_eq!(client.call::<i64>("add", (1, 2)).unwrap(), 3);
+}
+
+#[test]
+fn a_large_routing_envelope_is_refused_once_not_copied_per_call() {
+    let broker = BrokerProcess::start(&[]);
+    let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
+    let big = vec![7u8; 512 * 1024];
+    let header = b"\x81\xa2id\x05";
+    let mut message: Vec<&[u8]> = vec![&big, b"", b"SBC1"];
+    for _ in 0..256 {
+        message.extend_from_slice(&[b"system.ping", header, b"\x80"]);
+    }
+    dealer.send_multipart(message.iter(), 0).unwrap();
+    let reply = dealer.recv_multipart(0).expect("one answer");
+    assert_eq!(reply.len(), 4, "one reply, not one per call");
+    assert_eq!(reply[2], header.to_vec());
+    let body = String::from_utf8_lossy(&reply[3]);
+    assert!(
+        body.contains("BAD_REQUEST") && body.contains("envelope"),
+        "{body}"
+    );
+    // A small envelope (one proxy hop) is fine.
+    dealer
+        .send_multipart(
+            [&b"hop"[..], b"", b"SBC1", b"system.ping", header, b"\x80"],
+            0,
+        )
+        .unwrap();
+    let reply = dealer.recv_multipart(0).expect("pong");
+    assert_eq!(reply[0], b"hop".to_vec());
+    assert!(String::from_utf8_lossy(&reply[4]).contains("pong"));
+}
