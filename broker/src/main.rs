@@ -37,6 +37,9 @@ struct Args {
     /// Largest request body accepted, in bytes (larger: PAYLOAD_TOO_LARGE).
     #[arg(long, env = "SWITCHBOARD_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Largest reply body forwarded from a worker, in bytes (larger: PAYLOAD_TOO_LARGE).
+    #[arg(long, env = "SWITCHBOARD_MAX_REPLY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    max_reply_bytes: usize,
     /// Most times a retry-safe call is dispatched when its workers keep dying.
     #[arg(long, env = "SWITCHBOARD_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u32,
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             max_timeout: Duration::from_millis(args.max_timeout_ms),
             heartbeat_liveness: args.heartbeat_liveness.max(1),
             max_request_bytes: args.max_request_bytes,
+            max_reply_bytes: args.max_reply_bytes,
             max_attempts: args.max_attempts.max(1),
         },
         limits: SocketLimits {

@@ -77,6 +77,9 @@ pub struct RouterConfig {
     pub heartbeat_liveness: u32,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Largest reply body forwarded from a worker, in bytes (larger: the caller gets
+    /// PAYLOAD_TOO_LARGE instead, whatever the worker's own limit said).
+    pub max_reply_bytes: usize,
     /// Most times a retry-safe call is dispatched before WORKER_LOST is final.
     pub max_attempts: u32,
 }
@@ -89,6 +92,7 @@ impl Default for RouterConfig {
             max_timeout: Duration::from_secs(3600),
             heartbeat_liveness: 3,
             max_request_bytes: 32 * 1024 * 1024,
+            max_reply_bytes: 32 * 1024 * 1024,
             max_attempts: 3,
         }
     }
@@ -1279,6 +1283,21 @@ impl Router {
         let state = self.workers.get_mut(worker).expect("sender is registered");
         state.release(ticket);
         let leaving = state.draining && state.held() == 0;
+        let body = if body.len() > self.config.max_reply_bytes {
+            warn!(worker = %self.worker_name(worker), bytes = body.len(), max = self.config.max_reply_bytes, "reply over the limit; the caller gets PAYLOAD_TOO_LARGE");
+            let message = format!(
+                "the result of '{}' is {} bytes; the limit is {}",
+                call.function,
+                body.len(),
+                self.config.max_reply_bytes
+            );
+            Frame::from(encode_error(&RemoteError::new(
+                ErrorCode::PayloadTooLarge,
+                message,
+            )))
+        } else {
+            body
+        };
         match call.client {
             Some(origin) => {
                 self.stats.calls_completed += 1;

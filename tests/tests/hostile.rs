@@ -346,3 +346,32 @@ fn a_large_routing_envelope_is_refused_once_not_copied_per_call() {
     assert_eq!(reply[0], b"hop".to_vec());
     assert!(String::from_utf8_lossy(&reply[4]).contains("pong"));
 }
+
+#[test]
+fn a_rogue_workers_oversized_reply_never_reaches_the_caller() {
+    let broker = BrokerProcess::start(&["--max-reply-bytes", "1000"]);
+    let (_ctx, rogue) = raw_socket(zmq::DEALER, &broker.backend);
+    let ready =
+        b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x13\x88\xa9functions\x91\x81\xa4name\xa3big";
+    rogue.send_multipart([&b"SBW2\x01"[..], ready], 0).unwrap();
+    broker.wait_for_workers("big", 1);
+    let client = broker.client(Duration::from_secs(5));
+    let pending = client.request("big").send().unwrap();
+    let request = loop {
+        let frames = rogue.recv_multipart(0).expect("the call");
+        if frames[0].starts_with(b"SBW2\x02") {
+            break frames;
+        }
+    };
+    // {"result": <bin 2000>}: over the broker's limit, whatever the worker claims.
+    let mut body = b"\x81\xa6result\xc5\x07\xd0".to_vec();
+    body.extend(std::iter::repeat_n(0u8, 2000));
+    let control = [&b"SBW2\x03"[..], &request[0][5..13]].concat();
+    rogue.send_multipart([&control[..], &body], 0).unwrap();
+    let error = pending.wait::<serde_bytes::ByteBuf>().unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(switchboard_client::ErrorCode::PayloadTooLarge),
+        "{error}"
+    );
+}
