@@ -13,6 +13,7 @@ use std::sync::Arc;
 use switchboard_protocol::curve::{encode_key, Key, KeyPair};
 
 use crate::background::Background;
+use crate::error::BrokerError;
 use tracing::{debug, warn};
 
 /// ZAP domain of the client-facing socket.
@@ -34,10 +35,10 @@ pub struct Security {
 /// Handshakes refused, by socket.
 #[derive(Debug, Default)]
 pub struct AuthCounters {
-    /// Refused on the frontend.
-    pub frontend: AtomicU64,
-    /// Refused on the backend.
-    pub backend: AtomicU64,
+    /// Refused on the frontend (by ZAP, or in a handshake that never reached it).
+    pub frontend: Arc<AtomicU64>,
+    /// Refused on the backend (same).
+    pub backend: Arc<AtomicU64>,
 }
 
 /// The running ZAP handler; stops and joins its thread when dropped.
@@ -48,10 +49,15 @@ pub fn start(
     context: &zmq::Context,
     security: &Security,
     counters: Arc<AuthCounters>,
-) -> Result<Authenticator, zmq::Error> {
-    let socket = context.socket(zmq::REP)?;
-    socket.set_linger(0)?;
-    socket.bind("inproc://zeromq.zap.01")?;
+) -> Result<Authenticator, BrokerError> {
+    let fail = |source| BrokerError::Bind {
+        socket: "ZAP handler",
+        endpoint: "inproc://zeromq.zap.01".into(),
+        source,
+    };
+    let socket = context.socket(zmq::REP).map_err(fail)?;
+    socket.set_linger(0).map_err(fail)?;
+    socket.bind("inproc://zeromq.zap.01").map_err(fail)?;
     let (clients, workers) = (security.clients.clone(), security.workers.clone());
     Background::spawn("switchboard-zap", move |stop| {
         while !stop.is_triggered() {
@@ -72,7 +78,10 @@ pub fn start(
             }
         }
     })
-    .map_err(|_| zmq::Error::EMFILE)
+    .map_err(|source| BrokerError::Thread {
+        name: "switchboard-zap",
+        source,
+    })
 }
 
 /// Answers one ZAP request (RFC 27): 200 for a listed key in its domain, 400 otherwise.

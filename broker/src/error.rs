@@ -32,6 +32,15 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    /// A helper thread could not be started.
+    #[error("cannot start the {name} thread")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Polling or receiving failed in a way that cannot be retried.
     #[error("socket loop failed")]
     Io(#[from] zmq::Error),

@@ -11,6 +11,7 @@
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
 //! - [`deadlines`] — the calls' deadlines, earliest first (a heap with lazy deletion).
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
+//! - `handshakes` — socket monitors that count handshakes refused before ZAP is asked.
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
 //! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
 //! - `libzmq_seed` — an unpredictable start for libzmq's routing-id counter.
@@ -24,6 +25,7 @@ pub mod background;
 pub mod config;
 pub mod deadlines;
 pub mod error;
+mod handshakes;
 pub mod http;
 pub mod introspection;
 mod libzmq_seed;

@@ -10,6 +10,7 @@ use crate::auth::{self, AuthCounters, Authenticator, BACKEND_DOMAIN, FRONTEND_DO
 use crate::background::Background;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::handshakes;
 use crate::http::{self, MetricsRequest};
 use crate::memory;
 use crate::metrics::Socket;
@@ -52,6 +53,8 @@ enum Stopping {
 /// A bound broker: two ROUTER sockets and the router that decides for them.
 pub struct Broker {
     _auth: Option<Authenticator>,
+    /// Socket monitors counting refused handshakes (CURVE only).
+    _watchers: Vec<Background>,
     _context: zmq::Context,
     frontend: zmq::Socket,
     backend: zmq::Socket,
@@ -129,19 +132,29 @@ impl Broker {
         let counters = Arc::new(AuthCounters::default());
         // The ZAP handler must exist before any CURVE socket can take a handshake.
         let auth = match &config.security {
-            Some(security) => Some(
-                auth::start(&context, security, Arc::clone(&counters)).map_err(|source| {
-                    BrokerError::Bind {
-                        socket: "ZAP handler",
-                        endpoint: "inproc://zeromq.zap.01".into(),
-                        source,
-                    }
-                })?,
-            ),
+            Some(security) => Some(auth::start(&context, security, Arc::clone(&counters))?),
             None => None,
         };
         let frontend = router_socket(&context, &config, FRONTEND_DOMAIN, &config.frontend)?;
         let backend = router_socket(&context, &config, BACKEND_DOMAIN, &config.backend)?;
+        // With CURVE, handshakes refused before ZAP is asked are counted and logged too.
+        let watchers = match &config.security {
+            Some(_) => vec![
+                handshakes::watch(
+                    &context,
+                    &frontend,
+                    FRONTEND_DOMAIN,
+                    Arc::clone(&counters.frontend),
+                )?,
+                handshakes::watch(
+                    &context,
+                    &backend,
+                    BACKEND_DOMAIN,
+                    Arc::clone(&counters.backend),
+                )?,
+            ],
+            None => Vec::new(),
+        };
         let metrics = match &config.metrics {
             Some(address) => Some(start_metrics(address)?),
             None => None,
@@ -150,6 +163,7 @@ impl Broker {
         router.set_auth_counters(counters);
         Ok(Broker {
             _auth: auth,
+            _watchers: watchers,
             _context: context,
             frontend,
             backend,

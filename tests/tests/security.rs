@@ -148,13 +148,31 @@ fn unlisted_wrong_or_missing_keys_get_nothing_through() {
         "{stats:?}"
     );
 
+    // Refusals that never reach ZAP are counted too (from the socket's handshake events).
+    let refused = || {
+        secured.stats()["auth_rejections_frontend"]
+            .as_u64()
+            .unwrap()
+    };
+    let wait_for_more_than = |before: u64, who: &str| {
+        let until = Instant::now() + Duration::from_secs(10);
+        while refused() <= before {
+            assert!(Instant::now() < until, "{who} was never counted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = refused();
     let wrong_server = secured.client(Some(ClientCurve {
         server_public: secured.keys["mallory"].public,
         keys: secured.keys["alice"].clone(),
     }));
     secured.assert_refused(&wrong_server, "a wrong server key", "broker at");
+    wait_for_more_than(before, "a wrong server key");
+    drop(wrong_server);
+    let before = refused();
     let plain = secured.client(None);
     secured.assert_refused(&plain, "no CURVE at all", "broker at");
+    wait_for_more_than(before, "a client without CURVE");
 
     // The allowed client still works after all of that.
     let client = secured.broker.client(Duration::from_secs(5));
