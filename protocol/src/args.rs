@@ -7,7 +7,7 @@
 //! straight from the body bytes into the target type, with no intermediate
 //! value tree.
 
-use crate::codec::{rmpv_depth, serde_depth};
+use crate::codec::{check_value_count, rmpv_depth, serde_depth};
 use rmpv::Value;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -53,6 +53,7 @@ enum Fault {
 
 /// Decodes `body` into `T` according to `shape`.
 pub fn decode_args<T: DeserializeOwned>(body: &[u8], shape: ArgsShape) -> Result<T, ArgsError> {
+    check_value_count(body).map_err(|e| ArgsError::Malformed(e.to_string()))?;
     match shape {
         ArgsShape::Positional { arity } => decode_positional(body, arity),
         ArgsShape::Keyword { fields } => decode_keyword(body, fields),

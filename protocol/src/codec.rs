@@ -34,11 +34,107 @@ pub(crate) fn rmpv_depth() -> usize {
     2 * MAX_DEPTH + 1
 }
 
+/// Most MessagePack values in one frame (every scalar, array, map, key and element
+/// counts). Decoding into a dynamic [`crate::Value`] costs about 40 bytes per value
+/// whatever its encoded size (an empty array is one byte), so this bounds what one
+/// request can make a worker allocate: about 40 MiB.
+pub const MAX_VALUES: usize = 1 << 20;
+
+/// Checks, without allocating, that `bytes` hold at most [`MAX_VALUES`] values; a frame
+/// whose structure is cut short is left for the decoder to report.
+pub fn check_value_count(bytes: &[u8]) -> Result<(), CodecError> {
+    // Values still to read: starts with the one top-level value.
+    let mut pending: usize = 1;
+    let mut seen: usize = 0;
+    let mut at = 0usize;
+    let read = |at: usize, n: usize| -> Option<usize> {
+        let slice = bytes.get(at..at + n)?;
+        Some(slice.iter().fold(0usize, |v, &b| (v << 8) | b as usize))
+    };
+    while pending > 0 {
+        let Some(&marker) = bytes.get(at) else {
+            return Ok(());
+        };
+        pending -= 1;
+        seen += 1;
+        if seen > MAX_VALUES {
+            return Err(CodecError::Decode(format!(
+                "more than {MAX_VALUES} values in one frame"
+            )));
+        }
+        at += 1;
+        // (payload bytes to skip, values the container adds)
+        let (skip, children) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * (marker & 0x0f) as usize),
+            0x90..=0x9f => (0, (marker & 0x0f) as usize),
+            0xa0..=0xbf => ((marker & 0x1f) as usize, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 | 0xca => (4, 0),
+            0xcf | 0xd3 | 0xcb => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xc4 | 0xd9 => match read(at, 1) {
+                Some(n) => (1 + n, 0),
+                None => return Ok(()),
+            },
+            0xc5 | 0xda => match read(at, 2) {
+                Some(n) => (2 + n, 0),
+                None => return Ok(()),
+            },
+            0xc6 | 0xdb => match read(at, 4) {
+                Some(n) => (4 + n, 0),
+                None => return Ok(()),
+            },
+            0xc7 => match read(at, 1) {
+                Some(n) => (2 + n, 0),
+                None => return Ok(()),
+            },
+            0xc8 => match read(at, 2) {
+                Some(n) => (3 + n, 0),
+                None => return Ok(()),
+            },
+            0xc9 => match read(at, 4) {
+                Some(n) => (5 + n, 0),
+                None => return Ok(()),
+            },
+            0xdc => match read(at, 2) {
+                Some(n) => (2, n),
+                None => return Ok(()),
+            },
+            0xdd => match read(at, 4) {
+                Some(n) => (4, n),
+                None => return Ok(()),
+            },
+            0xde => match read(at, 2) {
+                Some(n) => (2, 2 * n),
+                None => return Ok(()),
+            },
+            0xdf => match read(at, 4) {
+                Some(n) => (4, 2 * n),
+                None => return Ok(()),
+            },
+            // 0xc1 is never used: the decoder reports it.
+            _ => return Ok(()),
+        };
+        at = at.saturating_add(skip);
+        // A length prefix claiming more values than bytes remain is cut short anyway;
+        // counting stops at the limit either way.
+        pending = pending.saturating_add(children);
+    }
+    Ok(())
+}
+
 /// Decodes MessagePack bytes into `T`, nesting bounded by [`MAX_DEPTH`].
 ///
 /// Length prefixes are never trusted for allocation: decoding reads from the
 /// slice, so a prefix claiming more bytes than the slice holds fails at once.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    check_value_count(bytes)?;
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
     deserializer.set_max_depth(serde_depth());
     T::deserialize(&mut deserializer).map_err(|e| CodecError::Decode(e.to_string()))
@@ -468,6 +564,51 @@ mod tests {
             assert!(decode::<crate::Value>(&claim).is_err(), "{marker:#x}");
             assert!(decode_reply::<crate::Value>(&claim).is_err());
         }
+    }
+
+    #[test]
+    fn a_frame_of_millions_of_tiny_values_is_refused_before_decoding() {
+        // {"args": [[], [], ... 4 Mi times]}: 4 MiB that would decode into 160 MiB.
+        let count = 4usize << 20;
+        let mut body = b"\x81\xa4args\xdd".to_vec();
+        body.extend_from_slice(&(count as u32).to_be_bytes());
+        body.extend(std::iter::repeat_n(0x90u8, count));
+        let error = check_value_count(&body).unwrap_err();
+        assert!(error.to_string().contains("values"), "{error}");
+        assert!(decode::<crate::Value>(&body).is_err());
+        use crate::args::{decode_args, ArgsError, ArgsShape};
+        let refused = decode_args::<(crate::Value,)>(&body, ArgsShape::Positional { arity: 1 });
+        assert!(
+            matches!(refused, Err(ArgsError::Malformed(_))),
+            "{refused:?}"
+        );
+        // Just under the limit: the map, its key, the array, and the elements.
+        let fits = MAX_VALUES - 3;
+        let mut body = b"\x81\xa4args\xdd".to_vec();
+        body.extend_from_slice(&(fits as u32).to_be_bytes());
+        body.extend(std::iter::repeat_n(0x01u8, fits));
+        assert_eq!(check_value_count(&body), Ok(()));
+        body[7..11].copy_from_slice(&(fits as u32 + 1).to_be_bytes());
+        body.push(0x01);
+        assert!(check_value_count(&body).is_err());
+        // Every kind of value is walked: a sample of each, well under the limit.
+        let sample = encode(&(
+            1u8,
+            -1i8,
+            300u16,
+            70_000u32,
+            1u64 << 40,
+            -5_000_000_000i64,
+            1.5f32,
+            2.5f64,
+            "text",
+            serde_bytes::ByteBuf::from(vec![1u8; 300]),
+            vec![Some(1), None],
+            std::collections::BTreeMap::from([("k", true)]),
+            crate::Timestamp::new(1, 2).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(check_value_count(&sample), Ok(()));
     }
 
     #[test]

@@ -38,12 +38,22 @@ type Invoke = dyn Fn(&str, &[u8]) -> Result<Vec<u8>, RemoteError> + Send + Sync;
 pub struct Function {
     info: FunctionInfo,
     invoke: Arc<Invoke>,
+    /// Set once an inline call of it ran too long: its calls go to the executors since.
+    demoted: std::sync::atomic::AtomicBool,
 }
 
 impl Function {
-    /// Whether calls run on the worker's socket thread instead of an executor.
+    /// Whether calls run on the worker's socket thread instead of an executor: it was
+    /// registered `.inline()` and no call of it has been too slow for that.
     pub fn is_inline(&self) -> bool {
-        self.info.inline
+        self.info.inline && !self.demoted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends its calls to the executors from now on (an inline call took too long and
+    /// held up the socket thread, heartbeats included).
+    pub fn demote(&self) {
+        self.demoted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the worker announces about this function.
@@ -177,7 +187,11 @@ impl Registry {
         if !self.functions.contains_key(name) {
             self.order.push(name.to_owned());
         }
-        let function = Arc::new(Function { info, invoke });
+        let function = Arc::new(Function {
+            info,
+            invoke,
+            demoted: Default::default(),
+        });
         let slot = match self.functions.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 e.insert(function);
@@ -208,8 +222,14 @@ impl Registry {
                 self.order.push(full.clone());
             }
             let invoke = Arc::clone(&function.invoke);
-            self.functions
-                .insert(full, Arc::new(Function { info, invoke }));
+            self.functions.insert(
+                full,
+                Arc::new(Function {
+                    info,
+                    invoke,
+                    demoted: Default::default(),
+                }),
+            );
         }
         self
     }

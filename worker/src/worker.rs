@@ -17,6 +17,10 @@ use crate::error::WorkerError;
 use crate::executor::{execute, Done, Executor, Job, Session};
 use crate::registry::Registry;
 
+/// Largest request body an inline function runs on the socket thread; larger ones go
+/// to the executors (decoding them would hold up heartbeats).
+const INLINE_BODY_LIMIT: usize = 64 * 1024;
+
 /// Longest poll wait, so a shutdown request is noticed promptly.
 const MAX_POLL: Duration = Duration::from_millis(100);
 
@@ -87,9 +91,11 @@ impl Worker {
         let (wake, wake_rx) = waker()?;
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let threads = self.config.threads.max(1);
+        // Room for every call the broker may send at once: inline calls can land here too
+        // (a large body, or a function demoted for being slow).
         let executor = Executor::start(
             threads,
-            self.config.prefetch,
+            self.config.prefetch + self.config.inline_capacity,
             self.config.max_reply_bytes,
             done_tx,
             wake,
@@ -286,9 +292,18 @@ impl Worker {
             deadline: now + Duration::from_millis(time_left_ms.into()),
             session: self.session.current(),
         };
-        if found.is_inline() {
-            // Quick functions run right here: no hand-off to an executor.
+        if found.is_inline() && job.body.len() <= INLINE_BODY_LIMIT {
+            // Quick functions run right here: no hand-off to an executor. A large body
+            // (slow to decode) goes to the executors instead, and a function whose call
+            // held this thread too long is sent there from then on: heartbeats must not
+            // wait for calls.
+            let started = Instant::now();
             let reply = execute(&job, self.config.max_reply_bytes);
+            let took = started.elapsed();
+            if took > self.config.heartbeat / 4 {
+                warn!(%function, ?took, "an inline call held the socket thread too long; running this function on the executor threads from now on");
+                found.demote();
+            }
             self.reply(link, ticket, reply);
             return 0;
         }
