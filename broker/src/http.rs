@@ -1,26 +1,48 @@
-//! A minimal HTTP endpoint for `/metrics` (Prometheus text format) and `/health`.
+//! The `/metrics` (OpenMetrics text) and `/health` HTTP endpoint, served by `hyper`.
 //!
-//! One named thread accepts connections one at a time. Rendering happens on the
-//! broker's poll thread, which owns the state: this thread asks for it over a
-//! channel, wakes the poll loop, and waits (bounded) for the text.
+//! One named thread runs a single-threaded Tokio runtime that serves many connections at
+//! once, each bounded in time: its request head must arrive within [`HEAD_TIMEOUT`] and the
+//! whole exchange end within [`CONNECTION_TIMEOUT`], so a client that trickles one byte a
+//! second holds nothing up. At most [`MAX_CONNECTIONS`] are served at a time; more are
+//! closed at once. Rendering happens on the broker's poll thread, which owns the state:
+//! a request asks for the text over a channel, wakes the poll loop, and waits (bounded).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::background::Background;
+use bytes::Bytes;
 use crossbeam_channel::{bounded, Sender};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use switchboard_protocol::wake::Waker;
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
+
+use crate::background::Background;
 
 /// A request for the current metrics text; the poll thread answers on the sender.
 pub type MetricsRequest = Sender<String>;
 
-/// How long a client may take to send its request, and the broker to render.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection may last in all.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the broker's poll loop may take to render the metrics.
+const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once; more are closed without an answer.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How often the accept loop checks whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// What a request handler needs to ask the poll loop for the metrics.
+struct Loop {
+    requests: Sender<MetricsRequest>,
+    waker: Waker,
+}
 
 /// Binds `address` and serves it on a thread until the returned handle is dropped.
 pub fn serve(
@@ -28,75 +50,110 @@ pub fn serve(
     requests: Sender<MetricsRequest>,
     waker: Waker,
 ) -> std::io::Result<(SocketAddr, Background)> {
-    let listener = TcpListener::bind(address)?;
+    let listener = std::net::TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let state = Arc::new(Loop { requests, waker });
     let thread = Background::spawn("switchboard-metrics", move |stop| {
-        while !stop.is_triggered() {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if let Err(e) = answer(stream, &requests, &waker) {
-                        debug!(%peer, error = %e, "metrics request failed");
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+        runtime.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => listener,
                 Err(e) => {
                     warn!(error = %e, "metrics listener failed");
-                    std::thread::sleep(Duration::from_millis(50));
+                    return;
                 }
+            };
+            let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+            while !stop.is_triggered() {
+                let (stream, peer) = match tokio::time::timeout(STOP_CHECK, listener.accept()).await
+                {
+                    Err(_) => continue,
+                    Ok(Ok(accepted)) => accepted,
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "metrics listener failed to accept");
+                        tokio::time::sleep(STOP_CHECK).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    debug!(%peer, "too many metrics connections; closing this one");
+                    continue;
+                };
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        answer(request, Arc::clone(&state))
+                    });
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEAD_TIMEOUT)
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), service);
+                    match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => debug!(%peer, error = %e, "metrics connection failed"),
+                        Err(_) => debug!(%peer, "metrics connection too slow; closed"),
+                    }
+                    drop(slot);
+                });
             }
-        }
+        });
     })?;
     Ok((local, thread))
 }
 
-fn answer(
-    mut stream: TcpStream,
-    requests: &Sender<MetricsRequest>,
-    waker: &Waker,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let (reply, text) = bounded(1);
-            let sent = requests.try_send(reply).is_ok();
-            waker.wake();
-            match sent.then(|| text.recv_timeout(IO_TIMEOUT).ok()).flatten() {
-                Some(body) => ("200 OK", "text/plain; version=0.0.4", body),
-                None => ("503 Service Unavailable", "text/plain", "busy\n".to_owned()),
+/// Answers one request.
+async fn answer(
+    request: Request<Incoming>,
+    state: Arc<Loop>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            // The wait for the poll loop blocks: keep it off the runtime's only thread.
+            let text = tokio::task::spawn_blocking(move || {
+                let (reply, text) = bounded(1);
+                let sent = state.requests.try_send(reply).is_ok();
+                state.waker.wake();
+                sent.then(|| text.recv_timeout(RENDER_TIMEOUT).ok())
+                    .flatten()
+            })
+            .await
+            .ok()
+            .flatten();
+            match text {
+                Some(text) => (
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                ),
+                None => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "busy\n".to_owned(),
+                ),
             }
         }
-        ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_owned()),
-        ("GET", _) => (
-            "404 Not Found",
+        (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        (&Method::GET, _) => (
+            StatusCode::NOT_FOUND,
             "text/plain",
             "not found: try /metrics\n".to_owned(),
         ),
         _ => (
-            "405 Method Not Allowed",
+            StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "GET only\n".to_owned(),
         ),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
     );
-    stream.write_all(response.as_bytes())
+    Ok(response)
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics: counted by the router as calls end, rendered as text on request.
+//! Prometheus metrics: counted by the router as calls end, rendered on request by the
+//! official client library.
 //!
 //! Latency histograms use fixed buckets so that series from many brokers aggregate.
 
@@ -6,8 +7,11 @@ use std::collections::HashMap;
 
 /// Maps updated on every call: a fast hasher (keys are function names and fixed outcome codes).
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
-use std::fmt::Write as _;
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 
 use crate::router::{FunctionSummary, Router};
 
@@ -80,64 +84,131 @@ impl Metrics {
         self.bytes_out[socket as usize] += bytes as u64;
     }
 
-    /// Renders everything in the Prometheus text exposition format (version 0.0.4).
+    /// Renders everything in the OpenMetrics text format, through the official Prometheus
+    /// client library (`prometheus-client`): the loop takes a snapshot of what it counts
+    /// and the library writes it out.
     pub fn render(&self, router: &Router) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self.snapshot(router)));
         let mut out = String::with_capacity(4096);
-        let mut names: Vec<&String> = self.functions.keys().collect();
-        names.sort();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
 
-        header(
-            &mut out,
-            "switchboard_calls_total",
-            "counter",
+    fn snapshot(&self, router: &Router) -> Snapshot {
+        let mut functions: Vec<(String, FunctionMetrics)> = self
+            .functions
+            .iter()
+            .map(|(name, m)| (escape(name), m.clone()))
+            .collect();
+        functions.sort_by(|a, b| a.0.cmp(&b.0));
+        let stats = router.stats();
+        let mut broker_errors: Vec<(&'static str, u64)> =
+            stats.broker_errors.iter().map(|(k, v)| (*k, *v)).collect();
+        broker_errors.sort();
+        Snapshot {
+            functions,
+            hosted: router
+                .functions()
+                .into_iter()
+                .map(|mut f| {
+                    f.info.name = escape(&f.info.name);
+                    f
+                })
+                .collect(),
+            workers: router.worker_count() as i64,
+            in_flight: router.calls_in_progress() as i64,
+            counters: [
+                (
+                    "switchboard_workers_lost",
+                    "Workers declared lost (silent or unreachable).",
+                    stats.workers_lost,
+                ),
+                (
+                    "switchboard_retries",
+                    "Calls re-dispatched after their worker was lost.",
+                    stats.retries,
+                ),
+                (
+                    "switchboard_late_replies",
+                    "Worker replies nobody waited for any more.",
+                    stats.late_replies,
+                ),
+                (
+                    "switchboard_dropped_replies",
+                    "Replies dropped because the client was gone or not reading.",
+                    stats.dropped_replies,
+                ),
+                (
+                    "switchboard_malformed_worker_messages",
+                    "Malformed messages received from workers.",
+                    stats.malformed_worker_messages,
+                ),
+            ],
+            broker_errors,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+        }
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline): `prometheus-client` writes `&str`
+/// label values as they are, and function names may hold `"` or `\`.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Everything `/metrics` shows, copied out of the loop for the client library to encode.
+#[derive(Debug)]
+struct Snapshot {
+    functions: Vec<(String, FunctionMetrics)>,
+    hosted: Vec<FunctionSummary>,
+    workers: i64,
+    in_flight: i64,
+    counters: [(&'static str, &'static str, u64); 5],
+    broker_errors: Vec<(&'static str, u64)>,
+    bytes_in: [u64; 2],
+    bytes_out: [u64; 2],
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        // Counter names get their `_total` suffix from the library.
+        let mut calls = encoder.encode_descriptor(
+            "switchboard_calls",
             "Calls that ended, by function and outcome (ok or an error code).",
-        );
-        for name in &names {
-            let mut outcomes: Vec<_> = self.functions[*name].outcomes.iter().collect();
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, metrics) in &self.functions {
+            let mut outcomes: Vec<_> = metrics.outcomes.iter().collect();
             outcomes.sort();
             for (outcome, n) in outcomes {
-                let _ = writeln!(
-                    out,
-                    "switchboard_calls_total{{function=\"{}\",outcome=\"{outcome}\"}} {n}",
-                    escape(name)
-                );
+                let labels = [("function", name.as_str()), ("outcome", *outcome)];
+                calls
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(n, None)?;
             }
         }
-
-        header(
-            &mut out,
+        let mut durations = encoder.encode_descriptor(
             "switchboard_call_duration_seconds",
-            "histogram",
             "Time from the broker receiving a call to its reply, by function.",
-        );
-        for name in &names {
-            let h = &self.functions[*name].latency;
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                cumulative += count;
-                let _ = writeln!(out, "switchboard_call_duration_seconds_bucket{{function=\"{}\",le=\"{bound}\"}} {cumulative}", escape(name));
-            }
-            let _ = writeln!(
-                out,
-                "switchboard_call_duration_seconds_bucket{{function=\"{}\",le=\"+Inf\"}} {}",
-                escape(name),
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "switchboard_call_duration_seconds_sum{{function=\"{}\"}} {}",
-                escape(name),
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "switchboard_call_duration_seconds_count{{function=\"{}\"}} {}",
-                escape(name),
-                h.count
-            );
+            None,
+            MetricType::Histogram,
+        )?;
+        for (name, metrics) in &self.functions {
+            let h = &metrics.latency;
+            let mut buckets: Vec<(f64, u64)> = BUCKETS.iter().copied().zip(h.counts).collect();
+            let above = h.count - h.counts.iter().sum::<u64>();
+            buckets.push((f64::MAX, above));
+            durations
+                .encode_family(&[("function", name.as_str())])?
+                .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
         }
-
-        let functions = router.functions();
         type PerFunction = fn(&FunctionSummary) -> usize;
         let per_function: [(&str, &str, PerFunction); 3] = [
             (
@@ -156,103 +227,63 @@ impl Metrics {
                 |f| f.workers,
             ),
         ];
-        for (name, help, value) in per_function {
-            header(&mut out, name, "gauge", help);
-            for f in &functions {
-                let label = escape(&f.info.name);
-                let _ = writeln!(out, "{name}{{function=\"{label}\"}} {}", value(f));
+        for (metric, help, value) in per_function {
+            let mut gauge = encoder.encode_descriptor(metric, help, None, MetricType::Gauge)?;
+            for f in &self.hosted {
+                gauge
+                    .encode_family(&[("function", f.info.name.as_str())])?
+                    .encode_gauge(&(value(f) as i64))?;
             }
         }
-
-        let stats = router.stats();
-        let gauges = [
-            (
-                "switchboard_workers",
-                "Connected workers.",
-                router.worker_count() as u64,
-            ),
+        for (metric, help, value) in [
+            ("switchboard_workers", "Connected workers.", self.workers),
             (
                 "switchboard_calls_in_flight",
                 "Calls accepted and not finished (queued or running).",
-                router.calls_in_progress() as u64,
+                self.in_flight,
             ),
-        ];
-        for (name, help, value) in gauges {
-            header(&mut out, name, "gauge", help);
-            let _ = writeln!(out, "{name} {value}");
+        ] {
+            encoder
+                .encode_descriptor(metric, help, None, MetricType::Gauge)?
+                .encode_gauge(&value)?;
         }
-        let counters = [
-            (
-                "switchboard_workers_lost_total",
-                "Workers declared lost (silent or unreachable).",
-                stats.workers_lost,
-            ),
-            (
-                "switchboard_retries_total",
-                "Calls re-dispatched after their worker was lost.",
-                stats.retries,
-            ),
-            (
-                "switchboard_late_replies_total",
-                "Worker replies nobody waited for any more.",
-                stats.late_replies,
-            ),
-            (
-                "switchboard_dropped_replies_total",
-                "Replies dropped because the client was gone or not reading.",
-                stats.dropped_replies,
-            ),
-            (
-                "switchboard_malformed_worker_messages_total",
-                "Malformed messages received from workers.",
-                stats.malformed_worker_messages,
-            ),
-        ];
-        for (name, help, value) in counters {
-            header(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {value}");
+        for (metric, help, value) in &self.counters {
+            encoder
+                .encode_descriptor(metric, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(value, None)?;
         }
-        header(&mut out, "switchboard_broker_errors_total", "counter", "Calls the broker answered with an error itself, by code (rejections, timeouts, lost workers).");
-        let mut errors: Vec<_> = stats.broker_errors.iter().collect();
-        errors.sort();
-        for (code, n) in errors {
-            let _ = writeln!(
-                out,
-                "switchboard_broker_errors_total{{code=\"{code}\"}} {n}"
-            );
+        let mut errors = encoder.encode_descriptor(
+            "switchboard_broker_errors",
+            "Calls the broker answered with an error itself, by code (rejections, timeouts, lost workers).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (code, n) in &self.broker_errors {
+            errors
+                .encode_family(&[("code", *code)])?
+                .encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
-        for (name, help, values) in [
+        for (metric, help, values) in [
             (
-                "switchboard_received_bytes_total",
+                "switchboard_received_bytes",
                 "Bytes received, by socket.",
                 self.bytes_in,
             ),
             (
-                "switchboard_sent_bytes_total",
+                "switchboard_sent_bytes",
                 "Bytes sent, by socket.",
                 self.bytes_out,
             ),
         ] {
-            header(&mut out, name, "counter", help);
+            let mut family = encoder.encode_descriptor(metric, help, None, MetricType::Counter)?;
             for (socket, value) in ["frontend", "backend"].iter().zip(values) {
-                let _ = writeln!(out, "{name}{{socket=\"{socket}\"}} {value}");
+                family
+                    .encode_family(&[("socket", *socket)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
             }
         }
-        out
+        Ok(())
     }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value (backslash, quote, newline).
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -273,20 +304,24 @@ mod tests {
         );
         assert!(text.contains("switchboard_calls_total{function=\"f\",outcome=\"TIMEOUT\"} 1"));
         assert!(text
-            .contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"0.0005\"} 1"));
+            .contains("switchboard_call_duration_seconds_bucket{le=\"0.0005\",function=\"f\"} 1"));
         assert!(text
-            .contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"0.025\"} 2"));
+            .contains("switchboard_call_duration_seconds_bucket{le=\"0.025\",function=\"f\"} 2"));
         assert!(
-            text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"30\"} 2")
+            text.contains("switchboard_call_duration_seconds_bucket{le=\"30.0\",function=\"f\"} 2")
         );
         assert!(
-            text.contains("switchboard_call_duration_seconds_bucket{function=\"f\",le=\"+Inf\"} 3")
+            text.contains("switchboard_call_duration_seconds_bucket{le=\"+Inf\",function=\"f\"} 3")
         );
         assert!(text.contains("switchboard_call_duration_seconds_count{function=\"f\"} 3"));
     }
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut metrics = Metrics::default();
+        metrics.call_ended("a\"b\\c\nd", "ok", Duration::from_micros(1));
+        let text = metrics.render(&Router::new(RouterConfig::default()));
+        assert!(text.contains(r#"function="a\"b\\c\nd""#), "{text}");
+        assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
     }
 }

@@ -418,3 +418,57 @@ fn one_call_cannot_knock_a_worker_out() {
         client.call("system.stats", ()).unwrap();
     assert_eq!(stats["workers_lost"].as_u64(), Some(0), "{stats:?}");
 }
+
+#[test]
+fn a_slow_http_client_holds_up_neither_metrics_nor_health() {
+    use std::io::Read;
+    let broker = BrokerProcess::start(&["--metrics", "127.0.0.1:0"]);
+    let url = broker.metrics.clone().expect("metrics URL");
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    // A client that trickles its request one byte every 300 ms, for up to 9 s.
+    let mut slow = TcpStream::connect(&address).unwrap();
+    let trickling = Arc::new(AtomicBool::new(true));
+    let trickler = {
+        let mut slow = slow.try_clone().unwrap();
+        let trickling = Arc::clone(&trickling);
+        std::thread::spawn(move || {
+            for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: "
+                .iter()
+                .cycle()
+                .take(30)
+            {
+                if !trickling.load(Ordering::Relaxed) || slow.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    // Meanwhile other scrapes are answered (the harness reads with a 5 s timeout).
+    for _ in 0..3 {
+        let (status, body) = switchboard_tests::http_get(&url);
+        assert_eq!(status, 200);
+        assert!(body.contains("switchboard_workers"), "{body}");
+        assert_eq!(
+            switchboard_tests::http_get(&url.replace("/metrics", "/health")).0,
+            200
+        );
+    }
+    // The slow client is cut off once its head has taken too long: the server closes.
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    trickling.store(false, Ordering::Relaxed);
+    trickler.join().unwrap();
+    assert!(
+        closed.is_ok()
+            || closed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server never closed the slow connection: {closed:?}"
+    );
+}

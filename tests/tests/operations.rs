@@ -52,7 +52,7 @@ fn metrics_endpoint_counters_move_with_real_calls() {
     assert_eq!(
         sample(
             &after,
-            "switchboard_call_duration_seconds_bucket{function=\"add\",le=\"+Inf\"}"
+            "switchboard_call_duration_seconds_bucket{le=\"+Inf\",function=\"add\"}"
         ),
         sample(&after, count)
     );
