@@ -44,6 +44,10 @@ pub const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 30_000);
 pub const MAX_CAPACITY: u32 = 10_000;
 /// Most functions one worker may host; the rest of its READY is ignored.
 pub const MAX_FUNCTIONS_PER_WORKER: usize = 1_024;
+/// A batch's reply keeps every slot at most this large, whatever its budget says.
+const SMALL_REPLY_BYTES: usize = 256;
+/// Most `system.*` calls one batch may carry; the others are answered BAD_REQUEST.
+pub const MAX_SYSTEM_CALLS_PER_BATCH: usize = 16;
 /// Most distinct function names the broker hosts at once; new ones beyond are ignored.
 pub const MAX_FUNCTIONS: usize = 10_000;
 /// Longest doc line kept, in bytes (longer ones are cut at a character boundary).
@@ -201,6 +205,8 @@ struct PendingBatch {
     route: ReplyRoute,
     replies: Vec<Option<Frame>>,
     missing: usize,
+    /// Bytes of the replies so far: the whole reply stays within `max_reply_bytes`.
+    bytes: usize,
 }
 
 struct Call {
@@ -570,8 +576,10 @@ impl Router {
                 route,
                 replies: (0..calls.len()).map(|_| None).collect(),
                 missing: calls.len(),
+                bytes: 0,
             },
         );
+        let mut introspection_calls = 0usize;
         for (index, (function, body)) in calls.into_iter().enumerate() {
             let function = match function {
                 Ok(function) => function,
@@ -585,8 +593,20 @@ impl Router {
                     continue;
                 }
             };
-            if function == BATCH_FUNCTION {
-                let error = RemoteError::new(ErrorCode::BadRequest, "batches cannot be nested");
+            let refused = if function == BATCH_FUNCTION {
+                Some("batches cannot be nested".to_owned())
+            } else if function.starts_with(RESERVED_PREFIX) {
+                // Each answer is built from the broker's whole state: bound the work and the
+                // bytes one small request can ask for.
+                introspection_calls += 1;
+                (introspection_calls > MAX_SYSTEM_CALLS_PER_BATCH).then(|| {
+                    format!("at most {MAX_SYSTEM_CALLS_PER_BATCH} system.* calls per batch")
+                })
+            } else {
+                None
+            };
+            if let Some(message) = refused {
+                let error = RemoteError::new(ErrorCode::BadRequest, message);
                 self.deliver(
                     Origin::Batch { batch: id, index },
                     encode_error(&error).into(),
@@ -684,6 +704,21 @@ impl Router {
                 let Some(pending) = self.batches.get_mut(&batch) else {
                     return;
                 };
+                // Small replies (errors among them) always fit: at most 1 000 × 256 bytes.
+                let over = pending.bytes + body.len() > self.config.max_reply_bytes;
+                let body = if over && body.len() > SMALL_REPLY_BYTES {
+                    let error = RemoteError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "this result would make the batch's reply larger than {} bytes",
+                            self.config.max_reply_bytes
+                        ),
+                    );
+                    Frame::from(encode_error(&error))
+                } else {
+                    body
+                };
+                pending.bytes += body.len();
                 if pending.replies[index].replace(body).is_none() {
                     pending.missing -= 1;
                 }

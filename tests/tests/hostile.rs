@@ -472,3 +472,67 @@ fn a_slow_http_client_holds_up_neither_metrics_nor_health() {
         "the server never closed the slow connection: {closed:?}"
     );
 }
+
+/// Sends a `system.batch` of `calls` (function, body) on `dealer` and returns each slot's
+/// error code (`None` for a result).
+fn batch_codes(dealer: &zmq::Socket, calls: &[(&[u8], Vec<u8>)]) -> Vec<Option<String>> {
+    let mut frames: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"SBC1".to_vec(),
+        b"system.batch".to_vec(),
+        b"\x81\xa2id\x09".to_vec(),
+    ];
+    for (function, body) in calls {
+        frames.push(function.to_vec());
+        frames.push(body.clone());
+    }
+    dealer.send_multipart(frames, 0).unwrap();
+    let reply = dealer.recv_multipart(0).expect("the batch's reply");
+    let items = switchboard_protocol::codec::decode_batch_reply(&reply[3])
+        .unwrap()
+        .unwrap();
+    items
+        .iter()
+        .map(|item| {
+            item.decode::<switchboard_protocol::Value>()
+                .unwrap()
+                .err()
+                .map(|e| e.code.as_str().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_small_batch_cannot_ask_for_a_huge_reply() {
+    let broker = BrokerProcess::start(&["--max-reply-bytes", "20000"]);
+    let _worker = WorkerProcess::start(&broker.backend, "w", &[]);
+    broker.wait_for_workers("echo", 1);
+    let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
+    // 1 000 system.functions in one 17 KB request: 16 are answered, the rest refused, so
+    // the broker neither renders its state 1 000 times nor builds a reply that large.
+    let listing: Vec<(&[u8], Vec<u8>)> = (0..1000)
+        .map(|_| (&b"system.functions"[..], b"\x80".to_vec()))
+        .collect();
+    let codes = batch_codes(&dealer, &listing);
+    // (Answered: a listing, or PAYLOAD_TOO_LARGE once the 20 000-byte reply is full.)
+    assert!(codes[..16]
+        .iter()
+        .all(|c| c.as_deref() != Some("BAD_REQUEST")));
+    assert!(codes[..16].iter().any(|c| c.is_none()));
+    assert!(codes[16..]
+        .iter()
+        .all(|c| c.as_deref() == Some("BAD_REQUEST")));
+    // Results that together pass the reply limit: the ones past it become PAYLOAD_TOO_LARGE.
+    let mut body = b"\x81\xa4args\x91\xc5\x17\x70".to_vec(); // one 6 000-byte bin
+    body.extend(std::iter::repeat_n(1u8, 6000));
+    let echoes: Vec<(&[u8], Vec<u8>)> = (0..5).map(|_| (&b"echo"[..], body.clone())).collect();
+    let codes = batch_codes(&dealer, &echoes);
+    assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 3, "{codes:?}");
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| c.as_deref() == Some("PAYLOAD_TOO_LARGE"))
+            .count(),
+        2
+    );
+}
