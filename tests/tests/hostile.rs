@@ -383,16 +383,20 @@ fn one_call_cannot_knock_a_worker_out() {
     broker.wait_for_workers("echo", 1);
     let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
     let rss_before = rss_kib(worker.process.pid());
+    // `echo` of one array of `count` one-byte values `element`; returns the reply body.
+    let echo_array = |id: u8, count: u32, element: u8| {
+        let mut body = b"\x81\xa4args\x91\xdd".to_vec();
+        body.extend_from_slice(&count.to_be_bytes());
+        body.extend(std::iter::repeat_n(element, count as usize));
+        let header = [0x81, 0xa2, b'i', b'd', id];
+        dealer
+            .send_multipart([&b""[..], b"SBC1", b"echo", &header, &body], 0)
+            .unwrap();
+        dealer.recv_multipart(0).expect("an answer").remove(3)
+    };
     // 4 Mi empty arrays: 4 MiB that would decode into ~160 MiB of values.
-    let count = 4u32 << 20;
-    let mut body = b"\x81\xa4args\x91\xdd".to_vec();
-    body.extend_from_slice(&count.to_be_bytes());
-    body.extend(std::iter::repeat_n(0x90u8, count as usize));
-    dealer
-        .send_multipart([&b""[..], b"SBC1", b"echo", b"\x81\xa2id\x01", &body], 0)
-        .unwrap();
-    let reply = dealer.recv_multipart(0).expect("an answer");
-    let text = String::from_utf8_lossy(&reply[3]);
+    let reply = echo_array(1, 4 << 20, 0x90);
+    let text = String::from_utf8_lossy(&reply);
     assert!(
         text.contains("BAD_REQUEST") && text.contains("values"),
         "{text}"
@@ -401,18 +405,8 @@ fn one_call_cannot_knock_a_worker_out() {
     assert!(grown_mib < 48, "the worker grew by {grown_mib} MiB");
     // A large body for an inline function (slow to decode, 1 Mi small integers) runs
     // off the socket thread: a 100 ms heartbeat keeps going, no worker is lost.
-    let count = (1u32 << 20) - 8;
-    let mut body = b"\x81\xa4args\x91\xdd".to_vec();
-    body.extend_from_slice(&count.to_be_bytes());
-    body.extend(std::iter::repeat_n(0x01u8, count as usize));
-    dealer
-        .send_multipart([&b""[..], b"SBC1", b"echo", b"\x81\xa2id\x02", &body], 0)
-        .unwrap();
-    let reply = dealer.recv_multipart(0).expect("an answer");
-    assert!(
-        reply[3].starts_with(b"\x81\xa6result"),
-        "the echo came back"
-    );
+    let reply = echo_array(2, (1 << 20) - 8, 0x01);
+    assert!(reply.starts_with(b"\x81\xa6result"), "the echo came back");
     let client = broker.client(Duration::from_secs(5));
     let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
         client.call("system.stats", ()).unwrap();
