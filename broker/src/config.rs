@@ -20,6 +20,13 @@ pub struct BrokerConfig {
     pub shutdown_grace: Duration,
     /// CURVE encryption and authentication; plain when `None`.
     pub security: Option<Security>,
+    /// Reply messages libzmq queues for one client; past them, replies wait in the broker.
+    pub client_send_hwm: i32,
+    /// Bytes of replies the broker keeps for one client that is not reading; more are
+    /// dropped and counted.
+    pub client_backlog_bytes: usize,
+    /// Bytes of replies the broker keeps for all such clients together.
+    pub backlog_bytes: usize,
     /// Address of the HTTP endpoint for `/metrics` and `/health` (e.g. `0.0.0.0:9100`); none if unset.
     pub metrics: Option<String>,
 }
@@ -32,6 +39,9 @@ impl Default for BrokerConfig {
             router: RouterConfig::default(),
             limits: SocketLimits::default(),
             shutdown_grace: Duration::from_secs(10),
+            client_send_hwm: 256,
+            client_backlog_bytes: 64 * 1024 * 1024,
+            backlog_bytes: 1024 * 1024 * 1024,
             metrics: None,
             security: None,
         }

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`auth`] — the CURVE ZAP handler with per-socket allow-lists.
+//! - `backlog` — replies waiting for clients that read slowly, within byte budgets.
 //! - [`background`] — helper threads that stop and join when dropped.
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
 //! - [`deadlines`] — the calls' deadlines, earliest first (a heap with lazy deletion).
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod background;
+mod backlog;
 pub mod config;
 pub mod deadlines;
 pub mod error;

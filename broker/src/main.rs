@@ -67,6 +67,15 @@ struct Args {
     /// Public keys allowed on the worker socket, one per line (required with --curve-key-file).
     #[arg(long, env = "SWITCHBOARD_WORKER_KEYS_FILE")]
     worker_keys_file: Option<PathBuf>,
+    /// Reply messages libzmq queues for one client; past them, replies wait in the broker.
+    #[arg(long, env = "SWITCHBOARD_CLIENT_SEND_HWM", default_value_t = BrokerConfig::default().client_send_hwm)]
+    client_send_hwm: i32,
+    /// Bytes of replies kept for one client that is not reading; more are dropped and counted.
+    #[arg(long, env = "SWITCHBOARD_CLIENT_BACKLOG_BYTES", default_value_t = BrokerConfig::default().client_backlog_bytes)]
+    client_backlog_bytes: usize,
+    /// Bytes of replies kept for all slow clients together.
+    #[arg(long, env = "SWITCHBOARD_BACKLOG_BYTES", default_value_t = BrokerConfig::default().backlog_bytes)]
+    backlog_bytes: usize,
     /// How long, in milliseconds, a stopping broker waits for accepted calls.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     shutdown_grace_ms: u64,
@@ -129,6 +138,9 @@ fn main() -> anyhow::Result<()> {
             ..SocketLimits::default()
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        client_send_hwm: args.client_send_hwm.max(1),
+        client_backlog_bytes: args.client_backlog_bytes,
+        backlog_bytes: args.backlog_bytes,
         metrics: args.metrics,
         security,
     };

@@ -8,6 +8,7 @@ use crossbeam_channel::{bounded, Receiver};
 
 use crate::auth::{self, AuthCounters, Authenticator, BACKEND_DOMAIN, FRONTEND_DOMAIN};
 use crate::background::Background;
+use crate::backlog::{Backlogs, Held};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::handshakes;
@@ -18,9 +19,7 @@ use crate::router::{Action, Dispatch, Router, RouterStats, WorkerId};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
-use switchboard_protocol::socket::{
-    recv_frames_bounded, send_frames, try_send_frames, Oversized, Received,
-};
+use switchboard_protocol::socket::{recv_frames_bounded, try_send_frames, Oversized, Received};
 use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
 use switchboard_protocol::{Frame, ProtocolError, Shutdown};
@@ -32,6 +31,8 @@ const BATCH: usize = 256;
 const EAGER_ROUNDS: usize = 4;
 /// Longest poll wait, so a shutdown request is noticed promptly.
 const MAX_POLL: Duration = Duration::from_millis(100);
+/// How often replies waiting for slow clients are offered to the socket again.
+const BACKLOG_RETRY: Duration = Duration::from_millis(5);
 /// A stopping broker closes its sockets once no request has arrived for this long.
 pub const CLOSE_QUIET: Duration = Duration::from_millis(100);
 /// A stopping broker closes its sockets after answering requests this long at most,
@@ -67,6 +68,8 @@ pub struct Broker {
     requests: Vec<(WorkerId, RequestBatch)>,
     /// Replies to callers that pipeline, gathered per caller the same way.
     replies: Vec<ReplyGroup>,
+    /// Replies waiting for clients that are not reading fast enough.
+    backlogs: Backlogs,
     /// Frames in the last message from each socket (frontend, backend): the size
     /// the next one is likely to have.
     expected_frames: (usize, usize),
@@ -115,6 +118,11 @@ fn router_socket(
     };
     let socket = context.socket(zmq::ROUTER).map_err(fail)?;
     config.limits.apply(&socket).map_err(fail)?;
+    if name == FRONTEND_DOMAIN {
+        // A short queue per client in libzmq: beyond it, replies wait in the broker's
+        // byte-counted backlog (see `backlog`).
+        socket.set_sndhwm(config.client_send_hwm).map_err(fail)?;
+    }
     socket.set_router_mandatory(true).map_err(fail)?;
     if let Some(security) = &config.security {
         apply_server(&socket, &security.keys, name).map_err(curve_failed)?;
@@ -172,6 +180,7 @@ impl Broker {
             spare_outbox: Vec::with_capacity(BATCH),
             requests: Vec::new(),
             replies: Vec::new(),
+            backlogs: Backlogs::new(config.client_backlog_bytes, config.backlog_bytes),
             expected_frames: (8, 8),
             config,
             metrics,
@@ -249,6 +258,10 @@ impl Broker {
                 .min(MAX_POLL);
             if let Some(Stopping::Closing { quiet_until, .. }) = stopping {
                 wait = wait.min(quiet_until.saturating_duration_since(now));
+            }
+            if !self.backlogs.is_empty() {
+                // libzmq does not say when a slow client's queue drains: look again soon.
+                wait = wait.min(BACKLOG_RETRY);
             }
             let mut items = [
                 self.frontend.as_poll_item(zmq::POLLIN),
@@ -448,6 +461,7 @@ impl Broker {
     /// Sends everything the router decided, including every call gathered for workers
     /// and every reply gathered for callers.
     fn flush_all(&mut self, now: Instant) {
+        self.drain_backlogs();
         loop {
             self.flush(now);
             for group in std::mem::take(&mut self.replies) {
@@ -500,9 +514,47 @@ impl Broker {
     fn send_to_client(&mut self, frames: Vec<Frame>, replies: usize) {
         let size = frames.iter().map(|f| f.len()).sum();
         self.router.metrics_mut().sent(Socket::Frontend, size);
-        if let Err(e) = send_frames(&self.frontend, frames, zmq::DONTWAIT) {
-            self.router.replies_dropped(replies);
-            debug!(error = %e, "dropping reply: client gone or not reading");
+        // Behind replies already waiting for this client, if any.
+        if !self.backlogs.is_empty() && self.backlogs.has(&frames) {
+            return self.hold(frames, replies);
+        }
+        match try_send_frames(&self.frontend, frames) {
+            Ok(()) => {}
+            // Its queue in libzmq is full: the client is not reading right now.
+            Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => self.hold(frames, replies),
+            Err((e, _)) => {
+                self.router.replies_dropped(replies);
+                debug!(error = %e, "dropping reply: client gone");
+            }
+        }
+    }
+
+    /// Keeps a reply for a client that is not reading, within the byte budgets.
+    fn hold(&mut self, frames: Vec<Frame>, replies: usize) {
+        if let Held::Dropped(lost) = self.backlogs.hold(frames, replies) {
+            self.router.replies_dropped(lost);
+            debug!(
+                replies = lost,
+                "dropping reply: the client's backlog is full"
+            );
+        }
+    }
+
+    /// Offers the replies waiting for slow clients to the socket again.
+    fn drain_backlogs(&mut self) {
+        if self.backlogs.is_empty() {
+            return;
+        }
+        let frontend = &self.frontend;
+        let dropped = self
+            .backlogs
+            .drain(|frames| match try_send_frames(frontend, frames) {
+                Ok(()) => Ok(()),
+                Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => Err(Some(frames)),
+                Err(_) => Err(None),
+            });
+        if dropped > 0 {
+            self.router.replies_dropped(dropped);
         }
     }
 

@@ -530,3 +530,49 @@ fn a_small_batch_cannot_ask_for_a_huge_reply() {
         2
     );
 }
+
+#[test]
+fn a_client_that_never_reads_cannot_make_the_broker_hold_its_replies() {
+    // An 8 MiB backlog per client (the default is 48 MiB), so the bound is plain to see.
+    let broker = BrokerProcess::start(&["--client-backlog-bytes", "8388608"]);
+    let _worker = WorkerProcess::start(&broker.backend, "w", &["--threads", "4"]);
+    broker.wait_for_workers("echo", 1);
+    let rss_before = rss_kib(broker.process.pid());
+    // A DEALER that sends 3 000 echo calls of 64 KiB each and never reads a reply.
+    let (_ctx, greedy) = raw_socket(zmq::DEALER, &broker.frontend);
+    greedy.set_rcvhwm(1).unwrap();
+    let mut body = b"\x81\xa4args\x91\xc6\x00\x01\x00\x00".to_vec();
+    body.extend(std::iter::repeat_n(7u8, 65_536));
+    let client = broker.client(Duration::from_secs(10));
+    let stats = || -> std::collections::HashMap<String, switchboard_protocol::Value> {
+        client.call("system.stats", ()).unwrap()
+    };
+    let count = |stats: &std::collections::HashMap<String, switchboard_protocol::Value>, key| {
+        stats[key].as_u64().unwrap_or(0)
+    };
+    // Sent 16 at a time, each round once the last is answered: what the broker holds is
+    // then the replies, not calls queued for the worker.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    for round in 0..(3_000 / 16) {
+        for i in 0..16u32 {
+            let mut header = b"\x81\xa2id\xce".to_vec();
+            header.extend_from_slice(&(round * 16 + i).to_be_bytes());
+            greedy
+                .send_multipart([&b""[..], b"SBC1", b"echo", &header, &body], 0)
+                .unwrap();
+        }
+        while count(&stats(), "calls_completed") < u64::from(round + 1) * 16 {
+            assert!(std::time::Instant::now() < until, "calls never completed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert!(count(&stats(), "dropped_replies") > 0, "{:?}", stats());
+    let grown_mib = rss_kib(broker.process.pid()).saturating_sub(rss_before) / 1024;
+    eprintln!("broker RSS grew by {grown_mib} MiB for a client that never reads");
+    assert!(
+        grown_mib < 64,
+        "the broker holds {grown_mib} MiB for a client that never reads"
+    );
+    // Others are served meanwhile.
+    assert_eq!(client.call::<i64>("add", (1, 2)).unwrap(), 3);
+}

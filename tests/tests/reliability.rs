@@ -369,7 +369,16 @@ fn graceful_scale_down_under_load_fails_no_call() {
 
 #[test]
 fn a_client_that_stops_reading_does_not_block_others() {
-    let (broker, _workers) = cluster(1, &["--high-water-mark", "100"], &["--threads", "4"]);
+    let (broker, _workers) = cluster(
+        1,
+        &[
+            "--client-send-hwm",
+            "100",
+            "--client-backlog-bytes",
+            "4194304",
+        ],
+        &["--threads", "4"],
+    );
     let client = broker.client(Duration::from_secs(5));
     let timed = |label: &str| {
         let started = Instant::now();
@@ -382,8 +391,8 @@ fn a_client_that_stops_reading_does_not_block_others() {
     };
     let before = timed("before");
     // A raw client sends 400 echo calls of 128 KiB and never reads a reply: once its
-    // socket buffers and the broker's high-water mark of 100 for it are full, the
-    // broker drops its replies instead of waiting.
+    // socket buffers, libzmq's 100 messages for it and the broker's 4 MiB backlog for it
+    // are full, the broker drops its replies instead of waiting.
     let context = zmq::Context::new();
     let greedy = context.socket(zmq::DEALER).unwrap();
     greedy.set_linger(0).unwrap();
