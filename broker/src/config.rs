@@ -31,6 +31,19 @@ pub struct BrokerConfig {
     pub metrics: Option<String>,
 }
 
+impl BrokerConfig {
+    /// The configuration with every value brought into its working range (at least one
+    /// heartbeat of liveness, one attempt, one queued reply message per client).
+    /// [`crate::Broker::bind`] applies it, so a configuration built by hand gets the same
+    /// treatment as the binary's flags.
+    pub fn validated(mut self) -> BrokerConfig {
+        self.router.heartbeat_liveness = self.router.heartbeat_liveness.max(1);
+        self.router.max_attempts = self.router.max_attempts.max(1);
+        self.client_send_hwm = self.client_send_hwm.max(1);
+        self
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -45,5 +58,22 @@ impl Default for BrokerConfig {
             metrics: None,
             security: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_brings_values_into_their_working_range() {
+        let mut config = BrokerConfig::default();
+        config.router.heartbeat_liveness = 0;
+        config.router.max_attempts = 0;
+        config.client_send_hwm = -5;
+        let config = config.validated();
+        assert_eq!(config.router.heartbeat_liveness, 1);
+        assert_eq!(config.router.max_attempts, 1);
+        assert_eq!(config.client_send_hwm, 1);
     }
 }

@@ -17,43 +17,43 @@ use switchboard_protocol::socket::SocketLimits;
 #[command(version, about)]
 struct Args {
     /// Endpoint clients connect to.
-    #[arg(long, env = "SWITCHBOARD_FRONTEND", default_value = "tcp://*:5555")]
+    #[arg(long, env = "SWITCHBOARD_FRONTEND", default_value_t = BrokerConfig::default().frontend)]
     frontend: String,
     /// Endpoint workers connect to.
-    #[arg(long, env = "SWITCHBOARD_BACKEND", default_value = "tcp://*:5556")]
+    #[arg(long, env = "SWITCHBOARD_BACKEND", default_value_t = BrokerConfig::default().backend)]
     backend: String,
     /// Calls that may wait per function when every capable worker is busy.
-    #[arg(long, env = "SWITCHBOARD_QUEUE_CAPACITY", default_value_t = 10_000)]
+    #[arg(long, env = "SWITCHBOARD_QUEUE_CAPACITY", default_value_t = RouterConfig::default().queue_capacity)]
     queue_capacity: usize,
     /// Deadline, in milliseconds, of calls that do not set one.
-    #[arg(long, env = "SWITCHBOARD_DEFAULT_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "SWITCHBOARD_DEFAULT_TIMEOUT_MS", default_value_t = RouterConfig::default().default_timeout.as_millis() as u64)]
     default_timeout_ms: u64,
     /// Longest deadline, in milliseconds, a call may ask for.
-    #[arg(long, env = "SWITCHBOARD_MAX_TIMEOUT_MS", default_value_t = 3_600_000)]
+    #[arg(long, env = "SWITCHBOARD_MAX_TIMEOUT_MS", default_value_t = RouterConfig::default().max_timeout.as_millis() as u64)]
     max_timeout_ms: u64,
     /// Heartbeats a worker may miss before it is declared lost.
-    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_LIVENESS", default_value_t = 3)]
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_LIVENESS", default_value_t = RouterConfig::default().heartbeat_liveness)]
     heartbeat_liveness: u32,
     /// Largest request body accepted, in bytes (larger: PAYLOAD_TOO_LARGE).
-    #[arg(long, env = "SWITCHBOARD_MAX_REQUEST_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_MAX_REQUEST_BYTES", default_value_t = RouterConfig::default().max_request_bytes)]
     max_request_bytes: usize,
     /// Largest reply body forwarded from a worker, in bytes (larger: PAYLOAD_TOO_LARGE).
-    #[arg(long, env = "SWITCHBOARD_MAX_REPLY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_MAX_REPLY_BYTES", default_value_t = RouterConfig::default().max_reply_bytes)]
     max_reply_bytes: usize,
     /// Most times a retry-safe call is dispatched when its workers keep dying.
-    #[arg(long, env = "SWITCHBOARD_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "SWITCHBOARD_MAX_ATTEMPTS", default_value_t = RouterConfig::default().max_attempts)]
     max_attempts: u32,
     /// Largest message frame accepted from any peer, in bytes (larger: the peer is disconnected).
-    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = SocketLimits::default().max_message_bytes)]
     max_message_bytes: i64,
     /// Most frames in one message from any peer (larger: PAYLOAD_TOO_LARGE or dropped).
-    #[arg(long, env = "SWITCHBOARD_MAX_FRAMES", default_value_t = 2_048)]
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAMES", default_value_t = SocketLimits::default().max_frames)]
     max_frames: usize,
     /// Most bytes in one message from any peer, all frames together.
-    #[arg(long, env = "SWITCHBOARD_MAX_TOTAL_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "SWITCHBOARD_MAX_TOTAL_BYTES", default_value_t = SocketLimits::default().max_total_bytes)]
     max_total_bytes: usize,
-    /// Messages queued per peer before the broker drops replies to it.
-    #[arg(long, env = "SWITCHBOARD_HIGH_WATER_MARK", default_value_t = 10_000)]
+    /// Messages libzmq queues per connection, each way (for clients, see --client-send-hwm).
+    #[arg(long, env = "SWITCHBOARD_HIGH_WATER_MARK", default_value_t = SocketLimits::default().high_water_mark)]
     high_water_mark: i32,
     /// Serve Prometheus metrics and a health page over HTTP at this address (e.g. 0.0.0.0:9100).
     #[arg(long, env = "SWITCHBOARD_METRICS")]
@@ -77,7 +77,7 @@ struct Args {
     #[arg(long, env = "SWITCHBOARD_BACKLOG_BYTES", default_value_t = BrokerConfig::default().backlog_bytes)]
     backlog_bytes: usize,
     /// How long, in milliseconds, a stopping broker waits for accepted calls.
-    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = BrokerConfig::default().shutdown_grace.as_millis() as u64)]
     shutdown_grace_ms: u64,
 }
 
@@ -125,10 +125,10 @@ fn main() -> anyhow::Result<()> {
             queue_capacity: args.queue_capacity,
             default_timeout: Duration::from_millis(args.default_timeout_ms),
             max_timeout: Duration::from_millis(args.max_timeout_ms),
-            heartbeat_liveness: args.heartbeat_liveness.max(1),
+            heartbeat_liveness: args.heartbeat_liveness,
             max_request_bytes: args.max_request_bytes,
             max_reply_bytes: args.max_reply_bytes,
-            max_attempts: args.max_attempts.max(1),
+            max_attempts: args.max_attempts,
         },
         limits: SocketLimits {
             max_message_bytes: args.max_message_bytes,
@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
             ..SocketLimits::default()
         },
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
-        client_send_hwm: args.client_send_hwm.max(1),
+        client_send_hwm: args.client_send_hwm,
         client_backlog_bytes: args.client_backlog_bytes,
         backlog_bytes: args.backlog_bytes,
         metrics: args.metrics,

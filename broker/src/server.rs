@@ -134,6 +134,7 @@ fn router_socket(
 impl Broker {
     /// Creates and binds both sockets.
     pub fn bind(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let config = config.validated();
         // Before any socket: the ROUTERs' generated peer ids must not be guessable.
         crate::libzmq_seed::seed_routing_ids();
         let context = zmq::Context::new();
