@@ -43,6 +43,17 @@ pub const MAX_VALUES: usize = 1 << 20;
 /// Checks, without allocating, that `bytes` hold at most [`MAX_VALUES`] values; a frame
 /// whose structure is cut short is left for the decoder to report.
 pub fn check_value_count(bytes: &[u8]) -> Result<(), CodecError> {
+    if within_values(bytes, MAX_VALUES) {
+        Ok(())
+    } else {
+        Err(CodecError::Decode(format!(
+            "more than {MAX_VALUES} values in one frame"
+        )))
+    }
+}
+
+/// Whether `bytes` hold at most `max` values (cut-short frames count as within).
+fn within_values(bytes: &[u8], max: usize) -> bool {
     // Values still to read: starts with the one top-level value.
     let mut pending: usize = 1;
     let mut seen: usize = 0;
@@ -53,14 +64,12 @@ pub fn check_value_count(bytes: &[u8]) -> Result<(), CodecError> {
     };
     while pending > 0 {
         let Some(&marker) = bytes.get(at) else {
-            return Ok(());
+            return true;
         };
         pending -= 1;
         seen += 1;
-        if seen > MAX_VALUES {
-            return Err(CodecError::Decode(format!(
-                "more than {MAX_VALUES} values in one frame"
-            )));
+        if seen > max {
+            return false;
         }
         at += 1;
         // (payload bytes to skip, values the container adds)
@@ -78,55 +87,33 @@ pub fn check_value_count(bytes: &[u8]) -> Result<(), CodecError> {
             0xd6 => (5, 0),
             0xd7 => (9, 0),
             0xd8 => (17, 0),
-            0xc4 | 0xd9 => match read(at, 1) {
-                Some(n) => (1 + n, 0),
-                None => return Ok(()),
-            },
-            0xc5 | 0xda => match read(at, 2) {
-                Some(n) => (2 + n, 0),
-                None => return Ok(()),
-            },
-            0xc6 | 0xdb => match read(at, 4) {
-                Some(n) => (4 + n, 0),
-                None => return Ok(()),
-            },
-            0xc7 => match read(at, 1) {
-                Some(n) => (2 + n, 0),
-                None => return Ok(()),
-            },
-            0xc8 => match read(at, 2) {
-                Some(n) => (3 + n, 0),
-                None => return Ok(()),
-            },
-            0xc9 => match read(at, 4) {
-                Some(n) => (5 + n, 0),
-                None => return Ok(()),
-            },
-            0xdc => match read(at, 2) {
-                Some(n) => (2, n),
-                None => return Ok(()),
-            },
-            0xdd => match read(at, 4) {
-                Some(n) => (4, n),
-                None => return Ok(()),
-            },
-            0xde => match read(at, 2) {
-                Some(n) => (2, 2 * n),
-                None => return Ok(()),
-            },
-            0xdf => match read(at, 4) {
-                Some(n) => (4, 2 * n),
-                None => return Ok(()),
-            },
+            // bin, str, ext, array and map with a length prefix of 1, 2 or 4 bytes.
+            0xc4..=0xc9 | 0xd9..=0xdb | 0xdc..=0xdf => {
+                let width = match marker {
+                    0xc4 | 0xc7 | 0xd9 => 1,
+                    0xc5 | 0xc8 | 0xda | 0xdc | 0xde => 2,
+                    _ => 4,
+                };
+                let Some(n) = read(at, width) else {
+                    return true;
+                };
+                match marker {
+                    0xdc | 0xdd => (width, n),
+                    0xde | 0xdf => (width, 2 * n),
+                    // ext: a type byte, then the data
+                    0xc7..=0xc9 => (width + 1 + n, 0),
+                    _ => (width + n, 0),
+                }
+            }
             // 0xc1 is never used: the decoder reports it.
-            _ => return Ok(()),
+            _ => return true,
         };
         at = at.saturating_add(skip);
         // A length prefix claiming more values than bytes remain is cut short anyway;
         // counting stops at the limit either way.
         pending = pending.saturating_add(children);
     }
-    Ok(())
+    true
 }
 
 /// Decodes MessagePack bytes into `T`, nesting bounded by [`MAX_DEPTH`].
@@ -609,6 +596,29 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(check_value_count(&sample), Ok(()));
+    }
+
+    #[test]
+    fn the_value_count_walks_every_kind_of_value() {
+        use crate::Value;
+        let ext = |len: usize| Value::Ext(5, vec![1; len]);
+        let values = [
+            Value::from(vec![7u8; 300]),                            // bin16
+            Value::from(vec![7u8; 20]),                             // bin8
+            Value::from("x".repeat(40)),                            // str8
+            Value::from("x".repeat(300)),                           // str16
+            ext(4),                                                 // fixext4
+            ext(3),                                                 // ext8
+            ext(300),                                               // ext16
+            Value::from(-200_000i64),                               // int32
+            Value::from(1.5f64),                                    // float64
+            Value::Array(vec![Value::Nil; 20]),                     // array16: 1 + 20 values
+            Value::Map(vec![(Value::from(1), Value::from(2)); 17]), // map16: 1 + 34
+        ];
+        // One array around them: 1 + 9 + 21 + 35 values.
+        let bytes = encode(&Value::Array(values.to_vec())).unwrap();
+        assert!(within_values(&bytes, 66));
+        assert!(!within_values(&bytes, 65));
     }
 
     #[test]
