@@ -36,7 +36,7 @@ impl CurveArgs {
 /// `SWITCHBOARD_LOG_FORMAT=json` writes one JSON object per line (for log
 /// shippers); anything else, or unset, writes human-readable lines, coloured only
 /// when stderr is a terminal. Does nothing if the program already set a subscriber.
-pub fn try_init_logging(default_filter: &str) {
+pub fn init_logging(default_filter: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
@@ -54,10 +54,6 @@ pub fn try_init_logging(default_filter: &str) {
     };
 }
 
-/// [`try_init_logging`], for the binaries.
-pub fn init_logging(default_filter: &str) {
-    try_init_logging(default_filter);
-}
 
 /// A [`Shutdown`] flag that SIGTERM and SIGINT set.
 pub fn shutdown_on_signals() -> std::io::Result<Shutdown> {

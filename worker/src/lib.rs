@@ -50,7 +50,7 @@ pub use worker::Worker;
 /// switchboard_worker::serve(registry).unwrap();
 /// ```
 pub fn serve(registry: Registry) -> Result<(), WorkerError> {
-    switchboard_protocol::process::try_init_logging("info");
+    switchboard_protocol::process::init_logging("info");
     let config = WorkerConfig::from_env()?;
     tracing::info!(name = %config.name, broker = %config.broker, "worker starting");
     Worker::new(registry, config).run_until_signal()
