@@ -57,6 +57,19 @@ impl Backlogs {
         self.clients.is_empty()
     }
 
+    /// Drops every waiting reply; returns how many there were.
+    pub(crate) fn clear(&mut self) -> usize {
+        let replies = self
+            .clients
+            .values()
+            .flat_map(|c| &c.queue)
+            .map(|w| w.replies)
+            .sum();
+        self.clients.clear();
+        self.total = 0;
+        replies
+    }
+
     /// Whether replies wait for the client of these frames (a new reply must queue behind).
     pub(crate) fn has(&self, frames: &[Frame]) -> bool {
         frames
@@ -158,5 +171,9 @@ mod tests {
         assert_eq!(backlogs.drain(|_| Ok(())), 0);
         assert!(backlogs.is_empty());
         assert_eq!(backlogs.total, 0);
+        // Closing with replies still waiting: they are counted, not lost silently.
+        assert_eq!(backlogs.hold(reply(b"d", 10), 4), Held::Waiting);
+        assert_eq!(backlogs.clear(), 4);
+        assert!(backlogs.is_empty());
     }
 }

@@ -101,6 +101,17 @@ fn start_metrics(address: &str) -> Result<MetricsEndpoint, BrokerError> {
     })
 }
 
+/// Sends a reply message to a client without blocking: `Err(Some(frames))` when its queue
+/// in libzmq is full (the client is not reading right now: try again later), `Err(None)`
+/// when it can never go (the client is gone).
+fn offer(frontend: &zmq::Socket, frames: Vec<Frame>) -> Result<(), Option<Vec<Frame>>> {
+    match try_send_frames(frontend, frames) {
+        Ok(()) => Ok(()),
+        Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => Err(Some(frames)),
+        Err(_) => Err(None),
+    }
+}
+
 fn router_socket(
     context: &zmq::Context,
     config: &BrokerConfig,
@@ -245,8 +256,9 @@ impl Broker {
                         until: now + CLOSE_LIMIT,
                     });
                 }
+                // Quiet, and every slow client's replies handed to libzmq (or out of time).
                 Some(Stopping::Closing { quiet_until, until })
-                    if now >= quiet_until || now >= until =>
+                    if (now >= quiet_until && self.backlogs.is_empty()) || now >= until =>
                 {
                     break;
                 }
@@ -314,9 +326,21 @@ impl Broker {
                 high_water = held;
             }
         }
-        // A last read right before the sockets close.
-        while self.drain_frontend()? == BATCH {}
+        // A last read right before the sockets close (bounded: a client may never stop).
+        for _ in 0..EAGER_ROUNDS {
+            if self.drain_frontend()? < BATCH {
+                break;
+            }
+        }
         self.flush_all(Instant::now());
+        let unsent = self.backlogs.clear();
+        if unsent > 0 {
+            warn!(
+                replies = unsent,
+                "closing with replies a slow client never took"
+            );
+            self.router.replies_dropped(unsent);
+        }
         let stats = self.router.stats().clone();
         info!(
             requests = stats.requests,
@@ -519,13 +543,12 @@ impl Broker {
         if !self.backlogs.is_empty() && self.backlogs.has(&frames) {
             return self.hold(frames, replies);
         }
-        match try_send_frames(&self.frontend, frames) {
+        match offer(&self.frontend, frames) {
             Ok(()) => {}
-            // Its queue in libzmq is full: the client is not reading right now.
-            Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => self.hold(frames, replies),
-            Err((e, _)) => {
+            Err(Some(frames)) => self.hold(frames, replies),
+            Err(None) => {
                 self.router.replies_dropped(replies);
-                debug!(error = %e, "dropping reply: client gone");
+                debug!("dropping reply: client gone");
             }
         }
     }
@@ -547,13 +570,7 @@ impl Broker {
             return;
         }
         let frontend = &self.frontend;
-        let dropped = self
-            .backlogs
-            .drain(|frames| match try_send_frames(frontend, frames) {
-                Ok(()) => Ok(()),
-                Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => Err(Some(frames)),
-                Err(_) => Err(None),
-            });
+        let dropped = self.backlogs.drain(|frames| offer(frontend, frames));
         if dropped > 0 {
             self.router.replies_dropped(dropped);
         }

@@ -54,7 +54,6 @@ pub fn init_logging(default_filter: &str) {
     };
 }
 
-
 /// A [`Shutdown`] flag that SIGTERM and SIGINT set.
 pub fn shutdown_on_signals() -> std::io::Result<Shutdown> {
     let shutdown = Shutdown::new();
