@@ -1028,6 +1028,8 @@ impl Router {
             corrected = true;
         }
         let mut seen: Set<&str> = Set::default();
+        // Names this READY adds to the broker's (against MAX_FUNCTIONS).
+        let mut new_names = 0usize;
         let mut functions: Vec<FunctionInfo> =
             Vec::with_capacity(info.functions.len().min(MAX_FUNCTIONS_PER_WORKER));
         for function in info.functions.iter().take(MAX_FUNCTIONS_PER_WORKER) {
@@ -1039,8 +1041,8 @@ impl Router {
                 }
                 Ok(name) if !seen.insert(name) => Some("announced twice".to_owned()),
                 Ok(name)
-                    if self.functions.len() + functions.len() >= MAX_FUNCTIONS
-                        && !self.functions.contains_key(name) =>
+                    if !self.functions.contains_key(name)
+                        && self.functions.len() + new_names >= MAX_FUNCTIONS =>
                 {
                     Some(format!(
                         "the broker hosts {MAX_FUNCTIONS} functions already"
@@ -1052,6 +1054,9 @@ impl Router {
                 warn!(worker = %who, name = %name.escape_debug(), %why, "ignoring a function the worker announced");
                 corrected = true;
                 continue;
+            }
+            if !self.functions.contains_key(name.as_str()) {
+                new_names += 1;
             }
             let mut function = function.clone();
             if truncate(&mut function.doc, MAX_DOC_BYTES)
@@ -1983,6 +1988,30 @@ mod tests {
             .map(|f| f.info.name)
             .collect();
         assert_eq!(names, ["f"]);
+    }
+
+    #[test]
+    fn the_broker_hosts_at_most_max_functions_names_and_hosts_known_ones_beyond() {
+        let mut router = router();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let names: Vec<String> = (0..MAX_FUNCTIONS).map(|i| format!("f{i}")).collect();
+        for (w, chunk) in names.chunks(MAX_FUNCTIONS_PER_WORKER).enumerate() {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            let id = WorkerId::from(format!("w{w}").as_bytes());
+            router.worker_message(id, ready(&chunk, 1), now, &mut out);
+        }
+        assert_eq!(router.functions().len(), MAX_FUNCTIONS);
+        // Full: a known name is still hosted by a new worker, a new one is not.
+        let extra = WorkerId::from(&b"extra"[..]);
+        router.worker_message(extra, ready(&["f0", "f1", "new"], 1), now, &mut out);
+        let hosted: Vec<(String, usize)> = router
+            .functions()
+            .into_iter()
+            .filter(|f| ["f0", "f1", "new"].contains(&f.info.name.as_str()))
+            .map(|f| (f.info.name, f.workers))
+            .collect();
+        assert_eq!(hosted, [("f0".to_owned(), 2), ("f1".to_owned(), 2)]);
     }
 
     #[test]
