@@ -24,8 +24,8 @@ use switchboard_protocol::args::{
     decode_args, explain_mismatch, struct_fields, ArgsError, ArgsShape,
 };
 use switchboard_protocol::client::function_name;
-use switchboard_protocol::codec::{encode_error, encode_result};
-use switchboard_protocol::{ErrorCode, FunctionInfo, RemoteError, RESERVED_PREFIX};
+use switchboard_protocol::codec::{decode_reply, encode_error, encode_result};
+use switchboard_protocol::{ErrorCode, FunctionInfo, RemoteError, Value, RESERVED_PREFIX};
 
 /// Marks a function whose single parameter is a struct filled from keyword
 /// arguments (or from positional ones, in field order).
@@ -340,28 +340,11 @@ fn ok_type(type_name: &str) -> Option<&str> {
 /// Turns the reply of a function returning `Result` — `{"result": {"Ok": v}}` or
 /// `{"result": {"Err": e}}`, serde's form of a `Result` — into `{"result": v}` or a
 /// FUNCTION_ERROR whose message is `e` (a string as it is, anything else as text).
+/// (The reply is decoded and encoded once more: only functions registered this way pay.)
 fn unwrap_result(invoke: Arc<Invoke>) -> Arc<Invoke> {
-    use switchboard_protocol::codec::decode;
-    use switchboard_protocol::Value;
     Arc::new(move |name: &str, body: &[u8]| {
         let reply = invoke(name, body)?;
-        let outcome = decode::<Value>(&reply).ok().and_then(|value| match value {
-            Value::Map(mut entries) if entries.len() == 1 => match entries.pop() {
-                Some((key, Value::Map(mut variant))) if key.as_str() == Some("result") => {
-                    match variant.pop() {
-                        Some((tag, value)) if variant.is_empty() => match tag.as_str() {
-                            Some("Ok") => Some(Ok(value)),
-                            Some("Err") => Some(Err(value)),
-                            _ => None,
-                        },
-                        _ => None,
-                    }
-                }
-                _ => None,
-            },
-            _ => None,
-        });
-        match outcome {
+        match serde_result(&reply) {
             Some(Ok(value)) => encode_value(name, &value),
             Some(Err(Value::String(text))) => Err(RemoteError::new(
                 ErrorCode::FunctionError,
@@ -374,6 +357,19 @@ fn unwrap_result(invoke: Arc<Invoke>) -> Arc<Invoke> {
             None => Ok(reply),
         }
     })
+}
+
+/// The `Ok`/`Err` value of a reply whose result is serde's form of a `Result`.
+fn serde_result(reply: &[u8]) -> Option<Result<Value, Value>> {
+    let Ok(Ok(Value::Map(mut entries))) = decode_reply::<Value>(reply) else {
+        return None;
+    };
+    let (tag, value) = entries.pop().filter(|_| entries.is_empty())?;
+    match tag.as_str()? {
+        "Ok" => Some(Ok(value)),
+        "Err" => Some(Err(value)),
+        _ => None,
+    }
 }
 
 /// `alloc::string::String` → `String`, `core::option::Option<i64>` → `Option<i64>`.
