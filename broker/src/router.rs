@@ -254,13 +254,9 @@ struct WorkerState {
 }
 
 impl WorkerState {
-    /// Its name for logs: the one it announced, else its routing identity `id` in hex.
+    /// Its name for logs (see [`worker_label`]).
     fn label(&self, id: &[u8]) -> String {
-        if self.name.is_empty() {
-            hex(id)
-        } else {
-            self.name.clone()
-        }
+        worker_label(&self.name, id)
     }
 
     /// What it announced about `function`, if it hosts it.
@@ -1004,11 +1000,7 @@ impl Router {
     /// reserved function names ignored (logged, counted in `ready_corrected`). Linear in
     /// the number of functions announced.
     fn register(&mut self, worker: WorkerId, info: ReadyInfo, now: Instant, out: &mut Vec<Action>) {
-        let who = if info.name.is_empty() {
-            hex(&worker)
-        } else {
-            info.name.clone()
-        };
+        let who = worker_label(&info.name, &worker);
         let mut corrected = false;
         let heartbeat_ms = info
             .heartbeat_ms
@@ -1555,6 +1547,15 @@ fn first_ticket() -> u64 {
             .map_or(0, |d| d.as_nanos() as u64)
     });
     (1 << 32) + random % ((1 << 62) - (1 << 32))
+}
+
+/// A worker's name for logs: the name it announced, else its routing identity in hex.
+fn worker_label(name: &str, id: &[u8]) -> String {
+    if name.is_empty() {
+        hex(id)
+    } else {
+        name.to_owned()
+    }
 }
 
 /// Short printable form of a routing identity for logs.

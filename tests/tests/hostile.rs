@@ -252,48 +252,37 @@ fn a_peer_that_claims_the_next_generated_id_cannot_crash_the_broker() {
     );
 }
 
-/// MessagePack str header for a string of `len` bytes.
-fn msgpack_str(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + 5);
-    match text.len() {
-        n if n < 32 => out.push(0xa0 | n as u8),
-        n if n < 256 => out.extend_from_slice(&[0xd9, n as u8]),
-        n if n < 65_536 => {
-            out.push(0xda);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0xdb);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(text.as_bytes());
-    out
-}
-
 #[test]
 fn one_huge_ready_neither_stalls_the_broker_nor_grows_it_without_bound() {
     let broker = BrokerProcess::start(&["--heartbeat-liveness", "3"]);
     let _real = WorkerProcess::start(&broker.backend, "real", &["--heartbeat-ms", "250"]);
     broker.wait_for_workers("add", 1);
     // 40 000 functions, the first with a 256 KiB doc and a 64 KiB signature.
-    let count = 40_000u32;
-    let mut ready = b"\x83\xa8capacity\x01\xacheartbeat_ms\xcd\x13\x88\xa9functions\xdd".to_vec();
-    ready.extend_from_slice(&count.to_be_bytes());
-    for i in 0..count {
-        let (doc, signature) = if i == 0 {
-            ("d".repeat(256 * 1024), "s".repeat(64 * 1024))
-        } else {
-            (String::new(), String::new())
-        };
-        ready.push(0x83);
-        ready.extend_from_slice(&msgpack_str("name"));
-        ready.extend_from_slice(&msgpack_str(&format!("flood.{i:05}")));
-        ready.extend_from_slice(&msgpack_str("doc"));
-        ready.extend_from_slice(&msgpack_str(&doc));
-        ready.extend_from_slice(&msgpack_str("signature"));
-        ready.extend_from_slice(&msgpack_str(&signature));
-    }
+    let functions = (0..40_000)
+        .map(|i| switchboard_protocol::FunctionInfo {
+            name: format!("flood.{i:05}"),
+            doc: if i == 0 {
+                "d".repeat(256 * 1024)
+            } else {
+                String::new()
+            },
+            signature: if i == 0 {
+                "s".repeat(64 * 1024)
+            } else {
+                String::new()
+            },
+            retry_safe: false,
+            inline: false,
+        })
+        .collect();
+    let ready = switchboard_protocol::codec::encode(&switchboard_protocol::ReadyInfo {
+        capacity: 1,
+        inline_capacity: 0,
+        heartbeat_ms: 5_000,
+        functions,
+        name: String::new(),
+    })
+    .unwrap();
     let (_ctx, flooder) = raw_socket(zmq::DEALER, &broker.backend);
     flooder
         .send_multipart([&b"SBW2\x01"[..], &ready], 0)
