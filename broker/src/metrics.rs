@@ -147,6 +147,10 @@ impl Metrics {
                 ),
             ],
             broker_errors,
+            auth_rejections: {
+                let (frontend, backend) = router.auth_rejections();
+                [frontend, backend]
+            },
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
         }
@@ -171,6 +175,7 @@ struct Snapshot {
     in_flight: i64,
     counters: [(&'static str, &'static str, u64); 5],
     broker_errors: Vec<(&'static str, u64)>,
+    auth_rejections: [u64; 2],
     bytes_in: [u64; 2],
     bytes_out: [u64; 2],
 }
@@ -264,6 +269,11 @@ impl Collector for Snapshot {
                 .encode_counter::<NoLabelSet, _, u64>(n, None)?;
         }
         for (metric, help, values) in [
+            (
+                "switchboard_auth_rejections",
+                "Peers refused at the handshake (CURVE), by socket.",
+                self.auth_rejections,
+            ),
             (
                 "switchboard_received_bytes",
                 "Bytes received, by socket.",
