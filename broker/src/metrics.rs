@@ -324,6 +324,11 @@ mod tests {
             text.contains("switchboard_call_duration_seconds_bucket{le=\"+Inf\",function=\"f\"} 3")
         );
         assert!(text.contains("switchboard_call_duration_seconds_count{function=\"f\"} 3"));
+        assert!(
+            text.contains("switchboard_auth_rejections_total{socket=\"frontend\"} 0"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]
