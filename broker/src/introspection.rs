@@ -1,11 +1,11 @@
 //! The broker's built-in functions in the reserved `system.` namespace,
-//! answered from the router's registrations without involving a worker.
+//! answered from the broker's state (through [`View`]) without involving a worker.
 
 use switchboard_protocol::args::{decode_args, ArgsError, ArgsShape};
 use switchboard_protocol::codec::encode_result;
 use switchboard_protocol::{ErrorCode, FunctionListing, FunctionVariant, RemoteError};
 
-use crate::router::{FunctionSummary, Router, RouterStats};
+use crate::view::{FunctionSummary, RouterStats, View};
 
 /// Names of the built-in functions (besides `system.batch`, which is a frame-level form).
 pub const BUILTINS: [&str; 5] = [
@@ -17,7 +17,7 @@ pub const BUILTINS: [&str; 5] = [
 ];
 
 /// Answers a `system.` call with a reply body, or the error to reply with.
-pub fn answer(router: &Router, function: &str, body: &[u8]) -> Result<Vec<u8>, RemoteError> {
+pub fn answer(router: &dyn View, function: &str, body: &[u8]) -> Result<Vec<u8>, RemoteError> {
     let encoded = match function {
         "system.ping" => {
             no_arguments(function, body)?;

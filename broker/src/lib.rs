@@ -10,8 +10,8 @@
 //! - `backlog` — replies waiting for clients that read slowly, within byte budgets.
 //! - [`background`] — helper threads that stop and join when dropped.
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
-//! - [`deadlines`] — the calls' deadlines, earliest first (a heap with lazy deletion).
-//! - [`router`] — [`router::Router`], routing state and decisions (no I/O).
+//! - [`router`] — [`router::Router`], routing state and decisions (no I/O): a folder of
+//!   owned tables (calls and deadlines, functions and queues, workers, batches).
 //! - `handshakes` — socket monitors that count handshakes refused before ZAP is asked.
 //! - [`http`] — the `/metrics` and `/health` HTTP endpoint.
 //! - [`introspection`] — the built-in `system.` functions, answered from the router's state.
@@ -19,13 +19,13 @@
 //! - [`memory`] — returns freed memory to the OS after a flood drains.
 //! - [`metrics`] — Prometheus counters and histograms, rendered on request.
 //! - [`server`] — [`server::Broker`], the sockets and the poll loop that feeds the router.
+//! - [`view`] — what the router shows of its state ([`view::View`]) and reports as calls end.
 //! - [`error`] — [`BrokerError`].
 
 pub mod auth;
 pub mod background;
 mod backlog;
 pub mod config;
-pub mod deadlines;
 pub mod error;
 mod handshakes;
 pub mod http;
@@ -35,6 +35,7 @@ pub mod memory;
 pub mod metrics;
 pub mod router;
 pub mod server;
+pub mod view;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
@@ -43,6 +44,6 @@ pub use switchboard_protocol::Shutdown;
 
 /// Binds the broker's sockets and runs its loop until `shutdown` is triggered; returns
 /// the counters of its lifetime.
-pub fn run(config: BrokerConfig, shutdown: Shutdown) -> Result<router::RouterStats, BrokerError> {
+pub fn run(config: BrokerConfig, shutdown: Shutdown) -> Result<view::RouterStats, BrokerError> {
     Broker::bind(config)?.run(shutdown)
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics: counted by the router as calls end, rendered on request by the
+//! Prometheus metrics: counted by the socket loop from the calls the router reports
+//! ended, rendered on request by the
 //! official client library.
 //!
 //! Latency histograms use fixed buckets so that series from many brokers aggregate.
@@ -7,13 +8,12 @@ use std::collections::HashMap;
 
 /// Maps updated on every call: a fast hasher (keys are function names and fixed outcome codes).
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::router::{FunctionSummary, Router};
+use crate::view::{CallEnded, FunctionSummary, View};
 
 /// Upper bounds of the latency buckets, in seconds.
 pub const BUCKETS: [f64; 15] = [
@@ -64,14 +64,17 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Records a call that ended: `outcome` is `"ok"` or an error code; `elapsed` since the broker received it.
-    pub fn call_ended(&mut self, function: &str, outcome: &'static str, elapsed: Duration) {
-        let entry = match self.functions.get_mut(function) {
+    /// Records a call that ended, as the router reported it.
+    pub fn call_ended(&mut self, ended: &CallEnded) {
+        let entry = match self.functions.get_mut(&*ended.function) {
             Some(entry) => entry,
-            None => self.functions.entry(function.to_owned()).or_default(),
+            None => self
+                .functions
+                .entry(ended.function.to_string())
+                .or_default(),
         };
-        *entry.outcomes.entry(outcome).or_default() += 1;
-        entry.latency.observe(elapsed.as_secs_f64());
+        *entry.outcomes.entry(ended.outcome).or_default() += 1;
+        entry.latency.observe(ended.latency.as_secs_f64());
     }
 
     /// Counts bytes received on a socket.
@@ -87,7 +90,7 @@ impl Metrics {
     /// Renders everything in the OpenMetrics text format, through the official Prometheus
     /// client library (`prometheus-client`): the loop takes a snapshot of what it counts
     /// and the library writes it out.
-    pub fn render(&self, router: &Router) -> String {
+    pub fn render(&self, router: &dyn View) -> String {
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(self.snapshot(router)));
         let mut out = String::with_capacity(4096);
@@ -96,7 +99,7 @@ impl Metrics {
         out
     }
 
-    fn snapshot(&self, router: &Router) -> Snapshot {
+    fn snapshot(&self, router: &dyn View) -> Snapshot {
         let mut functions: Vec<(String, FunctionMetrics)> = self
             .functions
             .iter()
@@ -299,14 +302,23 @@ impl Collector for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::RouterConfig;
+    use crate::router::{Router, RouterConfig};
+    use std::time::Duration;
+
+    fn ended(function: &str, outcome: &'static str, latency: Duration) -> CallEnded {
+        CallEnded {
+            function: function.into(),
+            outcome,
+            latency,
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_in_the_rendering() {
         let mut metrics = Metrics::default();
-        metrics.call_ended("f", "ok", Duration::from_micros(300));
-        metrics.call_ended("f", "ok", Duration::from_millis(20));
-        metrics.call_ended("f", "TIMEOUT", Duration::from_secs(60));
+        metrics.call_ended(&ended("f", "ok", Duration::from_micros(300)));
+        metrics.call_ended(&ended("f", "ok", Duration::from_millis(20)));
+        metrics.call_ended(&ended("f", "TIMEOUT", Duration::from_secs(60)));
         let text = metrics.render(&Router::new(RouterConfig::default()));
         assert!(
             text.contains("switchboard_calls_total{function=\"f\",outcome=\"ok\"} 2"),
@@ -334,7 +346,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let mut metrics = Metrics::default();
-        metrics.call_ended("a\"b\\c\nd", "ok", Duration::from_micros(1));
+        metrics.call_ended(&ended("a\"b\\c\nd", "ok", Duration::from_micros(1)));
         let text = metrics.render(&Router::new(RouterConfig::default()));
         assert!(text.contains(r#"function="a\"b\\c\nd""#), "{text}");
         assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);

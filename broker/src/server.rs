@@ -14,8 +14,9 @@ use crate::error::BrokerError;
 use crate::handshakes;
 use crate::http::{self, MetricsRequest};
 use crate::memory;
-use crate::metrics::Socket;
-use crate::router::{Action, Dispatch, Router, RouterStats, WorkerId};
+use crate::metrics::{Metrics, Socket};
+use crate::router::{Action, Dispatch, Router, WorkerId};
+use crate::view::{RouterStats, View};
 use switchboard_protocol::client::{parse_request, reject_oversized};
 use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
@@ -25,6 +26,9 @@ use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, Work
 use switchboard_protocol::{Frame, ProtocolError, Shutdown};
 use tracing::{debug, info, warn};
 
+/// Debug builds check the router's invariants after each round while it holds at most
+/// this many calls (the check is linear in what it holds).
+const INVARIANT_CHECK_MAX_CALLS: usize = 2_048;
 /// Messages taken from one socket before the loop looks at the other.
 const BATCH: usize = 256;
 /// Extra rounds of draining both sockets, without polling, while messages keep coming.
@@ -74,7 +78,10 @@ pub struct Broker {
     /// the next one is likely to have.
     expected_frames: (usize, usize),
     config: BrokerConfig,
-    metrics: Option<MetricsEndpoint>,
+    /// What `/metrics` shows beyond the router's own counters: bytes per socket, and
+    /// outcomes and latencies of the calls the router reports ended.
+    metrics: Metrics,
+    metrics_endpoint: Option<MetricsEndpoint>,
 }
 
 /// The HTTP endpoint's thread and the channel it asks for metrics on.
@@ -175,7 +182,7 @@ impl Broker {
             ],
             None => Vec::new(),
         };
-        let metrics = match &config.metrics {
+        let metrics_endpoint = match &config.metrics {
             Some(address) => Some(start_metrics(address)?),
             None => None,
         };
@@ -195,13 +202,14 @@ impl Broker {
             backlogs: Backlogs::new(config.client_backlog_bytes, config.backlog_bytes),
             expected_frames: (8, 8),
             config,
-            metrics,
+            metrics: Metrics::default(),
+            metrics_endpoint,
         })
     }
 
     /// The bound address of the `/metrics` endpoint, if one was asked for.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|m| m.address)
+        self.metrics_endpoint.as_ref().map(|m| m.address)
     }
 
     /// The endpoints actually bound (with real ports when `*` or `0` was asked for).
@@ -248,7 +256,7 @@ impl Broker {
                     let abandoned = self.router.calls_in_progress();
                     if abandoned > 0 {
                         warn!(abandoned, "shutdown grace period over");
-                        self.router.abandon_all(&mut self.outbox);
+                        self.router.abandon_all(now, &mut self.outbox);
                         self.flush_all(now);
                     }
                     stopping = Some(Stopping::Closing {
@@ -279,7 +287,7 @@ impl Broker {
             let mut items = [
                 self.frontend.as_poll_item(zmq::POLLIN),
                 self.backend.as_poll_item(zmq::POLLIN),
-                match &self.metrics {
+                match &self.metrics_endpoint {
                     Some(metrics) => metrics.wake.poll_item(),
                     None => zmq::PollItem::from_fd(-1, zmq::POLLIN),
                 },
@@ -319,6 +327,11 @@ impl Broker {
             self.router.tick(now, &mut self.outbox);
             self.flush_all(now);
             let held = self.router.calls_in_progress();
+            // Debug builds (the test suite's broker) check the router after every round,
+            // while the check stays cheap.
+            if cfg!(debug_assertions) && held <= INVARIANT_CHECK_MAX_CALLS {
+                self.router.check_invariants();
+            }
             high_water = high_water.max(held);
             if high_water >= 10_000 && held <= high_water / 16 {
                 debug!(high_water, held, "flood drained; returning memory");
@@ -358,10 +371,15 @@ impl Broker {
 
     /// Answers every pending `/metrics` request with the current text.
     fn serve_metrics(&mut self) {
-        let Some(metrics) = &self.metrics else { return };
-        metrics.wake.drain();
-        while let Ok(reply) = metrics.requests.try_recv() {
-            let _ = reply.try_send(self.router.metrics().render(&self.router));
+        let Some(endpoint) = &self.metrics_endpoint else {
+            return;
+        };
+        endpoint.wake.drain();
+        for ended in self.router.take_ended() {
+            self.metrics.call_ended(&ended);
+        }
+        while let Ok(reply) = endpoint.requests.try_recv() {
+            let _ = reply.try_send(self.metrics.render(&self.router));
         }
     }
 
@@ -397,7 +415,7 @@ impl Broker {
                 (Err(oversized), bytes)
             }
         };
-        self.router.metrics_mut().received(which, size);
+        self.metrics.received(which, size);
         Ok(Some(received))
     }
 
@@ -507,6 +525,9 @@ impl Broker {
     /// peer that cannot take a message right now loses that message (and a worker
     /// is then declared lost).
     fn flush(&mut self, now: Instant) {
+        for ended in self.router.take_ended() {
+            self.metrics.call_ended(&ended);
+        }
         while !self.outbox.is_empty() {
             // Swapped with a spare vector, so both keep their capacity from flush to flush.
             let spare = std::mem::take(&mut self.spare_outbox);
@@ -538,7 +559,7 @@ impl Broker {
     /// loses it.
     fn send_to_client(&mut self, frames: Vec<Frame>, replies: usize) {
         let size = frames.iter().map(|f| f.len()).sum();
-        self.router.metrics_mut().sent(Socket::Frontend, size);
+        self.metrics.sent(Socket::Frontend, size);
         // Behind replies already waiting for this client, if any.
         if !self.backlogs.is_empty() && self.backlogs.has(&frames) {
             return self.hold(frames, replies);
@@ -630,7 +651,7 @@ impl Broker {
     fn send_to_worker(&mut self, worker: WorkerId, message: BrokerMessage, now: Instant) {
         let frames = message.into_frames(&worker);
         let size = frames.iter().map(|f| f.len()).sum();
-        self.router.metrics_mut().sent(Socket::Backend, size);
+        self.metrics.sent(Socket::Backend, size);
         // ZeroMQ refuses a message on its first frame (unknown peer, or its queue is full),
         // and then hands every frame back: nothing of it left.
         let Err((error, frames)) = try_send_frames(&self.backend, frames) else {

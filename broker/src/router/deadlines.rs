@@ -16,14 +16,14 @@ const SLACK: usize = 1024;
 
 /// Deadlines of calls, by ticket.
 #[derive(Debug, Default)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     heap: BinaryHeap<Reverse<(Instant, Ticket)>>,
 }
 
 impl Deadlines {
     /// Records a call's deadline. `live` tells which tickets are still held, for the
     /// occasional sweep; `held` is how many there are.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         at: Instant,
         ticket: Ticket,
@@ -35,42 +35,43 @@ impl Deadlines {
     }
 
     /// Drops the entries of calls no longer held once they outnumber the held ones.
-    pub fn sweep(&mut self, held: usize, live: impl Fn(Ticket) -> bool) {
+    pub(crate) fn sweep(&mut self, held: usize, live: impl Fn(Ticket) -> bool) {
         if self.heap.len() > 2 * held + SLACK {
             self.heap.retain(|Reverse((_, ticket))| live(*ticket));
         }
     }
 
     /// The earliest deadline (possibly of a call that has already ended).
-    pub fn first(&self) -> Option<Instant> {
+    pub(crate) fn first(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Takes the next entry due at `now`, if any (its call may have ended).
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Ticket)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Ticket)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
             _ => None,
         }
     }
 
+    /// The tickets of every entry kept, in no order (for checks).
+    pub(crate) fn tickets(&self) -> impl Iterator<Item = Ticket> + '_ {
+        self.heap.iter().map(|Reverse((_, ticket))| *ticket)
+    }
+
     /// Forgets every deadline.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.heap.clear();
     }
 
     /// How many entries are kept, stale ones included.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
 
-    /// Whether no entry is kept.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
-
     /// Gives back memory after a flood drained.
-    pub fn shrink(&mut self, floor: usize) {
+    pub(crate) fn shrink(&mut self, floor: usize) {
         if self.heap.capacity() > floor && self.heap.len() < self.heap.capacity() / 8 {
             self.heap.shrink_to(floor.max(self.heap.len() * 2));
         }

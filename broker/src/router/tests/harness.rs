@@ -1,0 +1,202 @@
+//! A router driven by hand for tests: workers and clients are names, time moves only
+//! when told, every step checks the router's invariants, and the outbox is read back
+//! as dispatches and reply codes.
+
+use std::time::{Duration, Instant};
+
+use switchboard_protocol::client::{BatchRequest, Incoming, Request};
+use switchboard_protocol::codec::decode_reply;
+use switchboard_protocol::route::ReplyRoute;
+use switchboard_protocol::worker::{ReplyBatch, Ticket, WorkerMessage};
+use switchboard_protocol::{CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, Value};
+
+use crate::router::{Action, Router, RouterConfig, WorkerId};
+
+/// A result body (`{"result": 1}`).
+pub(super) fn ok_body() -> Frame {
+    Frame::from(&b"\x81\xa6result\x01"[..])
+}
+
+/// An empty argument list.
+pub(super) fn no_args() -> Frame {
+    Frame::from(&b"\x80"[..])
+}
+
+/// A worker's identity from its name in the test.
+pub(super) fn id(name: &str) -> WorkerId {
+    WorkerId::from(name.as_bytes())
+}
+
+/// A READY announcing `functions` (plain: not retry-safe, not inline), heartbeat 100 ms.
+pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
+    ReadyInfo {
+        capacity,
+        heartbeat_ms: 100,
+        functions: functions
+            .iter()
+            .map(|name| FunctionInfo {
+                name: (*name).into(),
+                doc: String::new(),
+                signature: String::new(),
+                retry_safe: false,
+                inline: false,
+            })
+            .collect(),
+        inline_capacity: 0,
+        name: String::new(),
+    }
+}
+
+/// The router under test, its clock and its outbox.
+pub(super) struct Harness {
+    pub(super) router: Router,
+    pub(super) now: Instant,
+    pub(super) out: Vec<Action>,
+}
+
+impl Harness {
+    /// A router whose queues hold two calls per function.
+    pub(super) fn new() -> Harness {
+        Harness::with(RouterConfig {
+            queue_capacity: 2,
+            ..RouterConfig::default()
+        })
+    }
+
+    /// A router with this configuration.
+    pub(super) fn with(config: RouterConfig) -> Harness {
+        Harness {
+            router: Router::new(config),
+            now: Instant::now(),
+            out: Vec::new(),
+        }
+    }
+
+    fn checked(&mut self) -> &mut Self {
+        self.router.check_invariants();
+        self
+    }
+
+    /// Worker `name` registers `functions` with `capacity` slots.
+    pub(super) fn ready(&mut self, name: &str, functions: &[&str], capacity: u32) -> &mut Self {
+        self.ready_with(name, ready_info(functions, capacity))
+    }
+
+    /// Worker `name` registers with this READY.
+    pub(super) fn ready_with(&mut self, name: &str, info: ReadyInfo) -> &mut Self {
+        self.message(name, WorkerMessage::Ready(info))
+    }
+
+    /// Worker `name` sends a message.
+    pub(super) fn message(&mut self, name: &str, message: WorkerMessage) -> &mut Self {
+        let now = self.now;
+        self.router
+            .worker_message(id(name), message, now, &mut self.out);
+        self.checked()
+    }
+
+    /// Worker `name` answers `ticket` with `body`.
+    pub(super) fn reply_with(&mut self, name: &str, ticket: Ticket, body: Frame) -> &mut Self {
+        self.message(name, WorkerMessage::Reply(ReplyBatch::single(ticket, body)))
+    }
+
+    /// Worker `name` answers `ticket` with a result.
+    pub(super) fn reply(&mut self, name: &str, ticket: Ticket) -> &mut Self {
+        self.reply_with(name, ticket, ok_body())
+    }
+
+    /// A client calls `function` with call id `id`.
+    pub(super) fn call(&mut self, function: &str, id: u64, timeout_ms: Option<u64>) -> &mut Self {
+        let header = CallHeader { id, timeout_ms };
+        let request = Incoming::Call(Request {
+            route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
+            function: function.into(),
+            header,
+            body: no_args(),
+        });
+        self.submit(request)
+    }
+
+    /// A client sends a `system.batch` of calls to `functions`.
+    pub(super) fn batch(&mut self, id: u64, functions: &[&str]) -> &mut Self {
+        let header = CallHeader {
+            id,
+            timeout_ms: None,
+        };
+        let batch = Incoming::Batch(BatchRequest {
+            route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
+            header,
+            calls: functions
+                .iter()
+                .map(|f| (Ok((*f).to_owned()), no_args()))
+                .collect(),
+        });
+        self.submit(batch)
+    }
+
+    fn submit(&mut self, incoming: Incoming) -> &mut Self {
+        let now = self.now;
+        self.router.submit(incoming, now, &mut self.out);
+        self.checked()
+    }
+
+    /// A send to worker `name` failed; `undelivered` were on their way to it.
+    pub(super) fn unreachable(&mut self, name: &str, undelivered: &[Ticket]) -> &mut Self {
+        let now = self.now;
+        let undelivered = undelivered.iter().map(|t| (*t, no_args())).collect();
+        self.router
+            .worker_unreachable(name.as_bytes(), undelivered, now, &mut self.out);
+        self.checked()
+    }
+
+    /// Moves the clock `ms` milliseconds on and lets the router act on it.
+    pub(super) fn advance(&mut self, ms: u64) -> &mut Self {
+        self.now += Duration::from_millis(ms);
+        let now = self.now;
+        self.router.tick(now, &mut self.out);
+        self.checked()
+    }
+
+    /// Forgets what the outbox holds.
+    pub(super) fn clear(&mut self) -> &mut Self {
+        self.out.clear();
+        self
+    }
+
+    /// The worker and ticket of every REQUEST in the outbox.
+    pub(super) fn dispatched(&self) -> Vec<(WorkerId, Ticket)> {
+        self.out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Run { worker, call } => Some((worker.clone(), call.ticket)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The ticket of the only REQUEST in the outbox.
+    pub(super) fn the_ticket(&self) -> Ticket {
+        let dispatched = self.dispatched();
+        assert_eq!(dispatched.len(), 1, "{dispatched:?}");
+        dispatched[0].1
+    }
+
+    /// The error code of every reply in the outbox (`None` for forwarded results).
+    pub(super) fn reply_codes(&self) -> Vec<Option<ErrorCode>> {
+        self.replies()
+            .iter()
+            .map(|body| decode_reply::<Value>(body).unwrap().err().map(|e| e.code))
+            .collect()
+    }
+
+    /// The body of every reply in the outbox.
+    pub(super) fn replies(&self) -> Vec<Vec<u8>> {
+        self.out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Reply { body, .. } => Some(body.to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,515 @@
+//! Router tests: each step goes through [`harness::Harness`], which checks the
+//! router's invariants after it.
+
+mod harness;
+
+use std::time::Duration;
+
+use switchboard_protocol::codec::{decode_reply, encode_result};
+use switchboard_protocol::worker::WorkerMessage;
+use switchboard_protocol::{ErrorCode, Frame, Value};
+
+use super::{
+    Action, RouterConfig, View, HEARTBEAT_RANGE_MS, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER,
+};
+use harness::{id, ready_info, Harness};
+
+#[test]
+fn unknown_function_is_refused_at_once() {
+    let mut h = Harness::new();
+    h.call("nope", 1, None);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::UnknownFunction)]);
+}
+
+#[test]
+fn a_zero_timeout_is_answered_timeout_without_dispatch() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1).call("f", 1, Some(0));
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout)]);
+    assert!(h.dispatched().is_empty());
+    // Absent (or nil): the broker's default deadline.
+    h.call("f", 2, None);
+    assert_eq!(h.dispatched().len(), 1);
+}
+
+#[test]
+fn calls_go_to_the_worker_with_most_free_slots() {
+    let mut h = Harness::new();
+    h.ready("small", &["f"], 1).ready("big", &["f"], 3);
+    for call in 0..4 {
+        h.call("f", call, None);
+    }
+    let workers: Vec<_> = h.dispatched().into_iter().map(|(w, _)| w).collect();
+    assert_eq!(workers, [id("big"), id("big"), id("small"), id("big")]);
+}
+
+#[test]
+fn inline_functions_have_their_own_budget_beside_the_slots() {
+    let mut h = Harness::with(RouterConfig::default());
+    let mut info = ready_info(&["slow", "fast"], 1);
+    info.functions[1].inline = true;
+    info.inline_capacity = 3;
+    h.ready_with("w", info);
+    for call in 0..2 {
+        h.call("slow", call, None);
+    }
+    for call in 10..14 {
+        h.call("fast", call, None);
+    }
+    // One slow call fills the one slot; three fast ones fill the inline budget.
+    let running = h.dispatched();
+    assert_eq!(running.len(), 4);
+    assert_eq!(h.router.workers()[0].running, 4);
+    let queued: Vec<(String, usize)> = h
+        .router
+        .functions()
+        .into_iter()
+        .map(|f| (f.info.name, f.queued))
+        .collect();
+    assert!(queued.contains(&("slow".into(), 1)) && queued.contains(&("fast".into(), 1)));
+    // A fast reply frees an inline place, which goes to the waiting fast call only.
+    let (_, fast_ticket) = running[1];
+    h.clear().reply("w", fast_ticket);
+    assert_eq!(h.dispatched().len(), 1);
+    let functions = h.router.functions();
+    let slow = functions.iter().find(|f| f.info.name == "slow").unwrap();
+    assert_eq!((slow.queued, slow.running), (1, 1));
+}
+
+#[test]
+fn equal_workers_take_turns() {
+    let mut h = Harness::new();
+    h.ready("a", &["f"], 1).ready("b", &["f"], 1);
+    let mut seen = Vec::new();
+    for call in 0..4 {
+        h.clear().call("f", call, None);
+        let (worker, ticket) = h.dispatched().remove(0);
+        h.reply(std::str::from_utf8(&worker).unwrap(), ticket);
+        seen.push(worker);
+    }
+    assert_ne!(seen[0], seen[1]);
+    assert_eq!((&seen[0], &seen[1]), (&seen[2], &seen[3]));
+}
+
+#[test]
+fn busy_workers_queue_calls_then_overload() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1);
+    for call in 0..4 {
+        h.call("f", call, None);
+    }
+    // One runs, two wait (queue capacity 2), the fourth is refused.
+    let ticket = h.the_ticket();
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Overloaded)]);
+    h.clear().reply("w", ticket);
+    // The reply goes out and the oldest queued call is dispatched.
+    assert_eq!(h.reply_codes(), [None]);
+    assert_eq!(h.dispatched().len(), 1);
+}
+
+#[test]
+fn queued_call_times_out_at_its_deadline() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1)
+        .call("f", 1, Some(10_000))
+        .call("f", 2, Some(50))
+        .clear()
+        .advance(40);
+    assert!(h.reply_codes().is_empty());
+    h.advance(20);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout)]);
+    assert_eq!(h.router.functions()[0].queued, 0);
+}
+
+#[test]
+fn calls_that_expire_in_the_middle_of_a_queue_leave_it_in_order() {
+    let mut h = Harness::with(RouterConfig::default());
+    h.ready("w", &["f"], 1).call("f", 0, None);
+    let running = h.the_ticket();
+    // Queued: every odd call has a short deadline.
+    for call in 1..=40 {
+        h.call("f", call, Some(if call % 2 == 1 { 10 } else { 60_000 }));
+    }
+    h.clear().advance(20);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout); 20]);
+    assert_eq!(h.router.functions()[0].queued, 20);
+    // The survivors run in the order they came.
+    let mut order = Vec::new();
+    let mut ticket = running;
+    for _ in 0..20 {
+        h.clear().reply("w", ticket);
+        ticket = h.the_ticket();
+        order.push(ticket);
+    }
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_eq!(h.router.functions()[0].queued, 0);
+}
+
+#[test]
+fn silent_worker_is_lost_and_its_calls_fail() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 2).call("f", 1, None).clear();
+    // Heartbeat 100 ms, liveness 3: lost after 300 ms of silence.
+    h.advance(250);
+    assert!(h.reply_codes().is_empty());
+    h.advance(51);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::WorkerLost)]);
+    assert_eq!(h.router.worker_count(), 0);
+    assert_eq!(h.router.stats().workers_lost, 1);
+}
+
+/// A READY of `safe` (retry-safe) and `unsafe`, two slots.
+fn safe_and_unsafe() -> switchboard_protocol::ReadyInfo {
+    let mut info = ready_info(&["safe", "unsafe"], 2);
+    info.functions[0].retry_safe = true;
+    info
+}
+
+#[test]
+fn retry_safe_call_moves_to_another_worker_when_its_worker_is_lost() {
+    let mut h = Harness::new();
+    h.ready_with("a", safe_and_unsafe())
+        .call("safe", 1, None)
+        .call("unsafe", 2, None);
+    let on_a = h.dispatched();
+    assert_eq!(on_a.len(), 2);
+    h.ready_with("b", safe_and_unsafe())
+        .clear()
+        .unreachable("a", &[]);
+    assert_eq!(
+        h.dispatched(),
+        [(id("b"), on_a[0].1)],
+        "safe call re-sent to b"
+    );
+    assert_eq!(
+        h.reply_codes(),
+        [Some(ErrorCode::WorkerLost)],
+        "unsafe call fails"
+    );
+    assert_eq!(h.router.stats().retries, 1);
+}
+
+#[test]
+fn retry_safe_call_gives_up_after_max_attempts() {
+    let mut h = Harness::with(RouterConfig {
+        max_attempts: 2,
+        ..RouterConfig::default()
+    });
+    let mut info = ready_info(&["safe"], 1);
+    info.functions[0].retry_safe = true;
+    for worker in ["a", "b", "c"] {
+        h.ready_with(worker, info.clone());
+    }
+    h.call("safe", 1, None);
+    for attempt in 1..=2 {
+        let (worker, _) = h.dispatched().pop().expect("dispatched");
+        h.clear()
+            .unreachable(std::str::from_utf8(&worker).unwrap(), &[]);
+        if attempt == 2 {
+            assert_eq!(h.reply_codes(), [Some(ErrorCode::WorkerLost)]);
+            assert!(h.dispatched().is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_call_whose_send_failed_goes_to_another_worker_not_worker_lost() {
+    let mut h = Harness::new();
+    h.ready("dead", &["f"], 3).ready("alive", &["f"], 1);
+    h.call("f", 0, None).call("f", 1, None);
+    let sent = h.dispatched();
+    assert!(sent.iter().all(|(w, _)| *w == id("dead")), "{sent:?}");
+    let tickets: Vec<_> = sent.iter().map(|(_, t)| *t).collect();
+    h.clear().unreachable("dead", &tickets);
+    // Neither call ran, so neither fails: the first goes to the one free slot left,
+    // in its original order; the second waits for it.
+    assert!(h.reply_codes().is_empty(), "{:?}", h.reply_codes());
+    assert_eq!(h.dispatched(), [(id("alive"), tickets[0])]);
+    assert_eq!(h.router.functions()[0].queued, 1);
+    assert_eq!(h.router.stats().workers_lost, 1);
+    h.clear().reply("alive", tickets[0]);
+    assert_eq!(h.dispatched(), [(id("alive"), tickets[1])]);
+}
+
+#[test]
+fn a_worker_announcing_a_huge_heartbeat_still_dies() {
+    for heartbeat_ms in [1u64 << 32, u64::MAX] {
+        let mut h = Harness::new();
+        let mut info = ready_info(&["f"], 1);
+        info.heartbeat_ms = heartbeat_ms;
+        h.ready_with("w", info).call("f", 1, Some(600_000));
+        // Clamped to 30 s: lost after 3 silent intervals, long before the call's deadline.
+        let limit = HEARTBEAT_RANGE_MS.1 * 3;
+        h.advance(limit - 1);
+        assert_eq!(h.router.stats().workers_lost, 0);
+        h.advance(1);
+        assert_eq!(
+            h.router.stats().workers_lost,
+            1,
+            "heartbeat_ms {heartbeat_ms}"
+        );
+        assert_eq!(h.reply_codes(), [Some(ErrorCode::WorkerLost)]);
+        assert_eq!(h.router.stats().ready_corrected, 1);
+    }
+}
+
+#[test]
+fn a_ready_that_cannot_work_is_refused_and_bad_names_are_ignored() {
+    let mut h = Harness::new();
+    h.ready("a", &["f"], 0);
+    let long = "x".repeat(256);
+    h.ready("b", &["", &long, "system.ping", "bad\u{7}"], 1);
+    assert_eq!(h.router.stats().ready_refused, 2);
+    assert_eq!(h.router.worker_count(), 0);
+    // Refused: still unknown, so its next message is answered "send READY".
+    h.clear().message("a", WorkerMessage::Heartbeat);
+    assert!(matches!(h.out[..], [Action::Disconnect { .. }]));
+    h.ready("c", &["", "f", "f", "system.x"], 1);
+    assert_eq!(h.router.stats().ready_corrected, 1);
+    let names: Vec<String> = h
+        .router
+        .functions()
+        .into_iter()
+        .map(|f| f.info.name)
+        .collect();
+    assert_eq!(names, ["f"]);
+}
+
+#[test]
+fn the_broker_hosts_at_most_max_functions_names_and_hosts_known_ones_beyond() {
+    let mut h = Harness::new();
+    let names: Vec<String> = (0..MAX_FUNCTIONS).map(|i| format!("f{i}")).collect();
+    for (w, chunk) in names.chunks(MAX_FUNCTIONS_PER_WORKER).enumerate() {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        h.ready(&format!("w{w}"), &chunk, 1);
+    }
+    assert_eq!(h.router.functions().len(), MAX_FUNCTIONS);
+    // Full: a known name is still hosted by a new worker, a new one is not.
+    h.ready("extra", &["f0", "f1", "new"], 1);
+    let hosted: Vec<(String, usize)> = h
+        .router
+        .functions()
+        .into_iter()
+        .filter(|f| ["f0", "f1", "new"].contains(&f.info.name.as_str()))
+        .map(|f| (f.info.name, f.workers))
+        .collect();
+    assert_eq!(hosted, [("f0".to_owned(), 2), ("f1".to_owned(), 2)]);
+}
+
+#[test]
+fn hosts_that_disagree_are_shown_and_a_retry_follows_the_host_that_held_the_call() {
+    let mut h = Harness::new();
+    let announce = |h: &mut Harness, name: &str, signature: &str, retry_safe: bool| {
+        let mut info = ready_info(&["f"], 1);
+        info.functions[0].signature = signature.into();
+        info.functions[0].retry_safe = retry_safe;
+        h.ready_with(name, info);
+    };
+    // The first host says retry-safe, the second does not.
+    announce(&mut h, "old", "f(a)", true);
+    announce(&mut h, "new", "f(a, b)", false);
+    assert_eq!(h.router.stats().function_conflicts, 1);
+    let summary = &h.router.functions()[0];
+    assert_eq!(summary.variants.len(), 2);
+    let mut signatures: Vec<&str> = summary
+        .variants
+        .iter()
+        .map(|(v, _)| v.signature.as_str())
+        .collect();
+    signatures.sort();
+    assert_eq!(signatures, ["f(a)", "f(a, b)"]);
+    // Each host gets one call; both hosts are lost: only the call held by the host
+    // that said "retry-safe" is re-dispatched (to the host that is still there).
+    h.call("f", 1, None).call("f", 2, None);
+    assert_eq!(h.dispatched().len(), 2);
+    h.clear().unreachable("new", &[]);
+    assert_eq!(
+        h.reply_codes(),
+        [Some(ErrorCode::WorkerLost)],
+        "new said not retry-safe"
+    );
+    announce(&mut h, "third", "f(a)", false);
+    h.clear().unreachable("old", &[]);
+    assert!(
+        h.reply_codes().is_empty(),
+        "old said retry-safe: {:?}",
+        h.reply_codes()
+    );
+    assert_eq!(h.dispatched().len(), 1);
+    assert_eq!(*h.dispatched()[0].0, *b"third");
+}
+
+#[test]
+fn replies_from_a_worker_declared_lost_are_counted_late() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1).call("f", 1, None);
+    let ticket = h.the_ticket();
+    h.advance(1000);
+    assert_eq!(h.router.stats().workers_lost, 1);
+    h.clear().reply("w", ticket);
+    assert!(h.reply_codes().is_empty());
+    assert_eq!(h.router.stats().late_replies, 1);
+}
+
+#[test]
+fn reply_after_timeout_or_from_wrong_worker_is_dropped() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1)
+        .ready("x", &["g"], 1)
+        .call("f", 1, Some(10));
+    let ticket = h.the_ticket();
+    h.clear().reply("x", ticket);
+    assert!(
+        h.reply_codes().is_empty(),
+        "a stranger's reply is not forwarded"
+    );
+    h.advance(20);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout)]);
+    h.clear().reply("w", ticket);
+    assert!(h.reply_codes().is_empty(), "a late reply is not forwarded");
+    assert_eq!(h.router.stats().late_replies, 2);
+    assert_eq!(h.router.calls_in_progress(), 0);
+}
+
+#[test]
+fn a_timed_out_call_keeps_its_slot_until_the_worker_answers() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1)
+        .call("f", 1, Some(10))
+        .call("f", 2, Some(60_000));
+    let first = h.the_ticket();
+    h.clear().advance(20);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout)]);
+    assert!(h.dispatched().is_empty(), "the slot is still taken");
+    assert_eq!(h.router.calls_in_progress(), 2);
+    h.clear().reply("w", first);
+    assert!(h.reply_codes().is_empty());
+    assert_eq!(
+        h.dispatched().len(),
+        1,
+        "the freed slot takes the queued call"
+    );
+}
+
+#[test]
+fn batch_is_answered_once_with_every_reply_in_order() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 2).batch(5, &["f", "nope", "f"]);
+    let tickets = h.dispatched();
+    assert_eq!(tickets.len(), 2, "both calls to f run in parallel");
+    assert!(
+        h.reply_codes().is_empty(),
+        "no reply before every call is answered"
+    );
+    for (i, (_, ticket)) in tickets.into_iter().enumerate().rev() {
+        h.reply_with("w", ticket, Frame::from(encode_result(&i).unwrap()));
+    }
+    let replies = h.replies();
+    assert_eq!(replies.len(), 1);
+    let slots = decode_reply::<Vec<Value>>(&replies[0]).unwrap().unwrap();
+    assert_eq!(slots[0]["result"], Value::from(0));
+    assert_eq!(slots[1]["error"]["code"].as_str(), Some("UNKNOWN_FUNCTION"));
+    assert_eq!(slots[2]["result"], Value::from(1));
+}
+
+#[test]
+fn a_batch_whose_worker_is_lost_is_still_answered_whole() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 2)
+        .batch(5, &["f", "system.ping", "f"])
+        .clear()
+        .unreachable("w", &[]);
+    let replies = h.replies();
+    assert_eq!(replies.len(), 1);
+    let slots = decode_reply::<Vec<Value>>(&replies[0]).unwrap().unwrap();
+    let codes: Vec<Option<&str>> = slots.iter().map(|s| s["error"]["code"].as_str()).collect();
+    assert_eq!(codes, [Some("WORKER_LOST"), None, Some("WORKER_LOST")]);
+}
+
+#[test]
+fn workers_cannot_register_reserved_names() {
+    let mut h = Harness::new();
+    h.ready("w", &["system.ping", "f"], 1);
+    let names: Vec<_> = h
+        .router
+        .functions()
+        .into_iter()
+        .map(|f| f.info.name)
+        .collect();
+    assert_eq!(names, ["f"]);
+}
+
+#[test]
+fn draining_worker_gets_no_new_calls_and_leaves_when_done() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 2).call("f", 1, None);
+    let ticket = h.the_ticket();
+    h.message("w", WorkerMessage::Disconnect)
+        .clear()
+        .call("f", 2, None);
+    assert!(
+        h.dispatched().is_empty(),
+        "no dispatch to a draining worker"
+    );
+    h.reply("w", ticket);
+    assert_eq!(h.router.worker_count(), 0);
+    // The result of call 1 went out; queued call 2 lost its only host.
+    assert_eq!(h.reply_codes(), [None, Some(ErrorCode::UnknownFunction)]);
+}
+
+#[test]
+fn a_worker_that_registers_again_loses_its_calls_and_keeps_hosting() {
+    let mut h = Harness::new();
+    h.ready("w", &["f", "g"], 1).call("f", 1, None);
+    let old = h.the_ticket();
+    h.call("f", 2, None).clear().ready("w", &["f"], 1);
+    // The held call is lost (not retry-safe), the queued one goes to the new session.
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::WorkerLost)]);
+    let new = h.the_ticket();
+    assert_ne!(old, new);
+    // A reply of the old session is dropped, not taken for the new call.
+    h.clear().reply("w", old);
+    assert!(h.reply_codes().is_empty());
+    assert_eq!(h.router.stats().late_replies, 1);
+    let names: Vec<_> = h
+        .router
+        .functions()
+        .into_iter()
+        .map(|f| f.info.name)
+        .collect();
+    assert_eq!(names, ["f"], "g is no longer announced");
+}
+
+#[test]
+fn abandoning_answers_queued_calls_shutting_down_and_held_ones_worker_lost() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1)
+        .call("f", 1, None)
+        .call("f", 2, None);
+    h.clear();
+    let now = h.now;
+    h.router.abandon_all(now, &mut h.out);
+    h.router.check_invariants();
+    let mut codes = h.reply_codes();
+    codes.sort_by_key(|c| c.map(|c| c.as_str()));
+    assert_eq!(
+        codes,
+        [Some(ErrorCode::ShuttingDown), Some(ErrorCode::WorkerLost)]
+    );
+    assert_eq!(h.router.calls_in_progress(), 0);
+    let ended: Vec<_> = h.router.take_ended().map(|e| e.outcome).collect();
+    assert_eq!(ended.len(), 2);
+}
+
+#[test]
+fn every_ended_call_is_reported_once_with_its_latency_on_the_router_clock() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1).call("f", 1, None);
+    let ticket = h.the_ticket();
+    h.advance(40).reply("w", ticket).call("nope", 2, None);
+    let ended: Vec<_> = h.router.take_ended().collect();
+    assert_eq!(ended.len(), 1, "a refused call never started");
+    assert_eq!(ended[0].outcome, "ok");
+    assert_eq!(ended[0].latency, Duration::from_millis(40));
+    assert_eq!(h.router.take_ended().count(), 0);
+}

@@ -1,0 +1,273 @@
+//! The workers table: each connected worker's budgets, the calls it holds, its
+//! heartbeats, and which worker takes the next call.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_protocol::worker::Ticket;
+use switchboard_protocol::{FunctionInfo, WorkerListing};
+
+use super::ready::Registration;
+use super::{hex, Action, Map, Set, WorkerId};
+
+/// One connected worker.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    /// The name it announced (control characters removed), possibly empty.
+    pub(crate) name: String,
+    /// Its registration number, shown by `system.workers` in place of its routing
+    /// identity (which must stay secret: see `libzmq_seed`).
+    pub(crate) number: u64,
+    /// Under CURVE, the public key its READY came with: only that key speaks for it.
+    pub(crate) key: Option<String>,
+    /// Calls of ordinary functions it holds at once (its executor slots).
+    pub(crate) capacity: u32,
+    /// Calls of its inline functions it holds at once, beyond `capacity`.
+    pub(crate) inline_capacity: u32,
+    /// Tickets of every call it holds.
+    pub(crate) held: Set<Ticket>,
+    /// How many of those run on its inline budget.
+    pub(crate) held_inline: u32,
+    /// What it announced about each function it hosts: the broker retries a call after
+    /// losing this worker only if this worker said the function is retry-safe.
+    pub(crate) functions: Map<Arc<str>, FunctionInfo>,
+    heartbeat: Duration,
+    expires: Instant,
+    next_heartbeat: Instant,
+    /// The dispatch count when it last took a call: ties go to the least recently used.
+    last_dispatch: u64,
+    /// It said it is leaving: no new calls.
+    pub(crate) draining: bool,
+}
+
+impl Worker {
+    /// Its name for logs (see [`worker_label`]).
+    pub(crate) fn label(&self, id: &[u8]) -> String {
+        worker_label(&self.name, id)
+    }
+
+    /// What it announced about `function`, if it hosts it.
+    pub(crate) fn announced(&self, function: &str) -> Option<&FunctionInfo> {
+        self.functions.get(function)
+    }
+
+    /// Whether calls of `function` use its inline budget.
+    pub(crate) fn runs_inline(&self, function: &str) -> bool {
+        self.inline_capacity > 0 && self.announced(function).is_some_and(|f| f.inline)
+    }
+
+    /// Free room for one more call of `function`.
+    pub(crate) fn free_for(&self, function: &str) -> u32 {
+        if self.draining {
+            0
+        } else if self.runs_inline(function) {
+            self.inline_capacity.saturating_sub(self.held_inline)
+        } else {
+            let ordinary = self.held.len() as u32 - self.held_inline;
+            self.capacity.saturating_sub(ordinary)
+        }
+    }
+
+    /// How many calls it holds.
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
+    }
+}
+
+/// Every connected worker, by routing identity.
+#[derive(Default)]
+pub(crate) struct Workers {
+    by_id: Map<WorkerId, Worker>,
+    /// Registrations so far: the last one's number.
+    registrations: u64,
+    /// Calls dispatched so far.
+    dispatches: u64,
+}
+
+impl Workers {
+    /// The worker with this identity.
+    pub(crate) fn get(&self, id: &[u8]) -> Option<&Worker> {
+        self.by_id.get(id)
+    }
+
+    /// The worker with this identity, to change.
+    pub(crate) fn get_mut(&mut self, id: &[u8]) -> Option<&mut Worker> {
+        self.by_id.get_mut(id)
+    }
+
+    /// Whether a worker with this identity is connected.
+    pub(crate) fn contains(&self, id: &[u8]) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// How many workers are connected.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Every connected worker, in no order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&WorkerId, &Worker)> {
+        self.by_id.iter()
+    }
+
+    /// A worker's name for logs, connected or not.
+    pub(crate) fn label(&self, id: &[u8]) -> String {
+        match self.by_id.get(id) {
+            Some(worker) => worker.label(id),
+            None => hex(id),
+        }
+    }
+
+    /// Registers a worker from its checked READY, holding no call; returns the worker it
+    /// replaces under the same identity, if any.
+    pub(crate) fn insert(
+        &mut self,
+        id: WorkerId,
+        registration: Registration,
+        now: Instant,
+        liveness: u32,
+    ) -> Option<Worker> {
+        self.registrations += 1;
+        let heartbeat = registration.heartbeat;
+        let worker = Worker {
+            name: registration.name,
+            number: self.registrations,
+            key: None,
+            capacity: registration.capacity,
+            inline_capacity: registration.inline_capacity,
+            held: Set::default(),
+            held_inline: 0,
+            functions: registration
+                .functions
+                .into_iter()
+                .map(|f| (Arc::from(f.name.as_str()), f))
+                .collect(),
+            heartbeat,
+            expires: now + heartbeat * liveness,
+            next_heartbeat: now + heartbeat,
+            last_dispatch: 0,
+            draining: false,
+        };
+        self.by_id.insert(id, worker)
+    }
+
+    /// Unregisters a worker.
+    pub(crate) fn remove(&mut self, id: &[u8]) -> Option<Worker> {
+        self.by_id.remove(id)
+    }
+
+    /// Heard from a worker: it is alive for `liveness` more heartbeats.
+    pub(crate) fn heard_from(&mut self, id: &[u8], now: Instant, liveness: u32) {
+        if let Some(worker) = self.by_id.get_mut(id) {
+            worker.expires = now + worker.heartbeat * liveness;
+        }
+    }
+
+    /// Among `hosts`, the worker with the most free room for `function`; ties go to the
+    /// least recently used.
+    pub(crate) fn pick(&self, hosts: &[WorkerId], function: &str) -> Option<WorkerId> {
+        hosts
+            .iter()
+            .filter_map(|id| self.by_id.get(id).map(|w| (id, w)))
+            .map(|(id, w)| (id, w, w.free_for(function)))
+            .filter(|(_, _, free)| *free > 0)
+            .max_by_key(|(_, w, free)| (*free, Reverse(w.last_dispatch)))
+            .map(|(id, _, _)| id.clone())
+    }
+
+    /// Records that `id` takes a call of `function`: returns whether it runs inline and
+    /// whether the worker said the function is retry-safe.
+    pub(crate) fn start(&mut self, id: &[u8], ticket: Ticket, function: &str) -> (bool, bool) {
+        self.dispatches += 1;
+        let worker = self
+            .by_id
+            .get_mut(id)
+            .expect("picked from connected workers");
+        worker.last_dispatch = self.dispatches;
+        let inline = worker.runs_inline(function);
+        worker.held.insert(ticket);
+        if inline {
+            worker.held_inline += 1;
+        }
+        let retry_safe = worker.announced(function).is_some_and(|f| f.retry_safe);
+        (inline, retry_safe)
+    }
+
+    /// Records that `id` no longer holds a call; returns whether it is draining and now
+    /// holds none (it may be removed).
+    pub(crate) fn release(&mut self, id: &[u8], ticket: Ticket, inline: bool) -> bool {
+        let Some(worker) = self.by_id.get_mut(id) else {
+            return false;
+        };
+        if worker.held.remove(&ticket) && inline {
+            worker.held_inline -= 1;
+        }
+        worker.draining && worker.held.is_empty()
+    }
+
+    /// Forgets every call every worker holds.
+    pub(crate) fn clear_calls(&mut self) {
+        for worker in self.by_id.values_mut() {
+            worker.held.clear();
+            worker.held_inline = 0;
+        }
+    }
+
+    /// Workers whose heartbeats stopped.
+    pub(crate) fn silent(&self, now: Instant) -> Vec<WorkerId> {
+        self.by_id
+            .iter()
+            .filter(|(_, w)| w.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Queues a HEARTBEAT for each worker whose interval has passed.
+    pub(crate) fn send_heartbeats(&mut self, now: Instant, out: &mut Vec<Action>) {
+        for (id, worker) in &mut self.by_id {
+            if worker.next_heartbeat <= now {
+                worker.next_heartbeat = now + worker.heartbeat;
+                out.push(Action::Heartbeat { worker: id.clone() });
+            }
+        }
+    }
+
+    /// The earliest instant a worker expires or is due a heartbeat.
+    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
+        self.by_id
+            .values()
+            .map(|w| w.expires.min(w.next_heartbeat))
+            .min()
+    }
+
+    /// The connected workers as `system.workers` lists them, by name then number.
+    pub(crate) fn listing(&self) -> Vec<WorkerListing> {
+        let mut list: Vec<(u64, WorkerListing)> = self
+            .by_id
+            .values()
+            .map(|w| {
+                let listing = WorkerListing {
+                    name: w.name.clone(),
+                    id: w.number.to_string(),
+                    capacity: w.capacity,
+                    running: w.held() as u32,
+                    functions: w.functions.len() as u32,
+                    draining: w.draining,
+                };
+                (w.number, listing)
+            })
+            .collect();
+        list.sort_by(|a, b| a.1.name.cmp(&b.1.name).then(a.0.cmp(&b.0)));
+        list.into_iter().map(|(_, listing)| listing).collect()
+    }
+}
+
+/// A worker's name for logs: the name it announced, else its routing identity in hex.
+pub(crate) fn worker_label(name: &str, id: &[u8]) -> String {
+    if name.is_empty() {
+        hex(id)
+    } else {
+        name.to_owned()
+    }
+}

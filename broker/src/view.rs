@@ -1,0 +1,94 @@
+//! What the broker shows of its state, and what it reports as calls end.
+//!
+//! The router implements [`View`]; introspection (`system.*`), `/metrics` and the exit
+//! log read through it, and the router does not know them. This module depends on
+//! neither side, so no import circle runs through it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_protocol::{FunctionInfo, WorkerListing};
+
+/// Read-only access to the broker's state for introspection and metrics.
+pub trait View {
+    /// The functions connected workers host, sorted by name.
+    fn functions(&self) -> Vec<FunctionSummary>;
+    /// The connected workers, sorted by name then registration number.
+    fn workers(&self) -> Vec<WorkerListing>;
+    /// Counters so far.
+    fn stats(&self) -> &RouterStats;
+    /// Number of connected workers.
+    fn worker_count(&self) -> usize;
+    /// Calls accepted and not yet finished (queued or running, answered or not).
+    fn calls_in_progress(&self) -> usize;
+    /// CURVE handshakes refused so far: (frontend, backend).
+    fn auth_rejections(&self) -> (u64, u64);
+}
+
+/// A call that ended, as the router reports it for metrics.
+#[derive(Debug, Clone)]
+pub struct CallEnded {
+    /// The function called.
+    pub function: Arc<str>,
+    /// `"ok"` or the error code of the reply.
+    pub outcome: &'static str,
+    /// Time from the broker receiving the call to its answer.
+    pub latency: Duration,
+}
+
+/// A snapshot of one function for introspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSummary {
+    /// What its connected hosts say about it (when they disagree, what most of them say).
+    pub info: FunctionInfo,
+    /// Each distinct announcement (doc, signature, retry-safety) with how many connected
+    /// hosts made it, most common first; more than one means the hosts disagree.
+    pub variants: Vec<(FunctionInfo, usize)>,
+    /// How many connected workers host it.
+    pub workers: usize,
+    /// How many calls wait for a free worker.
+    pub queued: usize,
+    /// How many calls are running on workers.
+    pub running: usize,
+}
+
+/// Counters of what the router has seen, for logs, `system.stats` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RouterStats {
+    /// Client requests read that can be answered: single calls, each call of a pipelined
+    /// message, batches (one each), and malformed messages with a return address.
+    pub requests: u64,
+    /// Replies decided for those requests. Once the broker is idle the two are equal: every
+    /// request it read was answered.
+    pub answers: u64,
+    /// Calls accepted from clients (dispatched or queued).
+    pub calls_accepted: u64,
+    /// Replies forwarded from workers to clients.
+    pub calls_completed: u64,
+    /// Calls answered with an error by the broker itself, by code.
+    pub broker_errors: HashMap<&'static str, u64>,
+    /// Replies from workers that nobody waits for any more (late or unknown).
+    pub late_replies: u64,
+    /// Workers declared lost (silent or unreachable).
+    pub workers_lost: u64,
+    /// Malformed messages received from workers.
+    pub malformed_worker_messages: u64,
+    /// Calls re-dispatched after their worker was lost.
+    pub retries: u64,
+    /// Replies dropped because the client was gone or not reading (its queue was full).
+    pub dropped_replies: u64,
+    /// Client messages dropped because they carry no return address (too large to read
+    /// up to the delimiter).
+    pub unanswerable_requests: u64,
+    /// READY messages refused whole (capacity 0, or no valid function).
+    pub ready_refused: u64,
+    /// READY messages accepted after clamping a number or ignoring a function.
+    pub ready_corrected: u64,
+    /// Worker messages dropped because another CURVE key than the registered worker's
+    /// spoke under its identity.
+    pub impostor_messages: u64,
+    /// Registrations in which a worker announced a function differently (doc, signature or
+    /// retry-safety) from a connected host of the same function.
+    pub function_conflicts: u64,
+}
