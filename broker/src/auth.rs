@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use switchboard_protocol::curve::{encode_key, Key, KeyPair};
+use switchboard_transport::curve::{encode_key, Key, KeyPair};
 
 use crate::background::Background;
 use crate::error::BrokerError;

@@ -2,7 +2,7 @@
 
 use std::thread::JoinHandle;
 
-use switchboard_protocol::Shutdown;
+use switchboard_transport::Shutdown;
 
 /// A thread that loops while its stop flag is unset; dropping it sets the flag and joins.
 pub struct Background {

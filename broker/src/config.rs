@@ -3,7 +3,7 @@
 use crate::auth::Security;
 use crate::router::RouterConfig;
 use std::time::Duration;
-use switchboard_protocol::socket::SocketLimits;
+use switchboard_transport::socket::SocketLimits;
 
 /// Broker settings. `main` fills them from flags and environment variables.
 #[derive(Debug, Clone)]

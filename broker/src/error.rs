@@ -21,7 +21,7 @@ pub enum BrokerError {
         socket: &'static str,
         /// Why.
         #[source]
-        source: switchboard_protocol::curve::KeyError,
+        source: switchboard_transport::curve::KeyError,
     },
     /// The metrics endpoint could not be started.
     #[error("cannot serve metrics at {address}")]

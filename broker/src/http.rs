@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use switchboard_protocol::wake::Waker;
+use switchboard_transport::wake::Waker;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 

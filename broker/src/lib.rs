@@ -40,7 +40,7 @@ pub mod view;
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 pub use server::Broker;
-pub use switchboard_protocol::Shutdown;
+pub use switchboard_transport::Shutdown;
 
 /// Binds the broker's sockets and runs its loop until `shutdown` is triggered; returns
 /// the counters of its lifetime.

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use switchboard_broker::auth::Security;
 use switchboard_broker::router::RouterConfig;
 use switchboard_broker::{Broker, BrokerConfig};
-use switchboard_protocol::curve::{read_allow_list, KeyPair};
-use switchboard_protocol::socket::SocketLimits;
+use switchboard_transport::curve::{read_allow_list, KeyPair};
+use switchboard_transport::socket::SocketLimits;
 
 /// Switchboard broker: routes calls from clients to the workers that host them.
 #[derive(Debug, Parser)]
@@ -115,7 +115,7 @@ fn security(args: &Args) -> anyhow::Result<Option<Security>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    switchboard_protocol::process::init_logging("info");
+    switchboard_transport::process::init_logging("info");
     let args = Args::parse();
     let security = security(&args)?;
     let config = BrokerConfig {
@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
         metrics: args.metrics,
         security,
     };
-    let shutdown = switchboard_protocol::process::shutdown_on_signals()
+    let shutdown = switchboard_transport::process::shutdown_on_signals()
         .context("installing signal handlers")?;
     let broker = Broker::bind(config).context("starting broker")?;
     let (frontend, backend) = broker.endpoints();

@@ -18,12 +18,13 @@ use crate::metrics::{Metrics, Socket};
 use crate::router::{Action, Dispatch, Router, WorkerId};
 use crate::view::{RouterStats, View};
 use switchboard_protocol::client::{parse_request, reject_oversized};
-use switchboard_protocol::curve::apply_server;
 use switchboard_protocol::route::{ReplyGroup, ReplyRoute};
-use switchboard_protocol::socket::{recv_frames_bounded, try_send_frames, Oversized, Received};
-use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
-use switchboard_protocol::{Frame, ProtocolError, Shutdown};
+use switchboard_protocol::{Frame, ProtocolError};
+use switchboard_transport::curve::apply_server;
+use switchboard_transport::socket::{recv_frames_bounded, try_send_frames, Oversized, Received};
+use switchboard_transport::wake::{waker, WakeReceiver};
+use switchboard_transport::Shutdown;
 use tracing::{debug, info, warn};
 
 /// Debug builds check the router's invariants after each round while it holds at most
@@ -430,9 +431,10 @@ impl Broker {
             match received.map(parse_request) {
                 Ok(Ok(incoming)) => self.router.submit(incoming, now, &mut self.outbox),
                 Ok(Err(rejected)) => self.router.reject(*rejected, &mut self.outbox),
-                Err(oversized) => self
-                    .router
-                    .reject(reject_oversized(oversized), &mut self.outbox),
+                Err(oversized) => self.router.reject(
+                    reject_oversized(oversized.head, oversized.frames, oversized.bytes),
+                    &mut self.outbox,
+                ),
             }
             self.flush(now);
         }

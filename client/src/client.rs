@@ -13,10 +13,10 @@ use switchboard_protocol::codec::{
     decode_batch_reply, decode_reply, encode_args, encode_kwargs, request_body_from_parts,
     BatchItem,
 };
-use switchboard_protocol::curve::ClientCurve;
-use switchboard_protocol::socket::SocketLimits;
-use switchboard_protocol::wake::{waker, Waker};
 use switchboard_protocol::{CallHeader, CodecError, Frame};
+use switchboard_transport::curve::ClientCurve;
+use switchboard_transport::socket::SocketLimits;
+use switchboard_transport::wake::{waker, Waker};
 
 use crate::connection::{Command, Connection, Counters};
 use crate::error::{CallError, ConnectError};

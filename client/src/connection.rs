@@ -21,9 +21,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::de::IgnoredAny;
 use switchboard_protocol::client::{parse_replies, Pipeline, MAX_PIPELINED_CALLS};
 use switchboard_protocol::codec::decode_reply;
-use switchboard_protocol::socket::{recv_frames, try_send_frames};
-use switchboard_protocol::wake::WakeReceiver;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
+use switchboard_transport::socket::{recv_frames, try_send_frames};
+use switchboard_transport::wake::WakeReceiver;
 use tracing::{debug, info, warn};
 
 use crate::error::CallError;

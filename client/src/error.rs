@@ -108,7 +108,7 @@ pub enum ConnectError {
     },
     /// CURVE could not be set up.
     #[error("cannot set up CURVE")]
-    Curve(#[from] switchboard_protocol::curve::KeyError),
+    Curve(#[from] switchboard_transport::curve::KeyError),
     /// The socket thread or its waker could not be started.
     #[error("cannot start the client thread")]
     Thread(#[from] std::io::Error),

@@ -9,9 +9,9 @@ use serde_json::{json, Value as Json};
 use switchboard_client::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
 use switchboard_protocol::client::MAX_BATCH_CALLS;
-use switchboard_protocol::curve::{encode_key, ClientCurve};
-use switchboard_protocol::process::CurveArgs;
 use switchboard_protocol::{FunctionListing, WorkerListing};
+use switchboard_transport::curve::{encode_key, ClientCurve};
+use switchboard_transport::process::CurveArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -130,7 +130,7 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    switchboard_protocol::process::init_logging("warn");
+    switchboard_transport::process::init_logging("warn");
     let args = Args::parse();
     let json_output = args.json;
     match run(args) {

@@ -12,7 +12,6 @@
 use crate::error::ProtocolError;
 use crate::message::CallHeader;
 use crate::route::ReplyRoute;
-use crate::socket::Oversized;
 use crate::{owned_frame, Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
 
 /// The function name that marks a batch request.
@@ -240,14 +239,10 @@ fn pipelined_call(
     Err(Rejected { route, error })
 }
 
-/// Turns the head of an oversized frontend message into a rejection that can be answered
-/// (when its envelope and delimiter came through).
-pub fn reject_oversized(oversized: Oversized) -> Rejected {
-    let Oversized {
-        head,
-        frames,
-        bytes,
-    } = oversized;
+/// Turns the first frames (`head`) of a frontend message refused for its size (`frames`
+/// frames, `bytes` bytes in all) into a rejection that can be answered, when its
+/// envelope and delimiter came through.
+pub fn reject_oversized(head: Vec<Frame>, frames: usize, bytes: usize) -> Rejected {
     let error = ProtocolError::TooLarge { frames, bytes };
     let Some(delimiter) = head.iter().position(|f| f.is_empty()) else {
         return Rejected {

@@ -18,24 +18,16 @@
 //!   argument type, with arity and type errors that name the problem.
 //! - [`client`] — frames between a client and the broker frontend.
 //! - [`worker`] — frames between a worker and the broker backend.
-//! - [`socket`] — multipart send/receive and socket options shared by every peer.
-//! - `process` (feature `bin`) — logging and signal setup shared by the binaries.
 //! - [`timestamp`] — [`Timestamp`], the MessagePack timestamp extension.
-//! - [`shutdown`] — the stop flag every long-running loop takes as a parameter.
-//! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
-//! - [`curve`] — CURVE keys, key files, allow-lists and socket setup.
 //! - [`error`] — the crate's error types.
 
 pub mod args;
 pub mod client;
 pub mod code;
 pub mod codec;
-pub mod curve;
 pub mod error;
 pub mod message;
 pub mod route;
-pub mod socket;
-pub mod wake;
 pub mod worker;
 
 pub use code::ErrorCode;
@@ -74,11 +66,7 @@ pub const MAX_FUNCTION_NAME_LEN: usize = 255;
 /// Names under this prefix are answered by the broker itself; workers cannot register them.
 pub const RESERVED_PREFIX: &str = "system.";
 
-#[cfg(feature = "bin")]
-pub mod process;
-pub mod shutdown;
 pub mod timestamp;
-pub use shutdown::Shutdown;
 pub use timestamp::Timestamp;
 
 /// A dynamically typed MessagePack value, for functions and tools that take anything.

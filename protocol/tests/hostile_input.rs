@@ -6,7 +6,6 @@ use proptest::prelude::*;
 use switchboard_protocol::args::{decode_args, struct_fields, ArgsShape};
 use switchboard_protocol::client::{parse_replies, parse_reply, parse_request, Pipeline};
 use switchboard_protocol::codec::{decode, decode_batch_reply, decode_reply, reply_outcome};
-use switchboard_protocol::curve::{parse_public_keys, KeyPair};
 use switchboard_protocol::worker::{BrokerMessage, WorkerMessage};
 use switchboard_protocol::{CallHeader, Frame, ReadyInfo, Timestamp, Value};
 
@@ -117,12 +116,6 @@ proptest! {
         let _ = decode_reply::<Value>(&bytes);
         let _ = decode_args::<(Value,)>(&bytes, ArgsShape::Positional { arity: 1 });
         let _ = decode_args::<Keywords>(&bytes, ArgsShape::Keyword { fields: struct_fields::<Keywords>() });
-    }
-
-    #[test]
-    fn key_file_parsers_never_panic(text in "\\\\PC{0,200}") {
-        let _ = parse_public_keys(&text, "prop");
-        let _ = KeyPair::from_file_text(&text, "prop");
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use switchboard_client::{Client, ClientConfig};
-use switchboard_protocol::curve::ClientCurve;
 use switchboard_protocol::FunctionListing;
+use switchboard_transport::curve::ClientCurve;
 
 /// Longest a harness wait may take before the test fails.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(15);

@@ -7,9 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchboard_client::{Client, ClientConfig, ErrorCode};
-use switchboard_protocol::curve::{read_public_key, ClientCurve, KeyPair};
 use switchboard_protocol::Value;
 use switchboard_tests::{binary, run_python_with_env, BrokerProcess, ScratchDir, WorkerProcess};
+use switchboard_transport::curve::{read_public_key, ClientCurve, KeyPair};
 
 /// Makes `<name>.key` and `<name>.pub` with the `client keygen` command.
 fn keygen(dir: &Path, name: &str) -> KeyPair {
@@ -25,7 +25,7 @@ fn keygen(dir: &Path, name: &str) -> KeyPair {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let pair = KeyPair::read(&dir.join(format!("{name}.key"))).expect("key pair file");
-    assert!(stdout.contains(&switchboard_protocol::curve::encode_key(&pair.public)));
+    assert!(stdout.contains(&switchboard_transport::curve::encode_key(&pair.public)));
     assert_eq!(
         read_public_key(&dir.join(format!("{name}.pub"))).unwrap(),
         pair.public
@@ -247,7 +247,7 @@ fn broker_refuses_to_start_with_half_a_security_setup() {
 #[test]
 fn python_client_example_speaks_curve() {
     let secured = Secured::start();
-    let server_key = switchboard_protocol::curve::encode_key(&secured.keys["broker"].public);
+    let server_key = switchboard_transport::curve::encode_key(&secured.keys["broker"].public);
     let key_file = secured.dir.path.join("alice.key");
     let out = run_python_with_env(
         "examples/python/client.py",

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard_protocol::curve::ClientCurve;
-use switchboard_protocol::socket::SocketLimits;
+use switchboard_transport::curve::ClientCurve;
+use switchboard_transport::socket::SocketLimits;
 
 use crate::error::WorkerError;
 

@@ -14,7 +14,7 @@ pub enum WorkerError {
     Socket(#[from] zmq::Error),
     /// CURVE could not be set up.
     #[error("cannot set up CURVE")]
-    Curve(#[from] switchboard_protocol::curve::KeyError),
+    Curve(#[from] switchboard_transport::curve::KeyError),
     /// An environment variable does not hold a valid value.
     #[error("{variable}={value:?} is not valid: {reason}")]
     Config {

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use switchboard_protocol::codec::encode_error;
-use switchboard_protocol::wake::Waker;
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
+use switchboard_transport::wake::Waker;
 use tracing::debug;
 
 use crate::registry::Function;

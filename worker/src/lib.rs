@@ -36,7 +36,8 @@ pub mod worker;
 pub use config::WorkerConfig;
 pub use error::WorkerError;
 pub use registry::{Kwargs, Registry};
-pub use switchboard_protocol::{ErrorCode, RemoteError, Shutdown, Timestamp, Value};
+pub use switchboard_protocol::{ErrorCode, RemoteError, Timestamp, Value};
+pub use switchboard_transport::Shutdown;
 pub use worker::Worker;
 
 /// Serves `registry` the way the `worker` binary serves its demo functions: settings from
@@ -50,7 +51,7 @@ pub use worker::Worker;
 /// switchboard_worker::serve(registry).unwrap();
 /// ```
 pub fn serve(registry: Registry) -> Result<(), WorkerError> {
-    switchboard_protocol::process::init_logging("info");
+    switchboard_transport::process::init_logging("info");
     let config = WorkerConfig::from_env()?;
     tracing::info!(name = %config.name, broker = %config.broker, "worker starting");
     Worker::new(registry, config).run_until_signal()

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use switchboard_protocol::process::CurveArgs;
-use switchboard_protocol::socket::SocketLimits;
+use switchboard_transport::process::CurveArgs;
+use switchboard_transport::socket::SocketLimits;
 use switchboard_worker::config::{default_name, vars};
 use switchboard_worker::{demo, Worker, WorkerConfig};
 
@@ -58,7 +58,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    switchboard_protocol::process::init_logging("info");
+    switchboard_transport::process::init_logging("info");
     let args = Args::parse();
     let name = args.name.unwrap_or_else(default_name);
     let config = WorkerConfig {
@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         name: name.clone(),
         curve: args.curve.load().context("loading CURVE keys")?,
     };
-    let shutdown = switchboard_protocol::process::shutdown_on_signals()
+    let shutdown = switchboard_transport::process::shutdown_on_signals()
         .context("installing signal handlers")?;
     tracing::info!(%name, "worker starting");
     let journal = match &args.record_file {

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use switchboard_protocol::codec::encode_error;
-use switchboard_protocol::socket::{recv_frames, send_frames};
-use switchboard_protocol::wake::{waker, WakeReceiver};
 use switchboard_protocol::worker::CallRecord;
 use switchboard_protocol::worker::{BrokerMessage, ReplyBatch, Ticket, WorkerMessage};
-use switchboard_protocol::{owned_frame, ErrorCode, Frame, ReadyInfo, RemoteError, Shutdown};
+use switchboard_protocol::{owned_frame, ErrorCode, Frame, ReadyInfo, RemoteError};
+use switchboard_transport::socket::{recv_frames, send_frames};
+use switchboard_transport::wake::{waker, WakeReceiver};
+use switchboard_transport::Shutdown;
 use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;

@@ -29,8 +29,8 @@ use serde_json::json;
 use switchboard_client::json::{parse_arg, to_msgpack};
 use switchboard_protocol::client::{parse_replies, request_frames, Pipeline, MAX_PIPELINED_CALLS};
 use switchboard_protocol::codec::{encode_request_body, reply_outcome};
-use switchboard_protocol::socket::{recv_frames, send_frames};
 use switchboard_protocol::{owned_frame, CallHeader, Frame, Value};
+use switchboard_transport::socket::{recv_frames, send_frames};
 
 /// Switchboard load generator: throughput, latency percentiles, errors, and a direct-echo floor.
 #[derive(Debug, Parser)]

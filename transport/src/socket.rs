@@ -1,6 +1,6 @@
 //! Multipart send/receive and the socket options every Switchboard peer sets.
 
-use crate::Frame;
+use switchboard_protocol::Frame;
 
 /// Receives every frame of one multipart message, moving each into a [`Frame`].
 pub fn recv_frames(socket: &zmq::Socket, flags: i32) -> zmq::Result<Vec<Frame>> {
