@@ -17,13 +17,11 @@
 //! # Layout
 //! - [`client`] — [`Client`], [`RequestBuilder`], [`PendingCall`] and batches: the caller-facing API.
 //! - [`connection`] — the socket thread that owns the DEALER socket and matches replies by call id.
-//! - [`json`] — conversion between JSON (as typed in a shell) and MessagePack values.
 //! - [`error`] — [`CallError`] and [`ConnectError`].
 
 pub mod client;
 pub mod connection;
 pub mod error;
-pub mod json;
 
 pub use client::{
     BatchBuilder, BatchReply, Client, ClientConfig, ClientStats, PendingBatch, PendingCall,

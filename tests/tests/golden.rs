@@ -3,7 +3,7 @@
 
 use serde_bytes::ByteBuf;
 use serde_json::Value as Json;
-use switchboard_client::json::to_msgpack;
+use switchboard_cli::json::to_msgpack;
 use switchboard_protocol::codec::{
     decode, decode_reply, encode, encode_error, encode_request_body, encode_result,
 };

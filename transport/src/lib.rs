@@ -10,7 +10,7 @@
 //! - [`curve`] — CURVE keys, key files, allow-lists and socket setup.
 //! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
 //! - [`shutdown`] — [`Shutdown`], the stop flag every long-running loop takes.
-//! - `process` (feature `process`) — logging, signals and CURVE flags for programs.
+//! - `process` (feature `process`) — logging and signals for programs.
 
 pub mod curve;
 #[cfg(feature = "process")]

@@ -7,7 +7,9 @@
 //! runs calls on a pool of executor threads while one socket thread keeps
 //! talking to the broker (heartbeats go on during long calls).
 //!
-//! ```no_run
+//! With the `serve` feature (logs on stderr, graceful stop on SIGTERM/SIGINT):
+//!
+//! ```ignore
 //! use switchboard_worker::Registry;
 //! let mut registry = Registry::new();
 //! registry.register("add", |a: i64, b: i64| a + b).doc("adds two integers");
@@ -16,18 +18,17 @@
 //! ```
 //!
 //! For more control, build a [`WorkerConfig`] (or start from [`WorkerConfig::from_env`])
-//! and call [`Worker::run`] with your own [`Shutdown`], or [`Worker::run_until_signal`].
+//! and call [`Worker::run`] with your own [`Shutdown`] (or, with the `serve` feature,
+//! `Worker::run_until_signal`).
 //!
 //! # Layout
 //! - [`registry`] — [`Registry`], typed functions erased to "body in, reply out".
 //! - [`executor`] — the executor thread pool and its bounded job channel.
 //! - [`worker`] — [`Worker`], the socket thread: READY, REQUEST/REPLY, heartbeats, graceful leave.
 //! - [`config`] — [`WorkerConfig`].
-//! - [`demo`] — the demo registry hosted by the `worker` binary.
 //! - [`error`] — [`WorkerError`].
 
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod executor;
 pub mod registry;
@@ -45,11 +46,14 @@ pub use worker::Worker;
 /// filtered by `RUST_LOG` (JSON lines with `SWITCHBOARD_LOG_FORMAT=json`) unless the
 /// program set up `tracing` itself, and a graceful leave on SIGTERM or SIGINT.
 ///
-/// ```no_run
+/// Needs the `serve` feature.
+///
+/// ```ignore
 /// let mut registry = switchboard_worker::Registry::new();
 /// registry.register("add", |a: i64, b: i64| a + b);
 /// switchboard_worker::serve(registry).unwrap();
 /// ```
+#[cfg(feature = "serve")]
 pub fn serve(registry: Registry) -> Result<(), WorkerError> {
     switchboard_transport::process::init_logging("info");
     let config = WorkerConfig::from_env()?;

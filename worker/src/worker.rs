@@ -66,11 +66,9 @@ impl Worker {
 
     /// [`Worker::run`] until the process gets SIGTERM or SIGINT (as `docker stop` and
     /// Ctrl-C send), then leaves gracefully as the `worker` binary does.
+    #[cfg(feature = "serve")]
     pub fn run_until_signal(self) -> Result<(), WorkerError> {
-        let shutdown = Shutdown::new();
-        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(signal, shutdown.flag())?;
-        }
+        let shutdown = switchboard_transport::process::shutdown_on_signals()?;
         self.run(shutdown)
     }
 

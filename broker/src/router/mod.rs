@@ -5,7 +5,7 @@
 //! are moved through it, never decoded or copied.
 //!
 //! The router ties together tables that each own one kind of state:
-//! - `calls` — every call held, where it is ([`calls::Place`]) and its deadline: the one
+//! - `calls` — every call held, where it is (`calls::Place`) and its deadline: the one
 //!   source of where a call is;
 //! - `functions` — each hosted function's hosts, queue and running count;
 //! - `workers` — each worker's budgets, held calls and heartbeats, and picking;

@@ -6,12 +6,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value as Json};
-use switchboard_client::json::{parse_arg, to_json, to_msgpack};
+use switchboard_cli::curve_args::CurveArgs;
+use switchboard_cli::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
 use switchboard_protocol::client::MAX_BATCH_CALLS;
 use switchboard_protocol::{FunctionListing, WorkerListing};
 use switchboard_transport::curve::{encode_key, ClientCurve};
-use switchboard_transport::process::CurveArgs;
 
 const EXAMPLES: &str = "\
 Examples:

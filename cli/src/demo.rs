@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_bytes::ByteBuf;
 use switchboard_protocol::{Timestamp, Value};
 
-use crate::registry::{Kwargs, Registry};
+use switchboard_worker::{Kwargs, Registry};
 
 /// Keyword arguments of `greet`.
 #[derive(Debug, Deserialize)]

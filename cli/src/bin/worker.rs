@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use switchboard_transport::process::CurveArgs;
+use switchboard_cli::curve_args::CurveArgs;
+use switchboard_cli::demo;
 use switchboard_transport::socket::SocketLimits;
 use switchboard_worker::config::{default_name, vars};
-use switchboard_worker::{demo, Worker, WorkerConfig};
+use switchboard_worker::{Worker, WorkerConfig};
 
 /// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet, whoami,
 /// time.now, time.shift, bytes.len and bytes.reverse.

@@ -26,7 +26,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::json;
-use switchboard_client::json::{parse_arg, to_msgpack};
+use switchboard_cli::json::{parse_arg, to_msgpack};
 use switchboard_protocol::client::{parse_replies, request_frames, Pipeline, MAX_PIPELINED_CALLS};
 use switchboard_protocol::codec::{encode_request_body, reply_outcome};
 use switchboard_protocol::{owned_frame, CallHeader, Frame, Value};
