@@ -10,6 +10,7 @@
 //! - `backlog` — replies waiting for clients that read slowly, within byte budgets.
 //! - [`background`] — helper threads that stop and join when dropped.
 //! - [`config`] — [`BrokerConfig`], everything the broker can be told.
+//! - [`route`] — [`route::ReplyRoute`], where a reply goes, packed small; replies grouped per caller.
 //! - [`router`] — [`router::Router`], routing state and decisions (no I/O): a folder of
 //!   owned tables (calls and deadlines, functions and queues, workers, batches).
 //! - `handshakes` — socket monitors that count handshakes refused before ZAP is asked.
@@ -33,6 +34,7 @@ pub mod introspection;
 mod libzmq_seed;
 pub mod memory;
 pub mod metrics;
+pub mod route;
 pub mod router;
 pub mod server;
 pub mod view;

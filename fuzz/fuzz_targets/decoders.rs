@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard_protocol::args::{decode_args, struct_fields, ArgsShape};
-use switchboard_protocol::client::{parse_replies, parse_reply, parse_request};
+use switchboard_protocol::client::{parse_replies, parse_reply, parse_request, Envelope};
 use switchboard_protocol::codec::{decode, decode_batch_reply, decode_reply, reply_outcome};
 use switchboard_protocol::worker::{BrokerMessage, WorkerMessage};
 use switchboard_protocol::{CallHeader, Frame, ReadyInfo, Timestamp, Value};
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let fields = struct_fields::<Keywords>();
     let _ = decode_args::<Keywords>(data, ArgsShape::Keyword { fields });
     let frames = || data.split(|b| *b == 0x1e).map(Frame::from).collect::<Vec<_>>();
-    let _ = parse_request(frames());
+    let _ = parse_request::<Envelope>(frames());
     let _ = parse_reply(frames());
     let _ = parse_replies(frames());
     if let Ok(WorkerMessage::Reply(replies)) = WorkerMessage::parse(frames()) {

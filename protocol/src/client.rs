@@ -9,9 +9,10 @@
 //! `[""]["SBC1"]([function][header][body])…`, and then accept replies grouped the
 //! same way, `[""]["SBC1"]([header][body])…`.
 
+use std::ops::Deref;
+
 use crate::error::ProtocolError;
 use crate::message::CallHeader;
-use crate::route::ReplyRoute;
 use crate::{owned_frame, Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
 
 /// The function name that marks a batch request.
@@ -34,11 +35,81 @@ pub const MAX_ENVELOPE_BYTES: usize = 1024;
 /// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
 pub const NO_HEADER: &[u8] = &[0xc0];
 
-/// A call as the broker receives it on its frontend.
+/// Where the broker sends the answer to a frontend message: built by [`parse_request`]
+/// from the routing frames before the delimiter and the header frame to echo. The broker
+/// packs it its own way; [`Envelope`] keeps the frames as they came.
+pub trait ReturnAddress: Sized {
+    /// From the routing frames (frames or byte slices) and the header frame to echo.
+    fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> Self;
+    /// Marks the caller as accepting several replies in one message (it sent several
+    /// calls in one message, so it is a `DEALER`, not a `REQ`).
+    fn accept_grouped_replies(&mut self);
+}
+
+/// A [`ReturnAddress`] that keeps the frames as they came (for tests and tools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The routing frames, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// The header frame to echo.
+    pub header: Vec<u8>,
+    /// Whether the caller accepts grouped replies.
+    pub grouped: bool,
+}
+
+impl ReturnAddress for Envelope {
+    fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> Envelope {
+        Envelope {
+            frames: envelope.iter().map(|f| f.to_vec()).collect(),
+            header: header.to_vec(),
+            grouped: false,
+        }
+    }
+
+    fn accept_grouped_replies(&mut self) {
+        self.grouped = true;
+    }
+}
+
+impl Envelope {
+    /// The routing frames, in order.
+    pub fn envelope(&self) -> Vec<&[u8]> {
+        self.frames.iter().map(|f| &f[..]).collect()
+    }
+
+    /// The header frame to echo.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// Whether the caller accepts grouped replies.
+    pub fn accepts_grouped_replies(&self) -> bool {
+        self.grouped
+    }
+
+    /// The frames of the reply carrying `body`: `[envelope…][""]["SBC1"][header][body]`.
+    pub fn reply_frames(&self, body: Frame) -> Vec<Frame> {
+        let mut frames = Vec::with_capacity(self.frames.len() + 4);
+        push_reply_head(self.frames.iter().map(|f| &f[..]), &mut frames);
+        frames.push(Frame::from(&self.header[..]));
+        frames.push(body);
+        frames
+    }
+}
+
+/// Pushes the head of a reply message, `[envelope…][""]["SBC1"]`; each reply then adds
+/// its `[header][body]`.
+pub fn push_reply_head<'a>(envelope: impl Iterator<Item = &'a [u8]>, frames: &mut Vec<Frame>) {
+    frames.extend(envelope.map(Frame::from));
+    frames.push(Frame::new());
+    frames.push(Frame::from(CLIENT_SIGNATURE));
+}
+
+/// A call as the broker receives it on its frontend, answered to `R`.
 #[derive(Debug)]
-pub struct Request {
+pub struct Request<R> {
     /// The routing frames back to the caller and the header frame to echo.
-    pub route: ReplyRoute,
+    pub route: R,
     /// The function name frame, checked by [`function_name`] (kept as the frame: no
     /// copy per call). [`Request::function_name`] reads it.
     pub function: Frame,
@@ -48,7 +119,7 @@ pub struct Request {
     pub body: Frame,
 }
 
-impl Request {
+impl<R> Request<R> {
     /// The function to call ("" if the frame was not checked and is not a valid name).
     pub fn function_name(&self) -> &str {
         function_name(&self.function).unwrap_or_default()
@@ -57,19 +128,19 @@ impl Request {
 
 /// A frontend message that is not a valid request, with what is needed to answer it.
 #[derive(Debug)]
-pub struct Rejected {
+pub struct Rejected<R> {
     /// Routing frames back to the sender (none when the message carried none) and the
     /// header frame to echo ([`NO_HEADER`] when the message did not get that far).
-    pub route: ReplyRoute,
+    pub route: R,
     /// What was wrong.
     pub error: ProtocolError,
 }
 
 /// A batch as the broker receives it: many calls sharing one header and one reply.
 #[derive(Debug)]
-pub struct BatchRequest {
+pub struct BatchRequest<R> {
     /// The routing frames back to the caller and the header frame to echo.
-    pub route: ReplyRoute,
+    pub route: R,
     /// The decoded header; its timeout applies to every call of the batch.
     pub header: CallHeader,
     /// Function name and request body of each call, in order. A call whose name frame is
@@ -80,23 +151,25 @@ pub struct BatchRequest {
 
 /// A valid frontend message.
 #[derive(Debug)]
-pub enum Incoming {
+pub enum Incoming<R> {
     /// One call.
-    Call(Request),
+    Call(Request<R>),
     /// Several calls in one message, each answered on its own (replies may be grouped).
     /// A malformed call among them is rejected alone.
-    Pipelined(Vec<Result<Request, Rejected>>),
+    Pipelined(Vec<Result<Request<R>, Rejected<R>>>),
     /// A `system.batch` of calls.
-    Batch(BatchRequest),
+    Batch(BatchRequest<R>),
 }
 
 /// Splits a frontend message: `[envelope…][""]["SBC1"][function][header][body]`, or for a batch
 /// `[envelope…][""]["SBC1"]["system.batch"][header]([function][body])…`.
-pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
+pub fn parse_request<R: ReturnAddress>(
+    frames: Vec<Frame>,
+) -> Result<Incoming<R>, Box<Rejected<R>>> {
     let Some(delimiter) = frames.iter().position(|f| f.is_empty()) else {
         // A ROUTER always prepends the sender's identity: answer to that.
         return Err(Box::new(Rejected {
-            route: ReplyRoute::new(&frames[..frames.len().min(1)], NO_HEADER),
+            route: R::new(&frames[..frames.len().min(1)], NO_HEADER),
             error: ProtocolError::MissingDelimiter,
         }));
     };
@@ -113,14 +186,14 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
             bytes: envelope_bytes,
         };
         return Err(Box::new(Rejected {
-            route: ReplyRoute::new(&envelope[..1], header),
+            route: R::new(&envelope[..1], header),
             error,
         }));
     }
     let reject = |envelope: Vec<Frame>, header_frame: Option<Frame>, error| {
         let header = header_frame.as_deref().unwrap_or(NO_HEADER);
         Err(Box::new(Rejected {
-            route: ReplyRoute::new(&envelope, header),
+            route: R::new(&envelope, header),
             error,
         }))
     };
@@ -192,7 +265,7 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
             calls.push((function_name(&name).map(str::to_owned), body));
         }
         return Ok(Incoming::Batch(BatchRequest {
-            route: ReplyRoute::new(&envelope, &header_frame),
+            route: R::new(&envelope, &header_frame),
             header,
             calls,
         }));
@@ -202,7 +275,7 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
     }
     let body = rest.next().expect("counted");
     Ok(Incoming::Call(Request {
-        route: ReplyRoute::new(&envelope, &header_frame),
+        route: R::new(&envelope, &header_frame),
         function,
         header,
         body,
@@ -210,13 +283,13 @@ pub fn parse_request(frames: Vec<Frame>) -> Result<Incoming, Box<Rejected>> {
 }
 
 /// One call of a pipelined message, its route marked as accepting grouped replies.
-fn pipelined_call(
+fn pipelined_call<R: ReturnAddress>(
     envelope: &[&[u8]],
     function: Frame,
     header_frame: Frame,
     body: Option<Frame>,
-) -> Result<Request, Rejected> {
-    let mut route = ReplyRoute::new(envelope, &header_frame);
+) -> Result<Request<R>, Rejected<R>> {
+    let mut route = R::new(envelope, &header_frame);
     route.accept_grouped_replies();
     let error = match (function_name(&function), CallHeader::decode(&header_frame)) {
         (Ok(name), _) if name == BATCH_FUNCTION => {
@@ -242,18 +315,22 @@ fn pipelined_call(
 /// Turns the first frames (`head`) of a frontend message refused for its size (`frames`
 /// frames, `bytes` bytes in all) into a rejection that can be answered, when its
 /// envelope and delimiter came through.
-pub fn reject_oversized(head: Vec<Frame>, frames: usize, bytes: usize) -> Rejected {
+pub fn reject_oversized<R: ReturnAddress>(
+    head: Vec<Frame>,
+    frames: usize,
+    bytes: usize,
+) -> Rejected<R> {
     let error = ProtocolError::TooLarge { frames, bytes };
     let Some(delimiter) = head.iter().position(|f| f.is_empty()) else {
         return Rejected {
-            route: ReplyRoute::new::<Frame>(&[], NO_HEADER),
+            route: R::new::<Frame>(&[], NO_HEADER),
             error,
         };
     };
     // [envelope…][""]["SBC1"][function][header]: the header, if it arrived, is echoed.
     let header = head.get(delimiter + 3).map_or(NO_HEADER, |f| &f[..]);
     Rejected {
-        route: ReplyRoute::new(&head[..delimiter], header),
+        route: R::new(&head[..delimiter], header),
         error,
     }
 }
@@ -433,6 +510,10 @@ impl Pipeline {
 mod tests {
     use super::*;
 
+    fn parse(frames: Vec<Frame>) -> Result<Incoming<Envelope>, Box<Rejected<Envelope>>> {
+        parse_request(frames)
+    }
+
     fn frames(parts: &[&[u8]]) -> Vec<Frame> {
         parts.iter().map(|p| Frame::from(*p)).collect()
     }
@@ -444,7 +525,7 @@ mod tests {
             timeout_ms: Some(50),
         }
         .encode();
-        let parsed = parse_request(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
+        let parsed = parse(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
         let Ok(Incoming::Call(req)) = parsed else {
             panic!("not a single call: {parsed:?}")
         };
@@ -463,7 +544,7 @@ mod tests {
 
     #[test]
     fn missing_delimiter_still_answers_the_sender() {
-        let rejected = parse_request(frames(&[b"\x00id", b"SBC1", b"add"])).unwrap_err();
+        let rejected = parse(frames(&[b"\x00id", b"SBC1", b"add"])).unwrap_err();
         assert_eq!(rejected.route.envelope(), [b"\x00id"]);
         assert_eq!(rejected.route.header(), NO_HEADER);
         assert_eq!(rejected.error, ProtocolError::MissingDelimiter);
@@ -493,7 +574,7 @@ mod tests {
             (vec![b"c", b"", b"SBC1", b"add", b"\x01", b"\x80"], "header"),
         ];
         for (parts, want) in cases {
-            let rejected = parse_request(frames(&parts)).unwrap_err();
+            let rejected = parse(frames(&parts)).unwrap_err();
             assert_eq!(rejected.route.envelope(), [b"c"]);
             assert!(
                 rejected.error.to_string().contains(want),
@@ -531,11 +612,11 @@ mod tests {
             vec![b"c", b"", b"XXXX", b"add", h, b"\x80"], // wrong signature
         ];
         for parts in cases {
-            let rejected = parse_request(frames(&parts)).expect_err("refused");
+            let rejected = parse(frames(&parts)).expect_err("refused");
             assert_eq!(rejected.route.header(), h, "{}", rejected.error);
         }
         // Frames stop before the header: nothing to echo but nil.
-        let rejected = parse_request(frames(&[b"c", b"", b"SBC1", b"add"])).unwrap_err();
+        let rejected = parse(frames(&[b"c", b"", b"SBC1", b"add"])).unwrap_err();
         assert_eq!(rejected.route.header(), NO_HEADER);
     }
 
@@ -557,7 +638,7 @@ mod tests {
             b"upper",
             b"\x81",
         ];
-        let Incoming::Batch(batch) = parse_request(frames(&parts)).unwrap() else {
+        let Incoming::Batch(batch) = parse(frames(&parts)).unwrap() else {
             panic!("not a batch")
         };
         let names: Vec<_> = batch
@@ -571,7 +652,7 @@ mod tests {
             vec![&b"c"[..], b"", b"SBC1", b"system.batch", &header],
             vec![b"c", b"", b"SBC1", b"system.batch", &header, b"add"],
         ] {
-            assert!(parse_request(frames(&bad)).is_err(), "{bad:?}");
+            assert!(parse(frames(&bad)).is_err(), "{bad:?}");
         }
         // A bad name fails its own slot only, as in a pipeline.
         let parts: Vec<&[u8]> = vec![
@@ -585,7 +666,7 @@ mod tests {
             b"add",
             b"\x80",
         ];
-        let Incoming::Batch(batch) = parse_request(frames(&parts)).unwrap() else {
+        let Incoming::Batch(batch) = parse(frames(&parts)).unwrap() else {
             panic!("not a batch")
         };
         assert!(batch.calls[0].0.is_err());
@@ -622,7 +703,7 @@ mod tests {
             &h4,
             b"\x82",
         ];
-        let Incoming::Pipelined(calls) = parse_request(frames(&parts)).unwrap() else {
+        let Incoming::Pipelined(calls) = parse(frames(&parts)).unwrap() else {
             panic!("not pipelined")
         };
         assert_eq!(calls.len(), 5);
@@ -655,7 +736,7 @@ mod tests {
             too_many.extend_from_slice(&[b"add", &h1, b"\x80"]);
         }
         for bad in [&parts[..parts.len() - 1], &too_many[..]] {
-            assert!(parse_request(frames(bad)).is_err());
+            assert!(parse(frames(bad)).is_err());
         }
     }
 
@@ -689,8 +770,8 @@ mod tests {
             id: 3,
             timeout_ms: None,
         };
-        let route = ReplyRoute::new(&frames(&[b"client"]), &header.encode());
-        let mut out = route.into_frames(Frame::from(&b"\x80"[..]));
+        let route = Envelope::new(&frames(&[b"client"]), &header.encode());
+        let mut out = route.reply_frames(Frame::from(&b"\x80"[..]));
         assert_eq!(&out.remove(0)[..], b"client");
         let reply = parse_reply(out).unwrap();
         assert_eq!(reply.header, header);

@@ -27,7 +27,6 @@ pub mod code;
 pub mod codec;
 pub mod error;
 pub mod message;
-pub mod route;
 pub mod worker;
 
 pub use code::ErrorCode;

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use switchboard_protocol::args::{decode_args, struct_fields, ArgsShape};
-use switchboard_protocol::client::{parse_replies, parse_reply, parse_request, Pipeline};
+use switchboard_protocol::client::{parse_replies, parse_reply, parse_request, Envelope, Pipeline};
 use switchboard_protocol::codec::{decode, decode_batch_reply, decode_reply, reply_outcome};
 use switchboard_protocol::worker::{BrokerMessage, WorkerMessage};
 use switchboard_protocol::{CallHeader, Frame, ReadyInfo, Timestamp, Value};
@@ -69,7 +69,7 @@ proptest! {
 
     #[test]
     fn frame_parsers_never_panic(parts in messages()) {
-        let _ = parse_request(frames(&parts));
+        let _ = parse_request::<Envelope>(frames(&parts));
         let _ = parse_reply(frames(&parts));
         let _ = parse_replies(frames(&parts));
         let _ = Pipeline::split(frames(&parts));

@@ -1,9 +1,9 @@
 //! `system.batch` assembly: which slots are refused before routing, and the batches
 //! whose replies are still coming in, answered whole when the last slot is filled.
 
+use crate::route::ReplyRoute;
 use switchboard_protocol::client::BATCH_FUNCTION;
 use switchboard_protocol::codec::{batch_reply_body, encode_error};
-use switchboard_protocol::route::ReplyRoute;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError, RESERVED_PREFIX};
 
 use super::Map;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_protocol::route::ReplyRoute;
+use crate::route::ReplyRoute;
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::Frame;
 

@@ -32,9 +32,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchboard_protocol::client::{function_name, BatchRequest, Incoming, Rejected, Request};
+use crate::route::{BatchRequest, Incoming, Rejected, ReplyRoute, Request};
+use switchboard_protocol::client::function_name;
 use switchboard_protocol::codec::{encode_error, reply_outcome};
-use switchboard_protocol::route::ReplyRoute;
 use switchboard_protocol::worker::{Ticket, WorkerMessage};
 use switchboard_protocol::ProtocolError;
 use switchboard_protocol::{

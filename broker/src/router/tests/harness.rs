@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard_protocol::client::{BatchRequest, Incoming, Request};
+use crate::route::{BatchRequest, Incoming, ReplyRoute, Request};
 use switchboard_protocol::codec::decode_reply;
-use switchboard_protocol::route::ReplyRoute;
 use switchboard_protocol::worker::{ReplyBatch, Ticket, WorkerMessage};
 use switchboard_protocol::{CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, Value};
 

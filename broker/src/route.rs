@@ -7,7 +7,17 @@
 
 use std::ops::Deref;
 
-use crate::{Frame, CLIENT_SIGNATURE};
+use switchboard_protocol::client::{push_reply_head, ReturnAddress};
+use switchboard_protocol::Frame;
+
+/// A frontend message as the broker holds it: answered to a [`ReplyRoute`].
+pub type Incoming = switchboard_protocol::client::Incoming<ReplyRoute>;
+/// One call from a client, answered to a [`ReplyRoute`].
+pub type Request = switchboard_protocol::client::Request<ReplyRoute>;
+/// A malformed frontend message, answered to a [`ReplyRoute`].
+pub type Rejected = switchboard_protocol::client::Rejected<ReplyRoute>;
+/// A `system.batch`, answered to a [`ReplyRoute`].
+pub type BatchRequest = switchboard_protocol::client::BatchRequest<ReplyRoute>;
 
 /// Bytes stored without a heap allocation.
 const INLINE: usize = 38;
@@ -154,9 +164,7 @@ impl ReplyRoute {
 
     /// Pushes `[envelope…][""]["SBC1"]`.
     fn push_head(&self, frames: &mut Vec<Frame>) {
-        frames.extend(self.envelope_frames().map(Frame::from));
-        frames.push(Frame::new());
-        frames.push(Frame::from(CLIENT_SIGNATURE));
+        push_reply_head(self.envelope_frames(), frames);
     }
 }
 
@@ -169,6 +177,16 @@ pub struct ReplyGroup {
     frames: Vec<Frame>,
     replies: usize,
     bytes: usize,
+}
+
+impl ReturnAddress for ReplyRoute {
+    fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> ReplyRoute {
+        ReplyRoute::new(envelope, header)
+    }
+
+    fn accept_grouped_replies(&mut self) {
+        ReplyRoute::accept_grouped_replies(self)
+    }
 }
 
 impl ReplyGroup {
