@@ -17,9 +17,9 @@ use crate::error::BrokerError;
 use tracing::{debug, warn};
 
 /// ZAP domain of the client-facing socket.
-pub const FRONTEND_DOMAIN: &str = "frontend";
+pub(crate) const FRONTEND_DOMAIN: &str = "frontend";
 /// ZAP domain of the worker-facing socket.
-pub const BACKEND_DOMAIN: &str = "backend";
+pub(crate) const BACKEND_DOMAIN: &str = "backend";
 
 /// The broker's CURVE identity and who may connect where.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct Security {
 
 /// Handshakes refused, by socket.
 #[derive(Debug, Default)]
-pub struct AuthCounters {
+pub(crate) struct AuthCounters {
     /// Refused on the frontend (by ZAP, or in a handshake that never reached it).
     pub frontend: Arc<AtomicU64>,
     /// Refused on the backend (same).
@@ -42,10 +42,10 @@ pub struct AuthCounters {
 }
 
 /// The running ZAP handler; stops and joins its thread when dropped.
-pub type Authenticator = Background;
+pub(crate) type Authenticator = Background;
 
 /// Binds the ZAP handler in `context` and serves it on a named thread.
-pub fn start(
+pub(crate) fn start(
     context: &zmq::Context,
     security: &Security,
     counters: Arc<AuthCounters>,

@@ -5,14 +5,14 @@ use std::thread::JoinHandle;
 use switchboard_transport::Shutdown;
 
 /// A thread that loops while its stop flag is unset; dropping it sets the flag and joins.
-pub struct Background {
+pub(crate) struct Background {
     stop: Shutdown,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Background {
     /// Starts `body` on a thread called `name`; `body` must return soon after its flag is set.
-    pub fn spawn(
+    pub(crate) fn spawn(
         name: &str,
         body: impl FnOnce(Shutdown) + Send + 'static,
     ) -> std::io::Result<Background> {

@@ -25,16 +25,16 @@ use tracing::{debug, warn};
 use crate::background::Background;
 
 /// A request for the current metrics text; the poll thread answers on the sender.
-pub type MetricsRequest = Sender<String>;
+pub(crate) type MetricsRequest = Sender<String>;
 
 /// How long a client may take to send its request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one connection may last in all.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the broker's poll loop may take to render the metrics.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections served at once; more are closed without an answer.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// How often the accept loop checks whether it should stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
@@ -45,7 +45,7 @@ struct Loop {
 }
 
 /// Binds `address` and serves it on a thread until the returned handle is dropped.
-pub fn serve(
+pub(crate) fn serve(
     address: &str,
     requests: Sender<MetricsRequest>,
     waker: Waker,

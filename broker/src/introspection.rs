@@ -8,7 +8,7 @@ use switchboard_protocol::{ErrorCode, FunctionListing, FunctionVariant, RemoteEr
 use crate::view::{FunctionSummary, RouterStats, View};
 
 /// Names of the built-in functions (besides `system.batch`, which is a frame-level form).
-pub const BUILTINS: [&str; 5] = [
+pub(crate) const BUILTINS: [&str; 5] = [
     "system.ping",
     "system.functions",
     "system.describe",
@@ -17,7 +17,11 @@ pub const BUILTINS: [&str; 5] = [
 ];
 
 /// Answers a `system.` call with a reply body, or the error to reply with.
-pub fn answer(router: &dyn View, function: &str, body: &[u8]) -> Result<Vec<u8>, RemoteError> {
+pub(crate) fn answer(
+    router: &dyn View,
+    function: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, RemoteError> {
     let encoded = match function {
         "system.ping" => {
             no_arguments(function, body)?;

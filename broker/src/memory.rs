@@ -6,7 +6,7 @@
 //! (the other seeds `rand()`, in `libzmq_seed`).
 
 /// Returns free heap pages to the operating system (glibc only; a no-op elsewhere).
-pub fn trim_heap() {
+pub(crate) fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers

@@ -16,13 +16,13 @@ use prometheus_client::metrics::MetricType;
 use crate::view::{CallEnded, FunctionSummary, View};
 
 /// Upper bounds of the latency buckets, in seconds.
-pub const BUCKETS: [f64; 15] = [
+pub(crate) const BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// A cumulative histogram with the fixed [`BUCKETS`].
 #[derive(Debug, Clone, Default)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
@@ -30,7 +30,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// Records one observation.
-    pub fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         if let Some(i) = BUCKETS.iter().position(|bound| seconds <= *bound) {
             self.counts[i] += 1;
         }
@@ -48,7 +48,7 @@ struct FunctionMetrics {
 
 /// Which socket bytes were counted on.
 #[derive(Debug, Clone, Copy)]
-pub enum Socket {
+pub(crate) enum Socket {
     /// The client-facing socket.
     Frontend = 0,
     /// The worker-facing socket.
@@ -57,7 +57,7 @@ pub enum Socket {
 
 /// Counters and histograms the router keeps for `/metrics`.
 #[derive(Debug, Clone, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     functions: Map<String, FunctionMetrics>,
     bytes_in: [u64; 2],
     bytes_out: [u64; 2],
@@ -65,7 +65,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records a call that ended, as the router reported it.
-    pub fn call_ended(&mut self, ended: &CallEnded) {
+    pub(crate) fn call_ended(&mut self, ended: &CallEnded) {
         let entry = match self.functions.get_mut(&*ended.function) {
             Some(entry) => entry,
             None => self
@@ -78,19 +78,19 @@ impl Metrics {
     }
 
     /// Counts bytes received on a socket.
-    pub fn received(&mut self, socket: Socket, bytes: usize) {
+    pub(crate) fn received(&mut self, socket: Socket, bytes: usize) {
         self.bytes_in[socket as usize] += bytes as u64;
     }
 
     /// Counts bytes sent on a socket.
-    pub fn sent(&mut self, socket: Socket, bytes: usize) {
+    pub(crate) fn sent(&mut self, socket: Socket, bytes: usize) {
         self.bytes_out[socket as usize] += bytes as u64;
     }
 
     /// Renders everything in the OpenMetrics text format, through the official Prometheus
     /// client library (`prometheus-client`): the loop takes a snapshot of what it counts
     /// and the library writes it out.
-    pub fn render(&self, router: &dyn View) -> String {
+    pub(crate) fn render(&self, router: &dyn View) -> String {
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(self.snapshot(router)));
         let mut out = String::with_capacity(4096);

@@ -11,13 +11,13 @@ use switchboard_protocol::client::{push_reply_head, ReturnAddress};
 use switchboard_protocol::Frame;
 
 /// A frontend message as the broker holds it: answered to a [`ReplyRoute`].
-pub type Incoming = switchboard_protocol::client::Incoming<ReplyRoute>;
+pub(crate) type Incoming = switchboard_protocol::client::Incoming<ReplyRoute>;
 /// One call from a client, answered to a [`ReplyRoute`].
-pub type Request = switchboard_protocol::client::Request<ReplyRoute>;
+pub(crate) type Request = switchboard_protocol::client::Request<ReplyRoute>;
 /// A malformed frontend message, answered to a [`ReplyRoute`].
-pub type Rejected = switchboard_protocol::client::Rejected<ReplyRoute>;
+pub(crate) type Rejected = switchboard_protocol::client::Rejected<ReplyRoute>;
 /// A `system.batch`, answered to a [`ReplyRoute`].
-pub type BatchRequest = switchboard_protocol::client::BatchRequest<ReplyRoute>;
+pub(crate) type BatchRequest = switchboard_protocol::client::BatchRequest<ReplyRoute>;
 
 /// Bytes stored without a heap allocation.
 const INLINE: usize = 38;
@@ -26,7 +26,7 @@ const MAX_ENVELOPE_FRAMES: usize = 0x7f;
 /// Flag bit in the first byte: the caller accepts several replies in one message.
 const GROUPED: u8 = 0x80;
 /// Most replies one grouped message carries.
-pub const MAX_REPLIES_PER_MESSAGE: usize = 256;
+pub(crate) const MAX_REPLIES_PER_MESSAGE: usize = 256;
 /// A group of replies is closed once its bodies reach this many bytes.
 const GROUP_BYTES: usize = 1024 * 1024;
 
@@ -36,7 +36,7 @@ const GROUP_BYTES: usize = 1024 * 1024;
 /// caller accepts grouped replies (high bit); each envelope frame as a LEB128
 /// length and its bytes; then the header's bytes to the end.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ReplyRoute(Packed);
+pub(crate) struct ReplyRoute(Packed);
 
 #[derive(Clone, PartialEq, Eq)]
 enum Packed {
@@ -47,7 +47,7 @@ enum Packed {
 impl ReplyRoute {
     /// Packs routing frames (at most 127 of them; frames or byte slices) and the
     /// header frame to echo.
-    pub fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> ReplyRoute {
+    pub(crate) fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> ReplyRoute {
         let frames = envelope.len().min(MAX_ENVELOPE_FRAMES);
         let size = 1
             + envelope[..frames]
@@ -98,7 +98,7 @@ impl ReplyRoute {
 
     /// Marks the caller as accepting several replies in one message (it sent several
     /// calls in one message, so it is a `DEALER`, not a `REQ`).
-    pub fn accept_grouped_replies(&mut self) {
+    pub(crate) fn accept_grouped_replies(&mut self) {
         let first = match &mut self.0 {
             Packed::Inline { bytes, .. } => &mut bytes[0],
             Packed::Heap(bytes) => &mut bytes[0],
@@ -107,12 +107,12 @@ impl ReplyRoute {
     }
 
     /// Whether the reply may travel in one message with other replies to the same caller.
-    pub fn accepts_grouped_replies(&self) -> bool {
+    pub(crate) fn accepts_grouped_replies(&self) -> bool {
         self.bytes().first().is_some_and(|&b| b & GROUPED != 0)
     }
 
     /// Whether there are no routing frames: nobody to send a reply to.
-    pub fn is_unroutable(&self) -> bool {
+    pub(crate) fn is_unroutable(&self) -> bool {
         self.bytes().first().is_none_or(|&n| n & !GROUPED == 0)
     }
 
@@ -144,17 +144,17 @@ impl ReplyRoute {
     }
 
     /// The header frame echoed in the reply.
-    pub fn header(&self) -> &[u8] {
+    pub(crate) fn header(&self) -> &[u8] {
         &self.bytes()[self.header_at()..]
     }
 
     /// The routing frames, in order.
-    pub fn envelope(&self) -> Vec<&[u8]> {
+    pub(crate) fn envelope(&self) -> Vec<&[u8]> {
         self.envelope_frames().collect()
     }
 
     /// Builds the frames of the reply: `[envelope…][""]["SBC1"][header][body]`.
-    pub fn into_frames(self, body: Frame) -> Vec<Frame> {
+    pub(crate) fn into_frames(self, body: Frame) -> Vec<Frame> {
         let mut frames = Vec::with_capacity(8);
         self.push_head(&mut frames);
         frames.push(Frame::from(self.header()));
@@ -171,7 +171,7 @@ impl ReplyRoute {
 /// Replies to one caller gathered into one message:
 /// `[envelope…][""]["SBC1"]([header][body])…`, for callers that accept it.
 #[derive(Debug)]
-pub struct ReplyGroup {
+pub(crate) struct ReplyGroup {
     /// The packed envelope of the caller, to recognise its other replies.
     key: Vec<u8>,
     frames: Vec<Frame>,
@@ -191,7 +191,7 @@ impl ReturnAddress for ReplyRoute {
 
 impl ReplyGroup {
     /// A group holding its first reply.
-    pub fn new(route: ReplyRoute, body: Frame) -> ReplyGroup {
+    pub(crate) fn new(route: ReplyRoute, body: Frame) -> ReplyGroup {
         let at = route.header_at();
         // Room for 32 replies before the vector has to grow.
         let mut frames = Vec::with_capacity(68);
@@ -207,12 +207,12 @@ impl ReplyGroup {
     }
 
     /// Whether the reply on `route` goes to this group's caller.
-    pub fn is_for(&self, route: &ReplyRoute) -> bool {
+    pub(crate) fn is_for(&self, route: &ReplyRoute) -> bool {
         route.bytes()[..route.header_at()] == self.key[..]
     }
 
     /// Adds a reply to the same caller (see [`ReplyGroup::is_for`]).
-    pub fn push(&mut self, route: ReplyRoute, body: Frame) {
+    pub(crate) fn push(&mut self, route: ReplyRoute, body: Frame) {
         self.bytes += body.len();
         self.replies += 1;
         self.frames.push(Frame::from(route.header()));
@@ -220,22 +220,17 @@ impl ReplyGroup {
     }
 
     /// Whether the group should be sent before another reply is added.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.replies >= MAX_REPLIES_PER_MESSAGE || self.bytes >= GROUP_BYTES
     }
 
     /// How many replies the group holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.replies
     }
 
-    /// Whether the group holds no reply (never true: a group starts with one).
-    pub fn is_empty(&self) -> bool {
-        self.replies == 0
-    }
-
     /// The frames of the message.
-    pub fn into_frames(self) -> Vec<Frame> {
+    pub(crate) fn into_frames(self) -> Vec<Frame> {
         self.frames
     }
 }

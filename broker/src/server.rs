@@ -39,10 +39,10 @@ const MAX_POLL: Duration = Duration::from_millis(100);
 /// How often replies waiting for slow clients are offered to the socket again.
 const BACKLOG_RETRY: Duration = Duration::from_millis(5);
 /// A stopping broker closes its sockets once no request has arrived for this long.
-pub const CLOSE_QUIET: Duration = Duration::from_millis(100);
+pub(crate) const CLOSE_QUIET: Duration = Duration::from_millis(100);
 /// A stopping broker closes its sockets after answering requests this long at most,
 /// even if they keep coming.
-pub const CLOSE_LIMIT: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Where a stopping broker is.
 #[derive(Debug, Clone, Copy)]
@@ -227,10 +227,10 @@ impl Broker {
     /// Runs until `shutdown` is triggered, then stops in two steps and returns its counters.
     ///
     /// 1. Grace: new calls are answered SHUTTING_DOWN while accepted calls finish, until
-    ///    none is left or `shutdown_grace` is over (then the rest is abandoned: see
-    ///    [`Router::abandon_all`]).
+    ///    none is left or `shutdown_grace` is over (then the rest is abandoned: calls
+    ///    never sent get SHUTTING_DOWN, calls a worker holds WORKER_LOST).
     /// 2. Closing: requests still arriving are read and answered until the frontend has
-    ///    been quiet for [`CLOSE_QUIET`] (at most [`CLOSE_LIMIT`]), so that a request the
+    ///    been quiet for 100 ms (at most 1 s), so that a request the
     ///    broker's sockets took in its last moments is answered too; then the sockets close.
     pub fn run(mut self, shutdown: Shutdown) -> Result<RouterStats, BrokerError> {
         let (frontend, backend) = self.endpoints();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use switchboard_protocol::{FunctionInfo, WorkerListing};
 
 /// Read-only access to the broker's state for introspection and metrics.
-pub trait View {
+pub(crate) trait View {
     /// The functions connected workers host, sorted by name.
     fn functions(&self) -> Vec<FunctionSummary>;
     /// The connected workers, sorted by name then registration number.
@@ -28,7 +28,7 @@ pub trait View {
 
 /// A call that ended, as the router reports it for metrics.
 #[derive(Debug, Clone)]
-pub struct CallEnded {
+pub(crate) struct CallEnded {
     /// The function called.
     pub function: Arc<str>,
     /// `"ok"` or the error code of the reply.
@@ -39,7 +39,7 @@ pub struct CallEnded {
 
 /// A snapshot of one function for introspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionSummary {
+pub(crate) struct FunctionSummary {
     /// What its connected hosts say about it (when they disagree, what most of them say).
     pub info: FunctionInfo,
     /// Each distinct announcement (doc, signature, retry-safety) with how many connected

@@ -29,10 +29,10 @@ use tracing::{debug, info, warn};
 use crate::error::CallError;
 
 /// Where a call's outcome is delivered: the raw reply body, or why there is none.
-pub type ReplySender = Sender<Result<Frame, CallError>>;
+pub(crate) type ReplySender = Sender<Result<Frame, CallError>>;
 
 /// What caller threads ask of the socket thread.
-pub enum Command {
+pub(crate) enum Command {
     /// Send a request and deliver its reply to `reply`.
     Call {
         /// The call id in the header.
@@ -54,7 +54,7 @@ pub enum Command {
 
 /// Counters shared between the socket thread and [`crate::Client::stats`].
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Replies whose call id matched no waiting call (late, duplicated or unknown).
     pub unmatched_replies: AtomicU64,
     /// Times the connection to the broker dropped.
@@ -114,7 +114,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const RESTART_WINDOW: Duration = Duration::from_secs(5);
 
 /// The socket thread's state.
-pub struct Connection {
+pub(crate) struct Connection {
     socket: zmq::Socket,
     monitor: zmq::Socket,
     commands: Receiver<Command>,
@@ -135,7 +135,7 @@ pub struct Connection {
 
 impl Connection {
     /// Wraps a connected DEALER socket; `monitor` is a PAIR socket connected to its monitor.
-    pub fn new(
+    pub(crate) fn new(
         endpoint: &str,
         socket: zmq::Socket,
         monitor: zmq::Socket,
@@ -159,7 +159,7 @@ impl Connection {
     }
 
     /// Runs until every client handle is dropped.
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
             let retry_due = self.retries.iter().map(|(at, _, _)| *at).min();

@@ -15,13 +15,13 @@
 //! ```
 //!
 //! # Layout
-//! - [`client`] — [`Client`], [`RequestBuilder`], [`PendingCall`] and batches: the caller-facing API.
-//! - [`connection`] — the socket thread that owns the DEALER socket and matches replies by call id.
-//! - [`error`] — [`CallError`] and [`ConnectError`].
+//! - `client` — [`Client`], [`RequestBuilder`], [`PendingCall`] and batches: the caller-facing API.
+//! - `connection` — the socket thread that owns the DEALER socket and matches replies by call id.
+//! - `error` — [`CallError`] and [`ConnectError`].
 
-pub mod client;
-pub mod connection;
-pub mod error;
+mod client;
+mod connection;
+mod error;
 
 pub use client::{
     BatchBuilder, BatchReply, Client, ClientConfig, ClientStats, PendingBatch, PendingCall,

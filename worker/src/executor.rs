@@ -15,7 +15,7 @@ use tracing::debug;
 use crate::registry::Function;
 
 /// One call handed to the pool.
-pub struct Job {
+pub(crate) struct Job {
     /// The broker's ticket, echoed in the reply.
     pub ticket: Ticket,
     /// The caller's call id, for logs.
@@ -35,22 +35,22 @@ pub struct Job {
 /// that is gone, so it is not started, and its reply is never sent: the ticket it carries
 /// means nothing to whoever is listening now.
 #[derive(Debug, Clone, Default)]
-pub struct Session(Arc<AtomicU64>);
+pub(crate) struct Session(Arc<AtomicU64>);
 
 impl Session {
     /// The current registration's number.
-    pub fn current(&self) -> u64 {
+    pub(crate) fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 
     /// Starts a new registration and returns its number.
-    pub fn renew(&self) -> u64 {
+    pub(crate) fn renew(&self) -> u64 {
         self.0.fetch_add(1, Ordering::AcqRel) + 1
     }
 }
 
 /// A finished call: the reply body to send back under `ticket`.
-pub struct Done {
+pub(crate) struct Done {
     /// The ticket of the job.
     pub ticket: Ticket,
     /// `{"result": ...}` or `{"error": ...}`; empty when the call was not started
@@ -61,7 +61,7 @@ pub struct Done {
 }
 
 /// A fixed pool of executor threads fed by a bounded channel.
-pub struct Executor {
+pub(crate) struct Executor {
     jobs: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -70,7 +70,7 @@ impl Executor {
     /// Starts `threads` executors with room for `queued` more calls waiting for one.
     /// Finished calls go to `done`, followed by a `waker` wake-up. Calls of a session
     /// that has ended by the time a thread takes them are not run.
-    pub fn start(
+    pub(crate) fn start(
         threads: usize,
         queued: usize,
         max_reply_bytes: usize,
@@ -97,7 +97,7 @@ impl Executor {
     }
 
     /// Hands a job to a free executor; if all are busy, returns the job's ticket.
-    pub fn submit(&self, job: Job) -> Result<(), Ticket> {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), Ticket> {
         let jobs = self.jobs.as_ref().expect("executor is running");
         jobs.try_send(job).map_err(|e| match e {
             TrySendError::Full(job) | TrySendError::Disconnected(job) => job.ticket,
@@ -108,7 +108,7 @@ impl Executor {
 impl Executor {
     /// Stops taking jobs and returns without waiting for the running ones: each thread
     /// exits once its current job ends (whose reply then goes nowhere).
-    pub fn detach(mut self) {
+    pub(crate) fn detach(mut self) {
         self.jobs.take();
         // Dropping a join handle detaches its thread.
         self.threads.clear();
@@ -158,7 +158,7 @@ fn run_jobs(
 
 /// Runs one call and returns its reply body: TIMEOUT without running it if its deadline
 /// passed, PAYLOAD_TOO_LARGE if the result is over the limit.
-pub fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
+pub(crate) fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
     let name = &job.function.info().name;
     if Instant::now() >= job.deadline {
         debug!(call_id = job.call_id, "skipping call whose deadline passed");

@@ -22,21 +22,21 @@
 //! `Worker::run_until_signal`).
 //!
 //! # Layout
-//! - [`registry`] — [`Registry`], typed functions erased to "body in, reply out".
-//! - [`executor`] — the executor thread pool and its bounded job channel.
-//! - [`worker`] — [`Worker`], the socket thread: READY, REQUEST/REPLY, heartbeats, graceful leave.
-//! - [`config`] — [`WorkerConfig`].
-//! - [`error`] — [`WorkerError`].
+//! - `registry` — [`Registry`], typed functions erased to "body in, reply out".
+//! - `executor` — the executor thread pool and its bounded job channel.
+//! - `worker` — [`Worker`], the socket thread: READY, REQUEST/REPLY, heartbeats, graceful leave.
+//! - `config` — [`WorkerConfig`].
+//! - `error` — [`WorkerError`].
 
-pub mod config;
-pub mod error;
-pub mod executor;
-pub mod registry;
-pub mod worker;
+mod config;
+mod error;
+mod executor;
+mod registry;
+mod worker;
 
-pub use config::WorkerConfig;
+pub use config::{default_name, vars, WorkerConfig};
 pub use error::WorkerError;
-pub use registry::{Kwargs, Registry};
+pub use registry::{IntoFallibleFunction, IntoFunction, Kwargs, Registration, Registry};
 pub use switchboard_protocol::{ErrorCode, RemoteError, Timestamp, Value};
 pub use switchboard_transport::Shutdown;
 pub use worker::Worker;

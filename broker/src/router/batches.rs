@@ -9,7 +9,7 @@ use switchboard_protocol::{ErrorCode, Frame, RemoteError, RESERVED_PREFIX};
 use super::Map;
 
 /// Most `system.*` calls one batch may carry; the others are answered BAD_REQUEST.
-pub const MAX_SYSTEM_CALLS_PER_BATCH: usize = 16;
+pub(crate) const MAX_SYSTEM_CALLS_PER_BATCH: usize = 16;
 /// A batch's reply keeps every slot at most this large, whatever its budget says.
 const SMALL_REPLY_BYTES: usize = 256;
 

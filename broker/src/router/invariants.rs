@@ -13,7 +13,7 @@ use super::{Map, Router, Set};
 impl Router {
     /// Panics, naming the first disagreement, unless every view of the router agrees
     /// with its call table. Linear in the state held: for tests and debug builds.
-    pub fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         let mut queued: Map<Arc<str>, Set<Ticket>> = Map::default();
         let mut running: Map<Arc<str>, usize> = Map::default();
         let mut held: Map<&[u8], (Set<Ticket>, u32)> = Map::default();

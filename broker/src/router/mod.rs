@@ -50,15 +50,9 @@ use calls::{Call, CallTable, Origin, Place};
 use functions::Functions;
 use workers::Workers;
 
-pub use batches::MAX_SYSTEM_CALLS_PER_BATCH;
-pub use ready::{
-    HEARTBEAT_RANGE_MS, MAX_CAPACITY, MAX_DOC_BYTES, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER,
-    MAX_SIGNATURE_BYTES,
-};
-
 /// A worker's routing identity on the backend socket, shared: every call running on a
 /// worker and every message for it holds one, without an allocation each.
-pub type WorkerId = Arc<[u8]>;
+pub(crate) type WorkerId = Arc<[u8]>;
 
 /// Hash maps of the router: a fast hasher, seeded at random (keys come from peers).
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -104,7 +98,7 @@ impl Default for RouterConfig {
 
 /// Something the socket loop must send.
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Send a reply to a client on the frontend.
     Reply {
         /// The routing frames back to the caller and the header frame to echo.
@@ -134,7 +128,7 @@ pub enum Action {
 
 /// One call on its way to a worker.
 #[derive(Debug)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
     /// The broker's handle for the call, echoed in the worker's reply.
     pub ticket: Ticket,
     /// The caller's call id (for the worker's logs).
@@ -148,7 +142,7 @@ pub struct Dispatch {
 }
 
 /// The broker's routing state machine.
-pub struct Router {
+pub(crate) struct Router {
     config: RouterConfig,
     calls: CallTable,
     functions: Functions,
@@ -163,7 +157,7 @@ pub struct Router {
 
 impl Router {
     /// An empty router.
-    pub fn new(config: RouterConfig) -> Router {
+    pub(crate) fn new(config: RouterConfig) -> Router {
         Router {
             config,
             calls: CallTable::new(first_ticket()),
@@ -178,17 +172,17 @@ impl Router {
     }
 
     /// Shares the ZAP handler's counters of refused handshakes.
-    pub fn set_auth_counters(&mut self, counters: Arc<AuthCounters>) {
+    pub(crate) fn set_auth_counters(&mut self, counters: Arc<AuthCounters>) {
         self.auth = counters;
     }
 
     /// The calls that ended since the last time this was asked, for metrics.
-    pub fn take_ended(&mut self) -> std::vec::Drain<'_, CallEnded> {
+    pub(crate) fn take_ended(&mut self) -> std::vec::Drain<'_, CallEnded> {
         self.ended.drain(..)
     }
 
     /// The earliest instant at which [`Router::tick`] has something to do.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
         match (self.calls.next_deadline(), self.workers.next_wakeup()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -196,14 +190,14 @@ impl Router {
     }
 
     /// Stops accepting calls; calls already accepted go on.
-    pub fn begin_shutdown(&mut self) {
+    pub(crate) fn begin_shutdown(&mut self) {
         self.shutting_down = true;
     }
 
     /// Answers every unfinished call at the end of the shutdown grace period: a call that
     /// never left the broker gets SHUTTING_DOWN (it did not run), a call a worker holds
     /// gets WORKER_LOST (it may have run: the caller must not assume either way).
-    pub fn abandon_all(&mut self, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn abandon_all(&mut self, now: Instant, out: &mut Vec<Action>) {
         for (_, mut call) in self.calls.take_all() {
             let (code, message) = match call.place {
                 Place::Queued => (
@@ -222,7 +216,7 @@ impl Router {
     }
 
     /// Handles a well-formed request (one call or a batch) from a client.
-    pub fn submit(&mut self, incoming: Incoming, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn submit(&mut self, incoming: Incoming, now: Instant, out: &mut Vec<Action>) {
         match incoming {
             Incoming::Call(request) => {
                 self.stats.requests += 1;
@@ -402,7 +396,7 @@ impl Router {
     }
 
     /// Answers a malformed frontend message with BAD_REQUEST, when it says whom to answer.
-    pub fn reject(&mut self, rejected: Rejected, out: &mut Vec<Action>) {
+    pub(crate) fn reject(&mut self, rejected: Rejected, out: &mut Vec<Action>) {
         let Rejected { route, error } = rejected;
         if route.is_unroutable() {
             warn!(%error, "dropping malformed client message with no return address");
@@ -420,7 +414,7 @@ impl Router {
     }
 
     /// Handles a parsed message from a worker.
-    pub fn worker_message(
+    pub(crate) fn worker_message(
         &mut self,
         worker: WorkerId,
         message: WorkerMessage,
@@ -479,7 +473,7 @@ impl Router {
     /// declared lost (its calls re-dispatched or answered WORKER_LOST) and the message is
     /// dropped and counted in `impostor_messages` — unless it is a READY, which registers
     /// the newcomer afresh under its own key.
-    pub fn authenticate_worker(
+    pub(crate) fn authenticate_worker(
         &mut self,
         worker: &[u8],
         key: &str,
@@ -500,19 +494,19 @@ impl Router {
     }
 
     /// Under CURVE: binds a just-registered worker to the key its READY came with.
-    pub fn bind_worker_key(&mut self, worker: &[u8], key: &str) {
+    pub(crate) fn bind_worker_key(&mut self, worker: &[u8], key: &str) {
         if let Some(state) = self.workers.get_mut(worker) {
             state.key = Some(key.to_owned());
         }
     }
 
     /// Counts replies the socket could not take (client gone or not reading).
-    pub fn replies_dropped(&mut self, count: usize) {
+    pub(crate) fn replies_dropped(&mut self, count: usize) {
         self.stats.dropped_replies += count as u64;
     }
 
     /// Counts a malformed message from a worker. The worker keeps its calls.
-    pub fn worker_malformed(&mut self, worker: &[u8], error: &dyn std::fmt::Display) {
+    pub(crate) fn worker_malformed(&mut self, worker: &[u8], error: &dyn std::fmt::Display) {
         self.stats.malformed_worker_messages += 1;
         warn!(worker = %self.workers.label(worker), %error, "dropping malformed worker message");
     }
@@ -521,7 +515,7 @@ impl Router {
     /// (`undelivered`: ticket and body of each) certainly did not run, so they go back to
     /// the front of their queues, as if never dispatched, for another host to take; the
     /// calls it already held are handled as for any lost worker.
-    pub fn worker_unreachable(
+    pub(crate) fn worker_unreachable(
         &mut self,
         worker: &[u8],
         undelivered: Vec<(Ticket, Frame)>,
@@ -561,7 +555,7 @@ impl Router {
 
     /// Expires deadlines, declares silent workers lost, sends due heartbeats, and gives
     /// back memory a drained flood left behind.
-    pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+    pub(crate) fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.calls.shrink_after_flood(SHRINK_FLOOR);
         self.functions.shrink_after_flood(SHRINK_FLOOR);
         while let Some(ticket) = self.calls.pop_due(now) {
@@ -1035,6 +1029,6 @@ fn first_ticket() -> u64 {
 }
 
 /// Short printable form of a routing identity for logs.
-pub fn hex(id: &[u8]) -> String {
+pub(crate) fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }

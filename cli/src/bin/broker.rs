@@ -6,9 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
 
-use switchboard_broker::auth::Security;
-use switchboard_broker::router::RouterConfig;
-use switchboard_broker::{Broker, BrokerConfig};
+use switchboard_broker::{Broker, BrokerConfig, RouterConfig, Security};
 use switchboard_transport::curve::{read_allow_list, KeyPair};
 use switchboard_transport::socket::SocketLimits;
 

@@ -7,8 +7,7 @@ use clap::Parser;
 use switchboard_cli::curve_args::CurveArgs;
 use switchboard_cli::demo;
 use switchboard_transport::socket::SocketLimits;
-use switchboard_worker::config::{default_name, vars};
-use switchboard_worker::{Worker, WorkerConfig};
+use switchboard_worker::{default_name, vars, Worker, WorkerConfig};
 
 /// Switchboard demo worker: hosts add, echo, upper, sleep_ms, fail, panic, greet, whoami,
 /// time.now, time.shift, bytes.len and bytes.reverse.

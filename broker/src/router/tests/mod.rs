@@ -9,9 +9,8 @@ use switchboard_protocol::codec::{decode_reply, encode_result};
 use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::{ErrorCode, Frame, Value};
 
-use super::{
-    Action, RouterConfig, View, HEARTBEAT_RANGE_MS, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER,
-};
+use super::ready::{HEARTBEAT_RANGE_MS, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER};
+use super::{Action, RouterConfig, View};
 use harness::{id, ready_info, Harness};
 
 #[test]
