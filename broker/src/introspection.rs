@@ -71,7 +71,7 @@ pub(crate) fn answer(
             ))
         }
     };
-    encoded.map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))
+    encoded.map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.with_causes()))
 }
 
 /// The answer of `system.stats`.

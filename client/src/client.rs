@@ -396,7 +396,7 @@ impl BatchBuilder<'_> {
     pub fn send(self) -> Result<PendingBatch, CallError> {
         let calls = self.calls.map_err(CallError::Encode)?;
         if calls.is_empty() || calls.len() > MAX_BATCH_CALLS {
-            return Err(CallError::Encode(CodecError::Encode(format!(
+            return Err(CallError::Encode(CodecError::Rule(format!(
                 "a batch carries 1 to {MAX_BATCH_CALLS} calls, not {}",
                 calls.len()
             ))));

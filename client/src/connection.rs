@@ -444,6 +444,7 @@ impl Connection {
             let replies = match parse_replies(frames) {
                 Ok(replies) => replies,
                 Err(error) => {
+                    let error = switchboard_protocol::error::with_causes(&error);
                     warn!(%error, "dropping malformed reply");
                     continue;
                 }

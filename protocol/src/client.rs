@@ -547,7 +547,7 @@ mod tests {
         let rejected = parse(frames(&[b"\x00id", b"SBC1", b"add"])).unwrap_err();
         assert_eq!(rejected.route.envelope(), [b"\x00id"]);
         assert_eq!(rejected.route.header(), NO_HEADER);
-        assert_eq!(rejected.error, ProtocolError::MissingDelimiter);
+        assert!(matches!(rejected.error, ProtocolError::MissingDelimiter));
     }
 
     #[test]
@@ -670,7 +670,7 @@ mod tests {
             panic!("not a batch")
         };
         assert!(batch.calls[0].0.is_err());
-        assert_eq!(batch.calls[1].0.as_deref(), Ok("add"));
+        assert_eq!(batch.calls[1].0.as_deref().ok(), Some("add"));
     }
 
     #[test]

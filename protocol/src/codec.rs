@@ -15,7 +15,7 @@ const EMPTY_MAP: u8 = 0x80;
 
 /// Encodes any value as MessagePack, structs as maps.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    rmp_serde::to_vec_named(value).map_err(|e| CodecError::Encode(e.to_string()))
+    Ok(rmp_serde::to_vec_named(value)?)
 }
 
 /// Most arrays and maps nested in one frame, the frame's outermost one included (a
@@ -46,7 +46,7 @@ pub fn check_value_count(bytes: &[u8]) -> Result<(), CodecError> {
     if within_values(bytes, MAX_VALUES) {
         Ok(())
     } else {
-        Err(CodecError::Decode(format!(
+        Err(CodecError::Rule(format!(
             "more than {MAX_VALUES} values in one frame"
         )))
     }
@@ -124,7 +124,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     check_value_count(bytes)?;
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
     deserializer.set_max_depth(serde_depth());
-    T::deserialize(&mut deserializer).map_err(|e| CodecError::Decode(e.to_string()))
+    Ok(T::deserialize(&mut deserializer)?)
 }
 
 impl CallHeader {
@@ -143,7 +143,7 @@ impl CallHeader {
         match usual_header(bytes) {
             Some(header) => Ok(header),
             // The general decoder would also take a struct written as an array.
-            None if !is_map(bytes) => Err(CodecError::Decode(
+            None if !is_map(bytes) => Err(CodecError::Rule(
                 "the header must be a map with string keys, e.g. {\"id\": 1}".into(),
             )),
             None => decode(bytes),
@@ -223,7 +223,7 @@ pub fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, CodecErro
         return Ok(vec![EMPTY_ARRAY]);
     }
     if !is_array(&bytes) {
-        return Err(CodecError::Encode(
+        return Err(CodecError::Rule(
             "positional arguments must serialize as a sequence (use a tuple)".into(),
         ));
     }
@@ -237,7 +237,7 @@ pub fn encode_kwargs<K: Serialize + ?Sized>(kwargs: &K) -> Result<Vec<u8>, Codec
         return Ok(vec![EMPTY_MAP]);
     }
     if !is_map(&bytes) {
-        return Err(CodecError::Encode(
+        return Err(CodecError::Rule(
             "keyword arguments must serialize as a map or struct".into(),
         ));
     }
@@ -399,6 +399,17 @@ pub fn decode_reply<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decode_error_keeps_the_decoder_s_reason_as_its_source() {
+        let error = decode::<u32>(b"\xa1x").unwrap_err();
+        assert!(matches!(error, CodecError::Decode(_)), "{error:?}");
+        let source = std::error::Error::source(&error).expect("the decoder's error");
+        assert!(!source.to_string().is_empty());
+        let text = error.with_causes();
+        assert!(text.starts_with("cannot decode value: "), "{text}");
+        assert!(text.contains(&source.to_string()), "{text}");
+    }
     use std::collections::BTreeMap;
 
     #[test]
@@ -574,7 +585,7 @@ mod tests {
         let mut body = b"\x81\xa4args\xdd".to_vec();
         body.extend_from_slice(&(fits as u32).to_be_bytes());
         body.extend(std::iter::repeat_n(0x01u8, fits));
-        assert_eq!(check_value_count(&body), Ok(()));
+        assert!(check_value_count(&body).is_ok());
         body[7..11].copy_from_slice(&(fits as u32 + 1).to_be_bytes());
         body.push(0x01);
         assert!(check_value_count(&body).is_err());
@@ -595,7 +606,7 @@ mod tests {
             crate::Timestamp::new(1, 2).unwrap(),
         ))
         .unwrap();
-        assert_eq!(check_value_count(&sample), Ok(()));
+        assert!(check_value_count(&sample).is_ok());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Error types of the protocol crate, split by failure domain.
 
+use std::sync::Arc;
+
 /// An error with the reasons behind it, `"outer: inner: innermost"`: for messages that
 /// travel to a peer or a user, where the source chain is not available.
 pub fn with_causes(error: &dyn std::error::Error) -> String {
@@ -14,7 +16,7 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 }
 
 /// A multipart message that does not follow the wire protocol.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProtocolError {
     /// The message had fewer or more frames than its kind requires.
     #[error("expected {expected} frames after the envelope, got {got}")]
@@ -75,12 +77,36 @@ pub enum ProtocolError {
 }
 
 /// A MessagePack value that could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CodecError {
-    /// Encoding failed (a `Serialize` impl reported an error).
-    #[error("cannot encode value: {0}")]
-    Encode(String),
-    /// The bytes are not the MessagePack shape expected.
-    #[error("cannot decode value: {0}")]
-    Decode(String),
+    /// Encoding failed: a `Serialize` impl reported an error.
+    #[error("cannot encode value")]
+    Encode(#[source] Arc<rmp_serde::encode::Error>),
+    /// The bytes are not MessagePack of the shape expected.
+    #[error("cannot decode value")]
+    Decode(#[source] Arc<rmp_serde::decode::Error>),
+    /// The value is well formed but breaks a rule of the protocol (its shape or size):
+    /// the rule is the message.
+    #[error("{0}")]
+    Rule(String),
+}
+
+impl CodecError {
+    /// The error with its causes, `"cannot decode value: invalid type: …"`: for messages
+    /// that travel to a peer, where the source chain is not available.
+    pub fn with_causes(&self) -> String {
+        with_causes(self)
+    }
+}
+
+impl From<rmp_serde::encode::Error> for CodecError {
+    fn from(error: rmp_serde::encode::Error) -> CodecError {
+        CodecError::Encode(Arc::new(error))
+    }
+}
+
+impl From<rmp_serde::decode::Error> for CodecError {
+    fn from(error: rmp_serde::decode::Error) -> CodecError {
+        CodecError::Decode(Arc::new(error))
+    }
 }

@@ -303,7 +303,7 @@ fn encode_value<T: Serialize>(name: &str, value: &T) -> Result<Vec<u8>, RemoteEr
     encode_result(value).map_err(|e| {
         RemoteError::new(
             ErrorCode::FunctionError,
-            format!("{name}: cannot encode result: {e}"),
+            format!("{name}: cannot encode result: {}", e.with_causes()),
         )
     })
 }

@@ -253,7 +253,10 @@ impl Worker {
                         self.register(&link.socket);
                     }
                 },
-                Err(error) => warn!(%error, "dropping malformed message from broker"),
+                Err(error) => {
+                    let error = switchboard_protocol::error::with_causes(&error);
+                    warn!(%error, "dropping malformed message from broker")
+                }
             }
         }
     }

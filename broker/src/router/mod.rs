@@ -399,6 +399,7 @@ impl Router {
     pub(crate) fn reject(&mut self, rejected: Rejected, out: &mut Vec<Action>) {
         let Rejected { route, error } = rejected;
         if route.is_unroutable() {
+            let error = switchboard_protocol::error::with_causes(&error);
             warn!(%error, "dropping malformed client message with no return address");
             self.stats.unanswerable_requests += 1;
             return;
@@ -407,9 +408,9 @@ impl Router {
             ProtocolError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             _ => ErrorCode::BadRequest,
         };
-        warn!(%error, %code, "answering malformed client message");
-        self.stats.requests += 1;
         let message = switchboard_protocol::error::with_causes(&error);
+        warn!(error = %message, %code, "answering malformed client message");
+        self.stats.requests += 1;
         self.answer(Origin::Caller(route), 0, code, message, out);
     }
 
@@ -506,8 +507,9 @@ impl Router {
     }
 
     /// Counts a malformed message from a worker. The worker keeps its calls.
-    pub(crate) fn worker_malformed(&mut self, worker: &[u8], error: &dyn std::fmt::Display) {
+    pub(crate) fn worker_malformed(&mut self, worker: &[u8], error: &dyn std::error::Error) {
         self.stats.malformed_worker_messages += 1;
+        let error = switchboard_protocol::error::with_causes(error);
         warn!(worker = %self.workers.label(worker), %error, "dropping malformed worker message");
     }
 

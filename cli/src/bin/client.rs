@@ -370,8 +370,9 @@ fn batch(client: &Client, file: &str, json_output: bool) -> anyhow::Result<Outco
                 to_json(value)
             )),
             (Err(error), false) => say(format!(
-                "{}: error: {error}",
-                call["function"].as_str().unwrap_or("")
+                "{}: error: {}",
+                call["function"].as_str().unwrap_or(""),
+                describe(error)
             )),
             (Ok(value), true) => results.push(json!({ "result": to_json(value) })),
             (Err(error), true) => results.push(error_json(error)),
