@@ -6,6 +6,7 @@
 //! case, a five-byte ROUTER identity and a small header, fits inline with no allocation.
 
 use std::ops::Deref;
+use switchboard_protocol::limits::MAX_PIPELINED_REPLIES;
 
 use switchboard_protocol::client::{push_reply_head, ReturnAddress};
 use switchboard_protocol::Frame;
@@ -22,11 +23,9 @@ pub(crate) type BatchRequest = switchboard_protocol::client::BatchRequest<ReplyR
 /// Bytes stored without a heap allocation.
 const INLINE: usize = 38;
 /// Most envelope frames kept (the count shares its byte with the grouping flag).
-const MAX_ENVELOPE_FRAMES: usize = 0x7f;
+const MAX_PACKED_FRAMES: usize = 0x7f;
 /// Flag bit in the first byte: the caller accepts several replies in one message.
 const GROUPED: u8 = 0x80;
-/// Most replies one grouped message carries.
-pub(crate) const MAX_REPLIES_PER_MESSAGE: usize = 256;
 /// A group of replies is closed once its bodies reach this many bytes.
 const GROUP_BYTES: usize = 1024 * 1024;
 
@@ -48,7 +47,7 @@ impl ReplyRoute {
     /// Packs routing frames (at most 127 of them; frames or byte slices) and the
     /// header frame to echo.
     pub(crate) fn new<F: Deref<Target = [u8]>>(envelope: &[F], header: &[u8]) -> ReplyRoute {
-        let frames = envelope.len().min(MAX_ENVELOPE_FRAMES);
+        let frames = envelope.len().min(MAX_PACKED_FRAMES);
         let size = 1
             + envelope[..frames]
                 .iter()
@@ -171,7 +170,7 @@ impl ReplyRoute {
 /// Replies to one caller gathered into one message:
 /// `[envelope…][""]["SBC1"]([header][body])…`, for callers that accept it.
 #[derive(Debug)]
-pub(crate) struct ReplyGroup {
+pub(crate) struct PipelinedReplies {
     /// The packed envelope of the caller, to recognise its other replies.
     key: Vec<u8>,
     frames: Vec<Frame>,
@@ -189,14 +188,14 @@ impl ReturnAddress for ReplyRoute {
     }
 }
 
-impl ReplyGroup {
+impl PipelinedReplies {
     /// A group holding its first reply.
-    pub(crate) fn new(route: ReplyRoute, body: Frame) -> ReplyGroup {
+    pub(crate) fn new(route: ReplyRoute, body: Frame) -> PipelinedReplies {
         let at = route.header_at();
         // Room for 32 replies before the vector has to grow.
         let mut frames = Vec::with_capacity(68);
         route.push_head(&mut frames);
-        let mut group = ReplyGroup {
+        let mut group = PipelinedReplies {
             key: route.bytes()[..at].to_vec(),
             frames,
             replies: 0,
@@ -211,7 +210,7 @@ impl ReplyGroup {
         route.bytes()[..route.header_at()] == self.key[..]
     }
 
-    /// Adds a reply to the same caller (see [`ReplyGroup::is_for`]).
+    /// Adds a reply to the same caller (see [`PipelinedReplies::is_for`]).
     pub(crate) fn push(&mut self, route: ReplyRoute, body: Frame) {
         self.bytes += body.len();
         self.replies += 1;
@@ -221,7 +220,7 @@ impl ReplyGroup {
 
     /// Whether the group should be sent before another reply is added.
     pub(crate) fn is_full(&self) -> bool {
-        self.replies >= MAX_REPLIES_PER_MESSAGE || self.bytes >= GROUP_BYTES
+        self.replies >= MAX_PIPELINED_REPLIES || self.bytes >= GROUP_BYTES
     }
 
     /// How many replies the group holds.
@@ -345,7 +344,7 @@ mod tests {
         second.accept_grouped_replies();
         let mut other = ReplyRoute::new(&frames(&[b"\x00wxyz"]), b"h1");
         other.accept_grouped_replies();
-        let mut group = ReplyGroup::new(first, Frame::from(&b"r1"[..]));
+        let mut group = PipelinedReplies::new(first, Frame::from(&b"r1"[..]));
         assert!(group.is_for(&second) && !group.is_for(&other));
         group.push(second, Frame::from(&b"r2"[..]));
         assert_eq!(group.len(), 2);

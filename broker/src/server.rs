@@ -15,11 +15,11 @@ use crate::handshakes;
 use crate::http::{self, MetricsRequest};
 use crate::memory;
 use crate::metrics::{Metrics, Socket};
-use crate::route::{ReplyGroup, ReplyRoute};
+use crate::route::{PipelinedReplies, ReplyRoute};
 use crate::router::{Action, Dispatch, Router, WorkerId};
 use crate::view::{RouterStats, View};
 use switchboard_protocol::client::{parse_request, reject_oversized};
-use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestBatch, WorkerMessage};
+use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestMessage, WorkerMessage};
 use switchboard_protocol::{Frame, ProtocolError};
 use switchboard_transport::curve::apply_server;
 use switchboard_transport::socket::{recv_frames_bounded, try_send_frames, Oversized, Received};
@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 /// this many calls (the check is linear in what it holds).
 const INVARIANT_CHECK_MAX_CALLS: usize = 2_048;
 /// Messages taken from one socket before the loop looks at the other.
-const BATCH: usize = 256;
+const READ_BURST: usize = 256;
 /// Extra rounds of draining both sockets, without polling, while messages keep coming.
 const EAGER_ROUNDS: usize = 4;
 /// Longest poll wait, so a shutdown request is noticed promptly.
@@ -70,9 +70,9 @@ pub struct Broker {
     spare_outbox: Vec<Action>,
     /// Calls decided but not sent yet, gathered per worker so that many calls
     /// travel in one REQUEST. Sent whenever the loop has nothing more to read.
-    requests: Vec<(WorkerId, RequestBatch)>,
+    requests: Vec<(WorkerId, RequestMessage)>,
     /// Replies to callers that pipeline, gathered per caller the same way.
-    replies: Vec<ReplyGroup>,
+    replies: Vec<PipelinedReplies>,
     /// Replies waiting for clients that are not reading fast enough.
     backlogs: Backlogs,
     /// Frames in the last message from each socket (frontend, backend): the size
@@ -196,8 +196,8 @@ impl Broker {
             frontend,
             backend,
             router,
-            outbox: Vec::with_capacity(BATCH),
-            spare_outbox: Vec::with_capacity(BATCH),
+            outbox: Vec::with_capacity(READ_BURST),
+            spare_outbox: Vec::with_capacity(READ_BURST),
             requests: Vec::new(),
             replies: Vec::new(),
             backlogs: Backlogs::new(config.client_backlog_bytes, config.backlog_bytes),
@@ -310,7 +310,7 @@ impl Broker {
                 from_clients += self.drain_frontend()?;
             }
             received += from_clients;
-            // Under load, more messages usually arrive while a batch is handled: take
+            // Under load, more messages usually arrive while a burst is handled: take
             // them before paying for another poll (and its wake-up).
             let mut rounds = 0;
             while received > 0 && rounds < EAGER_ROUNDS {
@@ -342,7 +342,7 @@ impl Broker {
         }
         // A last read right before the sockets close (bounded: a client may never stop).
         for _ in 0..EAGER_ROUNDS {
-            if self.drain_frontend()? < BATCH {
+            if self.drain_frontend()? < READ_BURST {
                 break;
             }
         }
@@ -420,9 +420,9 @@ impl Broker {
         Ok(Some(received))
     }
 
-    /// Handles up to a batch of client messages; returns how many there were.
+    /// Handles up to a burst of client messages; returns how many there were.
     fn drain_frontend(&mut self) -> Result<usize, BrokerError> {
-        for count in 0..BATCH {
+        for count in 0..READ_BURST {
             let Some(received) = self.receive(Socket::Frontend)? else {
                 self.flush_all(Instant::now());
                 return Ok(count);
@@ -439,12 +439,12 @@ impl Broker {
             self.flush(now);
         }
         self.flush_all(Instant::now());
-        Ok(BATCH)
+        Ok(READ_BURST)
     }
 
-    /// Handles up to a batch of worker messages; returns how many there were.
+    /// Handles up to a burst of worker messages; returns how many there were.
     fn drain_backend(&mut self) -> Result<usize, BrokerError> {
-        for count in 0..BATCH {
+        for count in 0..READ_BURST {
             let Some(received) = self.receive(Socket::Backend)? else {
                 self.flush_all(Instant::now());
                 return Ok(count);
@@ -500,7 +500,7 @@ impl Broker {
             self.flush(now);
         }
         self.flush_all(Instant::now());
-        Ok(BATCH)
+        Ok(READ_BURST)
     }
 
     /// Sends everything the router decided, including every call gathered for workers
@@ -516,8 +516,8 @@ impl Broker {
             if self.requests.is_empty() {
                 return;
             }
-            for (worker, batch) in std::mem::take(&mut self.requests) {
-                self.send_to_worker(worker, BrokerMessage::Request(batch), now);
+            for (worker, request) in std::mem::take(&mut self.requests) {
+                self.send_to_worker(worker, BrokerMessage::Request(request), now);
             }
         }
     }
@@ -611,7 +611,7 @@ impl Broker {
                     self.send_to_client(group.into_frames(), replies);
                 }
             }
-            None => self.replies.push(ReplyGroup::new(route, body)),
+            None => self.replies.push(PipelinedReplies::new(route, body)),
         }
     }
 
@@ -626,23 +626,23 @@ impl Broker {
         let index = match self.requests.iter().position(|(id, _)| *id == worker) {
             Some(index) => index,
             None => {
-                self.requests.push((worker, RequestBatch::new()));
+                self.requests.push((worker, RequestMessage::new()));
                 self.requests.len() - 1
             }
         };
-        let batch = &mut self.requests[index].1;
-        batch.push(record, call.body);
-        if batch.is_full() {
-            let (worker, batch) = self.requests.swap_remove(index);
-            self.send_to_worker(worker, BrokerMessage::Request(batch), now);
+        let request = &mut self.requests[index].1;
+        request.push(record, call.body);
+        if request.is_full() {
+            let (worker, request) = self.requests.swap_remove(index);
+            self.send_to_worker(worker, BrokerMessage::Request(request), now);
         }
     }
 
     /// Sends the calls gathered for one worker, if any, so that what follows keeps its order.
     fn send_pending(&mut self, worker: &WorkerId, now: Instant) {
         if let Some(index) = self.requests.iter().position(|(id, _)| id == worker) {
-            let (worker, batch) = self.requests.swap_remove(index);
-            self.send_to_worker(worker, BrokerMessage::Request(batch), now);
+            let (worker, request) = self.requests.swap_remove(index);
+            self.send_to_worker(worker, BrokerMessage::Request(request), now);
         }
     }
 
@@ -663,12 +663,12 @@ impl Broker {
         let mut undelivered = Vec::new();
         let mut frames = frames.into_iter();
         frames.next(); // the identity
-        if let Ok(BrokerMessage::Request(mut batch)) = BrokerMessage::parse(frames) {
-            undelivered.extend(batch.calls().map(|(record, body)| (record.ticket, body)));
+        if let Ok(BrokerMessage::Request(mut request)) = BrokerMessage::parse(frames) {
+            undelivered.extend(request.calls().map(|(record, body)| (record.ticket, body)));
         }
         if let Some(index) = self.requests.iter().position(|(id, _)| *id == worker) {
-            let (_, mut batch) = self.requests.swap_remove(index);
-            undelivered.extend(batch.calls().map(|(record, body)| (record.ticket, body)));
+            let (_, mut request) = self.requests.swap_remove(index);
+            undelivered.extend(request.calls().map(|(record, body)| (record.ticket, body)));
         }
         self.router
             .worker_unreachable(&worker, undelivered, now, &mut self.outbox);

@@ -4,11 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use switchboard_protocol::limits::MAX_BATCH_CALLS;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_protocol::client::{batch_request_frames, request_frames, MAX_BATCH_CALLS};
+use switchboard_protocol::client::{batch_request_frames, request_frames};
 use switchboard_protocol::codec::{
     decode_batch_reply, decode_reply, encode_args, encode_kwargs, request_body_from_parts,
     BatchItem,
@@ -43,15 +44,33 @@ pub struct ClientConfig {
     pub curve: Option<ClientCurve>,
 }
 
-impl ClientConfig {
-    /// Defaults for a broker at `endpoint`: 30 s timeout.
-    pub fn new(endpoint: &str) -> ClientConfig {
+impl Default for ClientConfig {
+    /// A broker on this machine's default frontend port, calls of 30 s, no CURVE.
+    fn default() -> Self {
         ClientConfig {
-            endpoint: endpoint.to_owned(),
+            endpoint: "tcp://127.0.0.1:5555".into(),
             default_timeout: Duration::from_secs(30),
             limits: SocketLimits::default(),
             curve: None,
         }
+    }
+}
+
+impl ClientConfig {
+    /// The defaults, for a broker at `endpoint`.
+    pub fn new(endpoint: &str) -> ClientConfig {
+        ClientConfig {
+            endpoint: endpoint.to_owned(),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// The configuration with every value brought into its working range (a default
+    /// timeout of at least 1 ms: 0 would fail every call before it is sent).
+    /// [`Client::with_config`] applies it.
+    pub fn validated(mut self) -> ClientConfig {
+        self.default_timeout = self.default_timeout.max(Duration::from_millis(1));
+        self
     }
 }
 
@@ -101,6 +120,7 @@ impl Client {
 
     /// Connects with explicit settings.
     pub fn with_config(config: ClientConfig) -> Result<Client, ConnectError> {
+        let config = config.validated();
         let context = zmq::Context::new();
         let fail = |source| ConnectError::Socket {
             endpoint: config.endpoint.clone(),

@@ -16,10 +16,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_protocol::limits::MAX_PIPELINED_CALLS;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use serde::de::IgnoredAny;
-use switchboard_protocol::client::{parse_replies, Pipeline, MAX_PIPELINED_CALLS};
+use switchboard_protocol::client::{parse_replies, Pipeline};
 use switchboard_protocol::codec::decode_reply;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
 use switchboard_transport::socket::{recv_frames, try_send_frames};

@@ -9,28 +9,18 @@
 //! `[""]["SBC1"]([function][header][body])…`, and then accept replies grouped the
 //! same way, `[""]["SBC1"]([header][body])…`.
 
+use crate::limits::{
+    MAX_BATCH_CALLS, MAX_ENVELOPE_BYTES, MAX_ENVELOPE_FRAMES, MAX_FUNCTION_NAME_LEN,
+    MAX_PIPELINED_CALLS,
+};
 use std::ops::Deref;
 
 use crate::error::ProtocolError;
 use crate::message::CallHeader;
-use crate::{owned_frame, Frame, CLIENT_SIGNATURE, MAX_FUNCTION_NAME_LEN};
+use crate::{owned_frame, Frame, CLIENT_SIGNATURE};
 
 /// The function name that marks a batch request.
 pub const BATCH_FUNCTION: &str = "system.batch";
-
-/// Most calls one batch may carry.
-pub const MAX_BATCH_CALLS: usize = 1000;
-
-/// Most calls one pipelined message may carry.
-pub const MAX_PIPELINED_CALLS: usize = 256;
-
-/// Most frames before the empty delimiter: the routing identity the broker's ROUTER adds,
-/// plus what proxies between the client and the broker add (a DEALER client sends none).
-pub const MAX_ENVELOPE_FRAMES: usize = 16;
-
-/// Most bytes in those frames, together. Each call keeps a copy of its envelope until it
-/// is answered, so the limit bounds what one pipelined message can make the broker hold.
-pub const MAX_ENVELOPE_BYTES: usize = 1024;
 
 /// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
 pub const NO_HEADER: &[u8] = &[0xc0];

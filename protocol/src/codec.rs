@@ -2,6 +2,7 @@
 
 use crate::code::ErrorCode;
 use crate::error::CodecError;
+use crate::limits::{MAX_DEPTH, MAX_VALUES};
 use crate::message::{CallHeader, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -18,12 +19,6 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(rmp_serde::to_vec_named(value)?)
 }
 
-/// Most arrays and maps nested in one frame, the frame's outermost one included (a
-/// request body `{"args": [[1]]}` nests 3): 64 decode, 65 are a decode error, never a
-/// stack overflow. Every decoder of the crate enforces it, whichever library reads the
-/// bytes.
-pub const MAX_DEPTH: usize = 64;
-
 /// The limit to give `rmp_serde`, which refuses a value once its nesting reaches it.
 pub(crate) fn serde_depth() -> usize {
     MAX_DEPTH + 1
@@ -33,12 +28,6 @@ pub(crate) fn serde_depth() -> usize {
 pub(crate) fn rmpv_depth() -> usize {
     2 * MAX_DEPTH + 1
 }
-
-/// Most MessagePack values in one frame (every scalar, array, map, key and element
-/// counts). Decoding into a dynamic [`crate::Value`] costs about 40 bytes per value
-/// whatever its encoded size (an empty array is one byte), so this bounds what one
-/// request can make a worker allocate: about 40 MiB.
-pub const MAX_VALUES: usize = 1 << 20;
 
 /// Checks, without allocating, that `bytes` hold at most [`MAX_VALUES`] values; a frame
 /// whose structure is cut short is left for the decoder to report.

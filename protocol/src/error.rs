@@ -48,8 +48,8 @@ pub enum ProtocolError {
     /// every call of a pipelined message keeps a copy of it until answered.
     #[error(
         "routing envelope too large: {frames} frames, {bytes} bytes (at most {} frames, {} bytes)",
-        crate::client::MAX_ENVELOPE_FRAMES,
-        crate::client::MAX_ENVELOPE_BYTES
+        crate::limits::MAX_ENVELOPE_FRAMES,
+        crate::limits::MAX_ENVELOPE_BYTES
     )]
     Envelope {
         /// Frames before the delimiter (the broker's routing identity included).

@@ -19,6 +19,8 @@
 //! - [`client`] — frames between a client and the broker frontend.
 //! - [`worker`] — frames between a worker and the broker backend.
 //! - [`timestamp`] — [`Timestamp`], the MessagePack timestamp extension.
+//! - [`limits`] — every limit of the protocol, and the names of its three ways of
+//!   carrying several calls (pipeline, batch, coalescing).
 //! - [`error`] — the crate's error types.
 
 pub mod args;
@@ -26,6 +28,7 @@ pub mod client;
 pub mod code;
 pub mod codec;
 pub mod error;
+pub mod limits;
 pub mod message;
 pub mod worker;
 
@@ -58,9 +61,6 @@ pub const CLIENT_SIGNATURE: &[u8] = b"SBC1";
 
 /// Signature that starts every worker message's control frame (after the routing identity).
 pub const WORKER_SIGNATURE: &[u8] = b"SBW2";
-
-/// Longest function name accepted, in bytes.
-pub const MAX_FUNCTION_NAME_LEN: usize = 255;
 
 /// Names under this prefix are answered by the broker itself; workers cannot register them.
 pub const RESERVED_PREFIX: &str = "system.";

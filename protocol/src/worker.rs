@@ -12,12 +12,13 @@
 //! | HEARTBEAT | `0x04` | both | nothing | none |
 //! | DISCONNECT | `0x05` | both | nothing | none |
 //!
-//! REQUEST and REPLY carry 1 to [`MAX_CALLS_PER_MESSAGE`] calls, so that under load a
+//! REQUEST and REPLY carry 1 to [`MAX_COALESCED_CALLS`] calls, so that under load a
 //! busy broker and worker pay the per-message cost once for many calls; their bodies
 //! stay separate frames and are never copied.
 
 use crate::codec::{decode, encode};
 use crate::error::ProtocolError;
+use crate::limits::{COALESCE_BYTES, MAX_COALESCED_CALLS};
 use crate::message::ReadyInfo;
 use std::marker::PhantomData;
 
@@ -33,11 +34,6 @@ const DISCONNECT: u8 = 0x05;
 const HEAD_LEN: usize = WORKER_SIGNATURE.len() + 1;
 /// Bytes of a REQUEST record before the function name: ticket, call id, time left, name length.
 const RECORD_FIXED_LEN: usize = 8 + 8 + 4 + 1;
-
-/// Most calls one REQUEST or REPLY message may carry.
-pub const MAX_CALLS_PER_MESSAGE: usize = 256;
-/// A sender starts a new message once the bodies of the current one reach this many bytes.
-pub const BATCH_BYTES: usize = 1024 * 1024;
 
 /// The broker's handle for one dispatched call: 8 bytes, big-endian. Workers echo it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,54 +51,55 @@ fn array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
     bytes.get(at..at + N)?.try_into().ok()
 }
 
-/// Calls for one worker (REQUEST) or replies from one worker (REPLY): the control frame
-/// with one entry per call, and the body frames in the same order.
+/// Calls for one worker (REQUEST) or replies from one worker (REPLY), coalesced into one
+/// message: the control frame with one entry per call, and the body frames in the same
+/// order.
 #[derive(Debug)]
-pub struct Batch<K> {
+pub struct CallMessage<K> {
     control: Vec<u8>,
     bodies: Vec<Frame>,
     body_bytes: usize,
     kind: PhantomData<K>,
 }
 
-/// Which command a [`Batch`] is.
-pub trait BatchKind {
+/// Which command a [`CallMessage`] is.
+pub trait CallMessageKind {
     /// The command byte.
     const COMMAND: u8;
 }
 
-/// Marks a batch of calls for a worker: a REQUEST.
+/// Marks calls for a worker: a REQUEST.
 #[derive(Debug)]
 pub enum Requests {}
 
-/// Marks a batch of replies from a worker: a REPLY.
+/// Marks replies from a worker: a REPLY.
 #[derive(Debug)]
 pub enum Replies {}
 
-impl BatchKind for Requests {
+impl CallMessageKind for Requests {
     const COMMAND: u8 = REQUEST;
 }
 
-impl BatchKind for Replies {
+impl CallMessageKind for Replies {
     const COMMAND: u8 = REPLY;
 }
 
 /// Calls for one worker, as the broker builds them and the worker reads them.
-pub type RequestBatch = Batch<Requests>;
+pub type RequestMessage = CallMessage<Requests>;
 
 /// Replies from one worker, as the worker builds them and the broker reads them.
-pub type ReplyBatch = Batch<Replies>;
+pub type ReplyMessage = CallMessage<Replies>;
 
-impl<K: BatchKind> Default for Batch<K> {
+impl<K: CallMessageKind> Default for CallMessage<K> {
     fn default() -> Self {
-        Batch::new()
+        CallMessage::new()
     }
 }
 
-impl<K: BatchKind> Batch<K> {
-    /// An empty batch.
-    pub fn new() -> Batch<K> {
-        Batch {
+impl<K: CallMessageKind> CallMessage<K> {
+    /// An empty message.
+    pub fn new() -> CallMessage<K> {
+        CallMessage {
             control: control_head(K::COMMAND),
             bodies: Vec::new(),
             body_bytes: 0,
@@ -110,19 +107,19 @@ impl<K: BatchKind> Batch<K> {
         }
     }
 
-    /// How many calls (or replies) the batch holds.
+    /// How many calls (or replies) the message holds.
     pub fn len(&self) -> usize {
         self.bodies.len()
     }
 
-    /// Whether the batch holds none.
+    /// Whether the message holds none.
     pub fn is_empty(&self) -> bool {
         self.bodies.is_empty()
     }
 
-    /// Whether the batch should be sent before another entry is added.
+    /// Whether the message should be sent before another entry is added.
     pub fn is_full(&self) -> bool {
-        self.bodies.len() >= MAX_CALLS_PER_MESSAGE || self.body_bytes >= BATCH_BYTES
+        self.bodies.len() >= MAX_COALESCED_CALLS || self.body_bytes >= COALESCE_BYTES
     }
 
     fn push_body(&mut self, body: Frame) {
@@ -130,10 +127,10 @@ impl<K: BatchKind> Batch<K> {
         self.bodies.push(body);
     }
 
-    /// A received batch whose control frame was checked against its bodies.
+    /// A received message whose control frame was checked against its bodies.
     fn received(control: &[u8], entries: usize, bodies: Vec<Frame>) -> Result<Self, ProtocolError> {
         check_count(entries, bodies.len())?;
-        Ok(Batch {
+        Ok(CallMessage {
             control: control.to_vec(),
             body_bytes: bodies.iter().map(|b| b.len()).sum(),
             bodies,
@@ -148,7 +145,7 @@ impl<K: BatchKind> Batch<K> {
     }
 }
 
-/// One call of a [`RequestBatch`], as a worker reads it.
+/// One call of a [`RequestMessage`], as a worker reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallRecord<'a> {
     /// Echo this in the REPLY.
@@ -161,7 +158,7 @@ pub struct CallRecord<'a> {
     pub function: &'a str,
 }
 
-impl Batch<Requests> {
+impl CallMessage<Requests> {
     /// Adds one call. `function` must be a valid function name (1 to 255 bytes).
     pub fn push(&mut self, record: CallRecord<'_>, body: Frame) {
         let name = record.function.as_bytes();
@@ -187,30 +184,30 @@ impl Batch<Requests> {
         })
     }
 
-    /// Each call's record with its body, in order; the batch is left without bodies.
+    /// Each call's record with its body, in order; the message is left without bodies.
     pub fn calls(&mut self) -> impl Iterator<Item = (CallRecord<'_>, Frame)> + '_ {
         let bodies = std::mem::take(&mut self.bodies);
         self.body_bytes = 0;
         self.records().zip(bodies)
     }
 
-    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<RequestBatch, ProtocolError> {
+    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<RequestMessage, ProtocolError> {
         let mut at = HEAD_LEN;
         let mut count = 0;
         while let Some((_, next)) = read_record(control, at)? {
             at = next;
             count += 1;
         }
-        Batch::received(control, count, bodies)
+        CallMessage::received(control, count, bodies)
     }
 }
 
-impl Batch<Replies> {
-    /// A batch of one reply.
-    pub fn single(ticket: Ticket, body: Frame) -> ReplyBatch {
-        let mut batch = ReplyBatch::new();
-        batch.push(ticket, body);
-        batch
+impl CallMessage<Replies> {
+    /// A REPLY of one reply.
+    pub fn single(ticket: Ticket, body: Frame) -> ReplyMessage {
+        let mut message = ReplyMessage::new();
+        message.push(ticket, body);
+        message
     }
 
     /// Adds one reply.
@@ -228,12 +225,12 @@ impl Batch<Replies> {
         tickets.into_iter().zip(self.bodies)
     }
 
-    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<ReplyBatch, ProtocolError> {
+    fn parse(control: &[u8], bodies: Vec<Frame>) -> Result<ReplyMessage, ProtocolError> {
         let tickets = &control[HEAD_LEN..];
         if tickets.len() % 8 != 0 {
             return Err(ProtocolError::Control("REPLY tickets must be 8 bytes each"));
         }
-        Batch::received(control, tickets.len() / 8, bodies)
+        CallMessage::received(control, tickets.len() / 8, bodies)
     }
 }
 
@@ -262,7 +259,7 @@ fn read_record(
 }
 
 fn check_count(records: usize, bodies: usize) -> Result<(), ProtocolError> {
-    if records == 0 || records > MAX_CALLS_PER_MESSAGE {
+    if records == 0 || records > MAX_COALESCED_CALLS {
         return Err(ProtocolError::Control("1 to 256 calls per message"));
     }
     if records != bodies {
@@ -280,7 +277,7 @@ pub enum WorkerMessage {
     /// Register (or re-register) with the functions hosted and the capacity.
     Ready(ReadyInfo),
     /// Outcomes of calls: reply bodies for the clients, forwarded verbatim.
-    Reply(ReplyBatch),
+    Reply(ReplyMessage),
     /// I am alive.
     Heartbeat,
     /// I am leaving: send me no new calls (I finish those I hold).
@@ -291,7 +288,7 @@ pub enum WorkerMessage {
 #[derive(Debug)]
 pub enum BrokerMessage {
     /// Run these calls and REPLY to each with its ticket.
-    Request(RequestBatch),
+    Request(RequestMessage),
     /// I am alive.
     Heartbeat,
     /// I do not know you (send READY again), or: your DISCONNECT is acknowledged.
@@ -355,7 +352,7 @@ impl WorkerMessage {
                 })?;
                 Ok(WorkerMessage::Ready(info))
             }
-            REPLY => ReplyBatch::parse(&control, rest).map(WorkerMessage::Reply),
+            REPLY => ReplyMessage::parse(&control, rest).map(WorkerMessage::Reply),
             HEARTBEAT => bare(&control, &rest).map(|()| WorkerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| WorkerMessage::Disconnect),
             other => Err(ProtocolError::UnknownCommand(other)),
@@ -369,9 +366,9 @@ impl WorkerMessage {
                 let body = encode(&info).expect("ready info always encodes");
                 vec![Frame::from(&control_head(READY)[..]), Frame::from(body)]
             }
-            WorkerMessage::Reply(batch) => {
-                let mut frames = Vec::with_capacity(batch.len() + 1);
-                batch.push_frames(&mut frames);
+            WorkerMessage::Reply(message) => {
+                let mut frames = Vec::with_capacity(message.len() + 1);
+                message.push_frames(&mut frames);
                 frames
             }
             WorkerMessage::Heartbeat => bare_frames(HEARTBEAT),
@@ -387,7 +384,7 @@ impl BrokerMessage {
     ) -> Result<BrokerMessage, ProtocolError> {
         let (command, control, rest) = split_control(frames.into_iter())?;
         match command {
-            REQUEST => RequestBatch::parse(&control, rest).map(BrokerMessage::Request),
+            REQUEST => RequestMessage::parse(&control, rest).map(BrokerMessage::Request),
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| BrokerMessage::Disconnect),
             other => Err(ProtocolError::UnknownCommand(other)),
@@ -398,10 +395,10 @@ impl BrokerMessage {
     pub fn into_frames(self, worker: &[u8]) -> Vec<Frame> {
         let identity = Frame::from(worker);
         match self {
-            BrokerMessage::Request(batch) => {
-                let mut frames = Vec::with_capacity(batch.len() + 2);
+            BrokerMessage::Request(message) => {
+                let mut frames = Vec::with_capacity(message.len() + 2);
                 frames.push(identity);
-                batch.push_frames(&mut frames);
+                message.push_frames(&mut frames);
                 frames
             }
             BrokerMessage::Heartbeat => vec![identity, Frame::from(&control_head(HEARTBEAT)[..])],
@@ -443,7 +440,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_in_order_without_the_identity() {
-        let mut batch = RequestBatch::new();
+        let mut message = RequestMessage::new();
         let names = ["echo", "math.add", &"n".repeat(255)];
         for (i, name) in names.iter().enumerate() {
             let record = CallRecord {
@@ -452,9 +449,9 @@ mod tests {
                 time_left_ms: 10 * i as u32,
                 function: name,
             };
-            batch.push(record, Frame::from(&[i as u8; 3][..]));
+            message.push(record, Frame::from(&[i as u8; 3][..]));
         }
-        let mut out = BrokerMessage::Request(batch).into_frames(b"w1");
+        let mut out = BrokerMessage::Request(message).into_frames(b"w1");
         assert_eq!(out.len(), 2 + names.len());
         assert_eq!(&out.remove(0)[..], b"w1");
         assert_eq!(&out[0][..5], b"SBW2\x02");
@@ -475,11 +472,11 @@ mod tests {
 
     #[test]
     fn replies_round_trip_in_order() {
-        let mut batch = ReplyBatch::new();
+        let mut message = ReplyMessage::new();
         for i in 0..3u64 {
-            batch.push(Ticket(i * 1000), Frame::from(&[i as u8][..]));
+            message.push(Ticket(i * 1000), Frame::from(&[i as u8][..]));
         }
-        let out = WorkerMessage::Reply(batch).into_frames();
+        let out = WorkerMessage::Reply(message).into_frames();
         assert_eq!(out.len(), 4);
         assert_eq!(out[0].len(), 5 + 3 * 8);
         let WorkerMessage::Reply(parsed) = WorkerMessage::parse(out).unwrap() else {
@@ -501,20 +498,20 @@ mod tests {
 
     #[test]
     fn a_batch_is_full_at_its_call_or_byte_limit() {
-        let mut batch = ReplyBatch::new();
-        for i in 0..MAX_CALLS_PER_MESSAGE as u64 {
-            assert!(!batch.is_full());
-            batch.push(Ticket(i), Frame::new());
+        let mut message = ReplyMessage::new();
+        for i in 0..MAX_COALESCED_CALLS as u64 {
+            assert!(!message.is_full());
+            message.push(Ticket(i), Frame::new());
         }
-        assert!(batch.is_full());
-        let mut big = RequestBatch::new();
+        assert!(message.is_full());
+        let mut big = RequestMessage::new();
         let record = CallRecord {
             ticket: Ticket(1),
             call_id: 1,
             time_left_ms: 1,
             function: "f",
         };
-        big.push(record, Frame::from(vec![0u8; BATCH_BYTES]));
+        big.push(record, Frame::from(vec![0u8; COALESCE_BYTES]));
         assert!(big.is_full() && big.len() == 1);
     }
 

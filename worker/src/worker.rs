@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use switchboard_protocol::codec::encode_error;
 use switchboard_protocol::worker::CallRecord;
-use switchboard_protocol::worker::{BrokerMessage, ReplyBatch, Ticket, WorkerMessage};
+use switchboard_protocol::worker::{BrokerMessage, ReplyMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{owned_frame, ErrorCode, Frame, ReadyInfo, RemoteError};
 use switchboard_transport::socket::{recv_frames, send_frames};
 use switchboard_transport::wake::{waker, WakeReceiver};
@@ -47,7 +47,7 @@ enum Phase {
 struct Link {
     socket: zmq::Socket,
     /// Replies not sent yet: sent together once the loop has no more to gather.
-    replies: ReplyBatch,
+    replies: ReplyMessage,
     /// The broker counts as gone if nothing arrives before this instant.
     broker_expires: Instant,
     next_heartbeat: Instant,
@@ -191,7 +191,7 @@ impl Worker {
         let now = Instant::now();
         Ok(Link {
             socket,
-            replies: ReplyBatch::new(),
+            replies: ReplyMessage::new(),
             broker_expires: now + self.config.heartbeat * self.config.heartbeat_liveness.max(1),
             next_heartbeat: now + self.config.heartbeat,
         })
@@ -249,7 +249,7 @@ impl Worker {
                     Phase::Serving => {
                         info!("broker does not know this worker; registering again");
                         // Replies not sent yet answer calls that broker does not know.
-                        link.replies = ReplyBatch::new();
+                        link.replies = ReplyMessage::new();
                         self.register(&link.socket);
                     }
                 },

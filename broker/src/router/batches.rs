@@ -4,12 +4,11 @@
 use crate::route::ReplyRoute;
 use switchboard_protocol::client::BATCH_FUNCTION;
 use switchboard_protocol::codec::{batch_reply_body, encode_error};
+use switchboard_protocol::limits::MAX_SYSTEM_CALLS_PER_BATCH;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError, RESERVED_PREFIX};
 
 use super::Map;
 
-/// Most `system.*` calls one batch may carry; the others are answered BAD_REQUEST.
-pub(crate) const MAX_SYSTEM_CALLS_PER_BATCH: usize = 16;
 /// A batch's reply keeps every slot at most this large, whatever its budget says.
 const SMALL_REPLY_BYTES: usize = 256;
 
@@ -30,7 +29,7 @@ pub(crate) fn refusal(function: &str, system_calls: &mut usize) -> Option<String
 
 /// A batch whose calls are not all answered yet.
 #[derive(Debug)]
-pub(crate) struct PendingBatch {
+pub(crate) struct OpenBatch {
     route: ReplyRoute,
     pub(crate) replies: Vec<Option<Frame>>,
     pub(crate) missing: usize,
@@ -40,7 +39,7 @@ pub(crate) struct PendingBatch {
 
 /// The batches being assembled, by number.
 pub(crate) struct Batches {
-    pending: Map<u64, PendingBatch>,
+    pending: Map<u64, OpenBatch>,
     next: u64,
 }
 
@@ -58,7 +57,7 @@ impl Batches {
     pub(crate) fn open(&mut self, route: ReplyRoute, slots: usize) -> u64 {
         let number = self.next;
         self.next += 1;
-        let batch = PendingBatch {
+        let batch = OpenBatch {
             route,
             replies: (0..slots).map(|_| None).collect(),
             missing: slots,
@@ -105,12 +104,12 @@ impl Batches {
     }
 
     /// The batch with this number, if it is still being assembled (for checks).
-    pub(crate) fn get(&self, number: u64) -> Option<&PendingBatch> {
+    pub(crate) fn get(&self, number: u64) -> Option<&OpenBatch> {
         self.pending.get(&number)
     }
 
     /// Every batch being assembled (for checks).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &PendingBatch)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &OpenBatch)> {
         self.pending.iter().map(|(n, b)| (*n, b))
     }
 }

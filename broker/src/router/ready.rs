@@ -2,6 +2,10 @@
 //! clamped or ignored (each logged), and the registration that results.
 
 use std::time::Duration;
+use switchboard_protocol::limits::{
+    HEARTBEAT_RANGE_MS, MAX_CAPACITY, MAX_DOC_BYTES, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER,
+    MAX_SIGNATURE_BYTES,
+};
 
 use switchboard_protocol::client::function_name;
 use switchboard_protocol::{FunctionInfo, ReadyInfo, RESERVED_PREFIX};
@@ -9,20 +13,6 @@ use tracing::warn;
 
 use super::workers::worker_label;
 use super::Set;
-
-/// Heartbeat intervals a worker may announce are clamped to this range, so that a worker
-/// that dies is declared lost within `liveness × 30 s` whatever it announced.
-pub(crate) const HEARTBEAT_RANGE_MS: (u64, u64) = (10, 30_000);
-/// Largest capacity (and inline capacity) a worker may announce; more is clamped.
-pub(crate) const MAX_CAPACITY: u32 = 10_000;
-/// Most functions one worker may host; the rest of its READY is ignored.
-pub(crate) const MAX_FUNCTIONS_PER_WORKER: usize = 1_024;
-/// Most distinct function names the broker hosts at once; new ones beyond are ignored.
-pub(crate) const MAX_FUNCTIONS: usize = 10_000;
-/// Longest doc line kept, in bytes (longer ones are cut at a character boundary).
-pub(crate) const MAX_DOC_BYTES: usize = 1_024;
-/// Longest signature kept, in bytes (same).
-pub(crate) const MAX_SIGNATURE_BYTES: usize = 256;
 
 /// A READY that passed the checks, with its numbers in range.
 #[derive(Debug)]

@@ -21,13 +21,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_protocol::limits::MAX_PIPELINED_CALLS;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use switchboard_cli::json::{parse_arg, to_msgpack};
-use switchboard_protocol::client::{parse_replies, request_frames, Pipeline, MAX_PIPELINED_CALLS};
+use switchboard_protocol::client::{parse_replies, request_frames, Pipeline};
 use switchboard_protocol::codec::{encode_request_body, reply_outcome};
 use switchboard_protocol::{owned_frame, CallHeader, Frame, Value};
 use switchboard_transport::socket::{recv_frames, send_frames};
@@ -44,7 +45,7 @@ struct Args {
     #[arg(
         long,
         env = "SWITCHBOARD_ENDPOINT",
-        default_value = "tcp://127.0.0.1:5555"
+        default_value_t = switchboard_client::ClientConfig::default().endpoint
     )]
     endpoint: String,
     /// Client connections (one socket and one thread each).

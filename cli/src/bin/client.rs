@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::time::Duration;
+use switchboard_protocol::limits::MAX_BATCH_CALLS;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -9,7 +10,6 @@ use serde_json::{json, Value as Json};
 use switchboard_cli::curve_args::CurveArgs;
 use switchboard_cli::json::{parse_arg, to_json, to_msgpack};
 use switchboard_client::{CallError, Client, ClientConfig, ErrorCode, RemoteError, Value};
-use switchboard_protocol::client::MAX_BATCH_CALLS;
 use switchboard_protocol::{FunctionListing, WorkerListing};
 use switchboard_transport::curve::{encode_key, ClientCurve};
 
@@ -46,7 +46,7 @@ struct Args {
         long,
         global = true,
         env = "SWITCHBOARD_ENDPOINT",
-        default_value = "tcp://127.0.0.1:5555"
+        default_value_t = ClientConfig::default().endpoint
     )]
     endpoint: String,
     /// How long to wait for a result, in milliseconds (at least 1).

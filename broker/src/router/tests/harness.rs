@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::route::{BatchRequest, Incoming, ReplyRoute, Request};
 use switchboard_protocol::codec::decode_reply;
-use switchboard_protocol::worker::{ReplyBatch, Ticket, WorkerMessage};
+use switchboard_protocol::worker::{ReplyMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, Value};
 
 use crate::router::{Action, Router, RouterConfig, WorkerId};
@@ -96,7 +96,10 @@ impl Harness {
 
     /// Worker `name` answers `ticket` with `body`.
     pub(super) fn reply_with(&mut self, name: &str, ticket: Ticket, body: Frame) -> &mut Self {
-        self.message(name, WorkerMessage::Reply(ReplyBatch::single(ticket, body)))
+        self.message(
+            name,
+            WorkerMessage::Reply(ReplyMessage::single(ticket, body)),
+        )
     }
 
     /// Worker `name` answers `ticket` with a result.

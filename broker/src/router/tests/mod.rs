@@ -4,12 +4,12 @@
 mod harness;
 
 use std::time::Duration;
+use switchboard_protocol::limits::{HEARTBEAT_RANGE_MS, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER};
 
 use switchboard_protocol::codec::{decode_reply, encode_result};
 use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::{ErrorCode, Frame, Value};
 
-use super::ready::{HEARTBEAT_RANGE_MS, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER};
 use super::{Action, RouterConfig, View};
 use harness::{id, ready_info, Harness};
 
