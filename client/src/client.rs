@@ -19,8 +19,9 @@ use switchboard_transport::curve::ClientCurve;
 use switchboard_transport::socket::SocketLimits;
 use switchboard_transport::wake::{waker, Waker};
 
-use crate::connection::{Command, Connection, Counters};
+use crate::connection::{Command, Connection};
 use crate::error::{CallError, ConnectError};
+use crate::session::{Counters, NewCall};
 
 /// The connection events the socket thread watches: drops, and how handshakes end.
 const MONITORED_EVENTS: i32 = zmq::SocketEvent::DISCONNECTED as i32
@@ -238,14 +239,14 @@ impl Client {
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
         let (reply, outcome) = crossbeam_channel::bounded(1);
-        let command = Command::Call {
+        let command = Command::Call(NewCall {
             id,
             frames: frames(&header),
             reply,
             deadline: Instant::now() + timeout,
             forget_after: give_up_at,
             idempotent,
-        };
+        });
         let commands = self.shared.commands.as_ref().expect("set until drop");
         commands
             .send(command)

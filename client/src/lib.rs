@@ -16,12 +16,15 @@
 //!
 //! # Layout
 //! - `client` — [`Client`], [`RequestBuilder`], [`PendingCall`] and batches: the caller-facing API.
-//! - `connection` — the socket thread that owns the DEALER socket and matches replies by call id.
+//! - `session` — the call table as a state machine with no socket: what is sent when,
+//!   retried, failed and why; unit-tested with a fake clock.
+//! - `connection` — the socket thread: a thin driver of the session over the DEALER socket.
 //! - `error` — [`CallError`] and [`ConnectError`].
 
 mod client;
 mod connection;
 mod error;
+mod session;
 
 pub use client::{
     BatchBuilder, BatchReply, Client, ClientConfig, ClientStats, PendingBatch, PendingCall,

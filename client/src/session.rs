@@ -1,0 +1,475 @@
+//! The client's call table as a state machine with no socket in it.
+//!
+//! [`Session`] knows every call between the caller and its outcome: waiting to be sent
+//! (`unsent`), handed to ZeroMQ (`pending`), or paused before an idempotent retry
+//! (`retries`). The socket thread (`connection`) feeds it what happened — a call or
+//! cancellation from a caller, a reply message, the link going up or down, the time —
+//! and asks it what to send ([`Session::poll_transmit`]) and when to wake
+//! ([`Session::poll_timeout`]). Outcomes go straight to each caller's channel. Time is
+//! always passed in, so the races of a real connection are unit tests here.
+//!
+//! Rules it keeps:
+//! - nothing is sent while no connection is known to be up (right after a disconnect
+//!   ZeroMQ may still take a message into the dying connection, where it would be lost
+//!   with no event to tell);
+//! - calls waiting together leave together, up to [`MAX_PIPELINED_CALLS`] in one
+//!   pipelined message, in order; a message ZeroMQ refuses waits again, in order;
+//! - a call still unsent at its deadline fails with an error saying why it never left;
+//! - when the link drops, idempotent calls in flight are sent again on the next
+//!   connection and the others fail at once with BROKER_LOST;
+//! - an idempotent call answered SHUTTING_DOWN, or UNKNOWN_FUNCTION by a broker that
+//!   just restarted, is sent again after a pause ([`RetryPolicy`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use serde::de::IgnoredAny;
+use switchboard_protocol::client::{parse_replies, Pipeline};
+use switchboard_protocol::codec::decode_reply;
+use switchboard_protocol::limits::MAX_PIPELINED_CALLS;
+use switchboard_protocol::{ErrorCode, Frame, RemoteError};
+use tracing::{debug, info, warn};
+
+use crate::error::CallError;
+
+/// Where a call's outcome is delivered: the raw reply body, or why there is none.
+pub(crate) type ReplySender = Sender<Result<Frame, CallError>>;
+
+/// Counters shared between the socket thread and [`crate::Client::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Replies whose call id matched no waiting call (late, duplicated or unknown).
+    pub(crate) unmatched_replies: AtomicU64,
+    /// Times the connection to the broker dropped.
+    pub(crate) disconnects: AtomicU64,
+    /// Idempotent calls sent again after a disconnect.
+    pub(crate) resent_calls: AtomicU64,
+}
+
+/// When and how often calls are retried or given up on: a value, so tests and callers
+/// can see and change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetryPolicy {
+    /// Pause before sending an idempotent call again after SHUTTING_DOWN, or after
+    /// UNKNOWN_FUNCTION from a restarted broker that has not heard from its workers yet.
+    pub(crate) retry_pause: Duration,
+    /// After the connection drops, for this long UNKNOWN_FUNCTION may mean "a restarted
+    /// broker whose workers have not registered yet": idempotent calls are retried.
+    pub(crate) restart_window: Duration,
+    /// Most calls kept waiting for a connection before new ones get OVERLOADED at once.
+    pub(crate) max_unsent: usize,
+    /// How often calls whose callers gave up are forgotten.
+    pub(crate) sweep_every: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retry_pause: Duration::from_millis(100),
+            restart_window: Duration::from_secs(5),
+            max_unsent: 10_000,
+            sweep_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A call as a caller hands it over.
+pub(crate) struct NewCall {
+    /// The call id in the header.
+    pub(crate) id: u64,
+    /// The request frames, ready to send.
+    pub(crate) frames: Vec<Frame>,
+    /// Where the outcome goes.
+    pub(crate) reply: ReplySender,
+    /// The call's deadline: an unsent call fails with a clear error at this instant.
+    pub(crate) deadline: Instant,
+    /// After this the caller has given up; the entry may be forgotten.
+    pub(crate) forget_after: Instant,
+    /// Safe to send again if the connection drops before the reply.
+    pub(crate) idempotent: bool,
+}
+
+/// What the socket monitor reports about the connection to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkEvent {
+    /// A handshake succeeded.
+    Up,
+    /// The connection closed, or a handshake failed (`failure` says why, for messages).
+    Down { failure: Option<&'static str> },
+}
+
+/// What the session keeps of a call until its outcome is delivered.
+struct Call {
+    reply: ReplySender,
+    deadline: Instant,
+    forget_after: Instant,
+    /// A copy of the request for idempotent calls.
+    resend: Option<Vec<Vec<u8>>>,
+    /// The call was sent again after the connection dropped or the broker was stopping.
+    resent: bool,
+}
+
+impl Call {
+    /// A fresh copy of the request, if the call may be sent again.
+    fn copy_frames(&self) -> Option<Vec<Frame>> {
+        let frames = self.resend.as_ref()?;
+        Some(frames.iter().map(|f| Frame::from(&f[..])).collect())
+    }
+
+    fn deliver(self, outcome: Result<Frame, CallError>) {
+        // A caller that stopped waiting dropped its receiver: nothing to do.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// A call ZeroMQ has not taken yet.
+struct Unsent {
+    id: u64,
+    frames: Vec<Frame>,
+    call: Call,
+    /// When it started waiting, for the error message.
+    queued_at: Instant,
+}
+
+/// What the socket monitor has told about the connection to the broker.
+#[derive(Default)]
+struct Link {
+    /// A handshake succeeded and no disconnect followed.
+    up: bool,
+    /// The last failed handshake, e.g. "the broker refused this client's CURVE key".
+    last_failure: Option<&'static str>,
+}
+
+/// Every call of one client connection, and what the link is doing.
+pub(crate) struct Session {
+    /// Calls waiting to be handed to ZeroMQ, oldest first.
+    unsent: VecDeque<Unsent>,
+    /// Calls in the message [`Session::poll_transmit`] last handed out, until the driver
+    /// says how sending it went.
+    in_transit: Vec<Unsent>,
+    /// Calls handed to ZeroMQ, waiting for their reply.
+    pending: HashMap<u64, Call>,
+    /// Idempotent calls to send again at an instant.
+    retries: Vec<(Instant, u64, Call)>,
+    link: Link,
+    /// When the connection to the broker last dropped.
+    last_disconnect: Option<Instant>,
+    next_sweep: Instant,
+    policy: RetryPolicy,
+    counters: Arc<Counters>,
+    /// The broker's address, for error messages.
+    endpoint: String,
+}
+
+impl Session {
+    /// A session with no call, the link down.
+    pub(crate) fn new(
+        endpoint: &str,
+        policy: RetryPolicy,
+        counters: Arc<Counters>,
+        now: Instant,
+    ) -> Session {
+        Session {
+            unsent: VecDeque::new(),
+            in_transit: Vec::new(),
+            pending: HashMap::new(),
+            retries: Vec::new(),
+            link: Link::default(),
+            last_disconnect: None,
+            next_sweep: now + policy.sweep_every,
+            policy,
+            counters,
+            endpoint: endpoint.to_owned(),
+        }
+    }
+
+    /// A caller's new call: queued to be sent (OVERLOADED at once when the queue is full).
+    pub(crate) fn handle_call(&mut self, call: NewCall, now: Instant) {
+        let NewCall {
+            id,
+            frames,
+            reply,
+            deadline,
+            forget_after,
+            idempotent,
+        } = call;
+        if self.unsent.len() >= self.policy.max_unsent {
+            let error = RemoteError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "{} calls are already waiting to be sent to the broker at {}",
+                    self.policy.max_unsent, self.endpoint
+                ),
+            );
+            let _ = reply.send(Err(CallError::from(error)));
+            return;
+        }
+        let resend = idempotent.then(|| frames.iter().map(|f| f.to_vec()).collect());
+        let call = Call {
+            reply,
+            deadline,
+            forget_after,
+            resend,
+            resent: false,
+        };
+        self.unsent.push_back(Unsent {
+            id,
+            frames,
+            call,
+            queued_at: now,
+        });
+    }
+
+    /// The caller stopped waiting for call `id`: forget it wherever it is.
+    pub(crate) fn handle_cancel(&mut self, id: u64) {
+        self.pending.remove(&id);
+        self.unsent.retain(|u| u.id != id);
+        self.retries.retain(|(_, retry, _)| *retry != id);
+    }
+
+    /// A reply message from the broker (one reply, or a group of replies to a pipeline).
+    pub(crate) fn handle_reply_message(&mut self, frames: Vec<Frame>, now: Instant) {
+        let replies = match parse_replies(frames) {
+            Ok(replies) => replies,
+            Err(error) => {
+                let error = switchboard_protocol::error::with_causes(&error);
+                warn!(%error, "dropping malformed reply");
+                return;
+            }
+        };
+        for reply in replies {
+            match self.pending.remove(&reply.header.id) {
+                Some(call) if self.worth_retrying(&call, &reply.body, now) => {
+                    let at = now + self.policy.retry_pause;
+                    self.retries.push((at, reply.header.id, call));
+                }
+                Some(call) => call.deliver(Ok(reply.body)),
+                None => {
+                    self.counters
+                        .unmatched_replies
+                        .fetch_add(1, Ordering::Relaxed);
+                    debug!(
+                        call_id = reply.header.id,
+                        "reply for a call nobody waits for"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The link went up or down. The driver hands over, before a `Down`, every reply the
+    /// socket still holds: a broker that answers and then exits loses no answer.
+    pub(crate) fn handle_link(&mut self, event: LinkEvent, now: Instant) {
+        let failure = match event {
+            LinkEvent::Up => {
+                self.link = Link {
+                    up: true,
+                    last_failure: None,
+                };
+                return;
+            }
+            LinkEvent::Down { failure } => failure,
+        };
+        let was_up = std::mem::take(&mut self.link.up);
+        if failure.is_some() {
+            self.link.last_failure = failure;
+        }
+        if !was_up {
+            // A connection that never completed its handshake carried no calls.
+            return;
+        }
+        self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+        self.last_disconnect = Some(now);
+        info!(
+            in_flight = self.pending.len(),
+            "connection to the broker lost"
+        );
+        for (id, call) in std::mem::take(&mut self.pending) {
+            if call.resend.is_some() {
+                self.queue_again(id, call, now);
+                continue;
+            }
+            let error = RemoteError::new(
+                ErrorCode::BrokerLost,
+                "the connection to the broker dropped; the call may or may not have run",
+            );
+            call.deliver(Err(CallError::from(error)));
+        }
+    }
+
+    /// Time passed: paused retries whose time came are queued, unsent calls past their
+    /// deadline fail, and calls whose callers gave up are forgotten.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.retries.iter().any(|(at, _, _)| *at <= now) {
+            let (due, later) = std::mem::take(&mut self.retries)
+                .into_iter()
+                .partition(|(at, _, _)| *at <= now);
+            self.retries = later;
+            for (_, id, call) in due {
+                self.queue_again(id, call, now);
+            }
+        }
+        if self.unsent.iter().any(|u| u.call.deadline <= now) {
+            let (expired, waiting) = std::mem::take(&mut self.unsent)
+                .into_iter()
+                .partition(|u| u.call.deadline <= now);
+            self.unsent = waiting;
+            for unsent in expired {
+                let error = self.unsent_error(now.saturating_duration_since(unsent.queued_at));
+                unsent.call.deliver(Err(error));
+            }
+        }
+        if now >= self.next_sweep {
+            self.pending.retain(|_, call| call.forget_after > now);
+            self.next_sweep = now + self.policy.sweep_every;
+        }
+    }
+
+    /// The earliest instant [`Session::handle_timeout`] has something to do.
+    pub(crate) fn poll_timeout(&self) -> Instant {
+        let retry = self.retries.iter().map(|(at, _, _)| *at).min();
+        let unsent = self.unsent.iter().map(|u| u.call.deadline).min();
+        [retry, unsent]
+            .into_iter()
+            .flatten()
+            .fold(self.next_sweep, Instant::min)
+    }
+
+    /// Whether calls wait for room in the socket (the driver then also polls for it).
+    pub(crate) fn wants_to_send(&self) -> bool {
+        self.link.up && !self.unsent.is_empty()
+    }
+
+    /// The next message to hand to ZeroMQ: the waiting calls at the head of the queue,
+    /// as one call or one pipeline. `None` while the link is down or nothing waits. The
+    /// driver must answer with [`Session::transmitted`] before asking again.
+    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<Frame>> {
+        debug_assert!(self.in_transit.is_empty(), "transmitted() was not called");
+        if !self.link.up || self.unsent.is_empty() {
+            return None;
+        }
+        while let Some(next) = self.unsent.front() {
+            let pipelines = Pipeline::can_take(&next.frames);
+            if !pipelines || self.in_transit.len() == MAX_PIPELINED_CALLS {
+                if self.in_transit.is_empty() {
+                    // A call that cannot be pipelined leaves alone.
+                    self.in_transit
+                        .push(self.unsent.pop_front().expect("looked at it"));
+                }
+                break;
+            }
+            self.in_transit
+                .push(self.unsent.pop_front().expect("looked at it"));
+        }
+        if self.in_transit.len() == 1 {
+            return Some(std::mem::take(&mut self.in_transit[0].frames));
+        }
+        let mut pipeline = Pipeline::new();
+        for unsent in &mut self.in_transit {
+            pipeline.push(std::mem::take(&mut unsent.frames));
+        }
+        Some(pipeline.into_frames())
+    }
+
+    /// How sending the message from [`Session::poll_transmit`] went: sent; refused for
+    /// now (`WouldBlock`: the calls wait again, in order, with the frames handed back);
+    /// or failed (each of its calls fails with `error`).
+    pub(crate) fn transmitted(&mut self, outcome: Transmitted) {
+        let leaving = std::mem::take(&mut self.in_transit);
+        match outcome {
+            Transmitted::Sent => {
+                for Unsent { id, call, .. } in leaving {
+                    self.pending.insert(id, call);
+                }
+            }
+            Transmitted::WouldBlock(frames) => {
+                let parts = if leaving.len() == 1 {
+                    vec![frames]
+                } else {
+                    Pipeline::split(frames)
+                };
+                for (mut unsent, frames) in leaving.into_iter().zip(parts).rev() {
+                    unsent.frames = frames;
+                    self.unsent.push_front(unsent);
+                }
+            }
+            Transmitted::Failed(error) => {
+                for Unsent { call, .. } in leaving {
+                    call.deliver(Err(CallError::Transport(error.clone())));
+                }
+            }
+        }
+    }
+
+    /// Queues an idempotent call to be sent again.
+    fn queue_again(&mut self, id: u64, mut call: Call, now: Instant) {
+        let Some(frames) = call.copy_frames() else {
+            return;
+        };
+        call.resent = true;
+        self.counters.resent_calls.fetch_add(1, Ordering::Relaxed);
+        self.unsent.push_back(Unsent {
+            id,
+            frames,
+            call,
+            queued_at: now,
+        });
+    }
+
+    /// Whether an idempotent call's error reply means "try again shortly".
+    fn worth_retrying(&self, call: &Call, body: &[u8], now: Instant) -> bool {
+        if call.resend.is_none() || now + self.policy.retry_pause >= call.forget_after {
+            return false;
+        }
+        let restarting = call.resent
+            || self
+                .last_disconnect
+                .is_some_and(|at| now.saturating_duration_since(at) < self.policy.restart_window);
+        match decode_reply::<IgnoredAny>(body) {
+            Ok(Err(error)) => {
+                error.code == ErrorCode::ShuttingDown
+                    || (restarting && error.code == ErrorCode::UnknownFunction)
+            }
+            _ => false,
+        }
+    }
+
+    /// Why a call waited `waited` and never left: no connection, or a full send queue.
+    fn unsent_error(&self, waited: Duration) -> CallError {
+        let waited = waited.as_millis();
+        let endpoint = &self.endpoint;
+        let error = if self.link.up {
+            RemoteError::new(
+                ErrorCode::Overloaded,
+                format!("the call was not sent: the send queue to the broker at {endpoint} stayed full for {waited} ms"),
+            )
+        } else {
+            let why = self.link.last_failure.map_or_else(
+                || " (is the broker running and reachable?)".to_owned(),
+                |failure| format!(": {failure}"),
+            );
+            RemoteError::new(
+                ErrorCode::BrokerLost,
+                format!("the call was not sent: no connection to the broker at {endpoint} came up in {waited} ms{why}"),
+            )
+        };
+        CallError::from(error)
+    }
+}
+
+/// How handing a message to ZeroMQ went.
+#[derive(Debug)]
+pub(crate) enum Transmitted {
+    /// ZeroMQ took it.
+    Sent,
+    /// ZeroMQ cannot take it now; these are its frames, handed back.
+    WouldBlock(Vec<Frame>),
+    /// Sending failed for good, for this reason.
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests;
