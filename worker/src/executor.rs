@@ -26,8 +26,8 @@ pub(crate) struct Job {
     pub body: Frame,
     /// Past this instant the caller no longer waits: skip the call.
     pub deadline: Instant,
-    /// The registration with the broker that the call came in (see [`Session`]).
-    pub session: u64,
+    /// The registration with the broker that the call came in (see [`Registration`]).
+    pub registration: u64,
 }
 
 /// The worker's current registration with a broker. Every READY starts a new one; a call
@@ -35,9 +35,9 @@ pub(crate) struct Job {
 /// that is gone, so it is not started, and its reply is never sent: the ticket it carries
 /// means nothing to whoever is listening now.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Session(Arc<AtomicU64>);
+pub(crate) struct Registration(Arc<AtomicU64>);
 
-impl Session {
+impl Registration {
     /// The current registration's number.
     pub(crate) fn current(&self) -> u64 {
         self.0.load(Ordering::Acquire)
@@ -54,10 +54,10 @@ pub(crate) struct Done {
     /// The ticket of the job.
     pub ticket: Ticket,
     /// `{"result": ...}` or `{"error": ...}`; empty when the call was not started
-    /// because its session had ended.
+    /// because its registration had ended.
     pub body: Vec<u8>,
-    /// The session the call came in.
-    pub session: u64,
+    /// The registration the call came in.
+    pub registration: u64,
 }
 
 /// A fixed pool of executor threads fed by a bounded channel.
@@ -68,7 +68,7 @@ pub(crate) struct Executor {
 
 impl Executor {
     /// Starts `threads` executors with room for `queued` more calls waiting for one.
-    /// Finished calls go to `done`, followed by a `waker` wake-up. Calls of a session
+    /// Finished calls go to `done`, followed by a `waker` wake-up. Calls of a registration
     /// that has ended by the time a thread takes them are not run.
     pub(crate) fn start(
         threads: usize,
@@ -76,7 +76,7 @@ impl Executor {
         max_reply_bytes: usize,
         done: Sender<Done>,
         waker: Waker,
-        session: Session,
+        registration: Registration,
     ) -> std::io::Result<Executor> {
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(threads + queued);
         let handles = (0..threads)
@@ -84,10 +84,10 @@ impl Executor {
                 let queue = queue.clone();
                 let done = done.clone();
                 let waker = waker.clone();
-                let session = session.clone();
+                let registration = registration.clone();
                 std::thread::Builder::new()
                     .name(format!("switchboard-exec-{i}"))
-                    .spawn(move || run_jobs(queue, done, waker, session, max_reply_bytes))
+                    .spawn(move || run_jobs(queue, done, waker, registration, max_reply_bytes))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Executor {
@@ -129,16 +129,16 @@ fn run_jobs(
     queue: Receiver<Job>,
     done: Sender<Done>,
     waker: Waker,
-    session: Session,
+    registration: Registration,
     max_reply_bytes: usize,
 ) {
     for job in queue {
-        let body = if job.session == session.current() {
+        let body = if job.registration == registration.current() {
             execute(&job, max_reply_bytes)
         } else {
             debug!(
                 call_id = job.call_id,
-                "not starting a call of an ended session"
+                "not starting a call of an ended registration"
             );
             Vec::new()
         };
@@ -146,7 +146,7 @@ fn run_jobs(
             .send(Done {
                 ticket: job.ticket,
                 body,
-                session: job.session,
+                registration: job.registration,
             })
             .is_err()
         {

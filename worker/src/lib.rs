@@ -24,13 +24,16 @@
 //! # Layout
 //! - `registry` — [`Registry`], typed functions erased to "body in, reply out".
 //! - `executor` — the executor thread pool and its bounded job channel.
-//! - `worker` — [`Worker`], the socket thread: READY, REQUEST/REPLY, heartbeats, graceful leave.
+//! - `link` — the conversation with the broker as a state machine with no socket: READY,
+//!   heartbeats, coalesced replies, re-registering, reconnecting, the goodbye.
+//! - `worker` — [`Worker`], the socket thread: drives the link, runs inline calls.
 //! - `config` — [`WorkerConfig`].
 //! - `error` — [`WorkerError`].
 
 mod config;
 mod error;
 mod executor;
+mod link;
 mod registry;
 mod worker;
 

@@ -1,21 +1,21 @@
-//! The worker's socket thread: talks to the broker and feeds the executor pool.
+//! The worker's socket thread: a thin driver of [`Link`] over one DEALER socket, which
+//! runs quick (inline) calls itself and feeds the executor pool the others.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use switchboard_protocol::codec::encode_error;
-use switchboard_protocol::worker::CallRecord;
-use switchboard_protocol::worker::{BrokerMessage, ReplyMessage, Ticket, WorkerMessage};
-use switchboard_protocol::{owned_frame, ErrorCode, Frame, ReadyInfo, RemoteError};
+use switchboard_protocol::worker::{BrokerMessage, CallRecord};
+use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
 use switchboard_transport::socket::{recv_frames, send_frames};
-use switchboard_transport::wake::{waker, WakeReceiver};
+use switchboard_transport::wake::waker;
 use switchboard_transport::Shutdown;
 use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
 use crate::error::WorkerError;
-use crate::executor::{execute, Done, Executor, Job, Session};
+use crate::executor::{execute, Executor, Job, Registration};
+use crate::link::{Link, Next, Timing};
 use crate::registry::Registry;
 
 /// Largest request body an inline function runs on the socket thread; larger ones go
@@ -30,27 +30,7 @@ pub struct Worker {
     registry: Arc<Registry>,
     config: WorkerConfig,
     /// The current registration: calls from an earlier one are never answered.
-    session: Session,
-}
-
-/// Where a stopping worker is in its goodbye.
-#[derive(PartialEq, Eq)]
-enum Phase {
-    Serving,
-    /// DISCONNECT sent; waiting for the broker's acknowledgement and our calls.
-    Draining {
-        acknowledged: bool,
-        until: Instant,
-    },
-}
-
-struct Link {
-    socket: zmq::Socket,
-    /// Replies not sent yet: sent together once the loop has no more to gather.
-    replies: ReplyMessage,
-    /// The broker counts as gone if nothing arrives before this instant.
-    broker_expires: Instant,
-    next_heartbeat: Instant,
+    registration: Registration,
 }
 
 impl Worker {
@@ -60,7 +40,7 @@ impl Worker {
         Worker {
             registry: Arc::new(registry),
             config: config.validated(),
-            session: Session::default(),
+            registration: Registration::default(),
         }
     }
 
@@ -98,76 +78,67 @@ impl Worker {
             self.config.max_reply_bytes,
             done_tx,
             wake,
-            self.session.clone(),
+            self.registration.clone(),
         )?;
-        let mut link = self.connect(&context)?;
-        let mut phase = Phase::Serving;
-        let mut held = 0usize;
+        let timing = Timing {
+            heartbeat: self.config.heartbeat,
+            liveness: self.config.heartbeat_liveness,
+            shutdown_grace: self.config.shutdown_grace,
+        };
+        let now = Instant::now();
+        let mut link = Link::new(timing, self.ready_info(), self.registration.clone(), now);
+        let mut socket = self.connect(&context)?;
+        link.connected(now);
         let out_of_grace = loop {
             let now = Instant::now();
-            if shutdown.is_triggered() && phase == Phase::Serving {
-                info!(held, "stopping: leaving the broker");
-                self.send_replies(&mut link);
-                self.send(&link.socket, WorkerMessage::Disconnect);
-                phase = Phase::Draining {
-                    acknowledged: false,
-                    until: now + self.config.shutdown_grace,
-                };
+            if shutdown.is_triggered() {
+                link.begin_shutdown(now);
             }
-            if let Phase::Draining {
-                acknowledged,
-                until,
-            } = phase
-            {
-                let broker_gone = now >= link.broker_expires;
-                if held == 0 && (acknowledged || broker_gone) {
-                    break false;
+            match link.handle_timeout(now) {
+                Next::Continue => {}
+                Next::Reconnect => {
+                    socket = self.connect(&context)?;
+                    link.connected(now);
                 }
-                if now >= until {
-                    break true;
-                }
+                Next::Stop { out_of_grace } => break out_of_grace,
             }
-            if now >= link.broker_expires && phase == Phase::Serving {
-                warn!(broker = %self.config.broker, "broker silent; reconnecting");
-                link = self.connect(&context)?;
-            }
-            if now >= link.next_heartbeat {
-                self.send_replies(&mut link);
-                self.send(&link.socket, WorkerMessage::Heartbeat);
-                link.next_heartbeat = now + self.config.heartbeat;
-            }
+            self.transmit(&socket, &mut link);
             let wait = link
-                .next_heartbeat
-                .min(link.broker_expires)
+                .poll_timeout()
                 .saturating_duration_since(now)
                 .min(MAX_POLL);
-            let mut items = [link.socket.as_poll_item(zmq::POLLIN), wake_rx.poll_item()];
+            let mut items = [socket.as_poll_item(zmq::POLLIN), wake_rx.poll_item()];
             match zmq::poll(&mut items, wait.as_millis() as i64) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            let (socket_ready, done_ready) = (items[0].is_readable(), items[1].is_readable());
-            if done_ready {
-                held -= self.take_finished(&mut link, &wake_rx, &done_rx);
+            if items[1].is_readable() {
+                wake_rx.drain();
+                for done in done_rx.try_iter() {
+                    link.finished(done);
+                }
             }
-            if socket_ready {
-                held += self.receive(&mut link, &executor, &mut phase)?;
+            if items[0].is_readable() {
+                self.receive(&socket, &mut link, &executor)?;
             }
-            self.send_replies(&mut link);
+            link.flush();
+            self.transmit(&socket, &mut link);
         };
-        held -= self.take_finished(&mut link, &wake_rx, &done_rx);
-        self.send_replies(&mut link);
+        wake_rx.drain();
+        for done in done_rx.try_iter() {
+            link.finished(done);
+        }
+        link.flush();
+        self.transmit(&socket, &mut link);
         if out_of_grace {
             // Calls still waiting for an executor are not started; the ones running are
             // left to finish on their own (their replies go nowhere): the worker exits now.
-            // A second DISCONNECT tells the broker it is gone, so it answers the calls
-            // this worker held (WORKER_LOST: they may have run) without waiting for
-            // heartbeats to stop.
-            self.session.renew();
-            self.send(&link.socket, WorkerMessage::Disconnect);
+            let abandoned = link.held();
+            link.abandon();
+            self.transmit(&socket, &mut link);
             executor.detach();
             warn!(
-                abandoned = held,
+                abandoned,
                 "shutdown grace period over; left the calls still running"
             );
         } else {
@@ -177,31 +148,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Opens a fresh DEALER socket to the broker and announces READY.
-    fn connect(&self, context: &zmq::Context) -> Result<Link, WorkerError> {
+    /// Opens a fresh DEALER socket to the broker.
+    fn connect(&self, context: &zmq::Context) -> Result<zmq::Socket, WorkerError> {
         let socket = context.socket(zmq::DEALER)?;
         self.config.limits.apply(&socket)?;
         if let Some(curve) = &self.config.curve {
             curve.apply(&socket)?;
         }
         socket.connect(&self.config.broker)?;
-        let info = self.ready_info();
-        info!(broker = %self.config.broker, functions = info.functions.len(), capacity = info.capacity, "registering with broker");
-        self.register(&socket);
-        let now = Instant::now();
-        Ok(Link {
-            socket,
-            replies: ReplyMessage::new(),
-            broker_expires: now + self.config.heartbeat * self.config.heartbeat_liveness.max(1),
-            next_heartbeat: now + self.config.heartbeat,
-        })
-    }
-
-    /// Sends READY, starting a new session: the broker that hears it knows none of the
-    /// calls this worker still holds, so their replies are dropped here, not sent.
-    fn register(&self, socket: &zmq::Socket) {
-        self.session.renew();
-        self.send(socket, WorkerMessage::Ready(self.ready_info()));
+        info!(broker = %self.config.broker, functions = self.registry.functions().len(), "registering with broker");
+        Ok(socket)
     }
 
     fn ready_info(&self) -> ReadyInfo {
@@ -214,45 +170,38 @@ impl Worker {
         }
     }
 
-    fn send(&self, socket: &zmq::Socket, message: WorkerMessage) {
-        if let Err(e) = send_frames(socket, message.into_frames(), zmq::DONTWAIT) {
-            warn!(error = %e, "cannot send to broker; message dropped");
+    /// Sends every message the link has ready. A message the socket cannot take now is
+    /// dropped (the broker's liveness checks and the callers' deadlines cover it).
+    fn transmit(&self, socket: &zmq::Socket, link: &mut Link) {
+        while let Some(message) = link.poll_transmit() {
+            if let Err(e) = send_frames(socket, message.into_frames(), zmq::DONTWAIT) {
+                warn!(error = %e, "cannot send to broker; message dropped");
+            }
         }
     }
 
-    /// Handles every message waiting on the socket. Returns how many calls were taken on.
+    /// Handles every message waiting on the socket, running or handing off the calls.
     fn receive(
         &self,
+        socket: &zmq::Socket,
         link: &mut Link,
         executor: &Executor,
-        phase: &mut Phase,
-    ) -> Result<usize, WorkerError> {
-        let mut taken = 0;
+    ) -> Result<(), WorkerError> {
         loop {
-            let frames = match recv_frames(&link.socket, zmq::DONTWAIT) {
+            let frames = match recv_frames(socket, zmq::DONTWAIT) {
                 Ok(frames) => frames,
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(taken),
+                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
             let now = Instant::now();
-            link.broker_expires =
-                now + self.config.heartbeat * self.config.heartbeat_liveness.max(1);
             match BrokerMessage::parse(frames) {
-                Ok(BrokerMessage::Request(mut calls)) => {
-                    for (record, body) in calls.calls() {
-                        taken += self.start(link, executor, record, body, now);
+                Ok(message) => {
+                    if let Some(mut calls) = link.handle_message(message, now) {
+                        for (record, body) in calls.calls() {
+                            self.start(link, executor, record, body, now);
+                        }
                     }
                 }
-                Ok(BrokerMessage::Heartbeat) => {}
-                Ok(BrokerMessage::Disconnect) => match phase {
-                    Phase::Draining { acknowledged, .. } => *acknowledged = true,
-                    Phase::Serving => {
-                        info!("broker does not know this worker; registering again");
-                        // Replies not sent yet answer calls that broker does not know.
-                        link.replies = ReplyMessage::new();
-                        self.register(&link.socket);
-                    }
-                },
                 Err(error) => {
                     let error = switchboard_protocol::error::with_causes(&error);
                     warn!(%error, "dropping malformed message from broker")
@@ -270,7 +219,7 @@ impl Worker {
         record: CallRecord<'_>,
         body: Frame,
         now: Instant,
-    ) -> usize {
+    ) {
         let CallRecord {
             ticket,
             call_id,
@@ -283,8 +232,8 @@ impl Worker {
                 ErrorCode::UnknownFunction,
                 format!("this worker does not host '{function}'"),
             );
-            self.reply(link, ticket, encode_error(&error));
-            return 0;
+            link.reply(ticket, encode_error(&error));
+            return;
         };
         let job = Job {
             ticket,
@@ -292,7 +241,7 @@ impl Worker {
             function: found.clone(),
             body,
             deadline: now + Duration::from_millis(time_left_ms.into()),
-            session: self.session.current(),
+            registration: link.registration(),
         };
         if found.is_inline() && job.body.len() <= INLINE_BODY_LIMIT {
             // Quick functions run right here: no hand-off to an executor. A large body
@@ -306,64 +255,18 @@ impl Worker {
                 warn!(%function, ?took, "an inline call held the socket thread too long; running this function on the executor threads from now on");
                 found.demote();
             }
-            self.reply(link, ticket, reply);
-            return 0;
+            link.reply(ticket, reply);
+            return;
         }
         match executor.submit(job) {
-            Ok(()) => 1,
+            Ok(()) => link.handed_off(),
             Err(ticket) => {
                 let error = RemoteError::new(
                     ErrorCode::Overloaded,
                     "every executor thread of this worker is busy",
                 );
-                self.reply(link, ticket, encode_error(&error));
-                0
+                link.reply(ticket, encode_error(&error));
             }
         }
-    }
-
-    /// Adds a reply to the pending REPLY; sends that when it is full.
-    fn reply(&self, link: &mut Link, ticket: Ticket, body: Vec<u8>) {
-        link.replies.push(ticket, owned_frame(body));
-        if link.replies.is_full() {
-            self.send_replies(link);
-        }
-    }
-
-    /// Sends the pending replies, if any.
-    fn send_replies(&self, link: &mut Link) {
-        if !link.replies.is_empty() {
-            let replies = std::mem::take(&mut link.replies);
-            self.send(&link.socket, WorkerMessage::Reply(replies));
-        }
-    }
-
-    /// Gathers every finished call's reply. Returns how many there were.
-    fn take_finished(
-        &self,
-        link: &mut Link,
-        wake_rx: &WakeReceiver,
-        done: &Receiver<Done>,
-    ) -> usize {
-        wake_rx.drain();
-        let mut finished = 0;
-        let current = self.session.current();
-        while let Ok(Done {
-            ticket,
-            body,
-            session: of,
-        }) = done.try_recv()
-        {
-            finished += 1;
-            if of != current {
-                debug!(
-                    ticket = ticket.0,
-                    "dropping the reply to a call of an earlier registration"
-                );
-                continue;
-            }
-            self.reply(link, ticket, body);
-        }
-        finished
     }
 }

@@ -1,0 +1,247 @@
+//! The worker's side of the protocol replayed with a fake clock: what it sends, when it
+//! re-registers, reconnects and stops, and which replies it drops.
+
+use std::time::{Duration, Instant};
+
+use switchboard_protocol::worker::{
+    BrokerMessage, CallRecord, RequestMessage, Ticket, WorkerMessage,
+};
+use switchboard_protocol::{Frame, FunctionInfo, ReadyInfo};
+
+use super::{Link, Next, Timing};
+use crate::executor::{Done, Registration};
+
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+struct Harness {
+    link: Link,
+    now: Instant,
+}
+
+/// What a sent message was, in short.
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    Ready,
+    Heartbeat,
+    Disconnect,
+    Reply(Vec<u64>),
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let now = Instant::now();
+        let registration = Registration::default();
+        let timing = Timing {
+            heartbeat: HEARTBEAT,
+            liveness: 3,
+            shutdown_grace: Duration::from_secs(1),
+        };
+        let ready = ReadyInfo {
+            capacity: 2,
+            inline_capacity: 0,
+            heartbeat_ms: 100,
+            functions: vec![FunctionInfo {
+                name: "f".into(),
+                doc: String::new(),
+                signature: String::new(),
+                retry_safe: false,
+                inline: false,
+            }],
+            name: "test".into(),
+        };
+        let mut link = Link::new(timing, ready, registration, now);
+        link.connected(now);
+        Harness { link, now }
+    }
+
+    /// Everything the link has to send, in short.
+    fn said(&mut self) -> Vec<Said> {
+        self.link.flush();
+        std::iter::from_fn(|| self.link.poll_transmit())
+            .map(|message| match message {
+                WorkerMessage::Ready(_) => Said::Ready,
+                WorkerMessage::Heartbeat => Said::Heartbeat,
+                WorkerMessage::Disconnect => Said::Disconnect,
+                WorkerMessage::Reply(replies) => {
+                    Said::Reply(replies.into_replies().map(|(t, _)| t.0).collect())
+                }
+            })
+            .collect()
+    }
+
+    fn advance(&mut self, ms: u64) -> Next {
+        self.now += Duration::from_millis(ms);
+        self.link.handle_timeout(self.now)
+    }
+
+    fn hear(&mut self, message: BrokerMessage) -> Option<RequestMessage> {
+        self.link.handle_message(message, self.now)
+    }
+
+    /// The broker sends calls with these tickets; the link hands them back to run.
+    fn request(&mut self, tickets: &[u64]) -> Vec<u64> {
+        let mut request = RequestMessage::new();
+        for &ticket in tickets {
+            let record = CallRecord {
+                ticket: Ticket(ticket),
+                call_id: ticket,
+                time_left_ms: 1000,
+                function: "f",
+            };
+            request.push(record, Frame::from(&b"\x80"[..]));
+        }
+        let mut calls = self
+            .hear(BrokerMessage::Request(request))
+            .expect("calls to run");
+        calls.calls().map(|(record, _)| record.ticket.0).collect()
+    }
+
+    /// An executor finished `ticket`, a call of registration `registration`.
+    fn done(&mut self, ticket: u64, registration: u64) {
+        self.link.finished(Done {
+            ticket: Ticket(ticket),
+            body: b"\x81\xa6result\x01".to_vec(),
+            registration,
+        });
+    }
+}
+
+#[test]
+fn it_registers_on_connect_and_heartbeats_every_interval() {
+    let mut h = Harness::new();
+    assert_eq!(h.said(), [Said::Ready]);
+    assert_eq!(h.link.poll_timeout(), h.now + HEARTBEAT);
+    assert_eq!(h.advance(99), Next::Continue);
+    assert!(h.said().is_empty());
+    assert_eq!(h.advance(1), Next::Continue);
+    assert_eq!(h.said(), [Said::Heartbeat]);
+}
+
+#[test]
+fn replies_gathered_together_leave_in_one_reply_message() {
+    let mut h = Harness::new();
+    h.said();
+    assert_eq!(h.request(&[1, 2, 3]), [1, 2, 3]);
+    let now = h.link.registration();
+    h.link.reply(Ticket(1), b"\x80".to_vec());
+    h.link.handed_off();
+    h.link.handed_off();
+    h.done(3, now);
+    h.done(2, now);
+    assert_eq!(h.said(), [Said::Reply(vec![1, 3, 2])]);
+    assert_eq!(h.link.held(), 0);
+}
+
+#[test]
+fn a_silent_broker_is_left_for_a_fresh_connection_and_a_new_registration() {
+    let mut h = Harness::new();
+    h.said();
+    let first = h.link.registration();
+    // Heartbeats go out, but nothing comes back for 3 intervals.
+    for _ in 0..2 {
+        assert_eq!(h.advance(100), Next::Continue);
+    }
+    assert_eq!(h.advance(100), Next::Reconnect);
+    h.link.connected(h.now);
+    assert_eq!(h.said(), [Said::Ready]);
+    assert_ne!(h.link.registration(), first);
+}
+
+#[test]
+fn a_word_from_the_broker_keeps_it_alive() {
+    let mut h = Harness::new();
+    h.said();
+    for _ in 0..10 {
+        assert_eq!(h.advance(100), Next::Continue);
+        h.hear(BrokerMessage::Heartbeat);
+    }
+}
+
+#[test]
+fn a_broker_that_does_not_know_the_worker_gets_a_new_ready_and_no_old_replies() {
+    let mut h = Harness::new();
+    h.said();
+    h.request(&[1, 2]);
+    let before = h.link.registration();
+    h.link.handed_off();
+    h.link.reply(Ticket(1), b"\x80".to_vec()); // gathered, not flushed yet
+    assert!(h.hear(BrokerMessage::Disconnect).is_none());
+    // The gathered reply answered a call that broker does not know: dropped.
+    assert_eq!(h.said(), [Said::Ready]);
+    assert_ne!(h.link.registration(), before);
+    // The executor's reply to a call of the old registration is dropped too.
+    h.done(2, before);
+    assert!(h.said().is_empty());
+    assert_eq!(h.link.held(), 0);
+}
+
+#[test]
+fn stopping_sends_gathered_replies_then_disconnect_and_waits_for_held_calls_and_the_ack() {
+    let mut h = Harness::new();
+    h.said();
+    h.request(&[1, 2]);
+    let now = h.link.registration();
+    h.link.handed_off();
+    h.link.reply(Ticket(1), b"\x80".to_vec());
+    h.link.begin_shutdown(h.now);
+    h.link.begin_shutdown(h.now); // once only
+    assert_eq!(h.said(), [Said::Reply(vec![1]), Said::Disconnect]);
+    assert_eq!(h.advance(10), Next::Continue, "a call is still held");
+    h.done(2, now);
+    assert_eq!(h.advance(10), Next::Continue, "no acknowledgement yet");
+    h.hear(BrokerMessage::Disconnect);
+    assert_eq!(
+        h.said(),
+        [Said::Reply(vec![2])],
+        "no new READY while leaving"
+    );
+    assert_eq!(
+        h.advance(0),
+        Next::Stop {
+            out_of_grace: false
+        }
+    );
+}
+
+#[test]
+fn stopping_ends_at_the_grace_period_and_abandons_what_is_held() {
+    let mut h = Harness::new();
+    h.said();
+    h.request(&[1]);
+    let now = h.link.registration();
+    h.link.handed_off();
+    h.link.begin_shutdown(h.now);
+    h.said();
+    h.hear(BrokerMessage::Disconnect);
+    assert_eq!(h.advance(999), Next::Continue);
+    assert_eq!(
+        h.said(),
+        [Said::Heartbeat],
+        "heartbeats go on while leaving"
+    );
+    assert_eq!(h.advance(1), Next::Stop { out_of_grace: true });
+    h.link.abandon();
+    assert_eq!(
+        h.said(),
+        [Said::Disconnect],
+        "the second DISCONNECT: gone now"
+    );
+    // A reply that comes after is not sent.
+    h.done(1, now);
+    assert!(h.said().is_empty());
+}
+
+#[test]
+fn a_stopping_worker_whose_broker_is_gone_stops_once_its_calls_are_done() {
+    let mut h = Harness::new();
+    h.said();
+    h.link.begin_shutdown(h.now);
+    h.said();
+    assert_eq!(h.advance(200), Next::Continue, "no reconnect while leaving");
+    assert_eq!(
+        h.advance(100),
+        Next::Stop {
+            out_of_grace: false
+        }
+    );
+}
