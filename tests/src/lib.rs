@@ -1,13 +1,20 @@
-//! Test harness: starts the real `broker` and `worker` binaries on ephemeral
-//! loopback ports and stops them (only them, by PID) when dropped.
+//! Test harness: real brokers and workers on ephemeral loopback ports, stopped (only
+//! them) when dropped.
 //!
-//! The binaries are taken from the Cargo target directory next to the test
-//! executable (build them first: `cargo build --bins`), or from
-//! `SWITCHBOARD_BIN_DIR`. Set `SWITCHBOARD_TEST_LOGS=1` to see their logs.
+//! Most tests run them in this process, on threads ([`local_cluster`], [`LocalBroker`],
+//! [`LocalWorker`]): quick to start, stopped through their stop flag and joined. Tests of
+//! what needs a process — signals, kill -9, exit codes, logs, memory — start the real
+//! `broker` and `worker` binaries ([`cluster`], [`BrokerProcess`], [`WorkerProcess`]),
+//! taken from the Cargo target directory next to the test executable (build them first:
+//! `cargo build --bins`) or from `SWITCHBOARD_BIN_DIR`, and kill only them, by PID. Set
+//! `SWITCHBOARD_TEST_LOGS=1` to see their logs.
 //!
-//! # Layout
-//! Everything is in this file: [`BrokerProcess`], [`WorkerProcess`], and
-//! helpers that wait on observable events with a bound.
+//! Both kinds of broker dereference to [`BrokerEndpoints`], which makes clients and
+//! waits on observable events with a bound.
+
+mod local;
+
+pub use local::{local_cluster, LocalBroker, LocalWorker};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -107,18 +114,38 @@ impl Drop for Process {
     }
 }
 
-/// A running broker and the endpoints it bound.
-pub struct BrokerProcess {
-    /// The process.
-    pub process: Process,
+/// Where a running broker listens, and what a client needs to talk to it.
+#[derive(Debug, Clone)]
+pub struct BrokerEndpoints {
     /// Frontend endpoint for clients.
     pub frontend: String,
     /// Backend endpoint for workers.
     pub backend: String,
-    /// The `/metrics` URL, when the broker was started with `--metrics`.
+    /// The `/metrics` URL, when the broker serves metrics.
     pub metrics: Option<String>,
-    /// CURVE settings for [`BrokerProcess::client`], when the broker requires CURVE.
+    /// CURVE settings for [`BrokerEndpoints::client`], when the broker requires CURVE.
     pub curve: Option<ClientCurve>,
+}
+
+/// A running broker process and the endpoints it bound.
+pub struct BrokerProcess {
+    /// The process.
+    pub process: Process,
+    /// Its endpoints (the broker dereferences to them).
+    pub endpoints: BrokerEndpoints,
+}
+
+impl std::ops::Deref for BrokerProcess {
+    type Target = BrokerEndpoints;
+    fn deref(&self) -> &BrokerEndpoints {
+        &self.endpoints
+    }
+}
+
+impl std::ops::DerefMut for BrokerProcess {
+    fn deref_mut(&mut self) -> &mut BrokerEndpoints {
+        &mut self.endpoints
+    }
 }
 
 impl BrokerProcess {
@@ -162,14 +189,18 @@ impl BrokerProcess {
             .find_map(|w| w.strip_prefix("metrics="))
             .map(str::to_owned);
         BrokerProcess {
-            frontend: field("frontend="),
-            backend: field("backend="),
-            metrics,
+            endpoints: BrokerEndpoints {
+                frontend: field("frontend="),
+                backend: field("backend="),
+                metrics,
+                curve: None,
+            },
             process,
-            curve: None,
         }
     }
+}
 
+impl BrokerEndpoints {
     /// A client connected to this broker with a timeout.
     pub fn client(&self, timeout: Duration) -> Client {
         let mut config = ClientConfig::new(&self.frontend);

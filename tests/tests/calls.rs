@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_bytes::ByteBuf;
-use switchboard_tests::cluster;
+use switchboard_broker::BrokerConfig;
+use switchboard_tests::local_cluster;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -17,7 +18,7 @@ struct Greeting<'a> {
 
 #[test]
 fn positional_and_keyword_arguments_reach_the_function() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     assert_eq!(client.call::<i64>("add", (40, 2)).unwrap(), 42);
     assert_eq!(client.call::<String>("upper", ("shout",)).unwrap(), "SHOUT");
@@ -45,7 +46,7 @@ fn positional_and_keyword_arguments_reach_the_function() {
 
 #[test]
 fn two_workers_share_the_load() {
-    let (broker, workers) = cluster(2, &[], &["--threads", "2"]);
+    let (broker, workers) = local_cluster(2, BrokerConfig::default(), |w| w.threads = 2);
     let client = broker.client(TIMEOUT);
     let mut served: HashMap<String, usize> = HashMap::new();
     // Sequential calls alternate between equally free workers.
@@ -70,7 +71,7 @@ fn two_workers_share_the_load() {
 
 #[test]
 fn eight_threads_share_one_client() {
-    let (broker, _workers) = cluster(2, &[], &[]);
+    let (broker, _workers) = local_cluster(2, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     std::thread::scope(|scope| {
         for t in 0..8i64 {
@@ -87,7 +88,7 @@ fn eight_threads_share_one_client() {
 
 #[test]
 fn many_calls_in_flight_on_one_connection_each_get_their_own_reply() {
-    let (broker, _workers) = cluster(2, &[], &[]);
+    let (broker, _workers) = local_cluster(2, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     let pending: Vec<_> = (0..2000i64)
         .map(|i| (i, client.request("add").args((i, 1)).send().unwrap()))
@@ -99,7 +100,7 @@ fn many_calls_in_flight_on_one_connection_each_get_their_own_reply() {
 
 #[test]
 fn four_mebibyte_payload_round_trips_as_binary() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i * 31 % 251) as u8).collect();
     let back: ByteBuf = client
@@ -114,7 +115,7 @@ fn four_mebibyte_payload_round_trips_as_binary() {
 
 #[test]
 fn broker_lists_hosted_functions() {
-    let (broker, _workers) = cluster(2, &[], &[]);
+    let (broker, _workers) = local_cluster(2, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     assert_eq!(client.call::<String>("system.ping", ()).unwrap(), "pong");
     let listing: Vec<switchboard_protocol::FunctionListing> =

@@ -3,8 +3,11 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use switchboard_broker::BrokerConfig;
 use switchboard_client::{CallError, ErrorCode};
-use switchboard_tests::{cluster, BrokerProcess, ScratchDir, WorkerProcess, WAIT_LIMIT};
+use switchboard_tests::{
+    cluster, local_cluster, BrokerProcess, ScratchDir, WorkerProcess, WAIT_LIMIT,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -15,7 +18,7 @@ fn code(result: Result<serde_bytes::ByteBuf, CallError>) -> (ErrorCode, String) 
 
 #[test]
 fn function_failures_come_back_as_typed_errors_and_the_worker_keeps_serving() {
-    let (broker, _workers) = cluster(1, &[], &["--threads", "1"]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |w| w.threads = 1);
     let client = broker.client(TIMEOUT);
 
     let (c, message) = code(client.call("nope", ()));
@@ -50,7 +53,10 @@ fn function_failures_come_back_as_typed_errors_and_the_worker_keeps_serving() {
 
 #[test]
 fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
-    let (broker, _workers) = cluster(1, &[], &["--threads", "1", "--prefetch", "0"]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |w| {
+        w.threads = 1;
+        w.prefetch = 0;
+    });
     let client = broker.client(TIMEOUT);
     let result = client
         .request("sleep_ms")
@@ -96,11 +102,12 @@ fn a_call_past_its_deadline_gets_timeout_and_the_slot_frees_later() {
 
 #[test]
 fn full_queue_answers_overloaded_at_once() {
-    let (broker, _workers) = cluster(
-        1,
-        &["--queue-capacity", "2"],
-        &["--threads", "1", "--prefetch", "0"],
-    );
+    let mut config = BrokerConfig::default();
+    config.router.queue_capacity = 2;
+    let (broker, _workers) = local_cluster(1, config, |w| {
+        w.threads = 1;
+        w.prefetch = 0;
+    });
     let client = broker.client(TIMEOUT);
     let pending: Vec<_> = (0..3)
         .map(|_| client.request("sleep_ms").args((300,)).send().unwrap())
@@ -151,7 +158,9 @@ fn killed_worker_fails_its_calls_fast_with_worker_lost() {
 
 #[test]
 fn oversized_request_gets_payload_too_large() {
-    let (broker, _workers) = cluster(1, &["--max-request-bytes", "1024"], &[]);
+    let mut config = BrokerConfig::default();
+    config.router.max_request_bytes = 1024;
+    let (broker, _workers) = local_cluster(1, config, |_| {});
     let client = broker.client(TIMEOUT);
     let big = serde_bytes::ByteBuf::from(vec![7u8; 2048]);
     let (c, message) = code(client.call("echo", (big,)));

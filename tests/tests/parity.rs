@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_bytes::ByteBuf;
+use switchboard_broker::BrokerConfig;
 use switchboard_client::{CallError, ErrorCode};
 use switchboard_protocol::{FunctionListing, Timestamp};
-use switchboard_tests::{binary, cluster, ScratchDir};
+use switchboard_tests::{binary, local_cluster, ScratchDir};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -21,7 +22,7 @@ fn kwargs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn namespaced_functions_are_called_by_dotted_name() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     let data = ByteBuf::from(vec![0u8, 1, 2, 255]);
     assert_eq!(client.call::<usize>("bytes.len", (&data,)).unwrap(), 4);
@@ -37,7 +38,7 @@ fn namespaced_functions_are_called_by_dotted_name() {
 
 #[test]
 fn keyword_arguments_mix_with_positional_ones_and_fill_defaults() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     let only_name: String = client
         .call_kwargs("greet", kwargs(&[("name", "ada")]))
@@ -89,7 +90,7 @@ fn keyword_arguments_mix_with_positional_ones_and_fill_defaults() {
 
 #[test]
 fn batch_returns_every_outcome_in_order_and_runs_calls_in_parallel() {
-    let (broker, _workers) = cluster(2, &[], &["--threads", "2"]);
+    let (broker, _workers) = local_cluster(2, BrokerConfig::default(), |w| w.threads = 2);
     let client = broker.client(TIMEOUT);
     let replies = client
         .batch()
@@ -123,7 +124,7 @@ fn batch_returns_every_outcome_in_order_and_runs_calls_in_parallel() {
 
 #[test]
 fn broker_describes_functions_and_how_many_workers_host_them() {
-    let (broker, _workers) = cluster(2, &[], &[]);
+    let (broker, _workers) = local_cluster(2, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     let add: FunctionListing = client.call("system.describe", ("add",)).unwrap();
     assert_eq!(add.signature, "add(i64, i64) -> i64");
@@ -139,7 +140,7 @@ fn broker_describes_functions_and_how_many_workers_host_them() {
 
 #[test]
 fn binary_and_timestamps_travel_as_native_msgpack_types() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let client = broker.client(TIMEOUT);
     let data = ByteBuf::from((0..=255u8).collect::<Vec<_>>());
     let reversed: ByteBuf = client.call("bytes.reverse", (&data,)).unwrap();
@@ -156,7 +157,7 @@ fn binary_and_timestamps_travel_as_native_msgpack_types() {
 
 #[test]
 fn client_errors_tell_function_failures_from_delivery_failures() {
-    let (broker, _workers) = cluster(1, &[], &["--threads", "1"]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |w| w.threads = 1);
     let client = broker.client(TIMEOUT);
     let failed = client.call::<()>("fail", ("disk full",)).unwrap_err();
     assert!(
@@ -191,7 +192,7 @@ fn cli(endpoint: &str, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn command_line_client_calls_lists_describes_and_batches() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let e = broker.frontend.as_str();
     assert_eq!(
         cli(e, &["call", "add", "2", "3"]),
@@ -267,7 +268,7 @@ fn command_line_client_calls_lists_describes_and_batches() {
 
 #[test]
 fn command_line_mistakes_get_clear_messages_and_input_errors_exit_2() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let e = broker.frontend.as_str();
     // Negative numbers are arguments; flags may follow the subcommand.
     assert_eq!(cli(e, &["call", "add", "-1", "2"]).1, "1");
@@ -305,7 +306,7 @@ fn command_line_mistakes_get_clear_messages_and_input_errors_exit_2() {
 
 #[test]
 fn command_line_output_into_a_closed_pipe_is_not_a_crash() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let mut child = Command::new(binary("client"))
         .args([
             "--endpoint",

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use switchboard_broker::BrokerConfig;
 use switchboard_client::{CallError, Client, ClientConfig, ClientStats, ErrorCode};
-use switchboard_tests::{cluster, rss_kib, BrokerProcess, ScratchDir, WorkerProcess};
+use switchboard_tests::{
+    cluster, local_cluster, rss_kib, BrokerProcess, ScratchDir, WorkerProcess,
+};
 
 const ONCE: &str = "work.once";
 const IDEMPOTENT: &str = "work.idempotent";
@@ -325,7 +328,10 @@ fn flood_beyond_capacity_is_refused_with_overloaded_and_memory_stays_bounded() {
 
 #[test]
 fn long_call_outlives_many_heartbeats_without_its_worker_being_declared_dead() {
-    let (broker, _workers) = cluster(1, &[], &["--heartbeat-ms", "50", "--threads", "1"]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |w| {
+        w.heartbeat = Duration::from_millis(50);
+        w.threads = 1;
+    });
     let client = broker.client(Duration::from_secs(5));
     // 600 ms is 12 heartbeat intervals: the socket thread keeps beating while the call runs.
     assert_eq!(client.call::<u64>("sleep_ms", (600,)).unwrap(), 600);
@@ -365,16 +371,12 @@ fn graceful_scale_down_under_load_fails_no_call() {
 
 #[test]
 fn a_client_that_stops_reading_does_not_block_others() {
-    let (broker, _workers) = cluster(
-        1,
-        &[
-            "--client-send-hwm",
-            "100",
-            "--client-backlog-bytes",
-            "4194304",
-        ],
-        &["--threads", "4"],
-    );
+    let config = BrokerConfig {
+        client_send_hwm: 100,
+        client_backlog_bytes: 4 * 1024 * 1024,
+        ..BrokerConfig::default()
+    };
+    let (broker, _workers) = local_cluster(1, config, |w| w.threads = 4);
     // Every call of the other client must be answered within its own 1 s deadline.
     let client = broker.client(Duration::from_secs(1));
     let timed = |label: &str| {

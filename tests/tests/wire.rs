@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use switchboard_tests::{cluster, raw_socket};
+use switchboard_broker::BrokerConfig;
+use switchboard_tests::{local_cluster, raw_socket, LocalBroker};
 
 /// `{"id": 1, "timeout_ms": 5000}`
 const HEADER: &[u8] = b"\x82\xa2id\x01\xaatimeout_ms\xcd\x13\x88";
@@ -31,7 +32,7 @@ fn error_code(body: &[u8]) -> String {
 
 #[test]
 fn plain_req_socket_calls_a_function_with_documented_bytes() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let (_ctx, req) = raw_socket(zmq::REQ, &broker.frontend);
     for _ in 0..3 {
         req.send_multipart([&b"SBC1"[..], b"add", HEADER, BODY], 0)
@@ -46,7 +47,7 @@ fn plain_req_socket_calls_a_function_with_documented_bytes() {
 
 #[test]
 fn dealer_socket_matches_replies_by_the_echoed_header() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
     // Two calls in flight: sleep first, add second; the add reply comes first.
     let sleep_header = b"\x81\xa2id\x07";
@@ -72,7 +73,7 @@ fn dealer_socket_matches_replies_by_the_echoed_header() {
 
 #[test]
 fn malformed_client_messages_get_bad_request_and_the_broker_keeps_serving() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
     // Each case with the header frame the reply must echo: the request's own whenever
     // it came, so that a DEALER can match the error to its call.
@@ -118,7 +119,7 @@ fn malformed_client_messages_get_bad_request_and_the_broker_keeps_serving() {
 
 #[test]
 fn malformed_worker_messages_are_dropped_and_do_not_disturb_real_workers() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let (_ctx, rogue) = raw_socket(zmq::DEALER, &broker.backend);
     let garbage: Vec<Vec<&[u8]>> = vec![
         vec![b"hello"],
@@ -149,7 +150,7 @@ fn malformed_worker_messages_are_dropped_and_do_not_disturb_real_workers() {
 
 /// A hand-written worker hosting `double` with room for `capacity` calls, registered.
 fn hand_written_worker(
-    broker: &switchboard_tests::BrokerProcess,
+    broker: &switchboard_tests::BrokerEndpoints,
     capacity: u8,
 ) -> (zmq::Context, zmq::Socket) {
     assert!(capacity < 0x80, "a positive fixint");
@@ -169,7 +170,7 @@ fn hand_written_worker(
 #[test]
 fn a_worker_written_from_the_document_serves_calls() {
     // A hand-rolled worker: READY, then answer a REQUEST by echoing its ticket.
-    let broker = switchboard_tests::BrokerProcess::start(&[]);
+    let broker = LocalBroker::start(BrokerConfig::default());
     let (_ctx, worker) = hand_written_worker(&broker, 1);
     let client = broker.client(Duration::from_secs(5));
     let pending = client
@@ -203,7 +204,7 @@ fn a_worker_written_from_the_document_serves_calls() {
 
 #[test]
 fn a_hand_written_worker_may_answer_a_batch_of_calls_in_one_reply_in_any_order() {
-    let broker = switchboard_tests::BrokerProcess::start(&[]);
+    let broker = LocalBroker::start(BrokerConfig::default());
     let (_ctx, worker) = hand_written_worker(&broker, 8);
     let client = broker.client(Duration::from_secs(5));
     let pending: Vec<_> = (0..8i64)
@@ -255,7 +256,7 @@ fn a_hand_written_worker_may_answer_a_batch_of_calls_in_one_reply_in_any_order()
 
 #[test]
 fn a_dealer_may_pipeline_calls_in_one_message_and_gets_every_reply() {
-    let (broker, _workers) = cluster(1, &[], &[]);
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
     let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
     let header = |id: u8| vec![0x81, 0xa2, b'i', b'd', id]; // {"id": id}
     let (h1, h2, h3) = (header(1), header(2), header(3));
@@ -302,12 +303,10 @@ fn a_dealer_may_pipeline_calls_in_one_message_and_gets_every_reply() {
 
 #[test]
 fn message_limits_count_what_the_client_sent() {
-    let broker = switchboard_tests::BrokerProcess::start(&[
-        "--max-frames",
-        "64",
-        "--max-total-bytes",
-        "65536",
-    ]);
+    let mut config = BrokerConfig::default();
+    config.limits.max_frames = 64;
+    config.limits.max_total_bytes = 65536;
+    let broker = LocalBroker::start(config);
     let (_ctx, dealer) = raw_socket(zmq::DEALER, &broker.frontend);
     // A batch of 30 calls is 4 + 2 x 30 = 64 frames: at the limit, not over it.
     let mut batch: Vec<&[u8]> = vec![b"", b"SBC1", b"system.batch", HEADER];
