@@ -39,6 +39,26 @@ fn bench_measures_the_broker_against_a_direct_echo() {
 }
 
 #[test]
+fn bench_drives_the_broker_through_the_client_library_too() {
+    let (broker, _workers) = cluster(1, &[], &[]);
+    let report = bench(
+        &broker.frontend,
+        &["--via", "library", "--in-flight", "20", "--calls", "2000"],
+    );
+    assert_eq!(report["config"]["via"], "library", "{report}");
+    assert_eq!(report["broker"]["calls"], 2000, "{report}");
+    assert_eq!(report["broker"]["errors"], serde_json::json!({}));
+    let report = bench(
+        &broker.frontend,
+        &["--via", "library", "--function", "nope", "--calls", "50"],
+    );
+    assert_eq!(
+        report["broker"]["errors"]["UNKNOWN_FUNCTION"], 50,
+        "{report}"
+    );
+}
+
+#[test]
 fn bench_counts_each_error_code_and_paces_an_open_loop() {
     let (broker, _workers) = cluster(1, &[], &[]);
     let report = bench(

@@ -26,8 +26,10 @@ use switchboard_protocol::limits::MAX_PIPELINED_CALLS;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
+use serde::de::IgnoredAny;
 use serde_json::json;
 use switchboard_cli::json::{parse_arg, to_msgpack};
+use switchboard_client::{Client, ClientConfig, PendingCall};
 use switchboard_protocol::client::{parse_replies, request_frames, Pipeline};
 use switchboard_protocol::codec::{encode_request_body, reply_outcome};
 use switchboard_protocol::{owned_frame, CallHeader, Frame, Value};
@@ -82,6 +84,12 @@ struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Broker)]
     mode: Mode,
+    /// How calls to the broker are made: `raw` frames on a bare socket (the instrument the
+    /// floors are measured with, adding as little as possible), or through the client
+    /// `library` (its session, socket thread and per-call channels: what a Rust user gets;
+    /// closed loop only).
+    #[arg(long, value_enum, default_value_t = Via::Raw)]
+    via: Via,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
@@ -99,6 +107,14 @@ enum Mode {
     Both,
     /// The relay floor only: the request frames through a bare zmq proxy to an echo.
     Relay,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// Request frames on a bare DEALER socket per connection.
+    Raw,
+    /// `switchboard_client::Client`, one per connection.
+    Library,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +184,9 @@ fn main() -> anyhow::Result<()> {
     if args.connections == 0 || args.in_flight == 0 {
         bail!("--connections and --in-flight must be at least 1");
     }
+    if args.via == Via::Library && args.rate.is_some() {
+        bail!("--via library runs a closed loop: --rate needs --via raw");
+    }
     let body = request_body(&args)?;
     let baseline = matches!(args.mode, Mode::Baseline | Mode::Both)
         .then(|| run_baseline(&args))
@@ -177,11 +196,17 @@ fn main() -> anyhow::Result<()> {
         .transpose()?;
     let broker = matches!(args.mode, Mode::Broker | Mode::Both)
         .then(|| {
-            let target = Target::Broker {
-                function: args.function.clone(),
-                body: body.clone(),
+            let load = match args.via {
+                Via::Raw => Load::Raw(Target::Broker {
+                    function: args.function.clone(),
+                    body: body.clone(),
+                }),
+                Via::Library => Load::Library {
+                    function: args.function.clone(),
+                    args: call_args(&args)?,
+                },
             };
-            run(&args, &args.endpoint, target)
+            run(&args, &args.endpoint, load)
         })
         .transpose()?;
     report(&args, baseline.as_ref(), relay.as_ref(), broker.as_ref());
@@ -211,7 +236,27 @@ fn request_body(args: &Args) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Where the calls go.
+/// The positional arguments of every call, for the client library to encode.
+fn call_args(args: &Args) -> anyhow::Result<Vec<Value>> {
+    match &args.args {
+        Some(text) => match to_msgpack(&parse_arg(text))? {
+            Value::Array(items) => Ok(items),
+            _ => bail!("--args must be a JSON array"),
+        },
+        None => Ok(vec![Value::Binary(vec![0x5a; args.payload])]),
+    }
+}
+
+/// How each connection makes its calls.
+#[derive(Clone)]
+enum Load {
+    /// Frames on a bare socket, to this target.
+    Raw(Target),
+    /// Switchboard calls made through the client library with these arguments.
+    Library { function: String, args: Vec<Value> },
+}
+
+/// Where raw calls go.
 #[derive(Clone)]
 enum Target {
     /// Switchboard calls of this function with this request body.
@@ -223,7 +268,7 @@ enum Target {
 fn run_baseline(args: &Args) -> anyhow::Result<Measured> {
     let echo = Server::start(&["echo-server"])?;
     let frames = vec![vec![0x5a; args.payload]];
-    run(args, &echo.endpoint, Target::Echo { frames })
+    run(args, &echo.endpoint, Load::Raw(Target::Echo { frames }))
 }
 
 /// The relay floor: a Switchboard request's frames through a bare proxy to an echo.
@@ -238,7 +283,7 @@ fn run_relay(args: &Args, body: &[u8]) -> anyhow::Result<Measured> {
         .iter()
         .map(|f| f.to_vec())
         .collect();
-    run(args, &relay.endpoint, Target::Echo { frames })
+    run(args, &relay.endpoint, Load::Raw(Target::Echo { frames }))
 }
 
 /// A child process of this binary serving one endpoint, killed (by PID) when dropped.
@@ -312,7 +357,7 @@ fn relay_server(echo: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> {
+fn run(args: &Args, endpoint: &str, load: Load) -> anyhow::Result<Measured> {
     let connections = args.connections;
     let until = args
         .duration_s
@@ -355,7 +400,7 @@ fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> 
     let started = Instant::now();
     let threads: Vec<_> = (0..connections)
         .map(|index| {
-            let (plan, target, done) = (plan.clone(), target.clone(), Arc::clone(&done));
+            let (plan, load, done) = (plan.clone(), load.clone(), Arc::clone(&done));
             // Spread the connections' send times evenly over one interval, so an open
             // loop offers a steady stream rather than bursts of one call per connection.
             let phase = plan
@@ -363,7 +408,10 @@ fn run(args: &Args, endpoint: &str, target: Target) -> anyhow::Result<Measured> 
                 .map_or(Duration::ZERO, |i| i * index as u32 / connections as u32);
             std::thread::Builder::new()
                 .name("bench-connection".into())
-                .spawn(move || drive(&plan, &target, phase, &done))
+                .spawn(move || match &load {
+                    Load::Raw(target) => drive(&plan, target, phase, &done),
+                    Load::Library { function, args } => drive_library(&plan, function, args, &done),
+                })
         })
         .collect::<Result<_, _>>()?;
     let mut total = Measured {
@@ -511,6 +559,50 @@ fn drive(
     })
 }
 
+/// One connection through the client library: keeps up to `window` calls in flight,
+/// waiting for the oldest before sending the next (a call is timed when its reply is
+/// taken, so a later call answered first is timed a little late, never early).
+fn drive_library(
+    plan: &Plan,
+    function: &str,
+    args: &[Value],
+    done: &AtomicU64,
+) -> anyhow::Result<Measured> {
+    let mut config = ClientConfig::new(&plan.endpoint);
+    config.default_timeout = plan.timeout;
+    let client = Client::with_config(config)?;
+    let mut latency = new_histogram();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut in_flight: VecDeque<(Instant, PendingCall)> = VecDeque::with_capacity(plan.window);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let started = Instant::now();
+    loop {
+        let time_up = plan.until.is_some_and(|until| Instant::now() >= until);
+        while sent < plan.quota && !time_up && in_flight.len() < plan.window {
+            let call = client.request(function).args(args).send()?;
+            in_flight.push_back((Instant::now(), call));
+            sent += 1;
+        }
+        let Some((start, call)) = in_flight.pop_front() else {
+            break;
+        };
+        if let Err(error) = call.wait::<IgnoredAny>() {
+            let code = error.code().map_or("CLIENT", |c| c.as_str());
+            *errors.entry(code.into()).or_default() += 1;
+        }
+        let micros = start.elapsed().as_micros() as u64;
+        latency.saturating_record(micros.max(1));
+        received += 1;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Measured {
+        calls: received,
+        elapsed: started.elapsed(),
+        latency,
+        errors,
+    })
+}
+
 /// Gives up on calls older than their timeout plus a second (the broker should have answered).
 fn expire(
     by_id: &mut HashMap<u64, Instant>,
@@ -549,6 +641,7 @@ fn report(
                 "function": args.function, "payload_bytes": args.payload, "args": args.args,
                 "connections": args.connections, "in_flight": args.in_flight, "pipeline": args.pipeline,
                 "calls": args.calls, "duration_s": args.duration_s, "rate": args.rate,
+                "via": format!("{:?}", args.via).to_lowercase(),
             },
             "baseline": baseline.map(Measured::to_json),
             "relay": relay.map(Measured::to_json),
@@ -565,13 +658,18 @@ fn report(
             format!("args {a}")
         });
     println!(
-        "bench: {} ({what}), {} connection(s) x {} in flight{}",
+        "bench: {} ({what}), {} connection(s) x {} in flight{}{}",
         args.function,
         args.connections,
         args.in_flight,
         args.rate
             .map(|r| format!(", {r:.0} calls/s offered"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if args.via == Via::Library {
+            ", broker calls through the client library"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<12} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
