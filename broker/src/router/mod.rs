@@ -585,7 +585,7 @@ impl Router {
         let registration = match checked {
             Ok(registration) => registration,
             Err(why) => {
-                warn!(worker = %workers::worker_label(&info.name, &worker), why, "refusing READY");
+                warn!(worker = %worker_label(&info.name, &worker), why, "refusing READY");
                 self.stats.ready_refused += 1;
                 return;
             }
@@ -614,7 +614,7 @@ impl Router {
                 }
             }
         }
-        let who = workers::worker_label(&registration.name, &worker);
+        let who = worker_label(&registration.name, &worker);
         for function in &registration.functions {
             let hosts = self.functions.host(&function.name, &worker);
             let other = hosts
@@ -1033,4 +1033,13 @@ fn first_ticket() -> u64 {
 /// Short printable form of a routing identity for logs.
 pub(crate) fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A worker's name for logs: the name it announced, else its routing identity in hex.
+fn worker_label(name: &str, id: &[u8]) -> String {
+    if name.is_empty() {
+        hex(id)
+    } else {
+        name.to_owned()
+    }
 }

@@ -11,8 +11,7 @@ use switchboard_protocol::client::function_name;
 use switchboard_protocol::{FunctionInfo, ReadyInfo, RESERVED_PREFIX};
 use tracing::warn;
 
-use super::workers::worker_label;
-use super::Set;
+use super::{worker_label, Set};
 
 /// A READY that passed the checks, with its numbers in range.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{FunctionInfo, WorkerListing};
 
 use super::ready::Registration;
-use super::{hex, Action, Map, Set, WorkerId};
+use super::{hex, worker_label, Action, Map, Set, WorkerId};
 
 /// One connected worker.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Its name for logs (see [`worker_label`]).
+    /// Its name for logs (see `worker_label`).
     pub(crate) fn label(&self, id: &[u8]) -> String {
         worker_label(&self.name, id)
     }
@@ -260,14 +260,5 @@ impl Workers {
             .collect();
         list.sort_by(|a, b| a.1.name.cmp(&b.1.name).then(a.0.cmp(&b.0)));
         list.into_iter().map(|(_, listing)| listing).collect()
-    }
-}
-
-/// A worker's name for logs: the name it announced, else its routing identity in hex.
-pub(crate) fn worker_label(name: &str, id: &[u8]) -> String {
-    if name.is_empty() {
-        hex(id)
-    } else {
-        name.to_owned()
     }
 }
