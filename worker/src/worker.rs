@@ -72,6 +72,8 @@ impl Worker {
         let threads = self.config.threads.max(1);
         // Room for every call the broker may send at once: inline calls can land here too
         // (a large body, or a function demoted for being slow).
+        // A programmatic stop wakes the poll at once (a signal is noticed within MAX_POLL).
+        shutdown.wake_on_trigger(wake.clone());
         let executor = Executor::start(
             threads,
             self.config.prefetch + self.config.inline_capacity,

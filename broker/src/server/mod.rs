@@ -227,6 +227,12 @@ impl Broker {
         let (frontend, backend) = self.endpoints();
         info!(%frontend, %backend, "broker listening");
         let mut stopping: Option<Stopping> = None;
+        // A programmatic stop wakes the poll at once (a signal is noticed within MAX_POLL).
+        let (stop_waker, stop_wake) = waker().map_err(|source| BrokerError::Thread {
+            name: "stop waker",
+            source,
+        })?;
+        shutdown.wake_on_trigger(stop_waker);
         // Largest number of calls held since memory was last given back.
         let mut high_water = 0usize;
         loop {
@@ -283,14 +289,19 @@ impl Broker {
                     Some(metrics) => metrics.wake.poll_item(),
                     None => zmq::PollItem::from_fd(-1, zmq::POLLIN),
                 },
+                stop_wake.poll_item(),
             ];
             match zmq::poll(&mut items, wait.as_millis() as i64) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
             let (front_ready, back_ready) = (items[0].is_readable(), items[1].is_readable());
-            if items[2].is_readable() {
+            let (metrics_asked, stop_asked) = (items[2].is_readable(), items[3].is_readable());
+            if metrics_asked {
                 self.serve_metrics();
+            }
+            if stop_asked {
+                stop_wake.drain();
             }
             let mut received = 0;
             let mut from_clients = 0;
