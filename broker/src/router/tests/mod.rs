@@ -10,7 +10,8 @@ use switchboard_protocol::codec::{decode_reply, encode_result};
 use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::{ErrorCode, Frame, Value};
 
-use super::{Action, RouterConfig, View};
+use super::{Action, RouterConfig};
+use crate::view::View;
 use harness::{id, ready_info, Harness};
 
 #[test]

@@ -1,0 +1,290 @@
+//! Calls from clients: a request (one call, a pipeline or a batch) is routed, queued or
+//! refused, and every answer goes back where it belongs (to a caller, or into a batch).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_protocol::client::function_name;
+use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::{
+    CallHeader, ErrorCode, Frame, ProtocolError, RemoteError, RESERVED_PREFIX,
+};
+use tracing::{debug, warn};
+
+use super::calls::{Call, Origin, Place};
+use super::{batches, start, Action, Router, WorkerId};
+use crate::introspection;
+use crate::route::{BatchRequest, Incoming, Rejected, Request};
+use crate::view::CallEnded;
+
+impl Router {
+    /// Handles a well-formed request (one call or a batch) from a client.
+    pub(crate) fn submit(&mut self, incoming: Incoming, now: Instant, out: &mut Vec<Action>) {
+        match incoming {
+            Incoming::Call(request) => {
+                self.stats.requests += 1;
+                let Request {
+                    route,
+                    function,
+                    header,
+                    body,
+                } = request;
+                // Read from the name frame itself: no copy of the name per call.
+                let name = function_name(&function).unwrap_or_default();
+                self.route(Origin::Caller(route), &header, name, body, now, out);
+            }
+            Incoming::Pipelined(calls) => {
+                for call in calls {
+                    match call {
+                        Ok(request) => self.submit(Incoming::Call(request), now, out),
+                        Err(rejected) => self.reject(rejected, out),
+                    }
+                }
+            }
+            Incoming::Batch(batch) => {
+                self.stats.requests += 1;
+                self.submit_batch(batch, now, out)
+            }
+        }
+    }
+
+    /// Routes every call of a batch; the batch is answered when the last one is.
+    pub(super) fn submit_batch(
+        &mut self,
+        batch: BatchRequest,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let BatchRequest {
+            route,
+            header,
+            calls,
+        } = batch;
+        let number = self.batches.open(route, calls.len());
+        debug!(
+            call_id = header.id,
+            calls = calls.len(),
+            batch = number,
+            "batch accepted"
+        );
+        let mut system_calls = 0usize;
+        for (index, (function, body)) in calls.into_iter().enumerate() {
+            let origin = Origin::Batch {
+                batch: number,
+                index,
+            };
+            let refused = match &function {
+                Ok(function) => batches::refusal(function, &mut system_calls),
+                Err(error) => Some(error.to_string()),
+            };
+            match (refused, function) {
+                (Some(message), _) => {
+                    let error = RemoteError::new(ErrorCode::BadRequest, message);
+                    self.deliver(origin, encode_error(&error).into(), out);
+                }
+                (None, Ok(function)) => self.route(origin, &header, &function, body, now, out),
+                (None, Err(_)) => unreachable!("a malformed name is refused above"),
+            }
+        }
+    }
+
+    /// Runs, queues or refuses one call.
+    pub(super) fn route(
+        &mut self,
+        origin: Origin,
+        header: &CallHeader,
+        function: &str,
+        body: Frame,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if function.starts_with(RESERVED_PREFIX) {
+            let reply = match introspection::answer(&*self, function, &body) {
+                Ok(reply) => reply,
+                Err(error) => encode_error(&error),
+            };
+            return self.deliver(origin, Frame::from(reply), out);
+        }
+        let worker = match self.admit(function, body.len()) {
+            Ok(worker) => worker,
+            Err((code, message)) => {
+                debug!(call_id = header.id, %function, %code, "call refused");
+                return self.answer(origin, header.id, code, message, out);
+            }
+        };
+        let timeout = header
+            .timeout_ms
+            .map_or(self.config.default_timeout, Duration::from_millis)
+            .min(self.config.max_timeout);
+        if timeout.is_zero() {
+            let message =
+                "timeout_ms is 0: the call's deadline passed as it arrived, so it was not run";
+            return self.answer(origin, header.id, ErrorCode::Timeout, message.into(), out);
+        }
+        self.stats.calls_accepted += 1;
+        let name = &self.functions.get(function).expect("admitted").name;
+        let mut call = Box::new(Call {
+            origin: Some(origin),
+            id: header.id,
+            function: Arc::clone(name),
+            body: Some(body),
+            deadline: now + timeout,
+            place: Place::Queued,
+            attempts: 0,
+            received: now,
+        });
+        let ticket = self.calls.next_ticket();
+        debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
+        match worker {
+            Some(worker) => {
+                let Router {
+                    workers, functions, ..
+                } = self;
+                start(workers, functions, ticket, &mut call, worker, now, out);
+            }
+            None => self.functions.enqueue(function, ticket, false),
+        }
+        self.calls.insert(ticket, call);
+    }
+
+    /// Sends a reply body where it belongs: to the caller, or into its batch.
+    pub(super) fn deliver(&mut self, origin: Origin, body: Frame, out: &mut Vec<Action>) {
+        let reply = match origin {
+            Origin::Caller(route) => Some((route, body)),
+            Origin::Batch { batch, index } => {
+                self.batches
+                    .fill(batch, index, body, self.config.max_reply_bytes)
+            }
+        };
+        if let Some((route, body)) = reply {
+            self.stats.answers += 1;
+            out.push(Action::Reply { route, body });
+        }
+    }
+
+    /// Decides whether a call can be taken: `Ok(Some(worker))` to run now,
+    /// `Ok(None)` to queue, or the error to answer with.
+    pub(super) fn admit(
+        &self,
+        function: &str,
+        body_len: usize,
+    ) -> Result<Option<WorkerId>, (ErrorCode, String)> {
+        if self.shutting_down {
+            return Err((
+                ErrorCode::ShuttingDown,
+                "the broker is shutting down".into(),
+            ));
+        }
+        if body_len > self.config.max_request_bytes {
+            return Err((
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request body is {body_len} bytes; the limit is {}",
+                    self.config.max_request_bytes
+                ),
+            ));
+        }
+        let Some(entry) = self.functions.get(function) else {
+            return Err((
+                ErrorCode::UnknownFunction,
+                format!("no connected worker hosts function '{function}'"),
+            ));
+        };
+        match self.workers.pick(&entry.hosts, function) {
+            Some(worker) => Ok(Some(worker)),
+            None if entry.queue.len() >= self.config.queue_capacity => Err((
+                ErrorCode::Overloaded,
+                format!(
+                    "every worker hosting '{function}' is busy and {} calls already wait",
+                    self.config.queue_capacity
+                ),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Answers a malformed frontend message with BAD_REQUEST, when it says whom to answer.
+    pub(crate) fn reject(&mut self, rejected: Rejected, out: &mut Vec<Action>) {
+        let Rejected { route, error } = rejected;
+        if route.is_unroutable() {
+            let error = switchboard_protocol::error::with_causes(&error);
+            warn!(%error, "dropping malformed client message with no return address");
+            self.stats.unanswerable_requests += 1;
+            return;
+        }
+        let code = match error {
+            ProtocolError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::BadRequest,
+        };
+        let message = switchboard_protocol::error::with_causes(&error);
+        warn!(error = %message, %code, "answering malformed client message");
+        self.stats.requests += 1;
+        self.answer(Origin::Caller(route), 0, code, message, out);
+    }
+
+    /// Counts replies the socket could not take (client gone or not reading).
+    pub(crate) fn replies_dropped(&mut self, count: usize) {
+        self.stats.dropped_replies += count as u64;
+    }
+
+    /// Answers a call taken out of the table with a broker error (nothing if its caller
+    /// was already answered).
+    pub(super) fn finish(
+        &mut self,
+        call: &mut Call,
+        code: ErrorCode,
+        message: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(origin) = call.origin.take() {
+            let function = Arc::clone(&call.function);
+            self.fail(
+                origin,
+                call.id,
+                function,
+                call.received,
+                code,
+                message,
+                now,
+                out,
+            );
+        }
+    }
+
+    /// Answers an accepted call with a broker error and reports how it ended.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn fail(
+        &mut self,
+        origin: Origin,
+        call_id: u64,
+        function: Arc<str>,
+        received: Instant,
+        code: ErrorCode,
+        message: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        self.ended.push(CallEnded {
+            function,
+            outcome: code.as_str(),
+            latency: now.saturating_duration_since(received),
+        });
+        self.answer(origin, call_id, code, message, out);
+    }
+
+    /// Answers with a broker error, counted by code.
+    pub(super) fn answer(
+        &mut self,
+        origin: Origin,
+        call_id: u64,
+        code: ErrorCode,
+        message: String,
+        out: &mut Vec<Action>,
+    ) {
+        debug!(call_id, %code, %message, "broker error reply");
+        *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
+        let body = encode_error(&RemoteError::new(code, message));
+        self.deliver(origin, Frame::from(body), out);
+    }
+}
