@@ -91,4 +91,7 @@ pub struct RouterStats {
     /// Registrations in which a worker announced a function differently (doc, signature or
     /// retry-safety) from a connected host of the same function.
     pub function_conflicts: u64,
+    /// CANCEL messages sent: calls whose deadline passed while a worker that understands
+    /// CANCEL ran them.
+    pub cancels_sent: u64,
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_bytes::ByteBuf;
 use switchboard_protocol::{Timestamp, Value};
 
-use switchboard_worker::{Kwargs, Registry};
+use switchboard_worker::{CallContext, Kwargs, Registry};
 
 /// Keyword arguments of `greet`.
 #[derive(Debug, Deserialize)]
@@ -50,6 +50,25 @@ pub fn registry(worker_name: &str, record: Option<Journal>) -> Registry {
             Ok(ms)
         })
         .doc("Sleeps for the given milliseconds, then returns them.");
+    registry
+        .register_fallible("work_ms", |ms: u64| {
+            if ms > MAX_SLEEP_MS {
+                return Err(format!("work_ms: at most {MAX_SLEEP_MS} ms"));
+            }
+            // Works in 5 ms steps and stops early when the call is cancelled.
+            let context = CallContext::current();
+            let mut worked = 0;
+            while worked < ms {
+                if context.as_ref().is_some_and(CallContext::is_cancelled) {
+                    break;
+                }
+                let step = (ms - worked).min(5);
+                std::thread::sleep(Duration::from_millis(step));
+                worked += step;
+            }
+            Ok(worked)
+        })
+        .doc("Works for the given milliseconds (stopping early if the call is cancelled); returns how long it worked.");
     registry
         .register_fallible("fail", |message: String| -> Result<(), String> {
             Err(message)

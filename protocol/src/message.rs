@@ -81,6 +81,10 @@ pub struct ReadyInfo {
     /// A name for operators (host name, pod name); absent if not given.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// The worker understands CANCEL: the broker tells it when a call it runs is no
+    /// longer wanted (absent or false: the broker never sends it CANCEL).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
 }
 
 /// One entry of the broker's `system.workers` answer.

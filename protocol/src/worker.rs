@@ -11,6 +11,7 @@
 //! | REPLY | `0x03` | worker → broker | one 8-byte ticket per call | one reply body per call |
 //! | HEARTBEAT | `0x04` | both | nothing | none |
 //! | DISCONNECT | `0x05` | both | nothing | none |
+//! | CANCEL | `0x06` | broker → worker (that announced `cancel`) | one 8-byte ticket per call | none |
 //!
 //! REQUEST and REPLY carry 1 to [`MAX_COALESCED_CALLS`] calls, so that under load a
 //! busy broker and worker pay the per-message cost once for many calls; their bodies
@@ -29,6 +30,7 @@ const REQUEST: u8 = 0x02;
 const REPLY: u8 = 0x03;
 const HEARTBEAT: u8 = 0x04;
 const DISCONNECT: u8 = 0x05;
+const CANCEL: u8 = 0x06;
 
 /// Bytes of the control frame before the command's fields: signature and command.
 const HEAD_LEN: usize = WORKER_SIGNATURE.len() + 1;
@@ -293,6 +295,9 @@ pub enum BrokerMessage {
     Heartbeat,
     /// I do not know you (send READY again), or: your DISCONNECT is acknowledged.
     Disconnect,
+    /// Nobody waits for these calls any more (their deadline passed): stop them if you
+    /// can, and REPLY to each as usual (the reply frees its place).
+    Cancel(Vec<Ticket>),
 }
 
 /// The frames of a message: a `Vec`, or what is left of one after its first frames were
@@ -387,6 +392,26 @@ impl BrokerMessage {
             REQUEST => RequestMessage::parse(&control, rest).map(BrokerMessage::Request),
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| BrokerMessage::Disconnect),
+            CANCEL => {
+                if !rest.is_empty() {
+                    return Err(ProtocolError::FrameCount {
+                        expected: "0",
+                        got: rest.len(),
+                    });
+                }
+                let tickets = &control[HEAD_LEN..];
+                if tickets.len() % 8 != 0 {
+                    return Err(ProtocolError::Control(
+                        "CANCEL carries whole 8-byte tickets",
+                    ));
+                }
+                check_count(tickets.len() / 8, tickets.len() / 8)?;
+                let tickets = tickets
+                    .chunks_exact(8)
+                    .map(|t| Ticket(u64::from_be_bytes(t.try_into().expect("8 bytes"))))
+                    .collect();
+                Ok(BrokerMessage::Cancel(tickets))
+            }
             other => Err(ProtocolError::UnknownCommand(other)),
         }
     }
@@ -404,6 +429,13 @@ impl BrokerMessage {
             BrokerMessage::Heartbeat => vec![identity, Frame::from(&control_head(HEARTBEAT)[..])],
             BrokerMessage::Disconnect => {
                 vec![identity, Frame::from(&control_head(DISCONNECT)[..])]
+            }
+            BrokerMessage::Cancel(tickets) => {
+                let mut control = control_head(CANCEL);
+                for ticket in tickets {
+                    control.extend_from_slice(&ticket.0.to_be_bytes());
+                }
+                vec![identity, owned_frame(control)]
             }
         }
     }
@@ -432,6 +464,7 @@ mod tests {
             }],
             inline_capacity: 64,
             name: "w1".into(),
+            cancel: false,
         };
         let parsed =
             WorkerMessage::parse(WorkerMessage::Ready(info.clone()).into_frames()).unwrap();
@@ -497,7 +530,30 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_full_at_its_call_or_byte_limit() {
+    fn cancel_names_tickets_and_a_malformed_one_is_refused() {
+        let message = BrokerMessage::Cancel(vec![Ticket(1), Ticket(0x0102_0304_0506_0708)]);
+        let mut out = message.into_frames(b"w");
+        assert_eq!(&out.remove(0)[..], b"w");
+        assert_eq!(
+            &out[0][..],
+            b"SBW2\x06\x00\x00\x00\x00\x00\x00\x00\x01\x01\x02\x03\x04\x05\x06\x07\x08"
+        );
+        match BrokerMessage::parse(out).unwrap() {
+            BrokerMessage::Cancel(tickets) => {
+                assert_eq!(tickets, [Ticket(1), Ticket(0x0102_0304_0506_0708)])
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_ticket = frames(&[b"SBW2\x06"]);
+        let cut_ticket = frames(&[b"SBW2\x06\x00\x00\x00"]);
+        let frame_after = frames(&[b"SBW2\x06\x00\x00\x00\x00\x00\x00\x00\x01", b"x"]);
+        for bad in [no_ticket, cut_ticket, frame_after] {
+            assert!(BrokerMessage::parse(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_coalesced_message_is_full_at_its_call_or_byte_limit() {
         let mut message = ReplyMessage::new();
         for i in 0..MAX_COALESCED_CALLS as u64 {
             assert!(!message.is_full());

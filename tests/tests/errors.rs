@@ -255,3 +255,39 @@ fn a_worker_whose_grace_runs_out_exits_at_once_and_its_call_ends_worker_lost() {
     let error = running.wait::<String>().expect_err("abandoned");
     assert_eq!(error.code(), Some(ErrorCode::WorkerLost), "{error}");
 }
+
+#[test]
+fn a_call_past_its_deadline_is_cancelled_in_the_worker_and_frees_its_place() {
+    // One executor, no prefetch: a call that kept running would hold the only place.
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |w| {
+        w.threads = 1;
+        w.prefetch = 0;
+        w.heartbeat = Duration::from_millis(100);
+    });
+    let client = broker.client(TIMEOUT);
+    // 20 s of work that checks its cancellation token, given 300 ms.
+    let error = client
+        .request("work_ms")
+        .args((20_000,))
+        .timeout(Duration::from_millis(300))
+        .call::<u64>()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::Timeout), "{error}");
+    // The broker sent CANCEL; the function stopped and the place came back: a call that
+    // needs the same executor, with a deadline far shorter than the 20 s of work, is
+    // answered before its deadline.
+    let next = client
+        .request("sleep_ms")
+        .args((1,))
+        .timeout(Duration::from_secs(3))
+        .call::<u64>();
+    assert_eq!(next.unwrap(), 1);
+    let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    assert_eq!(stats["cancels_sent"].as_u64(), Some(1), "{stats:?}");
+    assert_eq!(
+        stats["late_replies"].as_u64(),
+        Some(1),
+        "the cancelled call still answered"
+    );
+}

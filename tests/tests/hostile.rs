@@ -281,6 +281,7 @@ fn one_huge_ready_neither_stalls_the_broker_nor_grows_it_without_bound() {
         heartbeat_ms: 5_000,
         functions,
         name: String::new(),
+        cancel: false,
     })
     .unwrap();
     let (_ctx, flooder) = raw_socket(zmq::DEALER, &broker.backend);

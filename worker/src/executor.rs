@@ -12,6 +12,7 @@ use switchboard_protocol::{ErrorCode, Frame, RemoteError};
 use switchboard_transport::wake::Waker;
 use tracing::debug;
 
+use crate::context::{CallContext, CancelToken};
 use crate::registry::Function;
 
 /// One call handed to the pool.
@@ -28,6 +29,8 @@ pub(crate) struct Job {
     pub deadline: Instant,
     /// The registration with the broker that the call came in (see [`Registration`]).
     pub registration: u64,
+    /// Set when the broker cancels the call; the function sees it in its context.
+    pub cancel: CancelToken,
 }
 
 /// The worker's current registration with a broker. Every READY starts a new one; a call
@@ -160,6 +163,16 @@ fn run_jobs(
 /// passed, PAYLOAD_TOO_LARGE if the result is over the limit.
 pub(crate) fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
     let name = &job.function.info().name;
+    if job.cancel.is_cancelled() {
+        debug!(
+            call_id = job.call_id,
+            "skipping call cancelled before it started"
+        );
+        return encode_error(&RemoteError::new(
+            ErrorCode::Timeout,
+            format!("{name}: cancelled before the call started"),
+        ));
+    }
     if Instant::now() >= job.deadline {
         debug!(call_id = job.call_id, "skipping call whose deadline passed");
         return encode_error(&RemoteError::new(
@@ -167,7 +180,8 @@ pub(crate) fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
             format!("{name}: deadline passed before the call started"),
         ));
     }
-    let reply = job.function.call(&job.body);
+    let context = CallContext::new(job.call_id, job.deadline, job.cancel.clone());
+    let reply = context.enter(|| job.function.call(&job.body));
     if reply.len() > max_reply_bytes {
         return encode_error(&RemoteError::new(
             ErrorCode::PayloadTooLarge,

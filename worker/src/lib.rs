@@ -24,6 +24,8 @@
 //! # Layout
 //! - `registry` — [`Registry`], typed functions erased to "body in, reply out".
 //! - `executor` — the executor thread pool and its bounded job channel.
+//! - `context` — [`CallContext`]: a running function's deadline, call id and
+//!   [`CancelToken`].
 //! - `link` — the conversation with the broker as a state machine with no socket: READY,
 //!   heartbeats, coalesced replies, re-registering, reconnecting, the goodbye.
 //! - `worker` — [`Worker`], the socket thread: drives the link, runs inline calls.
@@ -31,6 +33,7 @@
 //! - `error` — [`WorkerError`].
 
 mod config;
+mod context;
 mod error;
 mod executor;
 mod link;
@@ -38,6 +41,7 @@ mod registry;
 mod worker;
 
 pub use config::{default_name, vars, WorkerConfig};
+pub use context::{CallContext, CancelToken};
 pub use error::WorkerError;
 pub use registry::{IntoFallibleFunction, IntoFunction, Kwargs, Registration, Registry};
 pub use switchboard_protocol::{ErrorCode, RemoteError, Timestamp, Value};

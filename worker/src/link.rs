@@ -8,7 +8,7 @@
 //! broker's messages, finished calls and the time, runs the calls it hands back, and
 //! sends what [`Link::poll_transmit`] gives. Time is always passed in.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::worker::{
@@ -17,6 +17,7 @@ use switchboard_protocol::worker::{
 use switchboard_protocol::{owned_frame, ReadyInfo};
 use tracing::{debug, info, warn};
 
+use crate::context::CancelToken;
 use crate::executor::{Done, Registration};
 
 /// The timing a link keeps.
@@ -69,8 +70,9 @@ pub(crate) struct Link {
     /// The broker counts as gone if nothing arrives before this instant.
     broker_expires: Instant,
     next_heartbeat: Instant,
-    /// Calls handed to the executors whose reply has not come back.
-    held: usize,
+    /// Calls handed to the executors whose reply has not come back, with the token that
+    /// cancels each.
+    held: HashMap<Ticket, CancelToken>,
     /// Replies gathered for the next REPLY message.
     replies: ReplyMessage,
     /// Messages ready to send, in order.
@@ -92,7 +94,7 @@ impl Link {
             phase: Phase::Serving,
             broker_expires: now + timing.broker_silence(),
             next_heartbeat: now + timing.heartbeat,
-            held: 0,
+            held: HashMap::new(),
             replies: ReplyMessage::new(),
             outbox: VecDeque::new(),
         }
@@ -110,6 +112,8 @@ impl Link {
     /// Sends READY, starting a new registration: the broker that hears it knows none of
     /// the calls this worker still holds, so their replies are dropped here.
     fn register(&mut self) {
+        // Their replies will be dropped: the functions may as well stop.
+        self.cancel_all();
         self.registration.renew();
         self.replies = ReplyMessage::new();
         self.outbox
@@ -133,6 +137,19 @@ impl Link {
         match message {
             BrokerMessage::Request(calls) => return Some(calls),
             BrokerMessage::Heartbeat => {}
+            BrokerMessage::Cancel(tickets) => {
+                let mut cancelled = 0;
+                for ticket in &tickets {
+                    if let Some(token) = self.held.get(ticket) {
+                        token.cancel();
+                        cancelled += 1;
+                    }
+                }
+                debug!(
+                    asked = tickets.len(),
+                    cancelled, "calls cancelled by the broker"
+                );
+            }
             BrokerMessage::Disconnect => match &mut self.phase {
                 Phase::Draining { acknowledged, .. } => *acknowledged = true,
                 Phase::Serving => {
@@ -152,14 +169,15 @@ impl Link {
         }
     }
 
-    /// A call went to an executor: its reply comes back through [`Link::finished`].
-    pub(crate) fn handed_off(&mut self) {
-        self.held += 1;
+    /// A call went to an executor: its reply comes back through [`Link::finished`];
+    /// `cancel` is set if the broker cancels it meanwhile.
+    pub(crate) fn handed_off(&mut self, ticket: Ticket, cancel: CancelToken) {
+        self.held.insert(ticket, cancel);
     }
 
     /// An executor finished a call. A call of an earlier registration is not answered.
     pub(crate) fn finished(&mut self, done: Done) {
-        self.held = self.held.saturating_sub(1);
+        self.held.remove(&done.ticket);
         if done.registration != self.registration.current() {
             debug!(
                 ticket = done.ticket.0,
@@ -172,7 +190,14 @@ impl Link {
 
     /// Calls handed to executors and not finished.
     pub(crate) fn held(&self) -> usize {
-        self.held
+        self.held.len()
+    }
+
+    /// Cancels every call held (their answers will go nowhere).
+    fn cancel_all(&mut self) {
+        for token in self.held.values() {
+            token.cancel();
+        }
     }
 
     /// Starts the goodbye (once): gathered replies go out, then DISCONNECT; calls held
@@ -181,7 +206,7 @@ impl Link {
         if self.phase != Phase::Serving {
             return;
         }
-        info!(held = self.held, "stopping: leaving the broker");
+        info!(held = self.held.len(), "stopping: leaving the broker");
         self.flush();
         self.outbox.push_back(WorkerMessage::Disconnect);
         self.phase = Phase::Draining {
@@ -198,7 +223,7 @@ impl Link {
                 acknowledged,
                 until,
             } => {
-                if self.held == 0 && (acknowledged || broker_gone) {
+                if self.held.is_empty() && (acknowledged || broker_gone) {
                     return Next::Stop {
                         out_of_grace: false,
                     };
@@ -249,6 +274,7 @@ impl Link {
     /// the worker is gone now, so it answers those calls (WORKER_LOST: they may have run)
     /// without waiting for heartbeats to stop.
     pub(crate) fn abandon(&mut self) {
+        self.cancel_all();
         self.registration.renew();
         self.replies = ReplyMessage::new();
         self.outbox.push_back(WorkerMessage::Disconnect);

@@ -13,6 +13,7 @@ use switchboard_transport::Shutdown;
 use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
+use crate::context::CancelToken;
 use crate::error::WorkerError;
 use crate::executor::{execute, Executor, Job, Registration};
 use crate::link::{Link, Next, Timing};
@@ -169,6 +170,7 @@ impl Worker {
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             functions: self.registry.functions(),
             name: self.config.name.clone(),
+            cancel: true,
         }
     }
 
@@ -237,6 +239,7 @@ impl Worker {
             link.reply(ticket, encode_error(&error));
             return;
         };
+        let cancel = CancelToken::default();
         let job = Job {
             ticket,
             call_id,
@@ -244,6 +247,7 @@ impl Worker {
             body,
             deadline: now + Duration::from_millis(time_left_ms.into()),
             registration: link.registration(),
+            cancel: cancel.clone(),
         };
         if found.is_inline() && job.body.len() <= INLINE_BODY_LIMIT {
             // Quick functions run right here: no hand-off to an executor. A large body
@@ -261,7 +265,7 @@ impl Worker {
             return;
         }
         match executor.submit(job) {
-            Ok(()) => link.handed_off(),
+            Ok(()) => link.handed_off(ticket, cancel),
             Err(ticket) => {
                 let error = RemoteError::new(
                     ErrorCode::Overloaded,

@@ -122,6 +122,13 @@ pub(crate) enum Action {
         /// The worker's identity.
         worker: WorkerId,
     },
+    /// Tell a worker that nobody waits for a call it runs any more (CANCEL).
+    Cancel {
+        /// The worker's identity.
+        worker: WorkerId,
+        /// The call.
+        ticket: Ticket,
+    },
 }
 
 /// One call on its way to a worker.
@@ -246,10 +253,19 @@ impl Router {
                 );
                 self.finish(&mut call, ErrorCode::Timeout, message, now, out);
             }
-            Place::Running { .. } => {
+            Place::Running { ref worker, .. } => {
                 let Some(origin) = call.origin.take() else {
                     return; // already answered
                 };
+                // The worker keeps the place until it answers; if it understands CANCEL,
+                // it hears that nobody waits, so the function may stop early.
+                if self.workers.get(worker).is_some_and(|w| w.cancels) {
+                    self.stats.cancels_sent += 1;
+                    out.push(Action::Cancel {
+                        worker: worker.clone(),
+                        ticket,
+                    });
+                }
                 let (id, function, received) = (call.id, Arc::clone(&call.function), call.received);
                 let message = format!("call to '{function}' timed out while running");
                 self.fail(

@@ -25,6 +25,8 @@ pub(crate) struct Registration {
     pub(crate) functions: Vec<FunctionInfo>,
     /// Whether a number was clamped or a function ignored or cut.
     pub(crate) corrected: bool,
+    /// The worker understands CANCEL.
+    pub(crate) cancel: bool,
 }
 
 /// Checks a READY from `worker`. `hosted` tells whether the broker hosts a name already
@@ -108,6 +110,7 @@ pub(crate) fn check(
         heartbeat: Duration::from_millis(heartbeat_ms),
         functions,
         corrected,
+        cancel: info.cancel,
     })
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Worker {
     last_dispatch: u64,
     /// It said it is leaving: no new calls.
     pub(crate) draining: bool,
+    /// It understands CANCEL (announced in its READY).
+    pub(crate) cancels: bool,
 }
 
 impl Worker {
@@ -148,6 +150,7 @@ impl Workers {
             next_heartbeat: now + heartbeat,
             last_dispatch: 0,
             draining: false,
+            cancels: registration.cancel,
         };
         self.by_id.insert(id, worker)
     }

@@ -76,6 +76,11 @@ impl Broker {
                         self.send_pending(&worker, now);
                         self.send_to_worker(worker, BrokerMessage::Disconnect, now);
                     }
+                    Action::Cancel { worker, ticket } => {
+                        // After the REQUEST that carries the call, if it is still gathered.
+                        self.send_pending(&worker, now);
+                        self.send_to_worker(worker, BrokerMessage::Cancel(vec![ticket]), now);
+                    }
                 }
             }
             self.spare_outbox = actions;

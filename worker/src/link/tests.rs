@@ -9,6 +9,7 @@ use switchboard_protocol::worker::{
 use switchboard_protocol::{Frame, FunctionInfo, ReadyInfo};
 
 use super::{Link, Next, Timing};
+use crate::context::CancelToken;
 use crate::executor::{Done, Registration};
 
 const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -48,6 +49,7 @@ impl Harness {
                 inline: false,
             }],
             name: "test".into(),
+            cancel: false,
         };
         let mut link = Link::new(timing, ready, registration, now);
         link.connected(now);
@@ -96,6 +98,13 @@ impl Harness {
         calls.calls().map(|(record, _)| record.ticket.0).collect()
     }
 
+    /// The worker hands call `ticket` to an executor; returns its cancellation token.
+    fn hand_off(&mut self, ticket: u64) -> CancelToken {
+        let token = CancelToken::default();
+        self.link.handed_off(Ticket(ticket), token.clone());
+        token
+    }
+
     /// An executor finished `ticket`, a call of registration `registration`.
     fn done(&mut self, ticket: u64, registration: u64) {
         self.link.finished(Done {
@@ -124,8 +133,8 @@ fn replies_gathered_together_leave_in_one_reply_message() {
     assert_eq!(h.request(&[1, 2, 3]), [1, 2, 3]);
     let now = h.link.registration();
     h.link.reply(Ticket(1), b"\x80".to_vec());
-    h.link.handed_off();
-    h.link.handed_off();
+    h.hand_off(2);
+    h.hand_off(3);
     h.done(3, now);
     h.done(2, now);
     assert_eq!(h.said(), [Said::Reply(vec![1, 3, 2])]);
@@ -163,12 +172,16 @@ fn a_broker_that_does_not_know_the_worker_gets_a_new_ready_and_no_old_replies() 
     h.said();
     h.request(&[1, 2]);
     let before = h.link.registration();
-    h.link.handed_off();
+    let old = h.hand_off(2);
     h.link.reply(Ticket(1), b"\x80".to_vec()); // gathered, not flushed yet
     assert!(h.hear(BrokerMessage::Disconnect).is_none());
     // The gathered reply answered a call that broker does not know: dropped.
     assert_eq!(h.said(), [Said::Ready]);
     assert_ne!(h.link.registration(), before);
+    assert!(
+        old.is_cancelled(),
+        "its function may stop: nobody will hear its answer"
+    );
     // The executor's reply to a call of the old registration is dropped too.
     h.done(2, before);
     assert!(h.said().is_empty());
@@ -181,7 +194,7 @@ fn stopping_sends_gathered_replies_then_disconnect_and_waits_for_held_calls_and_
     h.said();
     h.request(&[1, 2]);
     let now = h.link.registration();
-    h.link.handed_off();
+    h.hand_off(2);
     h.link.reply(Ticket(1), b"\x80".to_vec());
     h.link.begin_shutdown(h.now);
     h.link.begin_shutdown(h.now); // once only
@@ -209,7 +222,7 @@ fn stopping_ends_at_the_grace_period_and_abandons_what_is_held() {
     h.said();
     h.request(&[1]);
     let now = h.link.registration();
-    h.link.handed_off();
+    let held = h.hand_off(1);
     h.link.begin_shutdown(h.now);
     h.said();
     h.hear(BrokerMessage::Disconnect);
@@ -221,6 +234,7 @@ fn stopping_ends_at_the_grace_period_and_abandons_what_is_held() {
     );
     assert_eq!(h.advance(1), Next::Stop { out_of_grace: true });
     h.link.abandon();
+    assert!(held.is_cancelled(), "abandoned calls are cancelled");
     assert_eq!(
         h.said(),
         [Said::Disconnect],
@@ -243,5 +257,32 @@ fn a_stopping_worker_whose_broker_is_gone_stops_once_its_calls_are_done() {
         Next::Stop {
             out_of_grace: false
         }
+    );
+}
+
+#[test]
+fn a_cancel_from_the_broker_reaches_the_calls_it_names_only() {
+    let mut h = Harness::new();
+    h.said();
+    h.request(&[1, 2, 3]);
+    let tokens: Vec<CancelToken> = [1, 2, 3].iter().map(|&t| h.hand_off(t)).collect();
+    assert!(h
+        .hear(BrokerMessage::Cancel(vec![
+            Ticket(1),
+            Ticket(3),
+            Ticket(99)
+        ]))
+        .is_none());
+    let cancelled: Vec<bool> = tokens.iter().map(CancelToken::is_cancelled).collect();
+    assert_eq!(cancelled, [true, false, true]);
+    // The slot stays counted until the worker answers.
+    assert_eq!(h.link.held(), 3);
+    let now = h.link.registration();
+    h.done(1, now);
+    assert_eq!(h.link.held(), 2);
+    assert_eq!(
+        h.said(),
+        [Said::Reply(vec![1])],
+        "a cancelled call is still answered"
     );
 }

@@ -43,6 +43,7 @@ pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
             .collect(),
         inline_capacity: 0,
         name: String::new(),
+        cancel: false,
     }
 }
 

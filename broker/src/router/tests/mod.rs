@@ -513,3 +513,41 @@ fn every_ended_call_is_reported_once_with_its_latency_on_the_router_clock() {
     assert_eq!(ended[0].latency, Duration::from_millis(40));
     assert_eq!(h.router.take_ended().count(), 0);
 }
+
+#[test]
+fn a_running_call_past_its_deadline_is_cancelled_on_workers_that_understand_cancel() {
+    let mut h = Harness::new();
+    let mut knows = ready_info(&["f"], 1);
+    knows.cancel = true;
+    h.ready_with("new", knows)
+        .ready("old", &["f"], 1)
+        .call("f", 1, Some(10))
+        .call("f", 2, Some(10));
+    let sent = h.dispatched();
+    assert_eq!(sent.len(), 2);
+    h.clear().advance(20);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout); 2]);
+    let cancels: Vec<_> = h
+        .out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Cancel { worker, ticket } => Some((worker.clone(), *ticket)),
+            _ => None,
+        })
+        .collect();
+    let on_new = sent.iter().find(|(w, _)| *w == id("new")).unwrap().1;
+    assert_eq!(
+        cancels,
+        [(id("new"), on_new)],
+        "only the worker that announced cancel"
+    );
+    assert_eq!(h.router.stats().cancels_sent, 1);
+    // The place stays taken until the worker answers.
+    assert_eq!(h.router.calls_in_progress(), 2);
+    h.clear().reply("new", on_new);
+    assert_eq!(h.router.calls_in_progress(), 1);
+    assert!(
+        h.reply_codes().is_empty(),
+        "the caller was answered already"
+    );
+}
