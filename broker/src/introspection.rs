@@ -8,8 +8,9 @@ use switchboard_protocol::{ErrorCode, FunctionListing, FunctionVariant, RemoteEr
 use crate::view::{FunctionSummary, RouterStats, View};
 
 /// Names of the built-in functions (besides `system.batch`, which is a frame-level form).
-pub(crate) const BUILTINS: [&str; 5] = [
+pub(crate) const BUILTINS: [&str; 6] = [
     "system.ping",
+    "system.cancel",
     "system.functions",
     "system.describe",
     "system.workers",
@@ -118,7 +119,8 @@ fn no_arguments(function: &str, body: &[u8]) -> Result<(), RemoteError> {
     arguments::<()>(function, body, 0)
 }
 
-fn arguments<T: serde::de::DeserializeOwned>(
+/// Decodes the positional arguments of a built-in function, with the error to answer.
+pub(crate) fn arguments<T: serde::de::DeserializeOwned>(
     function: &str,
     body: &[u8],
     arity: usize,

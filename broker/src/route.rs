@@ -115,6 +115,16 @@ impl ReplyRoute {
         self.bytes().first().is_none_or(|&n| n & !GROUPED == 0)
     }
 
+    /// The caller's envelope, without the grouping flag and the header: equal for every
+    /// call of one caller, whether it pipelined them or not.
+    pub(crate) fn caller(&self) -> (u8, &[u8]) {
+        let bytes = self.bytes();
+        match bytes.split_first() {
+            Some((&count, rest)) => (count & !GROUPED, &rest[..self.header_at() - 1]),
+            None => (0, &[]),
+        }
+    }
+
     /// The packed envelope (count byte included) and the header: where they split.
     fn header_at(&self) -> usize {
         let bytes = self.bytes();

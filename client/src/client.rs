@@ -9,10 +9,10 @@ use switchboard_protocol::limits::MAX_BATCH_CALLS;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_protocol::client::{batch_request_frames, request_frames};
+use switchboard_protocol::client::{batch_request_frames, request_frames, CANCEL_FUNCTION};
 use switchboard_protocol::codec::{
-    decode_batch_reply, decode_reply, encode_args, encode_kwargs, request_body_from_parts,
-    BatchItem,
+    decode_batch_reply, decode_reply, encode_args, encode_kwargs, encode_request_body,
+    request_body_from_parts, BatchItem,
 };
 use switchboard_protocol::{CallHeader, CodecError, Frame};
 use switchboard_transport::curve::ClientCurve;
@@ -347,6 +347,21 @@ impl PendingCall {
         decode_reply::<R>(&body)
             .map_err(CallError::Decode)?
             .map_err(CallError::from)
+    }
+
+    /// Cancels the call: the broker answers it `CANCELLED` if it still holds it (a queued
+    /// call then never runs; a running one's worker is told, so the function can stop
+    /// early). Returns at once; the outcome is dropped. Returns an error only when the
+    /// cancel could not be sent (the client is closing).
+    pub fn cancel(self) -> Result<(), CallError> {
+        let call_id = self.id;
+        let body = encode_request_body(&(call_id,), &()).map_err(CallError::Encode)?;
+        // The cancel's own answer (found or not) is not waited for.
+        let cancel = self.client.start(Some(self.timeout), false, |header| {
+            request_frames(CANCEL_FUNCTION, header, body)
+        })?;
+        drop(cancel);
+        Ok(())
     }
 
     /// Waits for the raw reply body.

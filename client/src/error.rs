@@ -45,7 +45,8 @@ impl From<RemoteError> for CallError {
             | ErrorCode::Overloaded
             | ErrorCode::WorkerLost
             | ErrorCode::ShuttingDown
-            | ErrorCode::BrokerLost => CallError::Broker(error),
+            | ErrorCode::BrokerLost
+            | ErrorCode::Cancelled => CallError::Broker(error),
             ErrorCode::BadArguments
             | ErrorCode::BadRequest
             | ErrorCode::PayloadTooLarge

@@ -22,6 +22,9 @@ use crate::{owned_frame, Frame, CLIENT_SIGNATURE};
 /// The function name that marks a batch request.
 pub const BATCH_FUNCTION: &str = "system.batch";
 
+/// The built-in function that cancels one of the caller's calls: `system.cancel(call_id)`.
+pub const CANCEL_FUNCTION: &str = "system.cancel";
+
 /// Header frame the broker echoes when a rejected request had none: MessagePack `nil`.
 pub const NO_HEADER: &[u8] = &[0xc0];
 

@@ -27,13 +27,15 @@ pub enum ErrorCode {
     /// Client side only: the connection to the broker dropped while the call was in flight,
     /// or no connection came up before the call's deadline.
     BrokerLost,
+    /// The caller cancelled the call (`system.cancel`); it may or may not have run.
+    Cancelled,
     /// A code this version does not know (sent by a newer or foreign peer).
     Unrecognized,
 }
 
 impl ErrorCode {
     /// Every code of the vocabulary, in documentation order.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::UnknownFunction,
         ErrorCode::BadArguments,
         ErrorCode::FunctionError,
@@ -44,6 +46,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::ShuttingDown,
         ErrorCode::BrokerLost,
+        ErrorCode::Cancelled,
     ];
 
     /// The code's wire name, e.g. `"UNKNOWN_FUNCTION"`.
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::BrokerLost => "BROKER_LOST",
+            ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Unrecognized => "UNRECOGNIZED",
         }
     }

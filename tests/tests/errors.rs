@@ -291,3 +291,34 @@ fn a_call_past_its_deadline_is_cancelled_in_the_worker_and_frees_its_place() {
         "the cancelled call still answered"
     );
 }
+
+#[test]
+fn a_caller_that_cancels_a_running_call_gets_the_place_back_at_once() {
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |w| {
+        w.threads = 1;
+        w.prefetch = 0;
+    });
+    let client = broker.client(TIMEOUT);
+    let long = client.request("work_ms").args((20_000,)).send().unwrap();
+    broker.wait_for("work_ms", "1 running", |f| f.running == 1);
+    // Waiting behind it: would run only after 20 s of work.
+    let queued = client
+        .request("sleep_ms")
+        .args((1,))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .unwrap();
+    broker.wait_for("sleep_ms", "1 queued", |f| f.queued == 1);
+    long.cancel().unwrap();
+    // The worker stopped the work: the queued call runs before its own 3 s deadline.
+    assert_eq!(queued.wait::<u64>().unwrap(), 1);
+    let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    assert_eq!(stats["cancels_sent"].as_u64(), Some(1), "{stats:?}");
+    let errors = &stats["broker_errors"];
+    assert_eq!(
+        errors["CANCELLED"].as_u64(),
+        Some(1),
+        "the cancelled call was answered CANCELLED: {stats:?}"
+    );
+}

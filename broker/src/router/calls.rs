@@ -52,6 +52,8 @@ pub(crate) struct Call {
     pub(crate) attempts: u32,
     /// When the broker received it.
     pub(crate) received: Instant,
+    /// Its key in the table's index by caller and call id, when it has one.
+    pub(crate) caller_key: Option<(u64, u64)>,
 }
 
 /// Every call held, by ticket, with their deadlines.
@@ -60,6 +62,12 @@ pub(crate) struct CallTable {
     calls: Map<Ticket, Box<Call>>,
     deadlines: Deadlines,
     next_ticket: u64,
+    /// Calls answered straight to a caller, by (hash of the caller's envelope, call id):
+    /// how `system.cancel` finds a call. A second call with the same key while the first
+    /// is held is not indexed (a caller reusing an id in flight cannot cancel it).
+    by_caller: Map<(u64, u64), Ticket>,
+    /// Seeded at random per broker: callers cannot aim collisions at each other.
+    caller_hasher: ahash::RandomState,
 }
 
 impl CallTable {
@@ -69,6 +77,8 @@ impl CallTable {
             calls: Map::default(),
             deadlines: Deadlines::default(),
             next_ticket: first_ticket,
+            by_caller: Map::default(),
+            caller_hasher: ahash::RandomState::new(),
         }
     }
 
@@ -81,7 +91,14 @@ impl CallTable {
 
     /// Takes in a new call under the ticket [`CallTable::next_ticket`] gave it, already in
     /// its place, and records its deadline.
-    pub(crate) fn insert(&mut self, ticket: Ticket, call: Box<Call>) {
+    pub(crate) fn insert(&mut self, ticket: Ticket, mut call: Box<Call>) {
+        if let Some(Origin::Caller(route)) = &call.origin {
+            let key = (self.caller_hash(route), call.id);
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.by_caller.entry(key) {
+                entry.insert(ticket);
+                call.caller_key = Some(key);
+            }
+        }
         let deadline = call.deadline;
         self.calls.insert(ticket, call);
         let calls = &self.calls;
@@ -102,7 +119,30 @@ impl CallTable {
     /// Removes a call that ended. Its deadline entry stays behind and is skipped when it
     /// comes due (see `Deadlines`).
     pub(crate) fn remove(&mut self, ticket: Ticket) -> Option<Box<Call>> {
-        self.calls.remove(&ticket)
+        let call = self.calls.remove(&ticket)?;
+        if let Some(key) = call.caller_key {
+            self.by_caller.remove(&key);
+        }
+        Some(call)
+    }
+
+    /// The held call `call_id` that `caller` made and that waits for its answer.
+    pub(crate) fn find_by_caller(&self, caller: &ReplyRoute, call_id: u64) -> Option<Ticket> {
+        let ticket = *self.by_caller.get(&(self.caller_hash(caller), call_id))?;
+        let call = self.calls.get(&ticket)?;
+        match &call.origin {
+            Some(Origin::Caller(route)) if route.caller() == caller.caller() => Some(ticket),
+            _ => None,
+        }
+    }
+
+    fn caller_hash(&self, route: &ReplyRoute) -> u64 {
+        self.caller_hasher.hash_one(route.caller())
+    }
+
+    /// The index by caller, for checks: each entry names a held call with that key.
+    pub(crate) fn caller_index(&self) -> impl Iterator<Item = ((u64, u64), Ticket)> + '_ {
+        self.by_caller.iter().map(|(key, ticket)| (*key, *ticket))
     }
 
     /// Whether this ticket's call waits in a queue.
@@ -141,6 +181,7 @@ impl CallTable {
     /// Takes every call out, forgetting every deadline.
     pub(crate) fn take_all(&mut self) -> Vec<(Ticket, Box<Call>)> {
         self.deadlines.clear();
+        self.by_caller.clear();
         self.calls.drain().collect()
     }
 

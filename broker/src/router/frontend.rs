@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::client::function_name;
-use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::client::CANCEL_FUNCTION;
+use switchboard_protocol::codec::{encode_error, encode_result};
+use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{
     CallHeader, ErrorCode, Frame, ProtocolError, RemoteError, RESERVED_PREFIX,
 };
@@ -98,6 +100,9 @@ impl Router {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        if function == CANCEL_FUNCTION {
+            return self.cancel_request(origin, &body, now, out);
+        }
         if function.starts_with(RESERVED_PREFIX) {
             let reply = match introspection::answer(&*self, function, &body) {
                 Ok(reply) => reply,
@@ -132,6 +137,7 @@ impl Router {
             place: Place::Queued,
             attempts: 0,
             received: now,
+            caller_key: None,
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
@@ -286,5 +292,60 @@ impl Router {
         *self.stats.broker_errors.entry(code.as_str()).or_default() += 1;
         let body = encode_error(&RemoteError::new(code, message));
         self.deliver(origin, Frame::from(body), out);
+    }
+
+    /// `system.cancel(call_id)`: the caller cancels one of its calls. Answered `true` when
+    /// the call was found (it is then answered CANCELLED, and its worker told when it runs
+    /// one), `false` when the broker holds no such call of this caller waiting for an answer.
+    pub(super) fn cancel_request(
+        &mut self,
+        origin: Origin,
+        body: &[u8],
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Origin::Caller(route) = &origin else {
+            let error = RemoteError::new(
+                ErrorCode::BadRequest,
+                "system.cancel cannot be part of a batch",
+            );
+            return self.deliver(origin, encode_error(&error).into(), out);
+        };
+        let (call_id,): (u64,) = match introspection::arguments(CANCEL_FUNCTION, body, 1) {
+            Ok(args) => args,
+            Err(error) => return self.deliver(origin, encode_error(&error).into(), out),
+        };
+        let found = self.calls.find_by_caller(route, call_id);
+        if let Some(ticket) = found {
+            self.cancel_call(ticket, now, out);
+        }
+        let reply = encode_result(&found.is_some()).expect("a bool encodes");
+        self.deliver(origin, Frame::from(reply), out);
+    }
+
+    /// Ends a call its caller cancelled: answered CANCELLED; a queued call leaves its
+    /// queue, a running one keeps its place until its worker answers (told by CANCEL).
+    fn cancel_call(&mut self, ticket: Ticket, now: Instant, out: &mut Vec<Action>) {
+        let Some(call) = self.calls.get(ticket) else {
+            return;
+        };
+        match call.place {
+            Place::Queued => {
+                let mut call = self.calls.remove(ticket).expect("present");
+                let calls = &self.calls;
+                self.functions
+                    .forget_queued(&call.function, |t| calls.is_queued(t));
+                let message = format!(
+                    "call to '{}' cancelled by its caller before it ran",
+                    call.function
+                );
+                self.finish(&mut call, ErrorCode::Cancelled, message, now, out);
+            }
+            Place::Running { .. } => {
+                let message =
+                    "cancelled by its caller while a worker ran it; it may or may not have run";
+                self.stop_running(ticket, ErrorCode::Cancelled, message.to_owned(), now, out);
+            }
+        }
     }
 }

@@ -77,6 +77,25 @@ impl Router {
                 );
             }
         }
+        for (key, ticket) in self.calls.caller_index() {
+            let call = self.calls.get(ticket);
+            assert!(call.is_some(), "the caller index names a call that is gone");
+            assert_eq!(
+                call.and_then(|c| c.caller_key),
+                Some(key),
+                "the caller index and call {ticket:?} disagree"
+            );
+        }
+        let index: Map<(u64, u64), Ticket> = self.calls.caller_index().collect();
+        for (ticket, call) in self.calls.iter() {
+            if let Some(key) = call.caller_key {
+                assert_eq!(
+                    index.get(&key).copied(),
+                    Some(ticket),
+                    "call {ticket:?} has a caller key the index does not hold"
+                );
+            }
+        }
         for function in self.functions.iter() {
             let expected = queued.remove(&function.name).unwrap_or_default();
             assert_eq!(

@@ -253,33 +253,44 @@ impl Router {
                 );
                 self.finish(&mut call, ErrorCode::Timeout, message, now, out);
             }
-            Place::Running { ref worker, .. } => {
-                let Some(origin) = call.origin.take() else {
-                    return; // already answered
-                };
-                // The worker keeps the place until it answers; if it understands CANCEL,
-                // it hears that nobody waits, so the function may stop early.
-                if self.workers.get(worker).is_some_and(|w| w.cancels) {
-                    self.stats.cancels_sent += 1;
-                    out.push(Action::Cancel {
-                        worker: worker.clone(),
-                        ticket,
-                    });
-                }
-                let (id, function, received) = (call.id, Arc::clone(&call.function), call.received);
-                let message = format!("call to '{function}' timed out while running");
-                self.fail(
-                    origin,
-                    id,
-                    function,
-                    received,
-                    ErrorCode::Timeout,
-                    message,
-                    now,
-                    out,
-                );
+            Place::Running { .. } => {
+                let message = format!("call to '{}' timed out while running", call.function);
+                self.stop_running(ticket, ErrorCode::Timeout, message, now, out);
             }
         }
+    }
+}
+
+impl Router {
+    /// Answers a running call's caller with `code` (unless answered already) and, when
+    /// its worker understands CANCEL, tells it that nobody waits. The worker keeps the
+    /// place until it answers (that reply is dropped and counted late).
+    pub(super) fn stop_running(
+        &mut self,
+        ticket: Ticket,
+        code: ErrorCode,
+        message: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(call) = self.calls.get_mut(ticket) else {
+            return;
+        };
+        let Place::Running { worker, .. } = &call.place else {
+            return;
+        };
+        let Some(origin) = call.origin.take() else {
+            return; // already answered
+        };
+        if self.workers.get(worker).is_some_and(|w| w.cancels) {
+            self.stats.cancels_sent += 1;
+            out.push(Action::Cancel {
+                worker: worker.clone(),
+                ticket,
+            });
+        }
+        let (id, function, received) = (call.id, Arc::clone(&call.function), call.received);
+        self.fail(origin, id, function, received, code, message, now, out);
     }
 }
 

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::route::{BatchRequest, Incoming, ReplyRoute, Request};
-use switchboard_protocol::codec::decode_reply;
+use switchboard_protocol::client::CANCEL_FUNCTION;
+use switchboard_protocol::codec::{decode_reply, encode_request_body};
 use switchboard_protocol::worker::{ReplyMessage, Ticket, WorkerMessage};
 use switchboard_protocol::{CallHeader, ErrorCode, Frame, FunctionInfo, ReadyInfo, Value};
 
@@ -110,14 +111,32 @@ impl Harness {
 
     /// A client calls `function` with call id `id`.
     pub(super) fn call(&mut self, function: &str, id: u64, timeout_ms: Option<u64>) -> &mut Self {
+        self.call_from("c", function, id, timeout_ms, no_args())
+    }
+
+    /// Client `client` calls `function` with call id `id` and this body.
+    pub(super) fn call_from(
+        &mut self,
+        client: &str,
+        function: &str,
+        id: u64,
+        timeout_ms: Option<u64>,
+        body: Frame,
+    ) -> &mut Self {
         let header = CallHeader { id, timeout_ms };
         let request = Incoming::Call(Request {
-            route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
+            route: ReplyRoute::new(&[Frame::from(client.as_bytes())], &header.encode()),
             function: function.into(),
             header,
-            body: no_args(),
+            body,
         });
         self.submit(request)
+    }
+
+    /// Client `client` cancels its call `call_id` (with request id `id`).
+    pub(super) fn cancel_from(&mut self, client: &str, call_id: u64, id: u64) -> &mut Self {
+        let body = encode_request_body(&(call_id,), &()).unwrap();
+        self.call_from(client, CANCEL_FUNCTION, id, None, Frame::from(body))
     }
 
     /// A client sends a `system.batch` of calls to `functions`.

@@ -551,3 +551,63 @@ fn a_running_call_past_its_deadline_is_cancelled_on_workers_that_understand_canc
         "the caller was answered already"
     );
 }
+
+/// The `system.cancel` answers in the outbox (true: found and cancelled).
+fn cancel_answers(h: &Harness) -> Vec<bool> {
+    h.replies()
+        .iter()
+        .filter_map(|body| decode_reply::<bool>(body).ok()?.ok())
+        .collect()
+}
+
+#[test]
+fn a_caller_cancels_its_queued_and_running_calls_and_nobody_elses() {
+    let mut h = Harness::new();
+    let mut info = ready_info(&["f"], 1);
+    info.cancel = true;
+    h.ready_with("w", info)
+        .call("f", 1, None)
+        .call("f", 2, None);
+    let running = h.the_ticket();
+    // Another client cannot cancel them; an unknown id is not found.
+    h.clear()
+        .cancel_from("intruder", 1, 100)
+        .cancel_from("c", 77, 101);
+    assert_eq!(cancel_answers(&h), [false, false]);
+    assert_eq!(h.router.calls_in_progress(), 2);
+    // The queued call: answered CANCELLED, out of its queue.
+    h.clear().cancel_from("c", 2, 102);
+    assert_eq!(
+        h.reply_codes(),
+        [Some(ErrorCode::Cancelled), None],
+        "the call, then the cancel's own answer"
+    );
+    assert_eq!(cancel_answers(&h), [true]);
+    assert_eq!(h.router.functions()[0].queued, 0);
+    // The running call: answered CANCELLED, its worker told, its place held until it answers.
+    h.clear().cancel_from("c", 1, 103);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Cancelled), None]);
+    assert!(h
+        .out
+        .iter()
+        .any(|a| matches!(a, Action::Cancel { ticket, .. } if *ticket == running)));
+    assert_eq!(h.router.calls_in_progress(), 1);
+    // A second cancel finds nothing waiting for an answer.
+    h.clear().cancel_from("c", 1, 104);
+    assert_eq!(cancel_answers(&h), [false]);
+    h.clear().reply("w", running);
+    assert!(h.reply_codes().is_empty());
+    assert_eq!(h.router.calls_in_progress(), 0);
+    assert_eq!(h.router.stats().late_replies, 1);
+}
+
+#[test]
+fn system_cancel_refuses_bad_arguments_and_batches() {
+    let mut h = Harness::new();
+    h.call_from("c", "system.cancel", 1, None, Frame::from(&b"\x80"[..]));
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::BadArguments)]);
+    h.clear().batch(2, &["system.cancel"]);
+    let replies = h.replies();
+    let slots = decode_reply::<Vec<Value>>(&replies[0]).unwrap().unwrap();
+    assert_eq!(slots[0]["error"]["code"].as_str(), Some("BAD_REQUEST"));
+}
