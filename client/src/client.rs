@@ -21,7 +21,17 @@ use switchboard_transport::wake::{waker, Waker};
 
 use crate::connection::{Command, Connection};
 use crate::error::{CallError, ConnectError};
-use crate::session::{Counters, NewCall};
+use crate::session::{Counters, NewCall, ReplySender};
+
+/// A call handed to the socket thread.
+pub(crate) struct Queued {
+    /// Its call id.
+    pub(crate) id: u64,
+    /// Its timeout.
+    pub(crate) timeout: Duration,
+    /// When its caller gives up: the deadline plus a short grace for the broker's answer.
+    pub(crate) give_up_at: Instant,
+}
 
 /// The connection events the socket thread watches: drops, and how handshakes end.
 const MONITORED_EVENTS: i32 = zmq::SocketEvent::DISCONNECTED as i32
@@ -231,6 +241,25 @@ impl Client {
         idempotent: bool,
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
     ) -> Result<PendingCall, CallError> {
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let queued = self.submit(timeout, idempotent, frames, ReplySender::Blocking(reply))?;
+        Ok(PendingCall {
+            client: self.clone(),
+            id: queued.id,
+            outcome,
+            timeout: queued.timeout,
+            give_up_at: queued.give_up_at,
+        })
+    }
+
+    /// Hands a request built by `frames` to the socket thread; its outcome goes to `reply`.
+    pub(crate) fn submit(
+        &self,
+        timeout: Option<Duration>,
+        idempotent: bool,
+        frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
+        reply: ReplySender,
+    ) -> Result<Queued, CallError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = timeout.unwrap_or(self.shared.default_timeout);
         let header = CallHeader {
@@ -238,7 +267,6 @@ impl Client {
             timeout_ms: Some(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
-        let (reply, outcome) = crossbeam_channel::bounded(1);
         let command = Command::Call(NewCall {
             id,
             frames: frames(&header),
@@ -246,30 +274,43 @@ impl Client {
             deadline: Instant::now() + timeout,
             forget_after: give_up_at,
             idempotent,
+            timeout,
         });
         let commands = self.shared.commands.as_ref().expect("set until drop");
         commands
             .send(command)
             .map_err(|_| CallError::Transport("the client thread has stopped".into()))?;
         self.shared.waker.wake();
-        Ok(PendingCall {
-            client: self.clone(),
+        Ok(Queued {
             id,
-            outcome,
             timeout,
             give_up_at,
         })
+    }
+
+    /// Asks the broker to cancel call `call_id` of this client, without waiting for the
+    /// answer (PROTOCOL.md 4.10).
+    pub(crate) fn send_cancel(&self, call_id: u64, timeout: Duration) -> Result<(), CallError> {
+        let body = encode_request_body(&(call_id,), &()).map_err(CallError::Encode)?;
+        let (reply, _ignored) = crossbeam_channel::bounded(1);
+        self.submit(
+            Some(timeout),
+            false,
+            |header| request_frames(CANCEL_FUNCTION, header, body),
+            ReplySender::Blocking(reply),
+        )?;
+        Ok(())
     }
 }
 
 /// A call being built: see [`Client::request`].
 pub struct RequestBuilder<'c> {
-    client: &'c Client,
-    function: String,
+    pub(crate) client: &'c Client,
+    pub(crate) function: String,
     args: Result<Vec<u8>, CodecError>,
     kwargs: Result<Vec<u8>, CodecError>,
-    timeout: Option<Duration>,
-    idempotent: bool,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) idempotent: bool,
 }
 
 impl RequestBuilder<'_> {
@@ -313,7 +354,8 @@ impl RequestBuilder<'_> {
         self.send()?.wait()
     }
 
-    fn body(&self) -> Result<Vec<u8>, CallError> {
+    /// The encoded request body, or why the arguments did not encode.
+    pub(crate) fn body(&self) -> Result<Vec<u8>, CallError> {
         let args = self
             .args
             .as_ref()
@@ -354,14 +396,7 @@ impl PendingCall {
     /// early). Returns at once; the outcome is dropped. Returns an error only when the
     /// cancel could not be sent (the client is closing).
     pub fn cancel(self) -> Result<(), CallError> {
-        let call_id = self.id;
-        let body = encode_request_body(&(call_id,), &()).map_err(CallError::Encode)?;
-        // The cancel's own answer (found or not) is not waited for.
-        let cancel = self.client.start(Some(self.timeout), false, |header| {
-            request_frames(CANCEL_FUNCTION, header, body)
-        })?;
-        drop(cancel);
-        Ok(())
+        self.client.send_cancel(self.id, self.timeout)
     }
 
     /// Waits for the raw reply body.

@@ -18,14 +18,18 @@
 //! - `client` — [`Client`], [`RequestBuilder`], [`PendingCall`] and batches: the caller-facing API.
 //! - `session` — the call table as a state machine with no socket: what is sent when,
 //!   retried, failed and why; unit-tested with a fake clock.
+//! - `asynchronous` — [`CallFuture`]: calls as futures, on any runtime, cancelled when
+//!   dropped.
 //! - `connection` — the socket thread: a thin driver of the session over the DEALER socket.
 //! - `error` — [`CallError`] and [`ConnectError`].
 
+mod asynchronous;
 mod client;
 mod connection;
 mod error;
 mod session;
 
+pub use asynchronous::CallFuture;
 pub use client::{
     BatchBuilder, BatchReply, Client, ClientConfig, ClientStats, PendingBatch, PendingCall,
     RequestBuilder,

@@ -20,7 +20,8 @@
 //! - an idempotent call answered SHUTTING_DOWN, or UNKNOWN_FUNCTION by a broker that
 //!   just restarted, is sent again after a pause ([`RetryPolicy`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +36,30 @@ use tracing::{debug, info, warn};
 
 use crate::error::CallError;
 
-/// Where a call's outcome is delivered: the raw reply body, or why there is none.
-pub(crate) type ReplySender = Sender<Result<Frame, CallError>>;
+/// A call's outcome: the raw reply body, or why there is none.
+pub(crate) type Outcome = Result<Frame, CallError>;
+
+/// Where a call's outcome is delivered.
+pub(crate) enum ReplySender {
+    /// To a thread blocked in `PendingCall::wait` (it keeps its own timer).
+    Blocking(Sender<Outcome>),
+    /// To a `CallFuture`, which has no timer: the session delivers its TIMEOUT.
+    Async(futures_channel::oneshot::Sender<Outcome>),
+}
+
+impl ReplySender {
+    fn send(self, outcome: Outcome) {
+        // A caller that stopped waiting dropped its receiver: nothing to do.
+        match self {
+            ReplySender::Blocking(sender) => {
+                let _ = sender.send(outcome);
+            }
+            ReplySender::Async(sender) => {
+                let _ = sender.send(outcome);
+            }
+        }
+    }
+}
 
 /// Counters shared between the socket thread and [`crate::Client::stats`].
 #[derive(Debug, Default)]
@@ -90,6 +113,8 @@ pub(crate) struct NewCall {
     pub(crate) forget_after: Instant,
     /// Safe to send again if the connection drops before the reply.
     pub(crate) idempotent: bool,
+    /// The call's timeout, for the TIMEOUT error of an async call.
+    pub(crate) timeout: Duration,
 }
 
 /// What the socket monitor reports about the connection to the broker.
@@ -106,6 +131,7 @@ struct Call {
     reply: ReplySender,
     deadline: Instant,
     forget_after: Instant,
+    timeout: Duration,
     /// A copy of the request for idempotent calls.
     resend: Option<Vec<Vec<u8>>>,
     /// The call was sent again after the connection dropped or the broker was stopping.
@@ -119,9 +145,8 @@ impl Call {
         Some(frames.iter().map(|f| Frame::from(&f[..])).collect())
     }
 
-    fn deliver(self, outcome: Result<Frame, CallError>) {
-        // A caller that stopped waiting dropped its receiver: nothing to do.
-        let _ = self.reply.send(outcome);
+    fn deliver(self, outcome: Outcome) {
+        self.reply.send(outcome);
     }
 }
 
@@ -154,6 +179,10 @@ pub(crate) struct Session {
     pending: HashMap<u64, Call>,
     /// Idempotent calls to send again at an instant.
     retries: Vec<(Instant, u64, Call)>,
+    /// When each async call's caller gives up, earliest first: the session answers it
+    /// TIMEOUT then (a blocking caller keeps its own timer). Entries of calls that ended
+    /// are skipped.
+    async_timers: BinaryHeap<Reverse<(Instant, u64)>>,
     link: Link,
     /// When the connection to the broker last dropped.
     last_disconnect: Option<Instant>,
@@ -177,6 +206,7 @@ impl Session {
             in_transit: Vec::new(),
             pending: HashMap::new(),
             retries: Vec::new(),
+            async_timers: BinaryHeap::new(),
             link: Link::default(),
             last_disconnect: None,
             next_sweep: now + policy.sweep_every,
@@ -195,6 +225,7 @@ impl Session {
             deadline,
             forget_after,
             idempotent,
+            timeout,
         } = call;
         if self.unsent.len() >= self.policy.max_unsent {
             let error = RemoteError::new(
@@ -204,14 +235,18 @@ impl Session {
                     self.policy.max_unsent, self.endpoint
                 ),
             );
-            let _ = reply.send(Err(CallError::from(error)));
+            reply.send(Err(CallError::from(error)));
             return;
+        }
+        if matches!(reply, ReplySender::Async(_)) {
+            self.async_timers.push(Reverse((forget_after, id)));
         }
         let resend = idempotent.then(|| frames.iter().map(|f| f.to_vec()).collect());
         let call = Call {
             reply,
             deadline,
             forget_after,
+            timeout,
             resend,
             resent: false,
         };
@@ -322,9 +357,43 @@ impl Session {
                 unsent.call.deliver(Err(error));
             }
         }
+        while let Some(&Reverse((at, id))) = self.async_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.async_timers.pop();
+            self.give_up(id, now);
+        }
         if now >= self.next_sweep {
             self.pending.retain(|_, call| call.forget_after > now);
             self.next_sweep = now + self.policy.sweep_every;
+        }
+    }
+
+    /// An async call's caller gives up on call `id` if it is still held here: it is
+    /// answered TIMEOUT and forgotten.
+    fn give_up(&mut self, id: u64, now: Instant) {
+        let expired = |call: &Call| call.forget_after <= now;
+        let call = if self.pending.get(&id).is_some_and(expired) {
+            self.pending.remove(&id)
+        } else if let Some(at) = self
+            .retries
+            .iter()
+            .position(|(_, r, c)| *r == id && expired(c))
+        {
+            Some(self.retries.remove(at).2)
+        } else if let Some(at) = self
+            .unsent
+            .iter()
+            .position(|u| u.id == id && expired(&u.call))
+        {
+            self.unsent.remove(at).map(|u| u.call)
+        } else {
+            None
+        };
+        if let Some(call) = call {
+            let timeout = call.timeout;
+            call.deliver(Err(CallError::Timeout(timeout)));
         }
     }
 
@@ -332,7 +401,8 @@ impl Session {
     pub(crate) fn poll_timeout(&self) -> Instant {
         let retry = self.retries.iter().map(|(at, _, _)| *at).min();
         let unsent = self.unsent.iter().map(|u| u.call.deadline).min();
-        [retry, unsent]
+        let give_up = self.async_timers.peek().map(|Reverse((at, _))| *at);
+        [retry, unsent, give_up]
             .into_iter()
             .flatten()
             .fold(self.next_sweep, Instant::min)

@@ -48,10 +48,11 @@ impl Harness {
         let call = NewCall {
             id,
             frames: request_frames("f", &header, vec![0x80]),
-            reply,
+            reply: ReplySender::Blocking(reply),
             deadline: self.now + Duration::from_millis(timeout_ms),
             forget_after: self.now + Duration::from_millis(timeout_ms + 250),
             idempotent,
+            timeout: Duration::from_millis(timeout_ms),
         };
         self.session.handle_call(call, self.now);
         outcome
@@ -321,5 +322,43 @@ fn calls_whose_callers_gave_up_are_swept() {
     // a reply that finally comes is unmatched.
     h.advance(600);
     h.reply(1, ok(1));
+    assert_eq!(h.count(&h.counters.unmatched_replies), 1);
+}
+
+#[test]
+fn an_async_call_is_answered_timeout_when_its_caller_gives_up() {
+    let mut h = Harness::new();
+    h.link(LinkEvent::Up);
+    let (reply, mut outcome) = futures_channel::oneshot::channel();
+    let header = CallHeader {
+        id: 9,
+        timeout_ms: Some(100),
+    };
+    h.session.handle_call(
+        NewCall {
+            id: 9,
+            frames: request_frames("f", &header, vec![0x80]),
+            reply: ReplySender::Async(reply),
+            deadline: h.now + Duration::from_millis(100),
+            forget_after: h.now + Duration::from_millis(350),
+            idempotent: false,
+            timeout: Duration::from_millis(100),
+        },
+        h.now,
+    );
+    assert_eq!(h.send_all(), [vec![9]]);
+    // No runtime timer: the session itself wakes at the caller's give-up instant.
+    assert_eq!(h.session.poll_timeout(), h.now + Duration::from_millis(350));
+    h.advance(349);
+    assert!(matches!(outcome.try_recv(), Ok(None)));
+    h.advance(1);
+    match outcome.try_recv() {
+        Ok(Some(Err(CallError::Timeout(timeout)))) => {
+            assert_eq!(timeout, Duration::from_millis(100))
+        }
+        other => panic!("{other:?}"),
+    }
+    // A reply that comes after is unmatched, not delivered twice.
+    h.reply(9, ok(1));
     assert_eq!(h.count(&h.counters.unmatched_replies), 1);
 }
