@@ -91,7 +91,13 @@ pub struct RouterStats {
     /// Registrations in which a worker announced a function differently (doc, signature or
     /// retry-safety) from a connected host of the same function.
     pub function_conflicts: u64,
-    /// CANCEL messages sent: calls whose deadline passed while a worker that understands
-    /// CANCEL ran them.
+    /// CANCEL messages sent: calls whose deadline passed, or that their caller cancelled,
+    /// while a worker that understands CANCEL ran them.
     pub cancels_sent: u64,
+    /// Calls refused OVERLOADED because, from their function's measured run time and the
+    /// calls queued ahead, they would have been answered only after their deadline.
+    pub refused_late: u64,
+    /// Queued calls answered TIMEOUT instead of being sent, because less time was left
+    /// than their function's average run time.
+    pub skipped_late: u64,
 }

@@ -149,3 +149,17 @@ fn the_matrix_and_cpu_scripts_run_and_report_every_row() {
         );
     }
 }
+
+#[test]
+fn the_overload_script_runs_and_reports_every_line() {
+    let out = script("overload.py", &["--seconds", "1", "--rate-factor", "5"]);
+    for line in [
+        "calls offered",
+        "answered by a worker",
+        "refused at once (OVERLOADED)",
+        "late replies (caller gone)",
+        "CANCEL sent",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+}

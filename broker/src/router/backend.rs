@@ -138,7 +138,7 @@ impl Router {
             call.place = Place::Queued;
             let function = Arc::clone(&call.function);
             self.workers.release(worker, ticket, inline);
-            self.functions.stopped(&function);
+            self.functions.stopped(&function, None);
             self.functions.enqueue(&function, ticket, true);
             if !requeued.contains(&function) {
                 requeued.push(function);
@@ -186,7 +186,7 @@ impl Router {
             orphans.extend(previous.held.iter().copied());
             for &ticket in &orphans {
                 if let Some(call) = self.calls.get(ticket) {
-                    self.functions.stopped(&call.function);
+                    self.functions.stopped(&call.function, None);
                 }
             }
             let names: Set<&str> = registration
@@ -241,6 +241,9 @@ impl Router {
             );
             let Some((ticket, name)) = found else { return };
             self.functions.pop_head(&name);
+            if self.too_late_to_start(ticket, &name, now, out) {
+                continue;
+            }
             let Router {
                 calls,
                 workers,
@@ -277,10 +280,15 @@ impl Router {
             return;
         }
         let call = self.calls.remove(ticket).expect("checked above");
-        let Place::Running { inline, .. } = call.place else {
+        let Place::Running { inline, since, .. } = call.place else {
             unreachable!("held by the worker")
         };
-        self.functions.stopped(&call.function);
+        // Only calls that ran to their end measure the run time: a cancelled one stopped early.
+        let took = call
+            .origin
+            .is_some()
+            .then(|| now.saturating_duration_since(since));
+        self.functions.stopped(&call.function, took);
         let leaving = self.workers.release(worker, ticket, inline);
         let body = if body.len() > self.config.max_reply_bytes {
             warn!(worker = %self.workers.label(worker), bytes = body.len(), max = self.config.max_reply_bytes, "reply over the limit; the caller gets PAYLOAD_TOO_LARGE");
@@ -333,7 +341,7 @@ impl Router {
         self.stats.workers_lost += 1;
         for &ticket in &held {
             if let Some(call) = self.calls.get(ticket) {
-                self.functions.stopped(&call.function);
+                self.functions.stopped(&call.function, None);
             }
         }
         self.remove_worker(worker, now, out);
@@ -405,5 +413,41 @@ impl Router {
             let message = format!("the last worker hosting '{name}' left");
             self.finish(&mut call, ErrorCode::UnknownFunction, message, now, out);
         }
+    }
+
+    /// A queued call about to be sent whose time left is shorter than its function's
+    /// average run time would finish after its caller gave up: it is answered TIMEOUT now
+    /// (counted in `skipped_late`) and the place goes to the next call. `false` when the
+    /// call may still make it, or when the function's run time is not known yet.
+    fn too_late_to_start(
+        &mut self,
+        ticket: Ticket,
+        function: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(average) = self
+            .functions
+            .get(function)
+            .and_then(|f| f.run_time.average())
+        else {
+            return false;
+        };
+        let left = match self.calls.get(ticket) {
+            Some(call) => call.deadline.saturating_duration_since(now),
+            None => return false,
+        };
+        if left >= average {
+            return false;
+        }
+        let mut call = self.calls.remove(ticket).expect("present");
+        self.stats.skipped_late += 1;
+        let message = format!(
+            "call to '{function}' timed out waiting: {} ms were left, and it takes about {} ms",
+            left.as_millis(),
+            average.as_millis()
+        );
+        self.finish(&mut call, ErrorCode::Timeout, message, now, out);
+        true
     }
 }

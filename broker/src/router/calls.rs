@@ -20,8 +20,12 @@ use super::{Map, WorkerId};
 pub(crate) enum Place {
     /// In its function's queue, waiting for a free worker.
     Queued,
-    /// Sent to `worker`, which holds it on its inline budget or on its slots.
-    Running { worker: WorkerId, inline: bool },
+    /// Sent to `worker` at `since`; it holds it on its inline budget or on its slots.
+    Running {
+        worker: WorkerId,
+        inline: bool,
+        since: Instant,
+    },
 }
 
 /// Where a call's reply goes.

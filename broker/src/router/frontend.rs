@@ -110,17 +110,23 @@ impl Router {
             };
             return self.deliver(origin, Frame::from(reply), out);
         }
-        let worker = match self.admit(function, body.len()) {
-            Ok(worker) => worker,
-            Err((code, message)) => {
-                debug!(call_id = header.id, %function, %code, "call refused");
-                return self.answer(origin, header.id, code, message, out);
-            }
-        };
         let timeout = header
             .timeout_ms
             .map_or(self.config.default_timeout, Duration::from_millis)
             .min(self.config.max_timeout);
+        let worker = match self.admit(function, body.len(), timeout) {
+            Ok(worker) => worker,
+            Err(refusal) => {
+                let Refusal {
+                    code,
+                    message,
+                    late,
+                } = refusal;
+                debug!(call_id = header.id, %function, %code, "call refused");
+                self.stats.refused_late += u64::from(late);
+                return self.answer(origin, header.id, code, message, out);
+            }
+        };
         if timeout.is_zero() {
             let message =
                 "timeout_ms is 0: the call's deadline passed as it arrived, so it was not run";
@@ -170,19 +176,24 @@ impl Router {
 
     /// Decides whether a call can be taken: `Ok(Some(worker))` to run now,
     /// `Ok(None)` to queue, or the error to answer with.
+    ///
+    /// A call that would have to wait is refused OVERLOADED when the queue is full, or
+    /// when, from the function's measured run time and the calls ahead of it, it would
+    /// finish only after its `timeout` (`late`: it would run for a caller that is gone).
     pub(super) fn admit(
         &self,
         function: &str,
         body_len: usize,
-    ) -> Result<Option<WorkerId>, (ErrorCode, String)> {
+        timeout: Duration,
+    ) -> Result<Option<WorkerId>, Refusal> {
         if self.shutting_down {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::ShuttingDown,
                 "the broker is shutting down".into(),
             ));
         }
         if body_len > self.config.max_request_bytes {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::PayloadTooLarge,
                 format!(
                     "request body is {body_len} bytes; the limit is {}",
@@ -191,21 +202,35 @@ impl Router {
             ));
         }
         let Some(entry) = self.functions.get(function) else {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::UnknownFunction,
                 format!("no connected worker hosts function '{function}'"),
             ));
         };
-        match self.workers.pick(&entry.hosts, function) {
-            Some(worker) => Ok(Some(worker)),
-            None if entry.queue.len() >= self.config.queue_capacity => Err((
+        if let Some(worker) = self.workers.pick(&entry.hosts, function) {
+            return Ok(Some(worker));
+        }
+        if entry.queue.len() >= self.config.queue_capacity {
+            return Err(Refusal::new(
                 ErrorCode::Overloaded,
                 format!(
                     "every worker hosting '{function}' is busy and {} calls already wait",
                     self.config.queue_capacity
                 ),
-            )),
-            None => Ok(None),
+            ));
+        }
+        match entry.expected_finish() {
+            Some(wait) if wait > timeout => Err(Refusal {
+                code: ErrorCode::Overloaded,
+                message: format!(
+                    "every worker hosting '{function}' is busy: with {} calls ahead it would be answered in about {} ms, after its {} ms deadline",
+                    entry.queue.len(),
+                    wait.as_millis(),
+                    timeout.as_millis()
+                ),
+                late: true,
+            }),
+            _ => Ok(None),
         }
     }
 
@@ -346,6 +371,24 @@ impl Router {
                     "cancelled by its caller while a worker ran it; it may or may not have run";
                 self.stop_running(ticket, ErrorCode::Cancelled, message.to_owned(), now, out);
             }
+        }
+    }
+}
+
+/// Why a call is not taken.
+pub(super) struct Refusal {
+    code: ErrorCode,
+    message: String,
+    /// It would have started after its deadline.
+    late: bool,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: String) -> Refusal {
+        Refusal {
+            code,
+            message,
+            late: false,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and how many of its calls run. A function exists while a connected worker hosts it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_protocol::worker::Ticket;
 
@@ -19,6 +20,52 @@ pub(crate) struct Function {
     pub(crate) queue: CallQueue,
     /// Calls of it that workers hold.
     pub(crate) running: usize,
+    /// How long its calls take on a worker, from dispatch to reply.
+    pub(crate) run_time: RunTime,
+}
+
+/// A moving average of a function's run time (dispatch to reply, as the broker sees it).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RunTime {
+    average_us: f64,
+    samples: u32,
+}
+
+/// Samples needed before the average is trusted.
+const TRUSTED_SAMPLES: u32 = 8;
+/// Weight of the newest sample.
+const NEWEST_WEIGHT: f64 = 0.2;
+
+impl RunTime {
+    /// Adds one call's run time.
+    pub(crate) fn record(&mut self, took: Duration) {
+        let us = took.as_secs_f64() * 1e6;
+        self.average_us = if self.samples == 0 {
+            us
+        } else {
+            self.average_us + NEWEST_WEIGHT * (us - self.average_us)
+        };
+        self.samples = self.samples.saturating_add(1);
+    }
+
+    /// The average, once enough calls were measured.
+    pub(crate) fn average(&self) -> Option<Duration> {
+        (self.samples >= TRUSTED_SAMPLES).then(|| Duration::from_secs_f64(self.average_us / 1e6))
+    }
+}
+
+impl Function {
+    /// How long a call queued now would take to be answered: the calls ahead, shared
+    /// among the calls of it running at once, each taking the average run time, then its
+    /// own run. `None` while that cannot be told (too few measurements, or none running).
+    pub(crate) fn expected_finish(&self) -> Option<Duration> {
+        let average = self.run_time.average()?;
+        if self.running == 0 {
+            return None;
+        }
+        let ahead = self.queue.len() as f64 / self.running as f64;
+        Some(average.mul_f64(ahead + 1.0))
+    }
 }
 
 /// Every hosted function, by name, and which of them have calls waiting.
@@ -60,6 +107,7 @@ impl Functions {
                 hosts: Vec::new(),
                 queue: CallQueue::default(),
                 running: 0,
+                run_time: RunTime::default(),
             };
             self.by_name.insert(name, function);
         }
@@ -157,10 +205,14 @@ impl Functions {
         }
     }
 
-    /// Counts a call of `name` that a worker no longer holds.
-    pub(crate) fn stopped(&mut self, name: &str) {
+    /// Counts a call of `name` that a worker no longer holds, and records how long it
+    /// took when it ran to its end.
+    pub(crate) fn stopped(&mut self, name: &str, took: Option<Duration>) {
         if let Some(function) = self.by_name.get_mut(name) {
             function.running = function.running.saturating_sub(1);
+            if let Some(took) = took {
+                function.run_time.record(took);
+            }
         }
     }
 

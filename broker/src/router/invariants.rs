@@ -41,7 +41,7 @@ impl Router {
                         .or_default()
                         .insert(ticket);
                 }
-                Place::Running { worker, inline } => {
+                Place::Running { worker, inline, .. } => {
                     let state = self.workers.get(worker);
                     assert!(
                         state.is_some(),

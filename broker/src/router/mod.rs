@@ -352,5 +352,9 @@ fn start(
             body,
         },
     });
-    call.place = Place::Running { worker, inline };
+    call.place = Place::Running {
+        worker,
+        inline,
+        since: now,
+    };
 }

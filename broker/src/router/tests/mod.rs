@@ -611,3 +611,77 @@ fn system_cancel_refuses_bad_arguments_and_batches() {
     let slots = decode_reply::<Vec<Value>>(&replies[0]).unwrap().unwrap();
     assert_eq!(slots[0]["error"]["code"].as_str(), Some("BAD_REQUEST"));
 }
+
+#[test]
+fn a_call_that_would_start_after_its_deadline_is_refused_at_admission() {
+    let mut h = Harness::with(RouterConfig {
+        queue_capacity: 100,
+        ..RouterConfig::default()
+    });
+    h.ready("w", &["f"], 1);
+    // Eight calls of 100 ms each: the broker learns how long `f` takes.
+    for call in 0..8 {
+        h.clear().call("f", call, None);
+        let ticket = h.the_ticket();
+        h.advance(100).reply("w", ticket);
+    }
+    // One runs, ten wait: a new call would be answered in about 11 × 100 ms.
+    h.call("f", 100, None);
+    for call in 101..111 {
+        h.call("f", call, Some(60_000));
+    }
+    h.clear().call("f", 200, Some(1_000));
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Overloaded)]);
+    assert_eq!(h.router.stats().refused_late, 1);
+    let message = decode_reply::<Value>(&h.replies()[0])
+        .unwrap()
+        .unwrap_err()
+        .message;
+    assert!(message.contains("after its 1000 ms deadline"), "{message}");
+    // A deadline it can meet is taken.
+    h.clear().call("f", 201, Some(2_000));
+    assert!(h.reply_codes().is_empty());
+    assert_eq!(h.router.functions()[0].queued, 11);
+}
+
+#[test]
+fn without_enough_measurements_nothing_is_refused_for_lateness() {
+    let mut h = Harness::with(RouterConfig {
+        queue_capacity: 100,
+        ..RouterConfig::default()
+    });
+    h.ready("w", &["f"], 1).call("f", 0, None);
+    for call in 1..20 {
+        h.call("f", call, Some(1));
+    }
+    assert!(h.reply_codes().is_empty(), "{:?}", h.reply_codes());
+    assert_eq!(h.router.stats().refused_late, 0);
+}
+
+#[test]
+fn a_queued_call_with_less_time_left_than_a_run_takes_is_not_sent() {
+    let mut h = Harness::with(RouterConfig {
+        queue_capacity: 100,
+        ..RouterConfig::default()
+    });
+    h.ready("w", &["f"], 1);
+    for call in 0..8 {
+        h.clear().call("f", call, None);
+        let ticket = h.the_ticket();
+        h.advance(100).reply("w", ticket);
+    }
+    // Running: a 100 ms call. Queued: one with 150 ms left, one with 60 s.
+    h.clear().call("f", 10, None);
+    let running = h.the_ticket();
+    h.call("f", 11, Some(150)).call("f", 12, Some(60_000));
+    // 80 ms later the first queued call has 70 ms left: too little for a 100 ms run.
+    h.advance(80).clear().reply("w", running);
+    assert_eq!(h.reply_codes(), [None, Some(ErrorCode::Timeout)]);
+    assert_eq!(h.router.stats().skipped_late, 1);
+    assert_eq!(
+        h.dispatched().len(),
+        1,
+        "the place went to the call that can make it"
+    );
+    assert_eq!(h.router.functions()[0].queued, 0);
+}
