@@ -148,6 +148,21 @@ impl Metrics {
                     "Malformed messages received from workers.",
                     stats.malformed_worker_messages,
                 ),
+                (
+                    "switchboard_ejections",
+                    "Worker and function pairs taken out of rotation for failing far more than their peers.",
+                    stats.ejections,
+                ),
+                (
+                    "switchboard_refused_late",
+                    "Calls refused OVERLOADED because they would have been answered after their deadline.",
+                    stats.refused_late,
+                ),
+                (
+                    "switchboard_cancels_sent",
+                    "CANCEL messages sent to workers.",
+                    stats.cancels_sent,
+                ),
             ],
             broker_errors,
             auth_rejections: {
@@ -176,7 +191,7 @@ struct Snapshot {
     hosted: Vec<FunctionSummary>,
     workers: i64,
     in_flight: i64,
-    counters: [(&'static str, &'static str, u64); 5],
+    counters: [(&'static str, &'static str, u64); 8],
     broker_errors: Vec<(&'static str, u64)>,
     auth_rejections: [u64; 2],
     bytes_in: [u64; 2],

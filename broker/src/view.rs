@@ -100,4 +100,7 @@ pub struct RouterStats {
     /// Queued calls answered TIMEOUT instead of being sent, because less time was left
     /// than their function's average run time.
     pub skipped_late: u64,
+    /// (worker, function) pairs taken out of rotation for failing far more than the
+    /// function's other hosts (outlier ejection).
+    pub ejections: u64,
 }

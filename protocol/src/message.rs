@@ -103,6 +103,10 @@ pub struct WorkerListing {
     pub functions: u32,
     /// Whether it is leaving (takes no new calls).
     pub draining: bool,
+    /// Functions whose calls stay away from it for now: it failed them far more often
+    /// than their other hosts (outlier ejection). Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ejected: Vec<String>,
 }
 
 /// One entry of the broker's `system.functions` answer.

@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 
 use switchboard_broker::{Broker, BrokerConfig, RouterStats, Shutdown};
 use switchboard_cli::demo;
-use switchboard_worker::{Worker, WorkerConfig};
+use switchboard_worker::{Registry, Worker, WorkerConfig};
 
 use crate::BrokerEndpoints;
 
@@ -83,12 +83,22 @@ pub struct LocalWorker {
 impl LocalWorker {
     /// Starts a demo worker named `name` on `backend`, with `config` for the rest.
     pub fn start(backend: &str, name: &str, config: WorkerConfig) -> LocalWorker {
+        LocalWorker::start_with(backend, name, demo::registry(name, None), config)
+    }
+
+    /// Starts a worker named `name` hosting `registry` on `backend`.
+    pub fn start_with(
+        backend: &str,
+        name: &str,
+        registry: Registry,
+        config: WorkerConfig,
+    ) -> LocalWorker {
         let config = WorkerConfig {
             broker: backend.to_owned(),
             name: name.to_owned(),
             ..config
         };
-        let worker = Worker::new(demo::registry(name, None), config);
+        let worker = Worker::new(registry, config);
         let shutdown = Shutdown::new();
         let stop = shutdown.clone();
         let thread = std::thread::Builder::new()

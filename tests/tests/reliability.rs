@@ -455,3 +455,49 @@ fn calls_wait_for_a_broker_that_is_not_up_and_say_so_if_none_comes() {
     assert_eq!(waiting.wait::<String>().unwrap(), "pong");
     assert_eq!(client.stats().disconnects, 0, "no connection was ever up");
 }
+
+#[test]
+fn a_worker_whose_every_call_fails_gets_almost_no_traffic_once_found_out() {
+    use switchboard_tests::{LocalBroker, LocalWorker};
+    use switchboard_worker::{Registry, WorkerConfig};
+    let broker = LocalBroker::start(BrokerConfig::default());
+    let lookup = |broken: bool| {
+        let mut registry = Registry::new();
+        registry.register_fallible("lookup", move |key: u64| {
+            if broken {
+                Err("database unreachable".to_owned())
+            } else {
+                Ok(key)
+            }
+        });
+        registry
+    };
+    let config = || WorkerConfig {
+        threads: 1,
+        prefetch: 0,
+        ..WorkerConfig::default()
+    };
+    let _workers: Vec<LocalWorker> = [("broken", true), ("a", false), ("b", false), ("c", false)]
+        .into_iter()
+        .map(|(name, broken)| {
+            LocalWorker::start_with(&broker.backend, name, lookup(broken), config())
+        })
+        .collect();
+    broker.wait_for_workers("lookup", 4);
+    let client = broker.client(Duration::from_secs(5));
+    let calls = 400u64;
+    let failed = (0..calls)
+        .filter(|&key| client.call::<u64>("lookup", (key,)).is_err())
+        .count() as u64;
+    eprintln!("black hole: {failed} of {calls} calls went to the failing worker");
+    // Without ejection a quarter would (the failing worker is always the freest).
+    assert!(failed * 20 < calls, "{failed} of {calls} calls failed");
+    let workers: Vec<switchboard_protocol::WorkerListing> =
+        client.call("system.workers", ()).unwrap();
+    let ejected: Vec<&str> = workers
+        .iter()
+        .filter(|w| !w.ejected.is_empty())
+        .map(|w| w.name.as_str())
+        .collect();
+    assert_eq!(ejected, ["broken"], "no healthy worker ejected");
+}

@@ -10,7 +10,7 @@ use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
 use tracing::{debug, info, warn};
 
 use super::calls::Place;
-use super::{hex, ready, start, worker_label, Action, Router, Set, WorkerId};
+use super::{health, hex, ready, start, worker_label, Action, Router, Set, WorkerId};
 use crate::view::CallEnded;
 
 impl Router {
@@ -290,6 +290,13 @@ impl Router {
             .then(|| now.saturating_duration_since(since));
         self.functions.stopped(&call.function, took);
         let leaving = self.workers.release(worker, ticket, inline);
+        let code = reply_outcome(&body);
+        // FUNCTION_ERROR counts against the host; other codes are the caller's doing.
+        match code {
+            None => self.judge(worker, &call.function, false, now),
+            Some(ErrorCode::FunctionError) => self.judge(worker, &call.function, true, now),
+            Some(_) => {}
+        }
         let body = if body.len() > self.config.max_reply_bytes {
             warn!(worker = %self.workers.label(worker), bytes = body.len(), max = self.config.max_reply_bytes, "reply over the limit; the caller gets PAYLOAD_TOO_LARGE");
             let message = format!(
@@ -308,7 +315,11 @@ impl Router {
         match call.origin {
             Some(origin) => {
                 self.stats.calls_completed += 1;
-                let outcome = reply_outcome(&body).map_or("ok", ErrorCode::as_str);
+                let outcome = match code {
+                    _ if body.len() > self.config.max_reply_bytes => "PAYLOAD_TOO_LARGE",
+                    None => "ok",
+                    Some(code) => code.as_str(),
+                };
                 self.ended.push(CallEnded {
                     function: call.function,
                     outcome,
@@ -449,5 +460,39 @@ impl Router {
         );
         self.finish(&mut call, ErrorCode::Timeout, message, now, out);
         true
+    }
+
+    /// Records a call outcome of `function` on `worker` and ejects the pair when it fails
+    /// far more often than the function's other hosts (see `health`).
+    fn judge(&mut self, worker: &WorkerId, function: &Arc<str>, failed: bool, now: Instant) {
+        let Some(rate) = self.workers.record_outcome(worker, function, failed) else {
+            return;
+        };
+        if rate < health::EJECT_RATE {
+            return;
+        }
+        let Some(entry) = self.functions.get(function) else {
+            return;
+        };
+        let mut peers = Vec::new();
+        let mut ejected = 0usize;
+        for host in entry.hosts.iter().filter(|h| *h != worker) {
+            let Some(health) = self.workers.get(host).and_then(|w| w.health(function)) else {
+                continue;
+            };
+            if health.is_ejected() {
+                ejected += 1;
+            } else if let Some(peer) = health.failure_rate(health::MIN_PEER_SAMPLES) {
+                peers.push(peer);
+            }
+        }
+        // At most half of a function's hosts are out at once.
+        if !health::is_outlier(rate, &peers) || (ejected + 1) * 2 > entry.hosts.len() {
+            return;
+        }
+        if let Some(length) = self.workers.eject(worker, function, now) {
+            self.stats.ejections += 1;
+            warn!(worker = %self.workers.label(worker), %function, failure_rate = rate, ?length, "worker fails this function far more than its peers; its calls go elsewhere for a while");
+        }
     }
 }

@@ -24,6 +24,7 @@ mod calls;
 mod deadlines;
 mod frontend;
 mod functions;
+mod health;
 mod invariants;
 mod listing;
 mod queue;
@@ -233,6 +234,10 @@ impl Router {
             self.lose_worker(&worker, now, out);
         }
         self.workers.send_heartbeats(now, out);
+        for worker in self.workers.readmit(now) {
+            // Back in rotation: it may take calls that wait.
+            self.pull_queued(&worker, now, out);
+        }
     }
 
     /// A call's deadline passed: its caller gets TIMEOUT. A queued call leaves the

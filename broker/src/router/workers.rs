@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{FunctionInfo, WorkerListing};
 
+use super::health::Health;
 use super::ready::Registration;
 use super::{hex, worker_label, Action, Map, Set, WorkerId};
 
@@ -29,9 +30,10 @@ pub(crate) struct Worker {
     pub(crate) held: Set<Ticket>,
     /// How many of those run on its inline budget.
     pub(crate) held_inline: u32,
-    /// What it announced about each function it hosts: the broker retries a call after
-    /// losing this worker only if this worker said the function is retry-safe.
-    pub(crate) functions: Map<Arc<str>, FunctionInfo>,
+    /// Each function it hosts: what it announced (the broker retries a call after losing
+    /// this worker only if this worker said the function is retry-safe) and how its calls
+    /// have gone lately (see `health`).
+    pub(crate) functions: Map<Arc<str>, Hosted>,
     heartbeat: Duration,
     expires: Instant,
     next_heartbeat: Instant,
@@ -43,6 +45,15 @@ pub(crate) struct Worker {
     pub(crate) cancels: bool,
 }
 
+/// One function as one worker hosts it.
+#[derive(Debug)]
+pub(crate) struct Hosted {
+    /// What the worker announced about it.
+    pub(crate) info: FunctionInfo,
+    /// How its calls have gone on this worker.
+    pub(crate) health: Health,
+}
+
 impl Worker {
     /// Its name for logs (see `worker_label`).
     pub(crate) fn label(&self, id: &[u8]) -> String {
@@ -51,7 +62,12 @@ impl Worker {
 
     /// What it announced about `function`, if it hosts it.
     pub(crate) fn announced(&self, function: &str) -> Option<&FunctionInfo> {
-        self.functions.get(function)
+        self.functions.get(function).map(|hosted| &hosted.info)
+    }
+
+    /// How its calls of `function` have gone lately, if it hosts it.
+    pub(crate) fn health(&self, function: &str) -> Option<&Health> {
+        self.functions.get(function).map(|hosted| &hosted.health)
     }
 
     /// Whether calls of `function` use its inline budget.
@@ -61,9 +77,12 @@ impl Worker {
 
     /// Free room for one more call of `function`.
     pub(crate) fn free_for(&self, function: &str) -> u32 {
-        if self.draining {
+        let Some(hosted) = self.functions.get(function) else {
+            return 0;
+        };
+        if self.draining || hosted.health.is_ejected() {
             0
-        } else if self.runs_inline(function) {
+        } else if self.inline_capacity > 0 && hosted.info.inline {
             self.inline_capacity.saturating_sub(self.held_inline)
         } else {
             let ordinary = self.held.len() as u32 - self.held_inline;
@@ -85,6 +104,8 @@ pub(crate) struct Workers {
     registrations: u64,
     /// Calls dispatched so far.
     dispatches: u64,
+    /// (worker, function) pairs ejected, with when each comes back.
+    ejected: Vec<(Instant, WorkerId, Arc<str>)>,
 }
 
 impl Workers {
@@ -143,7 +164,11 @@ impl Workers {
             functions: registration
                 .functions
                 .into_iter()
-                .map(|f| (Arc::from(f.name.as_str()), f))
+                .map(|info| {
+                    let name = Arc::from(info.name.as_str());
+                    let health = Health::default();
+                    (name, Hosted { info, health })
+                })
                 .collect(),
             heartbeat,
             expires: now + heartbeat * liveness,
@@ -209,6 +234,58 @@ impl Workers {
         worker.draining && worker.held.is_empty()
     }
 
+    /// Records a call outcome of `function` on worker `id`; returns the pair's failure
+    /// rate once it has enough calls to be judged (and is not ejected).
+    pub(crate) fn record_outcome(
+        &mut self,
+        id: &[u8],
+        function: &str,
+        failed: bool,
+    ) -> Option<f64> {
+        let hosted = self.by_id.get_mut(id)?.functions.get_mut(function)?;
+        if hosted.health.is_ejected() {
+            return None;
+        }
+        hosted.health.record(failed);
+        hosted.health.failure_rate(super::health::MIN_SAMPLES)
+    }
+
+    /// Takes worker `id` out of `function`'s rotation from `now`; returns for how long.
+    pub(crate) fn eject(
+        &mut self,
+        id: &WorkerId,
+        function: &Arc<str>,
+        now: Instant,
+    ) -> Option<Duration> {
+        let hosted = self.by_id.get_mut(&**id)?.functions.get_mut(&**function)?;
+        let length = hosted.health.eject(now);
+        self.ejected
+            .push((now + length, id.clone(), Arc::clone(function)));
+        Some(length)
+    }
+
+    /// Ends the ejections whose time is up; returns the workers that may take calls again.
+    pub(crate) fn readmit(&mut self, now: Instant) -> Vec<WorkerId> {
+        if self.ejected.iter().all(|(until, _, _)| *until > now) {
+            return Vec::new();
+        }
+        let (due, later) = std::mem::take(&mut self.ejected)
+            .into_iter()
+            .partition(|(until, _, _)| *until <= now);
+        self.ejected = later;
+        let mut back = Vec::new();
+        for (_, id, function) in due {
+            let hosted = self
+                .by_id
+                .get_mut(&id)
+                .and_then(|w| w.functions.get_mut(&*function));
+            if hosted.is_some_and(|h| h.health.readmit(now)) {
+                back.push(id);
+            }
+        }
+        back
+    }
+
     /// Forgets every call every worker holds.
     pub(crate) fn clear_calls(&mut self) {
         for worker in self.by_id.values_mut() {
@@ -236,11 +313,14 @@ impl Workers {
         }
     }
 
-    /// The earliest instant a worker expires or is due a heartbeat.
+    /// The earliest instant a worker expires, is due a heartbeat, or comes back from an
+    /// ejection.
     pub(crate) fn next_wakeup(&self) -> Option<Instant> {
+        let ejection = self.ejected.iter().map(|(until, _, _)| *until).min();
         self.by_id
             .values()
             .map(|w| w.expires.min(w.next_heartbeat))
+            .chain(ejection)
             .min()
     }
 
@@ -257,6 +337,16 @@ impl Workers {
                     running: w.held() as u32,
                     functions: w.functions.len() as u32,
                     draining: w.draining,
+                    ejected: {
+                        let mut names: Vec<String> = w
+                            .functions
+                            .iter()
+                            .filter(|(_, h)| h.health.is_ejected())
+                            .map(|(name, _)| name.to_string())
+                            .collect();
+                        names.sort();
+                        names
+                    },
                 };
                 (w.number, listing)
             })

@@ -6,11 +6,11 @@ mod harness;
 use std::time::Duration;
 use switchboard_protocol::limits::{HEARTBEAT_RANGE_MS, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER};
 
-use switchboard_protocol::codec::{decode_reply, encode_result};
+use switchboard_protocol::codec::{decode_reply, encode_error, encode_result};
 use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::{ErrorCode, Frame, Value};
 
-use super::{Action, RouterConfig};
+use super::{health, Action, RouterConfig};
 use crate::view::View;
 use harness::{id, ready_info, Harness};
 
@@ -684,4 +684,83 @@ fn a_queued_call_with_less_time_left_than_a_run_takes_is_not_sent() {
         "the place went to the call that can make it"
     );
     assert_eq!(h.router.functions()[0].queued, 0);
+}
+
+/// A FUNCTION_ERROR reply body.
+fn failed_body() -> Frame {
+    Frame::from(encode_error(&switchboard_protocol::RemoteError::new(
+        ErrorCode::FunctionError,
+        "database unreachable",
+    )))
+}
+
+/// Runs `calls` sequential calls of `f`, each answered at once (an error from `bad`, a
+/// result from the others); returns how many went to `bad`.
+fn run_sequential(h: &mut Harness, calls: u64, first_id: u64) -> usize {
+    let mut to_bad = 0;
+    for id in first_id..first_id + calls {
+        h.clear().call("f", id, None);
+        let (worker, ticket) = h.dispatched()[0].clone();
+        let name = std::str::from_utf8(&worker).unwrap().to_owned();
+        if name == "bad" {
+            to_bad += 1;
+            h.reply_with(&name, ticket, failed_body());
+        } else {
+            h.reply(&name, ticket);
+        }
+    }
+    to_bad
+}
+
+#[test]
+fn a_worker_that_fails_every_call_is_ejected_and_probed_back() {
+    let mut h = Harness::new();
+    for name in ["bad", "good1", "good2", "good3"] {
+        h.ready(name, &["f"], 1);
+    }
+    // Calls take turns; the failing worker is found out within its first calls.
+    let early = run_sequential(&mut h, 80, 0);
+    assert_eq!(h.router.stats().ejections, 1);
+    let listing = h.router.workers();
+    let bad = listing.iter().find(|w| w.id == "1").unwrap();
+    assert_eq!(bad.ejected, ["f"]);
+    assert!(listing
+        .iter()
+        .filter(|w| w.id != "1")
+        .all(|w| w.ejected.is_empty()));
+    assert!(
+        early <= 12,
+        "{early} calls went to the failing worker before it was ejected"
+    );
+    // While ejected: no call goes there.
+    assert_eq!(run_sequential(&mut h, 200, 1_000), 0);
+    // After the ejection it is probed again, fails again, and is ejected for longer.
+    for _ in 0..health::BASE_EJECTION.as_millis() / 100 {
+        h.advance(100);
+        for name in ["bad", "good1", "good2", "good3"] {
+            h.message(name, WorkerMessage::Heartbeat);
+        }
+    }
+    let probed = run_sequential(&mut h, 200, 2_000);
+    assert!((1..=12).contains(&probed), "{probed} probe calls");
+    assert_eq!(h.router.stats().ejections, 2);
+}
+
+#[test]
+fn when_every_host_fails_nobody_is_ejected() {
+    let mut h = Harness::new();
+    for name in ["a", "b"] {
+        h.ready(name, &["f"], 1);
+    }
+    for id in 0..100 {
+        h.clear().call("f", id, None);
+        let (worker, ticket) = h.dispatched()[0].clone();
+        let name = std::str::from_utf8(&worker).unwrap().to_owned();
+        h.reply_with(&name, ticket, failed_body());
+    }
+    assert_eq!(
+        h.router.stats().ejections,
+        0,
+        "the function fails, not a host"
+    );
 }
