@@ -289,13 +289,18 @@ impl Router {
             .is_some()
             .then(|| now.saturating_duration_since(since));
         self.functions.stopped(&call.function, took);
-        let leaving = self.workers.release(worker, ticket, inline);
         let code = reply_outcome(&body);
         // FUNCTION_ERROR counts against the host; other codes are the caller's doing.
-        match code {
-            None => self.judge(worker, &call.function, false, now),
-            Some(ErrorCode::FunctionError) => self.judge(worker, &call.function, true, now),
-            Some(_) => {}
+        let failed = match code {
+            None => Some(false),
+            Some(ErrorCode::FunctionError) => Some(true),
+            Some(_) => None,
+        };
+        let (leaving, rate) = self
+            .workers
+            .answered(worker, ticket, inline, &call.function, failed);
+        if let Some(rate) = rate {
+            self.judge(worker, &call.function, rate, now);
         }
         let body = if body.len() > self.config.max_reply_bytes {
             warn!(worker = %self.workers.label(worker), bytes = body.len(), max = self.config.max_reply_bytes, "reply over the limit; the caller gets PAYLOAD_TOO_LARGE");
@@ -462,12 +467,9 @@ impl Router {
         true
     }
 
-    /// Records a call outcome of `function` on `worker` and ejects the pair when it fails
-    /// far more often than the function's other hosts (see `health`).
-    fn judge(&mut self, worker: &WorkerId, function: &Arc<str>, failed: bool, now: Instant) {
-        let Some(rate) = self.workers.record_outcome(worker, function, failed) else {
-            return;
-        };
+    /// Ejects `worker` from `function`'s rotation when its failure `rate` is far above
+    /// that of the function's other hosts (see `health`).
+    fn judge(&mut self, worker: &WorkerId, function: &Arc<str>, rate: f64, now: Instant) {
         if rate < health::EJECT_RATE {
             return;
         }

@@ -234,20 +234,42 @@ impl Workers {
         worker.draining && worker.held.is_empty()
     }
 
-    /// Records a call outcome of `function` on worker `id`; returns the pair's failure
-    /// rate once it has enough calls to be judged (and is not ejected).
-    pub(crate) fn record_outcome(
+    /// Records that `id` answered a call of `function`: it no longer holds it, and the
+    /// outcome (`Some(failed)`; `None`: not the host's doing) counts toward its health.
+    /// Returns whether it is draining and now idle (it may be removed), and the pair's
+    /// failure rate when a failure leaves it with enough calls to be judged.
+    pub(crate) fn answered(
         &mut self,
         id: &[u8],
+        ticket: Ticket,
+        inline: bool,
         function: &str,
-        failed: bool,
-    ) -> Option<f64> {
-        let hosted = self.by_id.get_mut(id)?.functions.get_mut(function)?;
+        failed: Option<bool>,
+    ) -> (bool, Option<f64>) {
+        let Some(worker) = self.by_id.get_mut(id) else {
+            return (false, None);
+        };
+        if worker.held.remove(&ticket) && inline {
+            worker.held_inline -= 1;
+        }
+        let leaving = worker.draining && worker.held.is_empty();
+        let Some(failed) = failed else {
+            return (leaving, None);
+        };
+        let Some(hosted) = worker.functions.get_mut(function) else {
+            return (leaving, None);
+        };
         if hosted.health.is_ejected() {
-            return None;
+            return (leaving, None);
         }
         hosted.health.record(failed);
-        hosted.health.failure_rate(super::health::MIN_SAMPLES)
+        // Only a failure can make a host an outlier: a success is judged by nobody.
+        let rate = if failed {
+            hosted.health.failure_rate(super::health::MIN_SAMPLES)
+        } else {
+            None
+        };
+        (leaving, rate)
     }
 
     /// Takes worker `id` out of `function`'s rotation from `now`; returns for how long.
