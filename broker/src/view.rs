@@ -103,4 +103,7 @@ pub struct RouterStats {
     /// (worker, function) pairs taken out of rotation for failing far more than the
     /// function's other hosts (outlier ejection).
     pub ejections: u64,
+    /// Workers found running a call long past its deadline (given no new calls, and asked
+    /// to leave when they understand DRAIN).
+    pub hung_workers: u64,
 }

@@ -85,6 +85,10 @@ pub struct ReadyInfo {
     /// longer wanted (absent or false: the broker never sends it CANCEL).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
+    /// The worker understands DRAIN: the broker may ask it to leave when its calls run
+    /// long past their deadlines (absent or false: never asked).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// One entry of the broker's `system.workers` answer.

@@ -12,6 +12,7 @@
 //! | HEARTBEAT | `0x04` | both | nothing | none |
 //! | DISCONNECT | `0x05` | both | nothing | none |
 //! | CANCEL | `0x06` | broker → worker (that announced `cancel`) | one 8-byte ticket per call | none |
+//! | DRAIN | `0x07` | broker → worker (that announced `drain`) | nothing | none |
 //!
 //! REQUEST and REPLY carry 1 to [`MAX_COALESCED_CALLS`] calls, so that under load a
 //! busy broker and worker pay the per-message cost once for many calls; their bodies
@@ -31,6 +32,7 @@ const REPLY: u8 = 0x03;
 const HEARTBEAT: u8 = 0x04;
 const DISCONNECT: u8 = 0x05;
 const CANCEL: u8 = 0x06;
+const DRAIN: u8 = 0x07;
 
 /// Bytes of the control frame before the command's fields: signature and command.
 const HEAD_LEN: usize = WORKER_SIGNATURE.len() + 1;
@@ -298,6 +300,9 @@ pub enum BrokerMessage {
     /// Nobody waits for these calls any more (their deadline passed): stop them if you
     /// can, and REPLY to each as usual (the reply frees its place).
     Cancel(Vec<Ticket>),
+    /// Leave as if stopped (DISCONNECT, finish or abandon your calls, exit): calls you
+    /// hold ran long past their deadlines, so your capacity is stuck.
+    Drain,
 }
 
 /// The frames of a message: a `Vec`, or what is left of one after its first frames were
@@ -392,6 +397,7 @@ impl BrokerMessage {
             REQUEST => RequestMessage::parse(&control, rest).map(BrokerMessage::Request),
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| BrokerMessage::Disconnect),
+            DRAIN => bare(&control, &rest).map(|()| BrokerMessage::Drain),
             CANCEL => {
                 if !rest.is_empty() {
                     return Err(ProtocolError::FrameCount {
@@ -430,6 +436,7 @@ impl BrokerMessage {
             BrokerMessage::Disconnect => {
                 vec![identity, Frame::from(&control_head(DISCONNECT)[..])]
             }
+            BrokerMessage::Drain => vec![identity, Frame::from(&control_head(DRAIN)[..])],
             BrokerMessage::Cancel(tickets) => {
                 let mut control = control_head(CANCEL);
                 for ticket in tickets {
@@ -465,6 +472,7 @@ mod tests {
             inline_capacity: 64,
             name: "w1".into(),
             cancel: false,
+            drain: false,
         };
         let parsed =
             WorkerMessage::parse(WorkerMessage::Ready(info.clone()).into_frames()).unwrap();

@@ -112,6 +112,11 @@ impl LocalWorker {
         }
     }
 
+    /// Whether the worker's `run` returned (it left on its own).
+    pub fn has_left(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Stops the worker gracefully (it finishes the calls it holds) and waits for it.
     pub fn stop(mut self) {
         self.shutdown.trigger();

@@ -322,3 +322,42 @@ fn a_caller_that_cancels_a_running_call_gets_the_place_back_at_once() {
         "the cancelled call was answered CANCELLED: {stats:?}"
     );
 }
+
+#[test]
+fn a_worker_stuck_in_a_call_long_past_its_deadline_is_asked_to_leave() {
+    use std::time::Instant;
+    use switchboard_tests::{LocalBroker, LocalWorker};
+    let mut config = BrokerConfig::default();
+    config.router.hung_after = Duration::from_millis(300);
+    let broker = LocalBroker::start(config);
+    let worker = LocalWorker::start(
+        &broker.backend,
+        "stuck",
+        switchboard_worker::WorkerConfig {
+            threads: 1,
+            prefetch: 0,
+            shutdown_grace: Duration::from_millis(300),
+            ..switchboard_worker::WorkerConfig::default()
+        },
+    );
+    broker.wait_for_workers("sleep_ms", 1);
+    let client = broker.client(TIMEOUT);
+    // sleep_ms ignores cancellation: the call holds the worker's only thread for 20 s.
+    let error = client
+        .request("sleep_ms")
+        .args((20_000,))
+        .timeout(Duration::from_millis(100))
+        .call::<u64>()
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::Timeout));
+    // 300 ms later it is hung: asked to DRAIN, it leaves (abandoning the stuck call after
+    // its 300 ms grace) long before the 20 s of sleep end.
+    let until = Instant::now() + WAIT_LIMIT;
+    while !worker.has_left() {
+        assert!(Instant::now() < until, "the hung worker never left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    assert_eq!(stats["hung_workers"].as_u64(), Some(1), "{stats:?}");
+}

@@ -137,6 +137,10 @@ impl Link {
         match message {
             BrokerMessage::Request(calls) => return Some(calls),
             BrokerMessage::Heartbeat => {}
+            BrokerMessage::Drain => {
+                warn!(held = self.held.len(), "the broker asks this worker to leave: a call it runs is long past its deadline");
+                self.begin_shutdown(now);
+            }
             BrokerMessage::Cancel(tickets) => {
                 let mut cancelled = 0;
                 for ticket in &tickets {

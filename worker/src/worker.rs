@@ -171,6 +171,7 @@ impl Worker {
             functions: self.registry.functions(),
             name: self.config.name.clone(),
             cancel: true,
+            drain: true,
         }
     }
 

@@ -302,6 +302,9 @@ impl Router {
         if let Some(rate) = rate {
             self.judge(worker, &call.function, rate, now);
         }
+        if call.hung_at.is_some_and(|at| at <= now) {
+            self.unstuck(worker);
+        }
         let body = if body.len() > self.config.max_reply_bytes {
             warn!(worker = %self.workers.label(worker), bytes = body.len(), max = self.config.max_reply_bytes, "reply over the limit; the caller gets PAYLOAD_TOO_LARGE");
             let message = format!(
@@ -495,6 +498,18 @@ impl Router {
         if let Some(length) = self.workers.eject(worker, function, now) {
             self.stats.ejections += 1;
             warn!(worker = %self.workers.label(worker), %function, failure_rate = rate, ?length, "worker fails this function far more than its peers; its calls go elsewhere for a while");
+        }
+    }
+
+    /// A hung worker answered the call it was stuck on. A worker that understands DRAIN is
+    /// leaving anyway; another one takes calls again (a call still stuck there makes it
+    /// hung again when its own time comes).
+    fn unstuck(&mut self, worker: &WorkerId) {
+        if let Some(state) = self.workers.get_mut(worker) {
+            if state.hung && !state.drains {
+                state.hung = false;
+                info!(worker = %state.label(worker), "hung worker answered its stuck call; it takes calls again");
+            }
         }
     }
 }

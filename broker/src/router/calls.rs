@@ -58,6 +58,9 @@ pub(crate) struct Call {
     pub(crate) received: Instant,
     /// Its key in the table's index by caller and call id, when it has one.
     pub(crate) caller_key: Option<(u64, u64)>,
+    /// Answered while running: if its worker still holds it at this instant, the worker
+    /// is hung.
+    pub(crate) hung_at: Option<Instant>,
 }
 
 /// Every call held, by ticket, with their deadlines.
@@ -160,6 +163,13 @@ impl CallTable {
             self.calls.get(&ticket).map(|call| &call.place),
             Some(Place::Running { worker: w, .. }) if **w == *worker
         )
+    }
+
+    /// Adds a deadline entry for a held call: it comes due again at `at`.
+    pub(crate) fn watch(&mut self, ticket: Ticket, at: Instant) {
+        let calls = &self.calls;
+        self.deadlines
+            .insert(at, ticket, calls.len(), |t| calls.contains_key(&t));
     }
 
     /// The ticket of the next held call whose deadline is due at `now`.

@@ -144,6 +144,7 @@ impl Router {
             attempts: 0,
             received: now,
             caller_key: None,
+            hung_at: None,
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");

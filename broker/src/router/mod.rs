@@ -79,6 +79,9 @@ pub struct RouterConfig {
     pub max_reply_bytes: usize,
     /// Most times a retry-safe call is dispatched before WORKER_LOST is final.
     pub max_attempts: u32,
+    /// A worker still running a call this long after the call's deadline is hung: it gets
+    /// no new calls and, if it understands DRAIN, is asked to leave (and be restarted).
+    pub hung_after: Duration,
 }
 
 impl Default for RouterConfig {
@@ -91,6 +94,7 @@ impl Default for RouterConfig {
             max_request_bytes: 32 * 1024 * 1024,
             max_reply_bytes: 32 * 1024 * 1024,
             max_attempts: 3,
+            hung_after: Duration::from_secs(60),
         }
     }
 }
@@ -120,6 +124,11 @@ pub(crate) enum Action {
     },
     /// Send a worker a DISCONNECT: "send READY", or "your leave is acknowledged".
     Disconnect {
+        /// The worker's identity.
+        worker: WorkerId,
+    },
+    /// Ask a hung worker to leave (DRAIN).
+    Drain {
         /// The worker's identity.
         worker: WorkerId,
     },
@@ -258,6 +267,14 @@ impl Router {
                 );
                 self.finish(&mut call, ErrorCode::Timeout, message, now, out);
             }
+            Place::Running { ref worker, .. } if call.origin.is_none() => {
+                // Answered already: its caller gave up or cancelled it. Still running
+                // `hung_after` later: the worker is hung.
+                if call.hung_at.is_some_and(|at| at <= now) {
+                    let worker = worker.clone();
+                    self.hung(&worker, out);
+                }
+            }
             Place::Running { .. } => {
                 let message = format!("call to '{}' timed out while running", call.function);
                 self.stop_running(ticket, ErrorCode::Timeout, message, now, out);
@@ -294,8 +311,35 @@ impl Router {
                 ticket,
             });
         }
+        // Looked at again later: a worker still running it then is hung.
+        let hung_at = now + self.config.hung_after;
+        call.hung_at = Some(hung_at);
         let (id, function, received) = (call.id, Arc::clone(&call.function), call.received);
+        self.calls.watch(ticket, hung_at);
         self.fail(origin, id, function, received, code, message, now, out);
+    }
+}
+
+impl Router {
+    /// A worker still runs a call long past its deadline: its capacity is stuck. It gets
+    /// no new calls and, when it understands DRAIN, is asked to leave, so that it finishes
+    /// or abandons what it holds, exits and is restarted with its full capacity.
+    fn hung(&mut self, worker: &WorkerId, out: &mut Vec<Action>) {
+        let Some(state) = self.workers.get_mut(worker) else {
+            return;
+        };
+        if state.hung {
+            return;
+        }
+        state.hung = true;
+        self.stats.hung_workers += 1;
+        let asked = state.drains;
+        warn!(worker = %state.label(worker), held = state.held(), asked_to_drain = asked, "worker runs a call long past its deadline; no new calls for it");
+        if asked {
+            out.push(Action::Drain {
+                worker: worker.clone(),
+            });
+        }
     }
 }
 

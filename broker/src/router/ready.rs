@@ -27,6 +27,8 @@ pub(crate) struct Registration {
     pub(crate) corrected: bool,
     /// The worker understands CANCEL.
     pub(crate) cancel: bool,
+    /// The worker understands DRAIN.
+    pub(crate) drain: bool,
 }
 
 /// Checks a READY from `worker`. `hosted` tells whether the broker hosts a name already
@@ -111,6 +113,7 @@ pub(crate) fn check(
         functions,
         corrected,
         cancel: info.cancel,
+        drain: info.drain,
     })
 }
 

@@ -43,6 +43,10 @@ pub(crate) struct Worker {
     pub(crate) draining: bool,
     /// It understands CANCEL (announced in its READY).
     pub(crate) cancels: bool,
+    /// It understands DRAIN (announced in its READY).
+    pub(crate) drains: bool,
+    /// It ran a call long past the call's deadline: no new calls for it.
+    pub(crate) hung: bool,
 }
 
 /// One function as one worker hosts it.
@@ -80,7 +84,7 @@ impl Worker {
         let Some(hosted) = self.functions.get(function) else {
             return 0;
         };
-        if self.draining || hosted.health.is_ejected() {
+        if self.draining || self.hung || hosted.health.is_ejected() {
             0
         } else if self.inline_capacity > 0 && hosted.info.inline {
             self.inline_capacity.saturating_sub(self.held_inline)
@@ -176,6 +180,8 @@ impl Workers {
             last_dispatch: 0,
             draining: false,
             cancels: registration.cancel,
+            drains: registration.drain,
+            hung: false,
         };
         self.by_id.insert(id, worker)
     }
@@ -358,7 +364,7 @@ impl Workers {
                     capacity: w.capacity,
                     running: w.held() as u32,
                     functions: w.functions.len() as u32,
-                    draining: w.draining,
+                    draining: w.draining || w.hung,
                     ejected: {
                         let mut names: Vec<String> = w
                             .functions

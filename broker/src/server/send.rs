@@ -76,6 +76,10 @@ impl Broker {
                         self.send_pending(&worker, now);
                         self.send_to_worker(worker, BrokerMessage::Disconnect, now);
                     }
+                    Action::Drain { worker } => {
+                        self.send_pending(&worker, now);
+                        self.send_to_worker(worker, BrokerMessage::Drain, now);
+                    }
                     Action::Cancel { worker, ticket } => {
                         // After the REQUEST that carries the call, if it is still gathered.
                         self.send_pending(&worker, now);

@@ -41,6 +41,10 @@ struct Args {
     /// Most times a retry-safe call is dispatched when its workers keep dying.
     #[arg(long, env = "SWITCHBOARD_MAX_ATTEMPTS", default_value_t = RouterConfig::default().max_attempts)]
     max_attempts: u32,
+    /// A worker still running a call this many milliseconds past the call's deadline is
+    /// hung: it gets no new calls and is asked to leave (DRAIN), to be restarted.
+    #[arg(long, env = "SWITCHBOARD_HUNG_AFTER_MS", default_value_t = RouterConfig::default().hung_after.as_millis() as u64)]
+    hung_after_ms: u64,
     /// Largest message frame accepted from any peer, in bytes (larger: the peer is disconnected).
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = SocketLimits::default().max_message_bytes)]
     max_message_bytes: i64,
@@ -127,6 +131,7 @@ fn main() -> anyhow::Result<()> {
             max_request_bytes: args.max_request_bytes,
             max_reply_bytes: args.max_reply_bytes,
             max_attempts: args.max_attempts,
+            hung_after: Duration::from_millis(args.hung_after_ms),
         },
         limits: SocketLimits {
             max_message_bytes: args.max_message_bytes,

@@ -50,6 +50,7 @@ impl Harness {
             }],
             name: "test".into(),
             cancel: false,
+            drain: false,
         };
         let mut link = Link::new(timing, ready, registration, now);
         link.connected(now);

@@ -45,6 +45,7 @@ pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
         inline_capacity: 0,
         name: String::new(),
         cancel: false,
+        drain: false,
     }
 }
 

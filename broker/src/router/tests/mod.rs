@@ -764,3 +764,65 @@ fn when_every_host_fails_nobody_is_ejected() {
         "the function fails, not a host"
     );
 }
+
+#[test]
+fn a_worker_running_a_call_long_past_its_deadline_gets_no_calls_and_is_asked_to_drain() {
+    let mut h = Harness::with(RouterConfig {
+        hung_after: Duration::from_millis(100),
+        ..RouterConfig::default()
+    });
+    let mut modern = ready_info(&["f"], 2);
+    modern.drain = true;
+    h.ready_with("modern", modern).ready("old", &["f"], 2);
+    h.call("f", 1, Some(10)).call("f", 2, Some(10));
+    let sent = h.dispatched();
+    let ticket_of = |name: &str| sent.iter().find(|(w, _)| *w == id(name)).unwrap().1;
+    h.clear().advance(20);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout); 2]);
+    // Keep both alive with heartbeats while their stuck calls run on.
+    for _ in 0..2 {
+        h.advance(50);
+        h.message("modern", WorkerMessage::Heartbeat)
+            .message("old", WorkerMessage::Heartbeat);
+    }
+    assert_eq!(h.router.stats().hung_workers, 2);
+    let drains: Vec<_> = h
+        .out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Drain { worker } => Some(worker.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        drains,
+        [id("modern")],
+        "only a worker that understands DRAIN is asked"
+    );
+    // Neither gets new calls: they wait.
+    h.clear().call("f", 3, Some(60_000));
+    assert!(h.dispatched().is_empty());
+    assert!(h.router.workers().iter().all(|w| w.draining));
+    // The old worker's stuck call ends: it takes calls again.
+    h.reply("old", ticket_of("old"));
+    assert_eq!(h.dispatched(), [(id("old"), h.dispatched()[0].1)]);
+    assert_eq!(h.router.stats().late_replies, 1);
+}
+
+#[test]
+fn a_call_cancelled_then_answered_soon_does_not_make_its_worker_hung() {
+    let mut h = Harness::with(RouterConfig {
+        hung_after: Duration::from_millis(100),
+        ..RouterConfig::default()
+    });
+    h.ready("w", &["f"], 1).call("f", 1, Some(1_000));
+    let ticket = h.the_ticket();
+    h.cancel_from("c", 1, 2);
+    // The call's own deadline passes while the worker still runs it, within hung_after.
+    h.advance(50).message("w", WorkerMessage::Heartbeat);
+    h.reply("w", ticket);
+    for _ in 0..30 {
+        h.advance(50).message("w", WorkerMessage::Heartbeat);
+    }
+    assert_eq!(h.router.stats().hung_workers, 0);
+}
