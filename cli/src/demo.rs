@@ -70,6 +70,25 @@ pub fn registry(worker_name: &str, record: Option<Journal>) -> Registry {
         })
         .doc("Works for the given milliseconds (stopping early if the call is cancelled); returns how long it worked.");
     registry
+        .register("context", || {
+            let context = CallContext::current();
+            let mut map = std::collections::BTreeMap::new();
+            if let Some(context) = context {
+                map.insert("call_id", Value::from(context.call_id()));
+                map.insert("attempt", Value::from(context.attempt()));
+                map.insert(
+                    "traceparent",
+                    context.traceparent().map_or(Value::Nil, Value::from),
+                );
+                let left = context.time_left().as_millis().min(u64::MAX as u128) as u64;
+                map.insert("time_left_ms", Value::from(left));
+            }
+            map
+        })
+        .doc(
+            "Returns what the function sees of its call: call id, attempt, traceparent, time left.",
+        );
+    registry
         .register_fallible("fail", |message: String| -> Result<(), String> {
             Err(message)
         })

@@ -100,6 +100,7 @@ impl RequestBuilder<'_> {
         let queued = client.submit(
             self.timeout,
             self.idempotent,
+            self.traceparent,
             |header| request_frames(&function, header, body),
             ReplySender::Async(reply),
         )?;

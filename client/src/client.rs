@@ -222,6 +222,7 @@ impl Client {
             kwargs: encode_kwargs(&()),
             timeout: None,
             idempotent: false,
+            traceparent: None,
         }
     }
 
@@ -242,7 +243,13 @@ impl Client {
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
     ) -> Result<PendingCall, CallError> {
         let (reply, outcome) = crossbeam_channel::bounded(1);
-        let queued = self.submit(timeout, idempotent, frames, ReplySender::Blocking(reply))?;
+        let queued = self.submit(
+            timeout,
+            idempotent,
+            None,
+            frames,
+            ReplySender::Blocking(reply),
+        )?;
         Ok(PendingCall {
             client: self.clone(),
             id: queued.id,
@@ -257,6 +264,7 @@ impl Client {
         &self,
         timeout: Option<Duration>,
         idempotent: bool,
+        traceparent: Option<String>,
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
         reply: ReplySender,
     ) -> Result<Queued, CallError> {
@@ -265,6 +273,7 @@ impl Client {
         let header = CallHeader {
             id,
             timeout_ms: Some(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
+            traceparent,
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
         let command = Command::Call(NewCall {
@@ -296,6 +305,7 @@ impl Client {
         self.submit(
             Some(timeout),
             false,
+            None,
             |header| request_frames(CANCEL_FUNCTION, header, body),
             ReplySender::Blocking(reply),
         )?;
@@ -311,6 +321,7 @@ pub struct RequestBuilder<'c> {
     kwargs: Result<Vec<u8>, CodecError>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) idempotent: bool,
+    pub(crate) traceparent: Option<String>,
 }
 
 impl RequestBuilder<'_> {
@@ -332,6 +343,14 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Sends the caller's W3C trace context (`00-<trace id>-<parent id>-<flags>`) with the
+    /// call: the broker forwards it to the worker (a worker function reads it from its
+    /// `CallContext`). A value that is not a valid traceparent is ignored by the broker.
+    pub fn traceparent(mut self, traceparent: &str) -> Self {
+        self.traceparent = Some(traceparent.to_owned());
+        self
+    }
+
     /// Marks the call safe to send twice: if the connection to the broker drops
     /// (a broker restart), the client sends it again instead of failing it with
     /// BROKER_LOST. Only for calls whose effect does not double when repeated.
@@ -344,8 +363,20 @@ impl RequestBuilder<'_> {
     pub fn send(self) -> Result<PendingCall, CallError> {
         let body = self.body()?;
         let function = self.function;
-        self.client.start(self.timeout, self.idempotent, |header| {
-            request_frames(&function, header, body)
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let queued = self.client.submit(
+            self.timeout,
+            self.idempotent,
+            self.traceparent,
+            |header| request_frames(&function, header, body),
+            ReplySender::Blocking(reply),
+        )?;
+        Ok(PendingCall {
+            client: self.client.clone(),
+            id: queued.id,
+            outcome,
+            timeout: queued.timeout,
+            give_up_at: queued.give_up_at,
         })
     }
 

@@ -516,6 +516,7 @@ mod tests {
         let header = CallHeader {
             id: 9,
             timeout_ms: Some(50),
+            traceparent: None,
         }
         .encode();
         let parsed = parse(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
@@ -529,7 +530,8 @@ mod tests {
             req.header,
             CallHeader {
                 id: 9,
-                timeout_ms: Some(50)
+                timeout_ms: Some(50),
+                traceparent: None,
             }
         );
         assert_eq!(&req.body[..], b"\x80");
@@ -548,6 +550,7 @@ mod tests {
         let header = CallHeader {
             id: 1,
             timeout_ms: None,
+            traceparent: None,
         }
         .encode();
         let cases: Vec<(Vec<&[u8]>, &str)> = vec![
@@ -582,6 +585,7 @@ mod tests {
         let header = CallHeader {
             id: 7,
             timeout_ms: None,
+            traceparent: None,
         }
         .encode();
         let h = &header[..];
@@ -618,6 +622,7 @@ mod tests {
         let header = CallHeader {
             id: 4,
             timeout_ms: None,
+            traceparent: None,
         }
         .encode();
         let parts: Vec<&[u8]> = vec![
@@ -672,6 +677,7 @@ mod tests {
             CallHeader {
                 id,
                 timeout_ms: None,
+                traceparent: None,
             }
             .encode()
         };
@@ -738,6 +744,7 @@ mod tests {
         let header = CallHeader {
             id: 8,
             timeout_ms: Some(5),
+            traceparent: None,
         };
         let mut pipeline = Pipeline::new();
         pipeline.push(request_frames("add", &header, vec![0x80]));
@@ -762,6 +769,7 @@ mod tests {
         let header = CallHeader {
             id: 3,
             timeout_ms: None,
+            traceparent: None,
         };
         let route = Envelope::new(&frames(&[b"client"]), &header.encode());
         let mut out = route.reply_frames(Frame::from(&b"\x80"[..]));

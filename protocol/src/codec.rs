@@ -173,6 +173,7 @@ fn usual_header(bytes: &[u8]) -> Option<CallHeader> {
     Some(CallHeader {
         id: id?,
         timeout_ms,
+        traceparent: None,
     })
 }
 
@@ -626,11 +627,13 @@ mod tests {
         let header = CallHeader {
             id: 7,
             timeout_ms: None,
+            traceparent: None,
         };
         assert_eq!(header.encode(), [0x81, 0xa2, b'i', b'd', 0x07]);
         let header = CallHeader {
             id: 7,
             timeout_ms: Some(1000),
+            traceparent: None,
         };
         assert_eq!(CallHeader::decode(&header.encode()).unwrap(), header);
     }

@@ -13,6 +13,28 @@ pub struct CallHeader {
     /// How long the caller will wait, in milliseconds; absent means the broker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// W3C trace context of the caller (`00-<trace id>-<parent id>-<flags>`), forwarded to
+    /// workers that take it; absent when the caller traces nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+}
+
+/// Whether `value` is a W3C `traceparent` this protocol forwards: version `00`, a 32-digit
+/// trace id and a 16-digit parent id (neither all zeros), 2-digit flags, lower-case hex.
+pub fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    matches!(parts[..], [version, trace, parent, flags]
+        if version == "00"
+            && hex(trace, 32)
+            && hex(parent, 16)
+            && hex(flags, 2)
+            && trace.bytes().any(|b| b != b'0')
+            && parent.bytes().any(|b| b != b'0'))
 }
 
 /// The error half of a reply body: `{"code": "...", "message": "..."}`.
@@ -89,6 +111,10 @@ pub struct ReadyInfo {
     /// long past their deadlines (absent or false: never asked).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
+    /// The worker takes REQUESTs with context (each call's attempt and trace context);
+    /// absent or false: plain REQUESTs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub context: bool,
 }
 
 /// One entry of the broker's `system.workers` answer.

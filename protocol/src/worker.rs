@@ -13,6 +13,7 @@
 //! | DISCONNECT | `0x05` | both | nothing | none |
 //! | CANCEL | `0x06` | broker → worker (that announced `cancel`) | one 8-byte ticket per call | none |
 //! | DRAIN | `0x07` | broker → worker (that announced `drain`) | nothing | none |
+//! | REQUEST with context | `0x08` | broker → worker (that announced `context`) | one record per call, with attempt and traceparent | one body per call |
 //!
 //! REQUEST and REPLY carry 1 to [`MAX_COALESCED_CALLS`] calls, so that under load a
 //! busy broker and worker pay the per-message cost once for many calls; their bodies
@@ -33,6 +34,7 @@ const HEARTBEAT: u8 = 0x04;
 const DISCONNECT: u8 = 0x05;
 const CANCEL: u8 = 0x06;
 const DRAIN: u8 = 0x07;
+const REQUEST_CONTEXT: u8 = 0x08;
 
 /// Bytes of the control frame before the command's fields: signature and command.
 const HEAD_LEN: usize = WORKER_SIGNATURE.len() + 1;
@@ -160,10 +162,28 @@ pub struct CallRecord<'a> {
     pub time_left_ms: u32,
     /// The function to run.
     pub function: &'a str,
+    /// Which dispatch of the call this is (1 for the first; 0: not told, a plain REQUEST).
+    pub attempt: u8,
+    /// The caller's W3C trace context, or "" (always "" in a plain REQUEST).
+    pub traceparent: &'a str,
 }
 
 impl CallMessage<Requests> {
-    /// Adds one call. `function` must be a valid function name (1 to 255 bytes).
+    /// An empty REQUEST with context (command `0x08`): its records also carry each call's
+    /// attempt and trace context. Only for workers that announced `"context": true`.
+    pub fn with_context() -> RequestMessage {
+        let mut message = RequestMessage::new();
+        message.control[HEAD_LEN - 1] = REQUEST_CONTEXT;
+        message
+    }
+
+    /// Whether the records carry the call context (see [`RequestMessage::with_context`]).
+    pub fn has_context(&self) -> bool {
+        self.control[HEAD_LEN - 1] == REQUEST_CONTEXT
+    }
+
+    /// Adds one call. `function` must be a valid function name (1 to 255 bytes); the
+    /// traceparent, at most 255 bytes, is sent only in a REQUEST with context.
     pub fn push(&mut self, record: CallRecord<'_>, body: Frame) {
         let name = record.function.as_bytes();
         debug_assert!(!name.is_empty() && name.len() <= 255, "checked on receipt");
@@ -175,6 +195,13 @@ impl CallMessage<Requests> {
             .extend_from_slice(&record.time_left_ms.to_be_bytes());
         self.control.push(name.len() as u8);
         self.control.extend_from_slice(name);
+        if self.has_context() {
+            let trace = record.traceparent.as_bytes();
+            let trace = &trace[..trace.len().min(255)];
+            self.control.push(record.attempt);
+            self.control.push(trace.len() as u8);
+            self.control.extend_from_slice(trace);
+        }
         self.push_body(body);
     }
 
@@ -252,14 +279,29 @@ fn read_record(
     let time_left = array::<4>(control, at + 16).ok_or(truncated.clone())?;
     let name_len = *control.get(at + 20).ok_or(truncated.clone())? as usize;
     let name_at = at + RECORD_FIXED_LEN;
-    let name = control.get(name_at..name_at + name_len).ok_or(truncated)?;
-    let record = CallRecord {
+    let name = control
+        .get(name_at..name_at + name_len)
+        .ok_or(truncated.clone())?;
+    let mut record = CallRecord {
         ticket: Ticket(u64::from_be_bytes(ticket)),
         call_id: u64::from_be_bytes(call_id),
         time_left_ms: u32::from_be_bytes(time_left),
         function: function_name(name)?,
+        attempt: 0,
+        traceparent: "",
     };
-    Ok(Some((record, name_at + name_len)))
+    let mut next = name_at + name_len;
+    if control.get(HEAD_LEN - 1) == Some(&REQUEST_CONTEXT) {
+        record.attempt = *control.get(next).ok_or(truncated.clone())?;
+        let trace_len = *control.get(next + 1).ok_or(truncated.clone())? as usize;
+        let trace = control
+            .get(next + 2..next + 2 + trace_len)
+            .ok_or(truncated)?;
+        record.traceparent = std::str::from_utf8(trace)
+            .map_err(|_| ProtocolError::Control("traceparent is not UTF-8"))?;
+        next += 2 + trace_len;
+    }
+    Ok(Some((record, next)))
 }
 
 fn check_count(records: usize, bodies: usize) -> Result<(), ProtocolError> {
@@ -394,7 +436,9 @@ impl BrokerMessage {
     ) -> Result<BrokerMessage, ProtocolError> {
         let (command, control, rest) = split_control(frames.into_iter())?;
         match command {
-            REQUEST => RequestMessage::parse(&control, rest).map(BrokerMessage::Request),
+            REQUEST | REQUEST_CONTEXT => {
+                RequestMessage::parse(&control, rest).map(BrokerMessage::Request)
+            }
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| BrokerMessage::Disconnect),
             DRAIN => bare(&control, &rest).map(|()| BrokerMessage::Drain),
@@ -473,6 +517,7 @@ mod tests {
             name: "w1".into(),
             cancel: false,
             drain: false,
+            context: false,
         };
         let parsed =
             WorkerMessage::parse(WorkerMessage::Ready(info.clone()).into_frames()).unwrap();
@@ -489,6 +534,8 @@ mod tests {
                 call_id: 5 + i as u64,
                 time_left_ms: 10 * i as u32,
                 function: name,
+                attempt: 0,
+                traceparent: "",
             };
             message.push(record, Frame::from(&[i as u8; 3][..]));
         }
@@ -538,6 +585,51 @@ mod tests {
     }
 
     #[test]
+    fn a_request_with_context_carries_attempt_and_traceparent() {
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut message = RequestMessage::with_context();
+        assert!(message.has_context());
+        for (attempt, traceparent) in [(1u8, trace), (3, "")] {
+            let record = CallRecord {
+                ticket: Ticket(u64::from(attempt)),
+                call_id: 9,
+                time_left_ms: 100,
+                function: "f",
+                attempt,
+                traceparent,
+            };
+            message.push(record, Frame::from(&b"\x80"[..]));
+        }
+        let mut out = BrokerMessage::Request(message).into_frames(b"w");
+        out.remove(0);
+        assert_eq!(out[0][4], 0x08, "the command of a REQUEST with context");
+        let BrokerMessage::Request(parsed) = BrokerMessage::parse(out).unwrap() else {
+            panic!("a request")
+        };
+        let records: Vec<(u8, String)> = parsed
+            .records()
+            .map(|r| (r.attempt, r.traceparent.to_owned()))
+            .collect();
+        assert_eq!(records, [(1, trace.to_owned()), (3, String::new())]);
+        // A record cut inside its context is refused.
+        let mut cut = RequestMessage::with_context();
+        let record = CallRecord {
+            ticket: Ticket(1),
+            call_id: 1,
+            time_left_ms: 1,
+            function: "f",
+            attempt: 1,
+            traceparent: trace,
+        };
+        cut.push(record, Frame::new());
+        let mut frames = BrokerMessage::Request(cut).into_frames(b"w");
+        frames.remove(0);
+        let control = frames[0].to_vec();
+        frames[0] = Frame::from(&control[..control.len() - 5]);
+        assert!(BrokerMessage::parse(frames).is_err());
+    }
+
+    #[test]
     fn cancel_names_tickets_and_a_malformed_one_is_refused() {
         let message = BrokerMessage::Cancel(vec![Ticket(1), Ticket(0x0102_0304_0506_0708)]);
         let mut out = message.into_frames(b"w");
@@ -574,6 +666,8 @@ mod tests {
             call_id: 1,
             time_left_ms: 1,
             function: "f",
+            attempt: 0,
+            traceparent: "",
         };
         big.push(record, Frame::from(vec![0u8; COALESCE_BYTES]));
         assert!(big.is_full() && big.len() == 1);

@@ -128,3 +128,32 @@ fn broker_lists_hosted_functions() {
     assert_eq!(add.signature, "add(i64, i64) -> i64");
     assert!(!add.doc.is_empty());
 }
+
+#[test]
+fn a_function_sees_its_call_id_attempt_trace_and_time_left() {
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
+    let client = broker.client(TIMEOUT);
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let pending = client
+        .request("context")
+        .traceparent(trace)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .unwrap();
+    let id = pending.id();
+    let seen: BTreeMap<String, switchboard_protocol::Value> = pending.wait().unwrap();
+    assert_eq!(seen["call_id"].as_u64(), Some(id));
+    assert_eq!(seen["attempt"].as_u64(), Some(1), "the first dispatch");
+    assert_eq!(seen["traceparent"].as_str(), Some(trace));
+    let left = seen["time_left_ms"].as_u64().unwrap();
+    assert!(left > 0 && left <= 5_000, "{left}");
+    // A malformed traceparent is not forwarded; none is none.
+    let seen: BTreeMap<String, switchboard_protocol::Value> = client
+        .request("context")
+        .traceparent("garbage")
+        .call()
+        .unwrap();
+    assert!(seen["traceparent"].is_nil());
+    let seen: BTreeMap<String, switchboard_protocol::Value> = client.call("context", ()).unwrap();
+    assert!(seen["traceparent"].is_nil());
+}

@@ -51,6 +51,8 @@ pub struct CallContext {
     call_id: u64,
     deadline: Instant,
     cancel: CancelToken,
+    attempt: u32,
+    traceparent: Option<String>,
 }
 
 thread_local! {
@@ -58,11 +60,19 @@ thread_local! {
 }
 
 impl CallContext {
-    pub(crate) fn new(call_id: u64, deadline: Instant, cancel: CancelToken) -> CallContext {
+    pub(crate) fn new(
+        call_id: u64,
+        deadline: Instant,
+        cancel: CancelToken,
+        attempt: u32,
+        traceparent: Option<String>,
+    ) -> CallContext {
         CallContext {
             call_id,
             deadline,
             cancel,
+            attempt,
+            traceparent,
         }
     }
 
@@ -93,6 +103,21 @@ impl CallContext {
         self.cancel.is_cancelled()
     }
 
+    /// Which dispatch of the call this is: 1 for the first, more when the broker sent it
+    /// again after losing a worker (retry-safe functions only); 0 when the broker did not
+    /// say (an older broker).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The caller's W3C trace context (`00-<trace id>-<parent id>-<flags>`), when it sent
+    /// one. Pass it on to calls made from inside the function, with at most
+    /// [`CallContext::time_left`] as their timeout, so that nested calls belong to the same
+    /// trace and never outlive their parent.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
+    }
+
     /// The call's cancellation token, to hand to other threads the function uses.
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
@@ -115,7 +140,13 @@ mod tests {
     fn the_context_is_there_inside_a_call_only_and_sees_a_cancel() {
         assert!(CallContext::current().is_none());
         let token = CancelToken::default();
-        let context = CallContext::new(7, Instant::now() + Duration::from_secs(5), token.clone());
+        let context = CallContext::new(
+            7,
+            Instant::now() + Duration::from_secs(5),
+            token.clone(),
+            1,
+            None,
+        );
         let seen = context.enter(|| {
             let inside = CallContext::current().expect("set during the call");
             assert!(!inside.is_cancelled());

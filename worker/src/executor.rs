@@ -31,6 +31,10 @@ pub(crate) struct Job {
     pub registration: u64,
     /// Set when the broker cancels the call; the function sees it in its context.
     pub cancel: CancelToken,
+    /// Which dispatch of the call this is (1 for the first; 0 when the broker did not say).
+    pub attempt: u32,
+    /// The caller's W3C trace context, if the broker forwarded one.
+    pub traceparent: Option<String>,
 }
 
 /// The worker's current registration with a broker. Every READY starts a new one; a call
@@ -180,7 +184,13 @@ pub(crate) fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
             format!("{name}: deadline passed before the call started"),
         ));
     }
-    let context = CallContext::new(job.call_id, job.deadline, job.cancel.clone());
+    let context = CallContext::new(
+        job.call_id,
+        job.deadline,
+        job.cancel.clone(),
+        job.attempt,
+        job.traceparent.clone(),
+    );
     let reply = context.enter(|| job.function.call(&job.body));
     if reply.len() > max_reply_bytes {
         return encode_error(&RemoteError::new(

@@ -172,6 +172,7 @@ impl Worker {
             name: self.config.name.clone(),
             cancel: true,
             drain: true,
+            context: true,
         }
     }
 
@@ -230,6 +231,8 @@ impl Worker {
             call_id,
             time_left_ms,
             function,
+            attempt,
+            traceparent,
         } = record;
         debug!(call_id, %function, "request");
         let Some(found) = self.registry.get(function) else {
@@ -249,6 +252,8 @@ impl Worker {
             deadline: now + Duration::from_millis(time_left_ms.into()),
             registration: link.registration(),
             cancel: cancel.clone(),
+            attempt: u32::from(attempt),
+            traceparent: (!traceparent.is_empty()).then(|| traceparent.to_owned()),
         };
         if found.is_inline() && job.body.len() <= INLINE_BODY_LIMIT {
             // Quick functions run right here: no hand-off to an executor. A large body

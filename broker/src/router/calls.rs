@@ -61,6 +61,8 @@ pub(crate) struct Call {
     /// Answered while running: if its worker still holds it at this instant, the worker
     /// is hung.
     pub(crate) hung_at: Option<Instant>,
+    /// The caller's W3C trace context, when it sent a valid one.
+    pub(crate) traceparent: Option<Arc<str>>,
 }
 
 /// Every call held, by ticket, with their deadlines.

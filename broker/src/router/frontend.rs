@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::client::function_name;
 use switchboard_protocol::client::CANCEL_FUNCTION;
 use switchboard_protocol::codec::{encode_error, encode_result};
+use switchboard_protocol::message::is_traceparent;
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{
     CallHeader, ErrorCode, Frame, ProtocolError, RemoteError, RESERVED_PREFIX,
@@ -145,6 +146,11 @@ impl Router {
             received: now,
             caller_key: None,
             hung_at: None,
+            traceparent: header
+                .traceparent
+                .as_deref()
+                .filter(|t| is_traceparent(t))
+                .map(Arc::from),
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");

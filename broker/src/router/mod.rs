@@ -154,6 +154,12 @@ pub(crate) struct Dispatch {
     pub function: Arc<str>,
     /// The request body as the client wrote it.
     pub body: Frame,
+    /// Which dispatch of the call this is (1 for the first).
+    pub attempt: u32,
+    /// The caller's W3C trace context, if it sent a valid one.
+    pub traceparent: Option<Arc<str>>,
+    /// The worker takes the call context (attempt, trace): a REQUEST with context.
+    pub context: bool,
 }
 
 /// The broker's routing state machine.
@@ -382,7 +388,7 @@ fn start(
     now: Instant,
     out: &mut Vec<Action>,
 ) {
-    let (inline, retry_safe) = workers.start(&worker, ticket, &call.function);
+    let (inline, retry_safe, context) = workers.start(&worker, ticket, &call.function);
     functions.started(&call.function);
     let remaining = call.deadline.saturating_duration_since(now);
     let body = call.body.take().expect("a queued call has its body");
@@ -399,6 +405,9 @@ fn start(
             time_left_ms: remaining.as_millis().try_into().unwrap_or(u32::MAX),
             function: Arc::clone(&call.function),
             body,
+            attempt: call.attempts,
+            traceparent: call.traceparent.clone(),
+            context,
         },
     });
     call.place = Place::Running {

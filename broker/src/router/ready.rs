@@ -29,6 +29,8 @@ pub(crate) struct Registration {
     pub(crate) cancel: bool,
     /// The worker understands DRAIN.
     pub(crate) drain: bool,
+    /// The worker takes REQUESTs with context.
+    pub(crate) context: bool,
 }
 
 /// Checks a READY from `worker`. `hosted` tells whether the broker hosts a name already
@@ -114,6 +116,7 @@ pub(crate) fn check(
         corrected,
         cancel: info.cancel,
         drain: info.drain,
+        context: info.context,
     })
 }
 

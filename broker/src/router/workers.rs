@@ -45,6 +45,8 @@ pub(crate) struct Worker {
     pub(crate) cancels: bool,
     /// It understands DRAIN (announced in its READY).
     pub(crate) drains: bool,
+    /// It takes REQUESTs with context (announced in its READY).
+    pub(crate) context: bool,
     /// It ran a call long past the call's deadline: no new calls for it.
     pub(crate) hung: bool,
 }
@@ -181,6 +183,7 @@ impl Workers {
             draining: false,
             cancels: registration.cancel,
             drains: registration.drain,
+            context: registration.context,
             hung: false,
         };
         self.by_id.insert(id, worker)
@@ -210,9 +213,15 @@ impl Workers {
             .map(|(id, _, _)| id.clone())
     }
 
-    /// Records that `id` takes a call of `function`: returns whether it runs inline and
-    /// whether the worker said the function is retry-safe.
-    pub(crate) fn start(&mut self, id: &[u8], ticket: Ticket, function: &str) -> (bool, bool) {
+    /// Records that `id` takes a call of `function`: returns whether it runs inline,
+    /// whether the worker said the function is retry-safe, and whether it takes the call
+    /// context.
+    pub(crate) fn start(
+        &mut self,
+        id: &[u8],
+        ticket: Ticket,
+        function: &str,
+    ) -> (bool, bool, bool) {
         self.dispatches += 1;
         let worker = self
             .by_id
@@ -225,7 +234,7 @@ impl Workers {
             worker.held_inline += 1;
         }
         let retry_safe = worker.announced(function).is_some_and(|f| f.retry_safe);
-        (inline, retry_safe)
+        (inline, retry_safe, worker.context)
     }
 
     /// Records that `id` no longer holds a call; returns whether it is draining and now

@@ -156,11 +156,18 @@ impl Broker {
             call_id: call.call_id,
             time_left_ms: call.time_left_ms,
             function: &call.function,
+            attempt: call.attempt.min(255) as u8,
+            traceparent: call.traceparent.as_deref().unwrap_or_default(),
         };
         let index = match self.requests.iter().position(|(id, _)| *id == worker) {
             Some(index) => index,
             None => {
-                self.requests.push((worker, RequestMessage::new()));
+                let request = if call.context {
+                    RequestMessage::with_context()
+                } else {
+                    RequestMessage::new()
+                };
+                self.requests.push((worker, request));
                 self.requests.len() - 1
             }
         };

@@ -278,6 +278,7 @@ fn run_relay(args: &Args, body: &[u8]) -> anyhow::Result<Measured> {
     let header = CallHeader {
         id: 0,
         timeout_ms: Some(args.timeout_ms),
+        traceparent: None,
     };
     let frames = request_frames(&args.function, &header, body.to_vec())
         .iter()
@@ -480,6 +481,7 @@ fn drive(
                     let header = CallHeader {
                         id: sent,
                         timeout_ms: Some(header_timeout),
+                        traceparent: None,
                     };
                     pipeline.push_call(function, &header, owned_frame(body.clone()));
                     if pipeline.len() >= plan.pipeline {

@@ -9,7 +9,7 @@ use switchboard_cli::demo;
 use switchboard_transport::socket::SocketLimits;
 use switchboard_worker::{default_name, vars, Worker, WorkerConfig};
 
-/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, work_ms, fail, panic, greet, whoami,
+/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, work_ms, context, fail, panic, greet, whoami,
 /// time.now, time.shift, bytes.len and bytes.reverse.
 #[derive(Debug, Parser)]
 #[command(version, about)]

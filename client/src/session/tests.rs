@@ -44,6 +44,7 @@ impl Harness {
         let header = CallHeader {
             id,
             timeout_ms: Some(timeout_ms),
+            traceparent: None,
         };
         let call = NewCall {
             id,
@@ -81,6 +82,7 @@ impl Harness {
         let header = CallHeader {
             id,
             timeout_ms: None,
+            traceparent: None,
         };
         let route = Envelope::new::<Frame>(&[], &header.encode());
         self.session
@@ -333,6 +335,7 @@ fn an_async_call_is_answered_timeout_when_its_caller_gives_up() {
     let header = CallHeader {
         id: 9,
         timeout_ms: Some(100),
+        traceparent: None,
     };
     h.session.handle_call(
         NewCall {

@@ -51,6 +51,7 @@ impl Harness {
             name: "test".into(),
             cancel: false,
             drain: false,
+            context: false,
         };
         let mut link = Link::new(timing, ready, registration, now);
         link.connected(now);
@@ -90,6 +91,8 @@ impl Harness {
                 call_id: ticket,
                 time_left_ms: 1000,
                 function: "f",
+                attempt: 0,
+                traceparent: "",
             };
             request.push(record, Frame::from(&b"\x80"[..]));
         }

@@ -46,6 +46,7 @@ pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
         name: String::new(),
         cancel: false,
         drain: false,
+        context: false,
     }
 }
 
@@ -124,7 +125,11 @@ impl Harness {
         timeout_ms: Option<u64>,
         body: Frame,
     ) -> &mut Self {
-        let header = CallHeader { id, timeout_ms };
+        let header = CallHeader {
+            id,
+            timeout_ms,
+            traceparent: None,
+        };
         let request = Incoming::Call(Request {
             route: ReplyRoute::new(&[Frame::from(client.as_bytes())], &header.encode()),
             function: function.into(),
@@ -145,6 +150,7 @@ impl Harness {
         let header = CallHeader {
             id,
             timeout_ms: None,
+            traceparent: None,
         };
         let batch = Incoming::Batch(BatchRequest {
             route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),

@@ -826,3 +826,47 @@ fn a_call_cancelled_then_answered_soon_does_not_make_its_worker_hung() {
     }
     assert_eq!(h.router.stats().hung_workers, 0);
 }
+
+#[test]
+fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
+    let mut h = Harness::new();
+    let mut info = ready_info(&["safe"], 1);
+    info.functions[0].retry_safe = true;
+    h.ready_with("a", info.clone()).ready_with("b", info);
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let header = switchboard_protocol::CallHeader {
+        id: 1,
+        timeout_ms: None,
+        traceparent: Some(trace.into()),
+    };
+    let request = crate::route::Incoming::Call(crate::route::Request {
+        route: crate::route::ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
+        function: "safe".into(),
+        header,
+        body: Frame::from(&b"\x80"[..]),
+    });
+    let now = h.now;
+    h.router.submit(request, now, &mut h.out);
+    let runs = |h: &Harness| -> Vec<(String, u32, Option<String>)> {
+        h.out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Run { worker, call } => Some((
+                    String::from_utf8_lossy(worker).into_owned(),
+                    call.attempt,
+                    call.traceparent.as_deref().map(str::to_owned),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = runs(&h);
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].1, first[0].2.as_deref()), (1, Some(trace)));
+    let lost = first[0].0.clone();
+    h.clear().unreachable(&lost, &[]);
+    let second = runs(&h);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0].0, lost);
+    assert_eq!((second[0].1, second[0].2.as_deref()), (2, Some(trace)));
+}
