@@ -106,4 +106,10 @@ pub struct RouterStats {
     /// Workers found running a call long past its deadline (given no new calls, and asked
     /// to leave when they understand DRAIN).
     pub hung_workers: u64,
+    /// Hedges sent: second attempts of slow retry-safe calls on another worker.
+    pub hedges: u64,
+    /// Hedges that answered before the call they hedged.
+    pub hedges_won: u64,
+    /// Hedges not sent because the hedge budget was spent.
+    pub hedges_throttled: u64,
 }

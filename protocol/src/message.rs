@@ -77,6 +77,15 @@ pub struct FunctionInfo {
     /// Absent means false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub inline: bool,
+    /// Hedge calls of this (retry-safe) function: when a call has run this many
+    /// milliseconds without an answer, the broker sends a second attempt to another
+    /// worker; the first answer wins. Absent or 0: no hedging.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub hedge_ms: u64,
+}
+
+fn is_zero_u64(value: &u64) -> bool {
+    *value == 0
 }
 
 fn is_false(value: &bool) -> bool {

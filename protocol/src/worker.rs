@@ -512,6 +512,7 @@ mod tests {
                 signature: "add(a: i64, b: i64) -> i64".into(),
                 retry_safe: false,
                 inline: true,
+                hedge_ms: 0,
             }],
             inline_capacity: 64,
             name: "w1".into(),

@@ -273,6 +273,7 @@ fn one_huge_ready_neither_stalls_the_broker_nor_grows_it_without_bound() {
             },
             retry_safe: false,
             inline: false,
+            hedge_ms: 0,
         })
         .collect();
     let ready = switchboard_protocol::codec::encode(&switchboard_protocol::ReadyInfo {

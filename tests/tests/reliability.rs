@@ -501,3 +501,71 @@ fn a_worker_whose_every_call_fails_gets_almost_no_traffic_once_found_out() {
         .collect();
     assert_eq!(ejected, ["broken"], "no healthy worker ejected");
 }
+
+#[test]
+fn hedged_calls_route_around_a_slow_worker() {
+    use std::time::Instant;
+    use switchboard_tests::{LocalBroker, LocalWorker};
+    use switchboard_worker::{CallContext, Registry, WorkerConfig};
+    let broker = LocalBroker::start(BrokerConfig::default());
+    // The same function twice: `lookup` hedged after 50 ms, `lookup_plain` not. One host
+    // takes 300 ms (stopping when cancelled), three answer at once.
+    let registry = |slow: bool| {
+        let run = move |key: u64| {
+            if slow {
+                let context = CallContext::current();
+                for _ in 0..60 {
+                    if context.as_ref().is_some_and(CallContext::is_cancelled) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            key
+        };
+        let mut registry = Registry::new();
+        registry
+            .register("lookup", run)
+            .retry_safe()
+            .hedge_after(Duration::from_millis(50));
+        registry.register("lookup_plain", run).retry_safe();
+        registry
+    };
+    let config = || WorkerConfig {
+        threads: 4,
+        ..WorkerConfig::default()
+    };
+    let _workers: Vec<LocalWorker> = [("slow", true), ("a", false), ("b", false), ("c", false)]
+        .into_iter()
+        .map(|(name, slow)| {
+            LocalWorker::start_with(&broker.backend, name, registry(slow), config())
+        })
+        .collect();
+    broker.wait_for_workers("lookup", 4);
+    let client = broker.client(Duration::from_secs(5));
+    let p99 = |function: &str, timeout: Duration| {
+        let mut took: Vec<Duration> = (0..60u64)
+            .map(|key| {
+                let started = Instant::now();
+                let result = client
+                    .request(function)
+                    .args((key,))
+                    .timeout(timeout)
+                    .call::<u64>();
+                if function == "lookup" {
+                    // Every hedged call is answered within its own 250 ms deadline.
+                    assert_eq!(result.unwrap(), key);
+                }
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        took[58]
+    };
+    let plain = p99("lookup_plain", Duration::from_secs(5));
+    let hedged = p99("lookup", Duration::from_millis(250));
+    eprintln!("one slow worker among four, 60 sequential calls: p99 {plain:?} unhedged, {hedged:?} hedged after 50 ms");
+    let stats: std::collections::HashMap<String, switchboard_protocol::Value> =
+        client.call("system.stats", ()).unwrap();
+    assert!(stats["hedges_won"].as_u64().unwrap() >= 1, "{stats:?}");
+}

@@ -126,6 +126,14 @@ impl Registration<'_> {
         self
     }
 
+    /// Hedges calls of this function (it must also be [`Registration::retry_safe`]): when a
+    /// call has run `after` without an answer, the broker sends a second attempt to
+    /// another free worker hosting it; the first answer wins and the other is cancelled.
+    pub fn hedge_after(mut self, after: std::time::Duration) -> Self {
+        self.info_mut().hedge_ms = after.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+        self
+    }
+
     /// Replaces the signature derived from the Rust types.
     pub fn signature(mut self, signature: &str) -> Self {
         self.info_mut().signature = signature.to_owned();
@@ -183,6 +191,7 @@ impl Registry {
             signature: format!("{name}({params}) -> {}", short_type_name(result)),
             retry_safe: false,
             inline: false,
+            hedge_ms: 0,
         };
         if !self.functions.contains_key(name) {
             self.order.push(name.to_owned());

@@ -133,6 +133,14 @@ impl Router {
             let Place::Running { inline, .. } = call.place else {
                 unreachable!("held by the worker")
             };
+            if call.parent.is_some() {
+                // A hedge that never left: it ends, its call goes on.
+                let function = Arc::clone(&call.function);
+                self.workers.release(worker, ticket, inline);
+                self.functions.stopped(&function, None);
+                self.lost_with_hedge(ticket);
+                continue;
+            }
             call.body = Some(body);
             call.attempts -= 1;
             call.place = Place::Queued;
@@ -251,7 +259,9 @@ impl Router {
                 ..
             } = self;
             let call = calls.get_mut(ticket).expect("queue heads are live calls");
-            start(workers, functions, ticket, call, worker.clone(), now, out);
+            if let Some(at) = start(workers, functions, ticket, call, worker.clone(), now, out) {
+                calls.watch(ticket, at);
+            }
         }
     }
 
@@ -305,7 +315,8 @@ impl Router {
         if call.hung_at.is_some_and(|at| at <= now) {
             self.unstuck(worker);
         }
-        let body = if body.len() > self.config.max_reply_bytes {
+        let oversized = body.len() > self.config.max_reply_bytes;
+        let body = if oversized {
             warn!(worker = %self.workers.label(worker), bytes = body.len(), max = self.config.max_reply_bytes, "reply over the limit; the caller gets PAYLOAD_TOO_LARGE");
             let message = format!(
                 "the result of '{}' is {} bytes; the limit is {}",
@@ -320,18 +331,33 @@ impl Router {
         } else {
             body
         };
-        match call.origin {
+        // A hedged call and its hedge: the first answer takes the caller, the other copy
+        // is released.
+        let (origin, received) = match (call.origin, call.parent) {
+            (Some(origin), _) => {
+                if let Some(hedge) = call.hedge {
+                    self.drop_hedge(hedge, now, out);
+                }
+                (Some(origin), call.received)
+            }
+            (None, Some(parent)) => match self.hedge_won(parent, now, out) {
+                Some((origin, received)) => (Some(origin), received),
+                None => (None, call.received),
+            },
+            (None, None) => (None, call.received),
+        };
+        match origin {
             Some(origin) => {
                 self.stats.calls_completed += 1;
                 let outcome = match code {
-                    _ if body.len() > self.config.max_reply_bytes => "PAYLOAD_TOO_LARGE",
+                    _ if oversized => "PAYLOAD_TOO_LARGE",
                     None => "ok",
                     Some(code) => code.as_str(),
                 };
                 self.ended.push(CallEnded {
                     function: call.function,
                     outcome,
-                    latency: now.saturating_duration_since(call.received),
+                    latency: now.saturating_duration_since(received),
                 });
                 debug!(call_id = call.id, "reply");
                 self.deliver(origin, body, out);
@@ -372,6 +398,9 @@ impl Router {
     /// A call whose worker is gone: back to the front of its queue when it may run again
     /// (a retry-safe body kept, attempts and deadline left, a host left), else WORKER_LOST.
     pub(super) fn retry_or_fail(&mut self, ticket: Ticket, now: Instant, out: &mut Vec<Action>) {
+        if self.lost_with_hedge(ticket) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(ticket) else {
             return;
         };

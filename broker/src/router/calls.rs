@@ -63,6 +63,10 @@ pub(crate) struct Call {
     pub(crate) hung_at: Option<Instant>,
     /// The caller's W3C trace context, when it sent a valid one.
     pub(crate) traceparent: Option<Arc<str>>,
+    /// For a hedge (a second attempt of a running call): the call it hedges.
+    pub(crate) parent: Option<Ticket>,
+    /// For a hedged call: its hedge, running on another worker.
+    pub(crate) hedge: Option<Ticket>,
 }
 
 /// Every call held, by ticket, with their deadlines.

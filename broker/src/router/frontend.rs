@@ -151,19 +151,28 @@ impl Router {
                 .as_deref()
                 .filter(|t| is_traceparent(t))
                 .map(Arc::from),
+            parent: None,
+            hedge: None,
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
-        match worker {
+        self.earn_hedge_budget();
+        let hedge_at = match worker {
             Some(worker) => {
                 let Router {
                     workers, functions, ..
                 } = self;
-                start(workers, functions, ticket, &mut call, worker, now, out);
+                start(workers, functions, ticket, &mut call, worker, now, out)
             }
-            None => self.functions.enqueue(function, ticket, false),
-        }
+            None => {
+                self.functions.enqueue(function, ticket, false);
+                None
+            }
+        };
         self.calls.insert(ticket, call);
+        if let Some(at) = hedge_at {
+            self.calls.watch(ticket, at);
+        }
     }
 
     /// Sends a reply body where it belongs: to the caller, or into its batch.

@@ -86,6 +86,23 @@ impl Router {
                 "the caller index and call {ticket:?} disagree"
             );
         }
+        for (ticket, call) in self.calls.iter() {
+            if let Some(parent) = call.parent {
+                assert!(call.origin.is_none(), "hedge {ticket:?} has its own caller");
+                assert_eq!(
+                    self.calls.get(parent).and_then(|p| p.hedge),
+                    Some(ticket),
+                    "hedge {ticket:?} and its call disagree"
+                );
+            }
+            if let Some(hedge) = call.hedge {
+                assert_eq!(
+                    self.calls.get(hedge).and_then(|h| h.parent),
+                    Some(ticket),
+                    "call {ticket:?} and its hedge disagree"
+                );
+            }
+        }
         let index: Map<(u64, u64), Ticket> = self.calls.caller_index().collect();
         for (ticket, call) in self.calls.iter() {
             if let Some(key) = call.caller_key {

@@ -65,6 +65,7 @@ impl Router {
             // Inline or not is how that worker runs it, not what the function is.
             let info = FunctionInfo {
                 inline: false,
+                hedge_ms: 0,
                 ..info.clone()
             };
             match variants.iter_mut().find(|(v, _)| *v == info) {

@@ -25,6 +25,7 @@ mod deadlines;
 mod frontend;
 mod functions;
 mod health;
+mod hedge;
 mod invariants;
 mod listing;
 mod queue;
@@ -173,6 +174,8 @@ pub(crate) struct Router {
     stats: RouterStats,
     /// Calls ended since the socket loop last took them (for metrics).
     ended: Vec<CallEnded>,
+    /// Hedges that may be sent now (see `hedge`).
+    hedge_budget: f64,
     auth: Arc<AuthCounters>,
 }
 
@@ -188,6 +191,7 @@ impl Router {
             shutting_down: false,
             stats: RouterStats::default(),
             ended: Vec::new(),
+            hedge_budget: hedge::HEDGE_BURST,
             auth: Arc::default(),
         }
     }
@@ -281,6 +285,10 @@ impl Router {
                     self.hung(&worker, out);
                 }
             }
+            Place::Running { .. } if now < call.deadline => {
+                // Not its deadline: its hedge's time.
+                self.hedge_due(ticket, now, out);
+            }
             Place::Running { .. } => {
                 let message = format!("call to '{}' timed out while running", call.function);
                 self.stop_running(ticket, ErrorCode::Timeout, message, now, out);
@@ -304,11 +312,30 @@ impl Router {
         let Some(call) = self.calls.get_mut(ticket) else {
             return;
         };
-        let Place::Running { worker, .. } = &call.place else {
+        if !matches!(call.place, Place::Running { .. }) {
             return;
-        };
+        }
         let Some(origin) = call.origin.take() else {
             return; // already answered
+        };
+        let (id, function, received) = (call.id, Arc::clone(&call.function), call.received);
+        let hedge = call.hedge.take();
+        self.release_copy(ticket, now, out);
+        if let Some(hedge) = hedge {
+            self.drop_hedge(hedge, now, out);
+        }
+        self.fail(origin, id, function, received, code, message, now, out);
+    }
+
+    /// A running call nobody waits for any more (answered, or won by its twin): its worker
+    /// is told when it understands CANCEL, and if it still holds it `hung_after` later, it
+    /// is hung.
+    pub(super) fn release_copy(&mut self, ticket: Ticket, now: Instant, out: &mut Vec<Action>) {
+        let Some(call) = self.calls.get_mut(ticket) else {
+            return;
+        };
+        let Place::Running { worker, .. } = &call.place else {
+            return;
         };
         if self.workers.get(worker).is_some_and(|w| w.cancels) {
             self.stats.cancels_sent += 1;
@@ -317,12 +344,9 @@ impl Router {
                 ticket,
             });
         }
-        // Looked at again later: a worker still running it then is hung.
         let hung_at = now + self.config.hung_after;
         call.hung_at = Some(hung_at);
-        let (id, function, received) = (call.id, Arc::clone(&call.function), call.received);
         self.calls.watch(ticket, hung_at);
-        self.fail(origin, id, function, received, code, message, now, out);
     }
 }
 
@@ -378,7 +402,8 @@ fn worker_label(name: &str, id: &[u8]) -> String {
 }
 
 /// Sends a call to `worker`: records it as held there, takes its body (keeping a copy
-/// only if the worker said the function is retry-safe) and pushes the REQUEST.
+/// only if the worker said the function is retry-safe) and pushes the REQUEST. Returns
+/// when to hedge it, if its function is hedged.
 fn start(
     workers: &mut Workers,
     functions: &mut Functions,
@@ -387,8 +412,13 @@ fn start(
     worker: WorkerId,
     now: Instant,
     out: &mut Vec<Action>,
-) {
-    let (inline, retry_safe, context) = workers.start(&worker, ticket, &call.function);
+) -> Option<Instant> {
+    let workers::Started {
+        inline,
+        retry_safe,
+        context,
+        hedge_after,
+    } = workers.start(&worker, ticket, &call.function);
     functions.started(&call.function);
     let remaining = call.deadline.saturating_duration_since(now);
     let body = call.body.take().expect("a queued call has its body");
@@ -415,4 +445,9 @@ fn start(
         inline,
         since: now,
     };
+    // A hedge is never hedged again; a call whose deadline comes first is not hedged.
+    hedge_after
+        .filter(|_| call.parent.is_none())
+        .map(|after| now + after)
+        .filter(|at| *at < call.deadline)
 }

@@ -102,6 +102,18 @@ impl Worker {
     }
 }
 
+/// What the worker that takes a call says about it.
+pub(crate) struct Started {
+    /// The call runs on its inline budget.
+    pub(crate) inline: bool,
+    /// Running it twice is harmless.
+    pub(crate) retry_safe: bool,
+    /// It takes the call context.
+    pub(crate) context: bool,
+    /// Hedge the call after this long without an answer (retry-safe functions only).
+    pub(crate) hedge_after: Option<Duration>,
+}
+
 /// Every connected worker, by routing identity.
 #[derive(Default)]
 pub(crate) struct Workers {
@@ -216,12 +228,7 @@ impl Workers {
     /// Records that `id` takes a call of `function`: returns whether it runs inline,
     /// whether the worker said the function is retry-safe, and whether it takes the call
     /// context.
-    pub(crate) fn start(
-        &mut self,
-        id: &[u8],
-        ticket: Ticket,
-        function: &str,
-    ) -> (bool, bool, bool) {
+    pub(crate) fn start(&mut self, id: &[u8], ticket: Ticket, function: &str) -> Started {
         self.dispatches += 1;
         let worker = self
             .by_id
@@ -233,8 +240,15 @@ impl Workers {
         if inline {
             worker.held_inline += 1;
         }
-        let retry_safe = worker.announced(function).is_some_and(|f| f.retry_safe);
-        (inline, retry_safe, worker.context)
+        let announced = worker.announced(function);
+        let retry_safe = announced.is_some_and(|f| f.retry_safe);
+        let hedge_ms = announced.map_or(0, |f| f.hedge_ms);
+        Started {
+            inline,
+            retry_safe,
+            context: worker.context,
+            hedge_after: (retry_safe && hedge_ms > 0).then(|| Duration::from_millis(hedge_ms)),
+        }
     }
 
     /// Records that `id` no longer holds a call; returns whether it is draining and now

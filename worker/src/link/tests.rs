@@ -47,6 +47,7 @@ impl Harness {
                 signature: String::new(),
                 retry_safe: false,
                 inline: false,
+                hedge_ms: 0,
             }],
             name: "test".into(),
             cancel: false,

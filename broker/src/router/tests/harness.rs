@@ -40,6 +40,7 @@ pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
                 signature: String::new(),
                 retry_safe: false,
                 inline: false,
+                hedge_ms: 0,
             })
             .collect(),
         inline_capacity: 0,

@@ -10,9 +10,10 @@ use switchboard_protocol::codec::{decode_reply, encode_error, encode_result};
 use switchboard_protocol::worker::WorkerMessage;
 use switchboard_protocol::{ErrorCode, Frame, Value};
 
-use super::{health, Action, RouterConfig};
+use super::{health, Action, RouterConfig, WorkerId};
 use crate::view::View;
 use harness::{id, ready_info, Harness};
+use switchboard_protocol::worker::Ticket;
 
 #[test]
 fn unknown_function_is_refused_at_once() {
@@ -869,4 +870,133 @@ fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
     assert_eq!(second.len(), 1);
     assert_ne!(second[0].0, lost);
     assert_eq!((second[0].1, second[0].2.as_deref()), (2, Some(trace)));
+}
+
+/// Two workers hosting retry-safe `f`, hedged after 50 ms; both understand CANCEL.
+fn hedged_pair() -> Harness {
+    let mut h = Harness::new();
+    let mut info = ready_info(&["f"], 1);
+    info.functions[0].retry_safe = true;
+    info.functions[0].hedge_ms = 50;
+    info.cancel = true;
+    h.ready_with("x", info.clone()).ready_with("y", info);
+    h
+}
+
+/// The workers and attempts of the REQUESTs in the outbox.
+fn runs(h: &Harness) -> Vec<(WorkerId, Ticket, u32)> {
+    h.out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Run { worker, call } => Some((worker.clone(), call.ticket, call.attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The tickets cancelled in the outbox.
+fn cancelled(h: &Harness) -> Vec<Ticket> {
+    h.out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Cancel { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+        .collect()
+}
+
+fn name(worker: &WorkerId) -> String {
+    String::from_utf8_lossy(worker).into_owned()
+}
+
+#[test]
+fn a_slow_hedged_call_is_answered_by_its_hedge_and_the_slow_copy_cancelled() {
+    let mut h = hedged_pair();
+    h.call("f", 1, Some(5_000));
+    let first = runs(&h);
+    let (slow, slow_ticket, _) = first[0].clone();
+    h.clear().advance(49);
+    assert!(runs(&h).is_empty(), "not before its hedge time");
+    h.clear().advance(1);
+    let hedge = runs(&h);
+    assert_eq!(hedge.len(), 1);
+    let (fast, hedge_ticket, attempt) = hedge[0].clone();
+    assert_ne!(fast, slow, "the hedge goes to another worker");
+    assert_eq!(attempt, 2);
+    h.clear().reply(&name(&fast), hedge_ticket);
+    assert_eq!(
+        h.reply_codes(),
+        [None],
+        "the hedge's answer reaches the caller"
+    );
+    assert_eq!(cancelled(&h), [slow_ticket], "the slow copy is cancelled");
+    assert_eq!(
+        (h.router.stats().hedges, h.router.stats().hedges_won),
+        (1, 1)
+    );
+    h.clear().reply(&name(&slow), slow_ticket);
+    assert!(h.reply_codes().is_empty(), "one answer per call");
+    assert_eq!(h.router.stats().late_replies, 1);
+    assert_eq!(h.router.calls_in_progress(), 0);
+}
+
+#[test]
+fn when_the_first_copy_answers_first_the_hedge_is_cancelled() {
+    let mut h = hedged_pair();
+    h.call("f", 1, Some(5_000));
+    let (first, first_ticket, _) = runs(&h)[0].clone();
+    h.clear().advance(50);
+    let (second, hedge_ticket, _) = runs(&h)[0].clone();
+    h.clear().reply(&name(&first), first_ticket);
+    assert_eq!(h.reply_codes(), [None]);
+    assert_eq!(cancelled(&h), [hedge_ticket]);
+    assert_eq!(h.router.stats().hedges_won, 0);
+    h.clear().reply(&name(&second), hedge_ticket);
+    assert!(h.reply_codes().is_empty());
+    assert_eq!(h.router.calls_in_progress(), 0);
+}
+
+#[test]
+fn a_hedged_call_whose_first_worker_is_lost_is_answered_by_its_hedge() {
+    let mut h = hedged_pair();
+    h.call("f", 1, Some(5_000));
+    let (first, _, _) = runs(&h)[0].clone();
+    h.clear().advance(50);
+    let (second, hedge_ticket, _) = runs(&h)[0].clone();
+    h.clear().unreachable(&name(&first), &[]);
+    assert!(
+        h.reply_codes().is_empty(),
+        "no WORKER_LOST: the hedge goes on"
+    );
+    h.clear().reply(&name(&second), hedge_ticket);
+    assert_eq!(h.reply_codes(), [None]);
+    assert_eq!(h.router.calls_in_progress(), 0);
+}
+
+#[test]
+fn calls_are_not_hedged_unless_retry_safe_and_hedges_are_throttled() {
+    // Announced with hedge_ms but not retry-safe: never hedged.
+    let mut h = Harness::new();
+    let mut info = ready_info(&["f"], 100);
+    info.functions[0].hedge_ms = 10;
+    h.ready_with("x", info.clone()).ready_with("y", info);
+    h.call("f", 1, Some(5_000)).clear().advance(20);
+    assert!(runs(&h).is_empty());
+    assert_eq!(h.router.stats().hedges, 0);
+    // Retry-safe, many calls at once: about three in ten at most (plus a burst of 10).
+    let mut h = Harness::with(RouterConfig {
+        queue_capacity: 1_000,
+        ..RouterConfig::default()
+    });
+    let mut info = ready_info(&["f"], 1_000);
+    info.functions[0].retry_safe = true;
+    info.functions[0].hedge_ms = 10;
+    h.ready_with("x", info.clone()).ready_with("y", info);
+    for id in 0..100 {
+        h.call("f", id, Some(5_000));
+    }
+    h.clear().advance(10);
+    let stats = h.router.stats();
+    assert!(stats.hedges <= 40, "{} hedges for 100 calls", stats.hedges);
+    assert!(stats.hedges_throttled > 0);
 }
