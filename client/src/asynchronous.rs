@@ -100,7 +100,10 @@ impl RequestBuilder<'_> {
         let queued = client.submit(
             self.timeout,
             self.idempotent,
-            self.traceparent,
+            crate::client::HeaderExtras {
+                traceparent: self.traceparent,
+                timings: self.timings,
+            },
             |header| request_frames(&function, header, body),
             ReplySender::Async(reply),
         )?;

@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchboard_protocol::client::{batch_request_frames, request_frames, CANCEL_FUNCTION};
 use switchboard_protocol::codec::{
-    decode_batch_reply, decode_reply, encode_args, encode_kwargs, encode_request_body,
-    request_body_from_parts, BatchItem,
+    decode_batch_reply, decode_reply, decode_timings, encode_args, encode_kwargs,
+    encode_request_body, request_body_from_parts, BatchItem,
 };
-use switchboard_protocol::{CallHeader, CodecError, Frame};
+use switchboard_protocol::{CallHeader, CallTimings, CodecError, Frame};
 use switchboard_transport::curve::ClientCurve;
 use switchboard_transport::socket::SocketLimits;
 use switchboard_transport::wake::{waker, Waker};
@@ -22,6 +22,15 @@ use switchboard_transport::wake::{waker, Waker};
 use crate::connection::{Command, Connection};
 use crate::error::{CallError, ConnectError};
 use crate::session::{Counters, NewCall, ReplySender};
+
+/// What a request may add to its header besides its id and timeout.
+#[derive(Debug, Default)]
+pub(crate) struct HeaderExtras {
+    /// The caller's W3C trace context.
+    pub(crate) traceparent: Option<String>,
+    /// Ask for the call's timings in the reply.
+    pub(crate) timings: bool,
+}
 
 /// A call handed to the socket thread.
 pub(crate) struct Queued {
@@ -223,6 +232,7 @@ impl Client {
             timeout: None,
             idempotent: false,
             traceparent: None,
+            timings: false,
         }
     }
 
@@ -246,7 +256,7 @@ impl Client {
         let queued = self.submit(
             timeout,
             idempotent,
-            None,
+            HeaderExtras::default(),
             frames,
             ReplySender::Blocking(reply),
         )?;
@@ -264,7 +274,7 @@ impl Client {
         &self,
         timeout: Option<Duration>,
         idempotent: bool,
-        traceparent: Option<String>,
+        extras: HeaderExtras,
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
         reply: ReplySender,
     ) -> Result<Queued, CallError> {
@@ -273,7 +283,8 @@ impl Client {
         let header = CallHeader {
             id,
             timeout_ms: Some(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
-            traceparent,
+            traceparent: extras.traceparent,
+            timings: extras.timings,
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
         let command = Command::Call(NewCall {
@@ -305,7 +316,7 @@ impl Client {
         self.submit(
             Some(timeout),
             false,
-            None,
+            HeaderExtras::default(),
             |header| request_frames(CANCEL_FUNCTION, header, body),
             ReplySender::Blocking(reply),
         )?;
@@ -322,6 +333,7 @@ pub struct RequestBuilder<'c> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) idempotent: bool,
     pub(crate) traceparent: Option<String>,
+    pub(crate) timings: bool,
 }
 
 impl RequestBuilder<'_> {
@@ -351,6 +363,13 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Asks the broker for the call's timings (time queued, time running, attempts, the
+    /// worker that answered), read with [`PendingCall::wait_timed`].
+    pub fn timings(mut self) -> Self {
+        self.timings = true;
+        self
+    }
+
     /// Marks the call safe to send twice: if the connection to the broker drops
     /// (a broker restart), the client sends it again instead of failing it with
     /// BROKER_LOST. Only for calls whose effect does not double when repeated.
@@ -367,7 +386,10 @@ impl RequestBuilder<'_> {
         let queued = self.client.submit(
             self.timeout,
             self.idempotent,
-            self.traceparent,
+            HeaderExtras {
+                traceparent: self.traceparent,
+                timings: self.timings,
+            },
             |header| request_frames(&function, header, body),
             ReplySender::Blocking(reply),
         )?;
@@ -428,6 +450,17 @@ impl PendingCall {
     /// cancel could not be sent (the client is closing).
     pub fn cancel(self) -> Result<(), CallError> {
         self.client.send_cancel(self.id, self.timeout)
+    }
+
+    /// Waits for the result and the call's timings (present when the request asked for
+    /// them with [`RequestBuilder::timings`] and the broker measured them).
+    pub fn wait_timed<R: DeserializeOwned>(self) -> Result<(R, Option<CallTimings>), CallError> {
+        let body = self.wait_body()?;
+        let timings = decode_timings(&body);
+        let value = decode_reply::<R>(&body)
+            .map_err(CallError::Decode)?
+            .map_err(CallError::from)?;
+        Ok((value, timings))
     }
 
     /// Waits for the raw reply body.

@@ -35,4 +35,4 @@ pub use client::{
     RequestBuilder,
 };
 pub use error::{CallError, ConnectError};
-pub use switchboard_protocol::{ErrorCode, RemoteError, Timestamp, Value};
+pub use switchboard_protocol::{CallTimings, ErrorCode, RemoteError, Timestamp, Value};

@@ -517,6 +517,7 @@ mod tests {
             id: 9,
             timeout_ms: Some(50),
             traceparent: None,
+            timings: false,
         }
         .encode();
         let parsed = parse(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
@@ -532,6 +533,7 @@ mod tests {
                 id: 9,
                 timeout_ms: Some(50),
                 traceparent: None,
+                timings: false,
             }
         );
         assert_eq!(&req.body[..], b"\x80");
@@ -551,6 +553,7 @@ mod tests {
             id: 1,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         }
         .encode();
         let cases: Vec<(Vec<&[u8]>, &str)> = vec![
@@ -586,6 +589,7 @@ mod tests {
             id: 7,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         }
         .encode();
         let h = &header[..];
@@ -623,6 +627,7 @@ mod tests {
             id: 4,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         }
         .encode();
         let parts: Vec<&[u8]> = vec![
@@ -678,6 +683,7 @@ mod tests {
                 id,
                 timeout_ms: None,
                 traceparent: None,
+                timings: false,
             }
             .encode()
         };
@@ -745,6 +751,7 @@ mod tests {
             id: 8,
             timeout_ms: Some(5),
             traceparent: None,
+            timings: false,
         };
         let mut pipeline = Pipeline::new();
         pipeline.push(request_frames("add", &header, vec![0x80]));
@@ -770,6 +777,7 @@ mod tests {
             id: 3,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         };
         let route = Envelope::new(&frames(&[b"client"]), &header.encode());
         let mut out = route.reply_frames(Frame::from(&b"\x80"[..]));

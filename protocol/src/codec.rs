@@ -3,7 +3,7 @@
 use crate::code::ErrorCode;
 use crate::error::CodecError;
 use crate::limits::{MAX_DEPTH, MAX_VALUES};
-use crate::message::{CallHeader, RemoteError};
+use crate::message::{CallHeader, CallTimings, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -174,6 +174,7 @@ fn usual_header(bytes: &[u8]) -> Option<CallHeader> {
         id: id?,
         timeout_ms,
         traceparent: None,
+        timings: false,
     })
 }
 
@@ -354,6 +355,33 @@ struct ReplyBody<T> {
 
 fn none<T>() -> Option<T> {
     None
+}
+
+/// Adds `"timings": {…}` to a reply body whose top level is a small map (a fixmap of at
+/// most 14 entries, as every reply body of this protocol is), without decoding the rest:
+/// its entry count goes up by one and the entry is appended. `None` for any other body.
+pub fn append_timings(body: &[u8], timings: &CallTimings) -> Option<Vec<u8>> {
+    let (&marker, rest) = body.split_first()?;
+    if !(0x80..=0x8e).contains(&marker) {
+        return None;
+    }
+    let entry = encode(timings).ok()?;
+    let mut out = Vec::with_capacity(body.len() + 9 + entry.len());
+    out.push(marker + 1);
+    out.extend_from_slice(rest);
+    out.extend_from_slice(b"\xa7timings");
+    out.extend_from_slice(&entry);
+    Some(out)
+}
+
+/// The `"timings"` a reply body carries, if any (see [`append_timings`]).
+pub fn decode_timings(body: &[u8]) -> Option<CallTimings> {
+    #[derive(Deserialize)]
+    struct WithTimings {
+        #[serde(default)]
+        timings: Option<CallTimings>,
+    }
+    decode::<WithTimings>(body).ok()?.timings
 }
 
 /// The outcome of a reply body, for metrics: `None` for a result, else the error code.
@@ -628,13 +656,39 @@ mod tests {
             id: 7,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         };
         assert_eq!(header.encode(), [0x81, 0xa2, b'i', b'd', 0x07]);
         let header = CallHeader {
             id: 7,
             timeout_ms: Some(1000),
             traceparent: None,
+            timings: false,
         };
         assert_eq!(CallHeader::decode(&header.encode()).unwrap(), header);
+    }
+
+    #[test]
+    fn timings_are_appended_to_a_reply_without_decoding_it_and_read_back() {
+        let timings = CallTimings {
+            queued_us: 5,
+            running_us: 1_200,
+            attempts: 1,
+            worker: "w0".into(),
+        };
+        let body = encode_result(&vec![1, 2, 3]).unwrap();
+        let with = append_timings(&body, &timings).unwrap();
+        assert_eq!(decode_reply::<Vec<i32>>(&with).unwrap().unwrap(), [1, 2, 3]);
+        assert_eq!(decode_timings(&with), Some(timings.clone()));
+        assert_eq!(decode_timings(&body), None);
+        let error = encode_error(&RemoteError::new(ErrorCode::FunctionError, "no"));
+        let with = append_timings(&error, &timings).unwrap();
+        assert_eq!(
+            decode_reply::<()>(&with).unwrap().unwrap_err().code,
+            ErrorCode::FunctionError
+        );
+        // Not a small map: left alone.
+        assert_eq!(append_timings(b"\x91\x01", &timings), None);
+        assert_eq!(append_timings(b"", &timings), None);
     }
 }

@@ -35,8 +35,8 @@ pub mod worker;
 pub use code::ErrorCode;
 pub use error::{CodecError, ProtocolError};
 pub use message::{
-    CallHeader, FunctionInfo, FunctionListing, FunctionVariant, ReadyInfo, RemoteError,
-    WorkerListing,
+    CallHeader, CallTimings, FunctionInfo, FunctionListing, FunctionVariant, ReadyInfo,
+    RemoteError, WorkerListing,
 };
 
 /// One ZeroMQ frame. Frames the broker only forwards are moved, never copied.

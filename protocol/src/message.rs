@@ -17,6 +17,24 @@ pub struct CallHeader {
     /// workers that take it; absent when the caller traces nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Ask for the call's timings in the reply body (`"timings"`, see [`CallTimings`]).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timings: bool,
+}
+
+/// How a call went, as the broker measured it: added to the reply body under
+/// `"timings"` when the request's header asked for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallTimings {
+    /// Microseconds from the broker receiving the call to sending it to the worker that
+    /// answered (the last attempt).
+    pub queued_us: u64,
+    /// Microseconds from sending it to that worker to its reply.
+    pub running_us: u64,
+    /// How many times the broker sent the call (retries and hedges included).
+    pub attempts: u32,
+    /// The name of the worker that answered (may be empty).
+    pub worker: String,
 }
 
 /// Whether `value` is a W3C `traceparent` this protocol forwards: version `00`, a 32-digit

@@ -326,3 +326,45 @@ fn command_line_output_into_a_closed_pipe_is_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn timings_come_back_when_asked_for_and_the_cli_prints_them() {
+    let (broker, _workers) = local_cluster(1, BrokerConfig::default(), |_| {});
+    let client = broker.client(Duration::from_secs(5));
+    let pending = client
+        .request("sleep_ms")
+        .args((20,))
+        .timings()
+        .send()
+        .unwrap();
+    let (slept, timings): (u64, _) = pending.wait_timed().unwrap();
+    assert_eq!(slept, 20);
+    let timings = timings.expect("asked for");
+    assert!(timings.running_us >= 20_000, "{timings:?}");
+    assert_eq!((timings.attempts, timings.worker.as_str()), (1, "w0"));
+    // Not asked: none, and the reply is the plain one.
+    let (_, none): (u64, _) = client
+        .request("sleep_ms")
+        .args((1,))
+        .send()
+        .unwrap()
+        .wait_timed()
+        .unwrap();
+    assert_eq!(none, None);
+    let output = Command::new(binary("client"))
+        .args([
+            "--endpoint",
+            &broker.frontend,
+            "call",
+            "--verbose",
+            "add",
+            "2",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "5");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("attempts 1, worker w0"), "{stderr}");
+}

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchboard_protocol::codec::{encode_error, reply_outcome};
+use switchboard_protocol::codec::{append_timings, encode_error, reply_outcome};
 use switchboard_protocol::worker::{Ticket, WorkerMessage};
-use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
+use switchboard_protocol::{CallTimings, ErrorCode, Frame, ReadyInfo, RemoteError};
 use tracing::{debug, info, warn};
 
 use super::calls::Place;
@@ -333,18 +333,33 @@ impl Router {
         };
         // A hedged call and its hedge: the first answer takes the caller, the other copy
         // is released.
-        let (origin, received) = match (call.origin, call.parent) {
+        let (origin, received, timings) = match (call.origin, call.parent) {
             (Some(origin), _) => {
                 if let Some(hedge) = call.hedge {
                     self.drop_hedge(hedge, now, out);
                 }
-                (Some(origin), call.received)
+                (Some(origin), call.received, call.timings)
             }
             (None, Some(parent)) => match self.hedge_won(parent, now, out) {
-                Some((origin, received)) => (Some(origin), received),
-                None => (None, call.received),
+                Some((origin, received, timings)) => (Some(origin), received, timings),
+                None => (None, call.received, false),
             },
-            (None, None) => (None, call.received),
+            (None, None) => (None, call.received, false),
+        };
+        let body = if timings && origin.is_some() {
+            let timings = CallTimings {
+                queued_us: micros(since.saturating_duration_since(received)),
+                running_us: micros(now.saturating_duration_since(since)),
+                attempts: call.attempts,
+                worker: self
+                    .workers
+                    .get(worker)
+                    .map(|w| w.name.clone())
+                    .unwrap_or_default(),
+            };
+            append_timings(&body, &timings).map_or(body, Frame::from)
+        } else {
+            body
         };
         match origin {
             Some(origin) => {
@@ -541,4 +556,9 @@ impl Router {
             }
         }
     }
+}
+
+/// Whole microseconds of a duration, saturating.
+fn micros(duration: std::time::Duration) -> u64 {
+    duration.as_micros().try_into().unwrap_or(u64::MAX)
 }

@@ -67,6 +67,8 @@ pub(crate) struct Call {
     pub(crate) parent: Option<Ticket>,
     /// For a hedged call: its hedge, running on another worker.
     pub(crate) hedge: Option<Ticket>,
+    /// The caller asked for the call's timings in the reply.
+    pub(crate) timings: bool,
 }
 
 /// Every call held, by ticket, with their deadlines.

@@ -153,6 +153,7 @@ impl Router {
                 .map(Arc::from),
             parent: None,
             hedge: None,
+            timings: header.timings,
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");

@@ -70,6 +70,7 @@ impl Router {
             traceparent: call.traceparent.clone(),
             parent: Some(ticket),
             hedge: None,
+            timings: false,
         });
         let hedge_ticket = self.calls.next_ticket();
         let Router {
@@ -92,21 +93,21 @@ impl Router {
     }
 
     /// The hedge of `parent` answered first: it takes the parent's caller (returned with
-    /// when the broker received the call), and the parent's copy is released. `None` when
-    /// the parent was answered already.
+    /// when the broker received the call and whether its caller asked for timings), and
+    /// the parent's copy is released. `None` when the parent was answered already.
     pub(super) fn hedge_won(
         &mut self,
         parent: Ticket,
         now: Instant,
         out: &mut Vec<Action>,
-    ) -> Option<(Origin, Instant)> {
+    ) -> Option<(Origin, Instant, bool)> {
         let call = self.calls.get_mut(parent)?;
         call.hedge = None;
         let origin = call.origin.take()?;
-        let received = call.received;
+        let (received, timings) = (call.received, call.timings);
         self.stats.hedges_won += 1;
         self.release_copy(parent, now, out);
-        Some((origin, received))
+        Some((origin, received, timings))
     }
 
     /// The call a hedge belongs to was answered: the hedge is released (its reply, if it
@@ -140,6 +141,7 @@ impl Router {
                         twin.parent = None;
                         twin.origin = call.origin.take();
                         twin.received = call.received;
+                        twin.timings = call.timings;
                         // Its deadline entry was made when it was sent: same deadline.
                     }
                     None => return false,

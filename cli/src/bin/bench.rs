@@ -279,6 +279,7 @@ fn run_relay(args: &Args, body: &[u8]) -> anyhow::Result<Measured> {
         id: 0,
         timeout_ms: Some(args.timeout_ms),
         traceparent: None,
+        timings: false,
     };
     let frames = request_frames(&args.function, &header, body.to_vec())
         .iter()
@@ -482,6 +483,7 @@ fn drive(
                         id: sent,
                         timeout_ms: Some(header_timeout),
                         traceparent: None,
+                        timings: false,
                     };
                     pipeline.push_call(function, &header, owned_frame(body.clone()));
                     if pipeline.len() >= plan.pipeline {

@@ -77,6 +77,10 @@ enum Command {
         function: String,
         /// Positional JSON values and `key=value` keyword arguments.
         args: Vec<String>,
+        /// Also print how the call went (time queued, time running, attempts, worker) on
+        /// stderr.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// List the functions connected workers host.
     List,
@@ -167,13 +171,35 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
     let client = Client::with_config(config)?;
     let json_output = args.json;
     match args.command {
-        Command::Call { function, args } => {
+        Command::Call {
+            function,
+            args,
+            verbose,
+        } => {
             let (positional, keywords) = split_args(&args)?;
-            let result: Result<Value, CallError> = client
-                .request(&function)
-                .args(positional)
-                .kwargs(keywords)
-                .call();
+            let mut request = client.request(&function).args(positional).kwargs(keywords);
+            if verbose {
+                request = request.timings();
+            }
+            let result: Result<Value, CallError> = match request.send() {
+                Ok(pending) => pending.wait_timed().map(|(value, timings)| {
+                    if let Some(t) = timings.filter(|_| verbose) {
+                        eprintln!(
+                            "queued {} µs, running {} µs, attempts {}, worker {}",
+                            t.queued_us,
+                            t.running_us,
+                            t.attempts,
+                            if t.worker.is_empty() {
+                                "(unnamed)"
+                            } else {
+                                &t.worker
+                            }
+                        );
+                    }
+                    value
+                }),
+                Err(error) => Err(error),
+            };
             Ok(report(result.map(|v| to_json(&v)), json_output, |v| {
                 v.to_string()
             }))

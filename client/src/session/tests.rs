@@ -45,6 +45,7 @@ impl Harness {
             id,
             timeout_ms: Some(timeout_ms),
             traceparent: None,
+            timings: false,
         };
         let call = NewCall {
             id,
@@ -83,6 +84,7 @@ impl Harness {
             id,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         };
         let route = Envelope::new::<Frame>(&[], &header.encode());
         self.session
@@ -336,6 +338,7 @@ fn an_async_call_is_answered_timeout_when_its_caller_gives_up() {
         id: 9,
         timeout_ms: Some(100),
         traceparent: None,
+        timings: false,
     };
     h.session.handle_call(
         NewCall {

@@ -130,6 +130,7 @@ impl Harness {
             id,
             timeout_ms,
             traceparent: None,
+            timings: false,
         };
         let request = Incoming::Call(Request {
             route: ReplyRoute::new(&[Frame::from(client.as_bytes())], &header.encode()),
@@ -152,6 +153,7 @@ impl Harness {
             id,
             timeout_ms: None,
             traceparent: None,
+            timings: false,
         };
         let batch = Incoming::Batch(BatchRequest {
             route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),

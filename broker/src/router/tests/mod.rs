@@ -839,6 +839,7 @@ fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
         id: 1,
         timeout_ms: None,
         traceparent: Some(trace.into()),
+        timings: false,
     };
     let request = crate::route::Incoming::Call(crate::route::Request {
         route: crate::route::ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
