@@ -373,15 +373,8 @@ impl Router {
         };
         match call.place {
             Place::Queued => {
-                let mut call = self.calls.remove(ticket).expect("present");
-                let calls = &self.calls;
-                self.functions
-                    .forget_queued(&call.function, |t| calls.is_queued(t));
-                let message = format!(
-                    "call to '{}' cancelled by its caller before it ran",
-                    call.function
-                );
-                self.finish(&mut call, ErrorCode::Cancelled, message, now, out);
+                let why = "cancelled by its caller before it ran";
+                self.end_queued(ticket, ErrorCode::Cancelled, why, now, out);
             }
             Place::Running { .. } => {
                 let message =

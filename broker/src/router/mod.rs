@@ -267,15 +267,8 @@ impl Router {
         };
         match call.place {
             Place::Queued => {
-                let mut call = self.calls.remove(ticket).expect("present");
-                let calls = &self.calls;
-                self.functions
-                    .forget_queued(&call.function, |t| calls.is_queued(t));
-                let message = format!(
-                    "call to '{}' timed out waiting for a free worker",
-                    call.function
-                );
-                self.finish(&mut call, ErrorCode::Timeout, message, now, out);
+                let why = "timed out waiting for a free worker";
+                self.end_queued(ticket, ErrorCode::Timeout, why, now, out);
             }
             Place::Running { ref worker, .. } if call.origin.is_none() => {
                 // Answered already: its caller gave up or cancelled it. Still running
@@ -325,6 +318,26 @@ impl Router {
             self.drop_hedge(hedge, now, out);
         }
         self.fail(origin, id, function, received, code, message, now, out);
+    }
+
+    /// Ends a call that waits in its queue: it leaves the queue and is answered `code`,
+    /// "call to '<function>' <why>".
+    pub(super) fn end_queued(
+        &mut self,
+        ticket: Ticket,
+        code: ErrorCode,
+        why: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(mut call) = self.calls.remove(ticket) else {
+            return;
+        };
+        let calls = &self.calls;
+        self.functions
+            .forget_queued(&call.function, |t| calls.is_queued(t));
+        let message = format!("call to '{}' {why}", call.function);
+        self.finish(&mut call, code, message, now, out);
     }
 
     /// A running call nobody waits for any more (answered, or won by its twin): its worker
