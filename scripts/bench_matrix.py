@@ -197,7 +197,18 @@ def main():
                 f"peak {max(peak) / 1024:.1f} MiB, after {after / 1024:.1f} MiB",
                 max(peak) <= 64 * 1024 and after < max(peak), f"idle {idle / 1024:.1f} MiB, {errors} errors")
 
-    groups = {"echo": echo_group, "sleep": sleep_group, "memory": memory_group}
+    # 6: 10x overload with 1.5 s deadlines (scripts/overload.py): how much work goes to
+    # callers who already gave up.
+    def overload_group():
+        from overload import measure
+        runs = [measure(b, "sleep_ms", 2 if q else 10) for _ in range(args.runs)]
+        share = median([r["late_share"] for r in runs])
+        answered = median([r["answered"] for r in runs])
+        row("10x overload, 100 ms calls, 1.5 s deadlines: late work", "< 5 % of calls run",
+            f"{share:.1%}", share < 0.05, f"{answered:.0f} answered; the rest refused at once")
+
+    groups = {"echo": echo_group, "sleep": sleep_group, "memory": memory_group,
+              "overload": overload_group}
     for name in args.cases.split(","):
         groups[name]()
 

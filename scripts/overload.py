@@ -35,6 +35,35 @@ def stats(bin_dir, endpoint):
     return json.loads(out.stdout)["result"]
 
 
+def measure(bin_dir, function="work_ms", seconds=10.0, rate_factor=10.0):
+    """Runs the overload once; returns the figures as a dict."""
+    capacity = WORKERS * THREADS * 1000 / WORK_MS
+    rate = capacity * rate_factor
+    worker_args = ["--threads", str(THREADS), "--prefetch", "0"]
+    with Cluster(bin_dir, WORKERS, worker_args, broker_args=["--queue-capacity", "1000"]) as cluster:
+        report = bench(bin_dir, cluster.frontend, "--function", function,
+                       "--args", f"[{WORK_MS}]", "--rate", str(rate), "--duration-s",
+                       str(seconds), "--connections", "8", "--in-flight", "1000",
+                       "--timeout-ms", "1500")
+        # Let the calls still running end, so every late reply is counted.
+        subprocess.run(["sleep", "2"], check=True)
+        counters = stats(bin_dir, cluster.frontend)
+    broker_errors = counters.get("broker_errors", {})
+    run = counters["calls_completed"] + counters["late_replies"]
+    return {
+        "function": function, "rate": rate, "capacity": capacity, "seconds": seconds,
+        "rate_factor": rate_factor, "offered": report["broker"]["calls"],
+        "errors": report["broker"]["errors"], "answered": counters["calls_completed"],
+        "overloaded": broker_errors.get("OVERLOADED", 0),
+        "refused_late": counters.get("refused_late", 0),
+        "timeout": broker_errors.get("TIMEOUT", 0),
+        "skipped_late": counters.get("skipped_late", 0), "run": run,
+        "late": counters["late_replies"],
+        "late_share": counters["late_replies"] / run if run else 0.0,
+        "cancels": counters.get("cancels_sent", 0),
+    }
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
@@ -42,34 +71,18 @@ def main():
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate-factor", type=float, default=10)
     args = parser.parse_args()
-    bin_dir = os.path.abspath(args.bin_dir)
-    capacity = WORKERS * THREADS * 1000 / WORK_MS
-    rate = capacity * args.rate_factor
-    worker_args = ["--threads", str(THREADS), "--prefetch", "0"]
-    with Cluster(bin_dir, WORKERS, worker_args, broker_args=["--queue-capacity", "1000"]) as cluster:
-        report = bench(bin_dir, cluster.frontend, "--function", args.function,
-                       "--args", f"[{WORK_MS}]", "--rate", str(rate), "--duration-s",
-                       str(args.seconds), "--connections", "8", "--in-flight", "1000",
-                       "--timeout-ms", "1500")
-        # Let the calls still running end, so every late reply is counted.
-        subprocess.run(["sleep", "2"], check=True)
-        counters = stats(bin_dir, cluster.frontend)
-    errors = report["broker"]["errors"]
-    broker_errors = counters.get("broker_errors", {})
-    results = counters["calls_completed"]
-    run = counters["calls_completed"] + counters["late_replies"]
-    late_share = counters["late_replies"] / run if run else 0.0
-    print(f"{args.function}: {rate:.0f} calls/s offered for {args.seconds:.0f} s "
-          f"({args.rate_factor:.0f}x the capacity of {capacity:.0f}/s), deadline 1.5 s")
-    print(f"  calls offered                 {report['broker']['calls']:>7}")
-    print(f"  answered by a worker          {results:>7}  (bench errors by code: {json.dumps(errors)})")
-    print(f"  refused at once (OVERLOADED)  {broker_errors.get('OVERLOADED', 0):>7}  "
-          f"of which would start after their deadline: {counters.get('refused_late', 0)}")
-    print(f"  TIMEOUT from the broker       {broker_errors.get('TIMEOUT', 0):>7}  "
-          f"of which not sent, too late to finish: {counters.get('skipped_late', 0)}")
-    print(f"  calls run by workers          {run:>7}")
-    print(f"  late replies (caller gone)    {counters['late_replies']:>7}  = {late_share:.1%} of calls run")
-    print(f"  CANCEL sent                   {counters.get('cancels_sent', 0):>7}")
+    m = measure(os.path.abspath(args.bin_dir), args.function, args.seconds, args.rate_factor)
+    print(f"{m['function']}: {m['rate']:.0f} calls/s offered for {m['seconds']:.0f} s "
+          f"({m['rate_factor']:.0f}x the capacity of {m['capacity']:.0f}/s), deadline 1.5 s")
+    print(f"  calls offered                 {m['offered']:>7}")
+    print(f"  answered by a worker          {m['answered']:>7}  (bench errors by code: {json.dumps(m['errors'])})")
+    print(f"  refused at once (OVERLOADED)  {m['overloaded']:>7}  "
+          f"of which would start after their deadline: {m['refused_late']}")
+    print(f"  TIMEOUT from the broker       {m['timeout']:>7}  "
+          f"of which not sent, too late to finish: {m['skipped_late']}")
+    print(f"  calls run by workers          {m['run']:>7}")
+    print(f"  late replies (caller gone)    {m['late']:>7}  = {m['late_share']:.1%} of calls run")
+    print(f"  CANCEL sent                   {m['cancels']:>7}")
 
 
 if __name__ == "__main__":
