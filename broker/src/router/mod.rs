@@ -155,10 +155,11 @@ pub(crate) struct Dispatch {
     pub function: Arc<str>,
     /// The request body as the client wrote it.
     pub body: Frame,
-    /// Which dispatch of the call this is (1 for the first).
-    pub attempt: u32,
-    /// The caller's W3C trace context, if it sent a valid one.
-    pub traceparent: Option<Arc<str>>,
+    /// Which dispatch of the call this is (1 for the first; at most 255).
+    pub attempt: u8,
+    /// The caller sent a valid W3C trace context (read with [`Router::traceparent`]: it
+    /// stays with the call, so that a dispatch stays small enough to move cheaply).
+    pub traced: bool,
     /// The worker takes the call context (attempt, trace): a REQUEST with context.
     pub context: bool,
 }
@@ -199,6 +200,11 @@ impl Router {
     /// Shares the ZAP handler's counters of refused handshakes.
     pub(crate) fn set_auth_counters(&mut self, counters: Arc<AuthCounters>) {
         self.auth = counters;
+    }
+
+    /// The W3C trace context the caller of this call sent, if any.
+    pub(crate) fn traceparent(&self, ticket: Ticket) -> Option<Arc<str>> {
+        self.calls.get(ticket)?.traceparent.clone()
     }
 
     /// The calls that ended since the last time this was asked, for metrics.
@@ -448,8 +454,8 @@ fn start(
             time_left_ms: remaining.as_millis().try_into().unwrap_or(u32::MAX),
             function: Arc::clone(&call.function),
             body,
-            attempt: call.attempts,
-            traceparent: call.traceparent.clone(),
+            attempt: call.attempts.min(255) as u8,
+            traced: call.traceparent.is_some(),
             context,
         },
     });

@@ -151,13 +151,18 @@ impl Broker {
 
     /// Adds a call to its worker's pending REQUEST; sends that when it is full.
     fn gather(&mut self, worker: WorkerId, call: Dispatch, now: Instant) {
+        let traceparent = if call.traced && call.context {
+            self.router.traceparent(call.ticket)
+        } else {
+            None
+        };
         let record = CallRecord {
             ticket: call.ticket,
             call_id: call.call_id,
             time_left_ms: call.time_left_ms,
             function: &call.function,
-            attempt: call.attempt.min(255) as u8,
-            traceparent: call.traceparent.as_deref().unwrap_or_default(),
+            attempt: call.attempt,
+            traceparent: traceparent.as_deref().unwrap_or_default(),
         };
         let index = match self.requests.iter().position(|(id, _)| *id == worker) {
             Some(index) => index,
