@@ -157,3 +157,46 @@ fn a_function_sees_its_call_id_attempt_trace_and_time_left() {
     let seen: BTreeMap<String, switchboard_protocol::Value> = client.call("context", ()).unwrap();
     assert!(seen["traceparent"].is_nil());
 }
+
+#[test]
+fn a_call_made_from_inside_a_function_inherits_its_deadline_and_trace() {
+    use switchboard_tests::{LocalBroker, LocalWorker};
+    use switchboard_worker::{CallContext, Registry, WorkerConfig};
+    let broker = LocalBroker::start(BrokerConfig::default());
+    // `outer` calls the demo worker's `context` through a client, from its own context.
+    let frontend = broker.frontend.clone();
+    let mut registry = Registry::new();
+    registry.register_fallible("outer", move || {
+        let client = switchboard_client::Client::connect(&frontend).map_err(|e| e.to_string())?;
+        let context = CallContext::current().ok_or("no call context")?;
+        let outer_left = context.time_left().as_millis() as u64;
+        let inner: BTreeMap<String, switchboard_protocol::Value> = context
+            .request(&client, "context")
+            .call()
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((outer_left, inner))
+    });
+    let _outer =
+        LocalWorker::start_with(&broker.backend, "outer", registry, WorkerConfig::default());
+    let _inner = LocalWorker::start(&broker.backend, "inner", WorkerConfig::default());
+    broker.wait_for_workers("outer", 1);
+    broker.wait_for_workers("context", 1);
+    let client = broker.client(TIMEOUT);
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (outer_left, inner): (u64, BTreeMap<String, switchboard_protocol::Value>) = client
+        .request("outer")
+        .timeout(Duration::from_secs(3))
+        .traceparent(trace)
+        .call()
+        .unwrap();
+    assert_eq!(
+        inner["traceparent"].as_str(),
+        Some(trace),
+        "the trace goes on"
+    );
+    let inner_left = inner["time_left_ms"].as_u64().unwrap();
+    assert!(
+        outer_left <= 3_000 && inner_left <= outer_left,
+        "{inner_left} ms inside {outer_left} ms"
+    );
+}

@@ -123,6 +123,22 @@ impl CallContext {
         self.cancel.clone()
     }
 
+    /// A call to `function` made from inside this call: its timeout is the time this call
+    /// has left (a nested call never outlives its parent) and it carries this call's trace
+    /// context. Needs the `client` feature.
+    #[cfg(feature = "client")]
+    pub fn request<'c>(
+        &self,
+        client: &'c switchboard_client::Client,
+        function: &str,
+    ) -> switchboard_client::RequestBuilder<'c> {
+        let mut request = client.request(function).timeout(self.time_left());
+        if let Some(trace) = self.traceparent() {
+            request = request.traceparent(trace);
+        }
+        request
+    }
+
     /// Runs `work` with this context as the current one, then restores the previous one.
     pub(crate) fn enter<R>(self, work: impl FnOnce() -> R) -> R {
         let previous = CURRENT.with(|current| current.replace(Some(self)));
