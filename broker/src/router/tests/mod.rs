@@ -1015,3 +1015,41 @@ fn an_action_stays_small_enough_to_move_without_a_memcpy_call() {
         std::mem::size_of::<Action>()
     );
 }
+
+#[test]
+fn a_hedged_call_whose_hedge_worker_is_lost_goes_on_and_a_timeout_releases_both() {
+    let mut h = hedged_pair();
+    h.call("f", 1, Some(1_000));
+    let (first, first_ticket, _) = runs(&h)[0].clone();
+    h.clear().advance(50);
+    let (second, _, _) = runs(&h)[0].clone();
+    // The hedge's worker is lost: no answer yet, the first copy goes on and answers.
+    h.clear().unreachable(&name(&second), &[]);
+    assert!(h.reply_codes().is_empty());
+    h.clear().reply(&name(&first), first_ticket);
+    assert_eq!(h.reply_codes(), [None]);
+    assert_eq!(h.router.calls_in_progress(), 0);
+
+    // Both copies still running at the deadline: one TIMEOUT, both workers told.
+    let mut h = hedged_pair();
+    h.call("f", 2, Some(200));
+    h.clear().advance(50);
+    assert_eq!(runs(&h).len(), 1, "hedged");
+    for _ in 0..2 {
+        h.advance(50);
+        h.message("x", WorkerMessage::Heartbeat)
+            .message("y", WorkerMessage::Heartbeat);
+    }
+    h.clear();
+    for _ in 0..2 {
+        h.advance(50);
+        h.message("x", WorkerMessage::Heartbeat)
+            .message("y", WorkerMessage::Heartbeat);
+    }
+    assert_eq!(
+        h.reply_codes(),
+        [Some(ErrorCode::Timeout)],
+        "exactly one answer"
+    );
+    assert_eq!(cancelled(&h).len(), 2, "both copies released");
+}
