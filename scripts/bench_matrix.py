@@ -38,11 +38,19 @@ class Cluster:
         self.frontend = re.search(r"frontend=(\S+)", line).group(1)
         backend = re.search(r"backend=(\S+)", line).group(1)
         self.broker_pid = broker.pid
+        self.backend = backend
+        self.env = env
         for i in range(workers):
-            self.processes.append(subprocess.Popen(
-                [os.path.join(bin_dir, "worker"), "--broker", backend, "--name", f"w{i}", *worker_args],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+            self.add_worker(f"w{i}", worker_args, wait=False)
         self.wait_for_workers(workers)
+
+    def add_worker(self, name, worker_args, wait=True):
+        """Starts one more demo worker with its own flags (stopped with the rest)."""
+        self.processes.append(subprocess.Popen(
+            [os.path.join(self.bin_dir, "worker"), "--broker", self.backend, "--name", name, *worker_args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env))
+        if wait:
+            self.wait_for_workers(len(self.processes) - 1)
 
     def wait_for_workers(self, count):
         until = time.monotonic() + 20
@@ -207,8 +215,37 @@ def main():
         row("10x overload, 100 ms calls, 1.5 s deadlines: late work", "< 5 % of calls run",
             f"{share:.1%}", share < 0.05, f"{answered:.0f} answered; the rest refused at once")
 
+    # 7-8: one bad host among four: slow (hedged calls route around it) or failing every
+    # call at once (outlier ejection keeps calls away from it).
+    def tail_group():
+        calls = "100" if q else "400"
+        with Cluster(b, 3, []) as cluster:
+            cluster.add_worker("slow", ["--lookup-delay-ms", "200"])
+            plain = [bench(b, cluster.frontend, "--function", "lookup_unhedged", "--args", "[1]",
+                           "--calls", calls) for _ in range(args.runs)]
+            hedged = [bench(b, cluster.frontend, "--function", "lookup", "--args", "[1]",
+                            "--calls", calls) for _ in range(args.runs)]
+            p99_plain = median([r["broker"]["latency_us"]["p99"] for r in plain]) / 1000
+            p99_hedged = median([r["broker"]["latency_us"]["p99"] for r in hedged]) / 1000
+            row("one 200 ms host among four, sequential calls: p99 hedged after 50 ms",
+                "≤ half of unhedged", f"{p99_hedged:.1f} ms", p99_hedged * 2 <= p99_plain,
+                f"unhedged p99 {p99_plain:.1f} ms")
+        shares = []
+        for _ in range(args.runs):
+            with Cluster(b, 3, []) as cluster:
+                cluster.add_worker("broken", ["--lookup-fails"])
+                # The first calls find the broken host out; then it is ejected for 5 s.
+                first = bench(b, cluster.frontend, "--function", "lookup", "--args", "[1]", "--calls", "100")
+                after = bench(b, cluster.frontend, "--function", "lookup", "--args", "[1]", "--calls", calls)
+                shares.append((first["broker"]["errors"].get("FUNCTION_ERROR", 0) / 100,
+                               after["broker"]["errors"].get("FUNCTION_ERROR", 0) / int(calls)))
+        before = median([s[0] for s in shares])
+        share = median([s[1] for s in shares])
+        row("one host failing every call among four: share of calls it gets once ejected", "< 5 %",
+            f"{share:.1%}", share < 0.05, f"{before:.0%} of the first 100 calls, while it was found out")
+
     groups = {"echo": echo_group, "sleep": sleep_group, "memory": memory_group,
-              "overload": overload_group}
+              "overload": overload_group, "tail": tail_group}
     for name in args.cases.split(","):
         groups[name]()
 

@@ -28,7 +28,46 @@ pub const MAX_SLEEP_MS: u64 = 600_000;
 /// Builds the demo registry. `worker_name` is what `whoami` answers; with a
 /// `record` journal, the `work` functions note each execution in it.
 pub fn registry(worker_name: &str, record: Option<Journal>) -> Registry {
+    registry_with(worker_name, record, Lookup::default())
+}
+
+/// How this worker's `lookup` behaves: for tail-latency and failure experiments, where one
+/// host of a pool is slow or broken.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lookup {
+    /// Extra milliseconds each lookup takes here (it stops early when cancelled).
+    pub delay_ms: u64,
+    /// Every lookup fails here, as with a broken database connection.
+    pub fails: bool,
+}
+
+/// The demo registry, with this worker's `lookup` behaviour.
+pub fn registry_with(worker_name: &str, record: Option<Journal>, lookup: Lookup) -> Registry {
     let mut registry = Registry::new();
+    let run_lookup = move |key: u64| -> Result<u64, String> {
+        if lookup.fails {
+            return Err("lookup: the backend is unreachable".into());
+        }
+        let context = CallContext::current();
+        let mut waited = 0;
+        while waited < lookup.delay_ms {
+            if context.as_ref().is_some_and(CallContext::is_cancelled) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            waited += 5;
+        }
+        Ok(key)
+    };
+    registry
+        .register_fallible("lookup", run_lookup)
+        .retry_safe()
+        .hedge_after(Duration::from_millis(50))
+        .doc("Returns its key; retry-safe and hedged after 50 ms (a worker started with --lookup-delay-ms or --lookup-fails is slow or broken).");
+    registry
+        .register_fallible("lookup_unhedged", run_lookup)
+        .retry_safe()
+        .doc("The same lookup, not hedged.");
     registry
         .register("add", |a: i64, b: i64| a.wrapping_add(b))
         .doc("Adds two integers.")

@@ -121,7 +121,7 @@ fn the_matrix_and_cpu_scripts_run_and_report_every_row() {
             "--runs",
             "1",
             "--cases",
-            "echo,memory",
+            "echo,memory,tail",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -134,6 +134,8 @@ fn the_matrix_and_cpu_scripts_run_and_report_every_row() {
         "64 KiB echo, 1000 in flight: throughput",
         "one call per message",
         "calls queued behind busy workers: broker RSS",
+        "one 200 ms host among four, sequential calls: p99 hedged after 50 ms",
+        "one host failing every call among four: share of calls it gets once ejected",
     ] {
         assert!(table.contains(row), "no row {row:?} in\n{table}\n{printed}");
     }

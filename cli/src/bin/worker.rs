@@ -9,7 +9,7 @@ use switchboard_cli::demo;
 use switchboard_transport::socket::SocketLimits;
 use switchboard_worker::{default_name, vars, Worker, WorkerConfig};
 
-/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, work_ms, context, fail, panic, greet, whoami,
+/// Switchboard demo worker: hosts add, echo, upper, sleep_ms, work_ms, context, lookup, fail, panic, greet, whoami,
 /// time.now, time.shift, bytes.len and bytes.reverse.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -52,6 +52,12 @@ struct Args {
     /// Append a line per execution of `work.*` to this file (for reliability tests).
     #[arg(long, env = "SWITCHBOARD_RECORD_FILE")]
     record_file: Option<std::path::PathBuf>,
+    /// Make this worker's `lookup` slow by this many milliseconds (experiments).
+    #[arg(long, env = "SWITCHBOARD_DEMO_LOOKUP_DELAY_MS", default_value_t = 0)]
+    lookup_delay_ms: u64,
+    /// Make every `lookup` on this worker fail (experiments).
+    #[arg(long, env = "SWITCHBOARD_DEMO_LOOKUP_FAILS")]
+    lookup_fails: bool,
     /// Name announced to the broker and answered by `whoami` (default: `$HOSTNAME`, else `worker-PID`).
     #[arg(long, env = vars::WORKER_NAME)]
     name: Option<String>,
@@ -84,7 +90,11 @@ fn main() -> anyhow::Result<()> {
         Some(path) => Some(demo::Journal::open(path).context("opening the record file")?),
         None => None,
     };
-    Worker::new(demo::registry(&name, journal), config)
+    let lookup = demo::Lookup {
+        delay_ms: args.lookup_delay_ms,
+        fails: args.lookup_fails,
+    };
+    Worker::new(demo::registry_with(&name, journal, lookup), config)
         .run(shutdown)
         .context("worker failed")?;
     Ok(())
