@@ -33,13 +33,19 @@ pub struct BrokerConfig {
 
 impl BrokerConfig {
     /// The configuration with every value brought into its working range (at least one
-    /// heartbeat of liveness, one attempt, one queued reply message per client).
+    /// heartbeat of liveness, one attempt, one queued reply message per client, durations
+    /// of at most a year so that no deadline overflows the clock).
     /// [`crate::Broker::bind`] applies it, so a configuration built by hand gets the same
     /// treatment as the binary's flags.
     pub fn validated(mut self) -> BrokerConfig {
         self.router.heartbeat_liveness = self.router.heartbeat_liveness.max(1);
         self.router.max_attempts = self.router.max_attempts.max(1);
         self.client_send_hwm = self.client_send_hwm.max(1);
+        let year = Duration::from_secs(365 * 24 * 3600);
+        let router = &mut self.router;
+        router.max_timeout = router.max_timeout.min(year);
+        router.default_timeout = router.default_timeout.min(year);
+        router.hung_after = router.hung_after.min(year);
         self
     }
 }

@@ -75,3 +75,7 @@ pub const MAX_DOC_BYTES: usize = 1_024;
 
 /// Longest signature kept, in bytes (same).
 pub const MAX_SIGNATURE_BYTES: usize = 256;
+
+/// Longest hedge delay a worker may announce for a function, in milliseconds (one hour);
+/// more is clamped.
+pub const MAX_HEDGE_MS: u64 = 3_600_000;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 use switchboard_protocol::limits::{
     HEARTBEAT_RANGE_MS, MAX_CAPACITY, MAX_DOC_BYTES, MAX_FUNCTIONS, MAX_FUNCTIONS_PER_WORKER,
-    MAX_SIGNATURE_BYTES,
+    MAX_HEDGE_MS, MAX_SIGNATURE_BYTES,
 };
 
 use switchboard_protocol::client::function_name;
@@ -92,6 +92,11 @@ pub(crate) fn check(
             | truncate(&mut function.signature, MAX_SIGNATURE_BYTES)
         {
             warn!(worker = %who, name = %name, "doc or signature too long; cut");
+            corrected = true;
+        }
+        if function.hedge_ms > MAX_HEDGE_MS {
+            warn!(worker = %who, name = %name, announced = function.hedge_ms, max = MAX_HEDGE_MS, "hedge_ms out of range; clamped");
+            function.hedge_ms = MAX_HEDGE_MS;
             corrected = true;
         }
         functions.push(function);

@@ -1053,3 +1053,15 @@ fn a_hedged_call_whose_hedge_worker_is_lost_goes_on_and_a_timeout_releases_both(
     );
     assert_eq!(cancelled(&h).len(), 2, "both copies released");
 }
+
+#[test]
+fn a_huge_hedge_delay_is_clamped_not_a_clock_overflow() {
+    let mut h = Harness::new();
+    let mut info = ready_info(&["f"], 1);
+    info.functions[0].retry_safe = true;
+    info.functions[0].hedge_ms = u64::MAX;
+    h.ready_with("x", info.clone()).ready_with("y", info);
+    assert_eq!(h.router.stats().ready_corrected, 2);
+    h.call("f", 1, Some(60_000));
+    assert_eq!(h.dispatched().len(), 1, "dispatched, no panic");
+}
