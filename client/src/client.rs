@@ -250,13 +250,14 @@ impl Client {
         &self,
         timeout: Option<Duration>,
         idempotent: bool,
+        extras: HeaderExtras,
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
     ) -> Result<PendingCall, CallError> {
         let (reply, outcome) = crossbeam_channel::bounded(1);
         let queued = self.submit(
             timeout,
             idempotent,
-            HeaderExtras::default(),
+            extras,
             frames,
             ReplySender::Blocking(reply),
         )?;
@@ -382,24 +383,14 @@ impl RequestBuilder<'_> {
     pub fn send(self) -> Result<PendingCall, CallError> {
         let body = self.body()?;
         let function = self.function;
-        let (reply, outcome) = crossbeam_channel::bounded(1);
-        let queued = self.client.submit(
-            self.timeout,
-            self.idempotent,
-            HeaderExtras {
-                traceparent: self.traceparent,
-                timings: self.timings,
-            },
-            |header| request_frames(&function, header, body),
-            ReplySender::Blocking(reply),
-        )?;
-        Ok(PendingCall {
-            client: self.client.clone(),
-            id: queued.id,
-            outcome,
-            timeout: queued.timeout,
-            give_up_at: queued.give_up_at,
-        })
+        let extras = HeaderExtras {
+            traceparent: self.traceparent,
+            timings: self.timings,
+        };
+        self.client
+            .start(self.timeout, self.idempotent, extras, |header| {
+                request_frames(&function, header, body)
+            })
     }
 
     /// Sends the call and waits for its result.
@@ -536,9 +527,11 @@ impl BatchBuilder<'_> {
                 calls.len()
             ))));
         }
-        let call = self.client.start(self.timeout, false, |header| {
-            batch_request_frames(header, calls)
-        })?;
+        let call = self
+            .client
+            .start(self.timeout, false, HeaderExtras::default(), |header| {
+                batch_request_frames(header, calls)
+            })?;
         Ok(PendingBatch { call })
     }
 
