@@ -2,7 +2,9 @@
 # Runs the whole test suite, in steps:
 #   1. cargo test: unit tests, and integration tests with real brokers and workers
 #      (in-process, or as processes on loopback where signals and exits matter);
-#   2. Python checks: the Python examples and wire checks against the real binaries;
+#   2. Python: the switchboard-rpc package's pytest suite (python/tests) and the Rust side
+#      of the Python checks (the Rust client calling a Python worker, wire checks), all
+#      against the real binaries;
 #   3. performance scripts: bench, the matrix and the CPU script on a tiny load, so that
 #      they cannot rot (figures are never asserted: see docs/PERFORMANCE.md);
 #   4. the docker-compose topology run as plain processes (the file validated with the
@@ -11,8 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Integration tests start the real binaries: build them first.
+# Integration tests start the real binaries: build them first; tests that run Python
+# use the package as a user gets it (built as a wheel, installed).
 cargo build --workspace --bins
+scripts/python_package.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 step() {
@@ -23,9 +27,17 @@ step() {
     echo "== done in $((SECONDS - started)) s"
 }
 step "1/4 cargo test" bash -c 'cargo test --workspace "$@" 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"' _ "$@"
-step "2/4 Python checks" bash -c 'cargo test -p switchboard-tests --test python 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
+step "2/4 Python" bash -c 'cargo test -p switchboard-tests --test python 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
+step "2/4 Python: pytest python/tests" bash -c 'SWITCHBOARD_BIN_DIR=target/debug timeout 600 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 python/tests 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
 step "3/4 performance scripts" bash -c 'cargo test -p switchboard-tests --test bench 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
 step "4/4 compose topology" python3 scripts/compose_topology.py --bin-dir target/debug --workers 4
-# One closing line for the whole suite (cargo prints one line per test binary; the
-# compose topology counts as one test).
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed + 1, failed }' "$log"
+# One closing line for the whole suite (cargo prints one line per test binary, pytest
+# "N passed, M failed in …"; the compose topology counts as one test).
+awk '/^test result:/ { passed += $4; failed += $6; next }
+     / (passed|failed)(,| in )/ && !/^test / {
+       for (i = 2; i <= NF; i++) {
+         if ($i ~ /^passed/) passed += $(i - 1)
+         if ($i ~ /^failed/) failed += $(i - 1)
+       }
+     }
+     END { printf "tests: %d passed, %d failed\n", passed + 1, failed }' "$log"

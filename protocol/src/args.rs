@@ -391,6 +391,13 @@ pub fn explain_mismatch(message: &str, params: &[&str]) -> String {
     let rest = rest
         .strip_prefix("error while decoding value: ")
         .unwrap_or(rest);
+    // serde's "missing field `name`", in the words Python (and our Python worker) use.
+    if let Some(field) = rest
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'))
+    {
+        return format!("{prefix}missing required argument '{field}'");
+    }
     let param = index
         .and_then(|i| params.get(i.checked_sub(1)?))
         .map(|t| describe_type(t));
@@ -645,6 +652,7 @@ mod tests {
                 "takes 2 positional arguments but 1 was given",
                 "takes 2 positional arguments but 1 was given",
             ),
+            ("missing field `name`", "missing required argument 'name'"),
         ];
         for (message, want) in cases {
             assert_eq!(explain_mismatch(message, &params), want);

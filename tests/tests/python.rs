@@ -1,5 +1,7 @@
-//! Python as a first-class client and worker: the examples in `examples/python/`
-//! (pyzmq + msgpack only) against the real broker, in both directions.
+//! Python as a first-class client and worker: the examples in `examples/python/` (written
+//! with the switchboard-rpc package, installed by scripts/test.sh) and an independent
+//! pyzmq + msgpack implementation from PROTOCOL.md (`tests/python/wire_check.py`), against
+//! the real broker, in both directions. The package's own suite is `python/tests`.
 
 use std::process::Command;
 use std::time::Duration;

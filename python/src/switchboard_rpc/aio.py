@@ -95,6 +95,8 @@ class AsyncClient(_AsyncCaller):
         monitor = sock.get_monitor_socket(MONITORED_EVENTS)
         sock.connect(self.endpoint)
         self._socket, self._monitor = sock, monitor
+        # A plain view of the same socket, to drain it without waiting (on a link drop).
+        self._drain = zmq.Socket.shadow(sock.underlying)
         self._tasks = [loop.create_task(self._read()), loop.create_task(self._watch_link())]
 
     def _send(self, call_id: int, frames: List[bytes], options: Options, function: str,
@@ -194,7 +196,7 @@ class AsyncClient(_AsyncCaller):
                 assert self._socket is not None
                 while True:
                     try:
-                        frames = zmq.Socket.recv_multipart(self._socket, zmq.NOBLOCK)
+                        frames = self._drain.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
                     self._session.on_message(frames, time.monotonic())

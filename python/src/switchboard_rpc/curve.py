@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional
 
 import zmq
+from zmq.utils import z85
 
 from .errors import SwitchboardError
 
@@ -38,10 +39,29 @@ def _read_fields(path: str) -> Dict[str, str]:
     return fields
 
 
+def read_public_key(path: str) -> str:
+    """The one public key in a file: a bare Z85 line (as `client keygen` writes NAME.pub)
+    or a `public-key = ...` line (a key pair file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f.read().splitlines()]
+    except OSError as error:
+        raise CurveError(f"cannot read public key file {path}: {error.strerror}") from error
+    keys = []
+    for line in lines:
+        if not line or line.startswith("#") or line.startswith("secret-key"):
+            continue
+        name, sep, value = line.partition("=")
+        keys.append(value.strip() if sep and name.strip() == "public-key" else line)
+    if len(keys) != 1:
+        raise CurveError(f"{path} should hold exactly one public key, not {len(keys)}")
+    return keys[0]
+
+
 def _check_key(text: str, what: str) -> bytes:
     key = text.strip()
     try:
-        if len(zmq.utils.z85.decode(key)) != 32:
+        if len(z85.decode(key.encode())) != 32:
             raise ValueError
     except Exception as error:  # noqa: BLE001 - any decode failure means the same
         raise CurveError(f"{what} is not a 40-character Z85 CURVE key") from error
@@ -77,10 +97,7 @@ class Curve:
         server_key_file = env.get("SWITCHBOARD_CURVE_SERVER_KEY_FILE")
         key_file = env.get("SWITCHBOARD_CURVE_KEY_FILE")
         if not server_key and server_key_file:
-            public = _read_fields(server_key_file).get("public-key")
-            if public is None:
-                raise CurveError(f"{server_key_file} has no 'public-key =' line")
-            server_key = public
+            server_key = read_public_key(server_key_file)
         if not server_key:
             if key_file:
                 raise CurveError(

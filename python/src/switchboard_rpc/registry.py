@@ -11,7 +11,6 @@ FUNCTION_ERROR.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import inspect
 from dataclasses import dataclass, field
@@ -39,9 +38,9 @@ def describe_value(value: Any) -> str:
     if value is None:
         return "nil"
     if isinstance(value, bool):
-        return "a boolean"
+        return f"a boolean ({'true' if value else 'false'})"
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return str(value)
     if isinstance(value, float):
         return f"a float ({value})"
     if isinstance(value, str):
@@ -263,6 +262,3 @@ def invalid_name(name: str) -> Optional[str]:
         return f"names under '{_RESERVED}' are reserved for the broker"
     return None
 
-
-def is_coroutine_function(fn: Any) -> bool:
-    return asyncio.iscoroutinefunction(fn)

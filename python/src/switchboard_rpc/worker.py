@@ -45,11 +45,13 @@ DEFAULT_BROKER = "tcp://127.0.0.1:5556"
 class CallContext:
     """What a running function can learn about its call (`current_call()`)."""
 
-    __slots__ = ("function", "call_id", "attempt", "traceparent", "deadline", "_cancelled")
+    __slots__ = ("function", "call_id", "attempt", "traceparent", "deadline", "worker", "_cancelled")
 
     def __init__(self, function: str, call_id: int, attempt: int, traceparent: Optional[str],
-                 deadline: float) -> None:
+                 deadline: float, worker: str = "") -> None:
         self.function = function
+        #: The name of the worker running the call.
+        self.worker = worker
         self.call_id = call_id
         self.attempt = attempt
         self.traceparent = traceparent
@@ -356,7 +358,7 @@ class Worker:
     def _dispatch(self, call: _wire.WorkerCall, received: float, generation: int,
                   held: Dict[bytes, _Held]) -> None:
         context = CallContext(call.function, call.call_id, call.attempt, call.traceparent,
-                              received + call.time_left_ms / 1000)
+                              received + call.time_left_ms / 1000, self.name)
         entry = self.registry.get(call.function)
         slot = _Held(context)
         held[call.ticket] = slot

@@ -1,0 +1,196 @@
+"""The bytes of docs/PROTOCOL.md: MessagePack values, client frames, worker control frames.
+
+Nothing here touches a socket. Types both ways: `bytes` is bin, a timezone-aware
+`datetime` is the timestamp extension (a naive one is refused: its instant is unknown),
+and everything else is as `msgpack` maps it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import struct
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import msgpack
+
+from .errors import BadRequest, RemoteError, from_wire
+
+CLIENT_SIGNATURE = b"SBC1"
+WORKER_SIGNATURE = b"SBW2"
+READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT, CANCEL, DRAIN, REQUEST_WITH_CONTEXT = (
+    WORKER_SIGNATURE + bytes([command]) for command in range(1, 9)
+)
+
+#: Calls in one pipelined client message, or one worker REQUEST/REPLY (PROTOCOL.md 6).
+MAX_CALLS_PER_MESSAGE = 256
+#: Calls in one batch.
+MAX_BATCH_CALLS = 1000
+#: Largest reply body a worker may send (PROTOCOL.md 6).
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+#: Longest function name, in bytes.
+MAX_NAME_BYTES = 255
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise TypeError(
+                "cannot send a naive datetime (no timezone, so no known instant): "
+                "give it a tzinfo, e.g. datetime.now(timezone.utc)"
+            )
+        return msgpack.Timestamp.from_datetime(value)
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"cannot send a value of type {type(value).__name__} (no MessagePack form)")
+
+
+def packb(value: Any) -> bytes:
+    """MessagePack bytes of a value; raises TypeError for values with no MessagePack form."""
+    return msgpack.packb(value, default=_default, use_bin_type=True)
+
+
+def unpackb(data: bytes) -> Any:
+    """The value of MessagePack bytes: timestamps as aware UTC datetimes, bin as bytes."""
+    return msgpack.unpackb(data, timestamp=3, raw=False, strict_map_key=False)
+
+
+def check_name(function: str) -> bytes:
+    """A function name as it travels: UTF-8, 1-255 bytes, no control characters."""
+    if not isinstance(function, str):
+        raise TypeError(f"a function name is a str, not {type(function).__name__}")
+    encoded = function.encode()
+    if not 0 < len(encoded) <= MAX_NAME_BYTES or any(ord(c) < 32 or ord(c) == 127 for c in function):
+        raise ValueError(
+            f"invalid function name {function!r}: 1-255 bytes of UTF-8 without control characters"
+        )
+    return encoded
+
+
+def request_body(args: Sequence[Any], kwargs: Dict[str, Any]) -> bytes:
+    """A request body (4.4)."""
+    return packb({"args": list(args), "kwargs": kwargs})
+
+
+def header(call_id: int, timeout_ms: int, traceparent: Optional[str] = None, timings: bool = False) -> bytes:
+    """A request header (4.3)."""
+    fields: Dict[str, Any] = {"id": call_id, "timeout_ms": timeout_ms}
+    if traceparent:
+        fields["traceparent"] = traceparent
+    if timings:
+        fields["timings"] = True
+    return packb(fields)
+
+
+def reply_outcome(body: bytes) -> Tuple[Any, Optional[RemoteError], Optional[Dict[str, Any]]]:
+    """A reply body (4.5) as (result, error, timings); exactly one of result/error is set."""
+    try:
+        reply = unpackb(body)
+    except Exception as error:  # noqa: BLE001 - any undecodable reply is the same failure
+        return None, BadRequest(f"the reply body does not decode: {error}"), None
+    if not isinstance(reply, dict):
+        return None, BadRequest("the reply body is not a map"), None
+    return (*outcome_of(reply), reply.get("timings"))
+
+
+def outcome_of(reply: Dict[str, Any]) -> Tuple[Any, Optional[RemoteError]]:
+    """A decoded reply map as (result, error)."""
+    error = reply.get("error")
+    if error is None:
+        return reply.get("result"), None
+    if isinstance(error, dict):
+        return None, from_wire(str(error.get("code", "")), str(error.get("message", "")))
+    return None, BadRequest(f"malformed error in reply: {error!r}")
+
+
+def split_replies(frames: List[bytes]) -> Iterator[Tuple[bytes, bytes]]:
+    """(header, body) of each reply in a message from the broker (DEALER form: a single
+    reply or a group, 4.2 and 4.9). Raises ValueError for another shape."""
+    if len(frames) < 4 or frames[0] != b"" or frames[1] != CLIENT_SIGNATURE or len(frames) % 2:
+        raise ValueError(f"malformed reply message of {len(frames)} frames")
+    for at in range(2, len(frames), 2):
+        yield frames[at], frames[at + 1]
+
+
+def reply_id(header_frame: bytes) -> Optional[int]:
+    """The call id in an echoed header, or None."""
+    try:
+        fields = unpackb(header_frame)
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(fields, dict) and isinstance(fields.get("id"), int):
+        return fields["id"]
+    return None
+
+
+# ---- worker side ----
+
+
+class WorkerCall:
+    """One call of a REQUEST (5.2)."""
+
+    __slots__ = ("ticket", "call_id", "time_left_ms", "function", "attempt", "traceparent", "body")
+
+    def __init__(self, ticket: bytes, call_id: int, time_left_ms: int, function: str,
+                 attempt: int, traceparent: Optional[str], body: bytes) -> None:
+        self.ticket = ticket
+        self.call_id = call_id
+        self.time_left_ms = time_left_ms
+        self.function = function
+        self.attempt = attempt
+        self.traceparent = traceparent
+        self.body = body
+
+
+_RECORD = struct.Struct(">8sQIB")
+
+
+def parse_request(control: bytes, bodies: List[bytes]) -> List[WorkerCall]:
+    """The calls of a REQUEST or REQUEST-with-context message; ValueError if malformed."""
+    with_context = control[:5] == REQUEST_WITH_CONTEXT
+    at, calls = 5, []
+    while at < len(control):
+        if at + _RECORD.size > len(control):
+            raise ValueError("REQUEST record cut short")
+        ticket, call_id, time_left_ms, name_len = _RECORD.unpack_from(control, at)
+        at += _RECORD.size
+        name = control[at:at + name_len]
+        if len(name) != name_len or name_len == 0:
+            raise ValueError("REQUEST function name cut short")
+        at += name_len
+        attempt, traceparent = 1, None
+        if with_context:
+            if at + 2 > len(control):
+                raise ValueError("REQUEST context cut short")
+            attempt, trace_len = control[at], control[at + 1]
+            trace = control[at + 2:at + 2 + trace_len]
+            if len(trace) != trace_len:
+                raise ValueError("REQUEST traceparent cut short")
+            at += 2 + trace_len
+            traceparent = trace.decode("ascii", "replace") or None
+        if len(calls) >= len(bodies):
+            raise ValueError("REQUEST has more records than bodies")
+        calls.append(WorkerCall(ticket, call_id, time_left_ms, name.decode("utf-8", "replace"),
+                                attempt, traceparent, bodies[len(calls)]))
+    if not calls or len(calls) != len(bodies) or len(calls) > MAX_CALLS_PER_MESSAGE:
+        raise ValueError(f"REQUEST with {len(calls)} records and {len(bodies)} bodies")
+    return calls
+
+
+def parse_tickets(control: bytes) -> List[bytes]:
+    """The 8-byte tickets after the command byte (CANCEL); ValueError if malformed."""
+    rest = control[5:]
+    if not rest or len(rest) % 8:
+        raise ValueError("ticket list of a wrong length")
+    return [rest[at:at + 8] for at in range(0, len(rest), 8)]
+
+
+def reply_message(tickets: List[bytes], bodies: List[bytes]) -> List[bytes]:
+    """A REPLY (5.3) answering the calls with these tickets."""
+    return [REPLY + b"".join(tickets), *bodies]
+
+
+def error_body(code: str, message: str) -> bytes:
+    """An error reply body."""
+    return packb({"error": {"code": code, "message": message}})

@@ -1,0 +1,352 @@
+"""The thread-safe synchronous client.
+
+One background I/O thread owns the DEALER socket and drives the shared `Session`;
+callers, from any thread, hand it calls and wait on futures. Many calls may be in flight
+at once: calls that wait together leave together as one pipelined message.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import threading
+import time
+from typing import Any, Deque, List, Optional, Tuple
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from . import curve as _curve
+from ._calls import Batch, Options, Outcome, Proxy, SystemFunctions, batch_outcomes, call_frames, next_id
+from ._session import Call, Session
+from .errors import BrokerLost
+
+#: The connection events the I/O thread watches: drops, and how handshakes end.
+MONITORED_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+HANDSHAKE_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the broker refused this client's CURVE key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the handshake with the broker failed (protocol error: CURVE on one side only?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the handshake with the broker failed",
+}
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+
+class CallFuture(concurrent.futures.Future):
+    """A call in flight. `result(timeout=None)` returns its result or raises its
+    `RemoteError`; it always ends by the call's deadline. `cancel()` tells the broker the
+    caller no longer waits (the call is taken off its queue, or its worker is told)."""
+
+    def __init__(self, client: "Client", call_id: int) -> None:
+        super().__init__()
+        self.call_id = call_id
+        #: The broker's timings, when the call asked for them (`timings=True`).
+        self.timings: Optional[dict] = None
+        self._client = client
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        if not self.done():
+            self._client._lead_until(self, timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        if not self.done():
+            self._client._lead_until(self, timeout)
+        return super().exception(timeout)
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        cancelled = super().cancel()
+        if cancelled:
+            self._client._command(("cancel", self.call_id))
+        return cancelled
+
+    def _settle(self, result: Any, error: Optional[BaseException], timings: Optional[dict]) -> None:
+        self.timings = timings
+        try:
+            if error is not None:
+                self.set_exception(error)
+            else:
+                self.set_result(result)
+        except concurrent.futures.InvalidStateError:
+            pass  # the caller cancelled it meanwhile
+
+
+class _Caller(SystemFunctions):
+    """Calls with a given set of options over a client's connection."""
+
+    def __init__(self, client: "Client", options: Options) -> None:
+        self._client = client
+        self._options = options
+
+    def submit(self, function: str, *args: Any, **kwargs: Any) -> CallFuture:
+        """Sends a call and returns at once with its future."""
+        return self._client._submit(function, args, kwargs, self._options)
+
+    def call(self, function: str, *args: Any, **kwargs: Any) -> Any:
+        """Calls `function(*args, **kwargs)` and returns its result, or raises its error."""
+        return self._client._submit(function, args, kwargs, self._options, lead=True).result()
+
+    def with_options(self, timeout: Optional[float] = None, idempotent: Optional[bool] = None,
+                     traceparent: Optional[str] = None, timings: Optional[bool] = None) -> "_Caller":
+        """The same connection, with other call options: `timeout` (seconds), `idempotent`
+        (safe to send again after a lost connection), `traceparent` (W3C trace context),
+        `timings` (ask the broker for queue and run times: `submit(...).timings`)."""
+        options = self._options.replace(timeout=timeout, idempotent=idempotent,
+                                        traceparent=traceparent, timings=timings)
+        return _Caller(self._client, options)
+
+    def batch(self, timeout: Optional[float] = None) -> Batch:
+        """A batch of calls sent as one request (`run()` returns a list of `Outcome`)."""
+        return Batch(self, self._options.replace(timeout=timeout))
+
+    def _run_batch(self, batch: Batch, options: Options) -> List[Outcome]:
+        call_id = next_id()
+        future = self._client._send(call_id, batch.frames(call_id), options, "system.batch")
+        return batch_outcomes(future.result())
+
+    def __getattr__(self, part: str) -> Proxy:
+        if part.startswith("_"):
+            raise AttributeError(part)
+        return Proxy(self, part)
+
+
+class Client(_Caller):
+    """A connection to a broker's frontend, safe to share between threads.
+
+    `timeout` is the default deadline of a call, in seconds; `curve` a `Curve`, `False`
+    for none, or `None` to take it from the `SWITCHBOARD_CURVE_*` variables.
+    `client.call("add", 2, 3)`, `client.add(2, 3)` and `client.math.add(2, 3)` call
+    functions; `submit` returns a future; `batch()` groups calls; `with_options` sets
+    per-call options.
+
+    Whoever holds the lock drives the socket: a thread waiting for its own result does
+    the I/O itself (no hand-off between threads on the sequential path), and a background
+    thread drives it whenever calls are in flight and no caller is waiting in `result()`.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
+                 curve: "_curve.Curve | bool | None" = None) -> None:
+        super().__init__(self, Options(timeout))
+        self.endpoint = endpoint
+        keys = _curve.resolve(curve)
+        self._socket = zmq.Context.instance().socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            keys.apply(self._socket)
+        self._monitor = self._socket.get_monitor_socket(MONITORED_EVENTS)
+        self._socket.connect(endpoint)
+        self._session = Session(endpoint)
+        # Commands from threads that found the socket busy; the driver takes them.
+        self._commands: Deque[Tuple[Any, ...]] = collections.deque()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._wake_pending = False
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._poller.register(self._wake_read, zmq.POLLIN)
+        self._blocked = False
+        self._lock = threading.Lock()
+        self._work = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._background, name="switchboard-client-io", daemon=True)
+        self._thread.start()
+
+    # ---- the caller side ----
+
+    def _submit(self, function: str, args: Tuple[Any, ...], kwargs: Any, options: Options,
+                lead: bool = False) -> CallFuture:
+        call_id = next_id()
+        frames = call_frames(function, args, kwargs, options, call_id)
+        return self._send(call_id, frames, options, function, lead)
+
+    def _send(self, call_id: int, frames: List[bytes], options: Options, function: str,
+              lead: bool = False) -> CallFuture:
+        """Queues a call. With `lead`, the caller waits for it right away: if the socket is
+        free, this thread sends the call and drives the socket until its reply is in."""
+        if self._closed:
+            raise BrokerLost("the client is closed")
+        future = CallFuture(self, call_id)
+        call = Call(call_id, frames, options.timeout, options.idempotent, future._settle,
+                    time.monotonic(), function)
+        self._command(("call", call), future if lead else None)
+        return future
+
+    def _command(self, command: Tuple[Any, ...], lead: Optional[CallFuture] = None) -> None:
+        """Hands a command to the socket: at once when it is free (and with `lead`, drives
+        it until that future is done), else to whoever drives it."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._commands.append(command)
+                if lead is not None:
+                    self._drive(lead.done, None)
+                elif not self._closed:
+                    self._take_commands()
+                    self._transmit()
+            finally:
+                self._lock.release()
+            self._wake_background()
+        else:
+            self._commands.append(command)
+            if not self._wake_pending:
+                self._wake_pending = True
+                try:
+                    os.write(self._wake_write, b"x")
+                except OSError:
+                    pass  # closed, or already full of wake-ups
+            self._work.set()
+
+    def _wake_background(self) -> None:
+        """After a caller let go of the socket: the background thread drives it if calls
+        are still in flight."""
+        if self._commands or self._session.busy():
+            self._work.set()
+
+    def _lead_until(self, future: CallFuture, timeout: Optional[float]) -> None:
+        """Drives the socket in the caller's thread until `future` is done (or `timeout`
+        passes), if nobody else drives it; else returns and the caller waits."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            until = None if timeout is None else time.monotonic() + timeout
+            self._drive(future.done, until)
+        finally:
+            self._lock.release()
+        self._wake_background()
+
+    @property
+    def counters(self) -> dict:
+        """This connection's own counters: disconnects, calls re-sent, unmatched replies."""
+        s = self._session
+        return {"disconnects": s.disconnects, "resent": s.resent, "unmatched_replies": s.unmatched_replies}
+
+    def close(self) -> None:
+        """Closes the connection; calls still in flight fail with BROKER_LOST."""
+        if self._closed:
+            return
+        self._closed = True
+        self._work.set()
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- driving the socket (only with the lock held) ----
+
+    def _background(self) -> None:
+        """Drives the socket while calls are in flight and no caller does."""
+        while not self._closed:
+            self._work.wait(1.0)
+            self._work.clear()
+            with self._lock:
+                self._drive(lambda: not self._commands and not self._session.busy(), None)
+        with self._lock:
+            self._session.fail_all(BrokerLost("the client was closed with the call in flight"))
+            self._commands.clear()
+            self._monitor.close(0)
+            self._socket.disable_monitor()
+            self._socket.close(0)
+            os.close(self._wake_read)
+            os.close(self._wake_write)
+
+    def _drive(self, done: Any, until: Optional[float]) -> None:
+        session, sock = self._session, self._socket
+        while not self._closed:
+            self._take_commands()
+            now = time.monotonic()
+            session.on_time(now)
+            self._transmit()
+            if done() or (until is not None and now >= until):
+                return
+            wakeup = session.next_wakeup()
+            if until is not None:
+                wakeup = until if wakeup is None else min(wakeup, until)
+            timeout = None if wakeup is None else max(0, int((wakeup - now) * 1000) + 1)
+            self._poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._blocked else 0))
+            events = dict(self._poller.poll(timeout))
+            if self._wake_read in events:
+                try:
+                    os.read(self._wake_read, 4096)
+                except BlockingIOError:
+                    pass
+            if self._monitor in events:
+                self._watch_link()
+            if sock in events:
+                self._receive()
+
+    def _take_commands(self) -> None:
+        """Hands callers' commands to the session."""
+        self._wake_pending = False
+        session, commands = self._session, self._commands
+        while commands:
+            command = commands.popleft()
+            if command[0] == "call":
+                session.add(command[1])
+            elif session.forget(command[1]) is not None:
+                # A cancelled call that was sent: tell the broker, so it leaves its queue
+                # or its worker stops.
+                call_id = next_id()
+                frames = call_frames("system.cancel", (command[1],), {}, Options(5.0), call_id)
+                session.add(Call(call_id, frames, 5.0, False, _ignore, time.monotonic(), "system.cancel"))
+
+    def _receive(self) -> None:
+        sock, session = self._socket, self._session
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            session.on_message(frames, time.monotonic())
+
+    def _watch_link(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._session.on_link_up()
+            else:
+                # Replies that arrived before the drop are still readable: take them first.
+                self._receive()
+                self._session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+
+    def _transmit(self) -> None:
+        """Sends what the session has ready until ZeroMQ refuses to take more."""
+        session, sock = self._session, self._socket
+        self._blocked = False
+        while True:
+            message = session.next_message()
+            if message is None:
+                return
+            frames, calls = message
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                session.not_sent(calls)
+                self._blocked = True
+                return
+            session.sent(calls)
+
+
+def _ignore(result: Any, error: Any, timings: Any) -> None:
+    """The outcome of a fire-and-forget `system.cancel`."""
