@@ -165,3 +165,23 @@ fn the_overload_script_runs_and_reports_every_line() {
         assert!(out.contains(line), "no {line:?} in\n{out}");
     }
 }
+
+#[test]
+fn the_python_benchmark_runs_and_reports_every_row() {
+    // Makes its own virtual environment with zerorpc and the package from python/.
+    let out = script("python_bench.py", &["--quick"]);
+    for row in [
+        "sync client, sequential p50",
+        "asyncio client, sequential p50",
+        "sync client, 1 000 in flight",
+        "asyncio client, 1 000 in flight",
+        "Python worker, 4 threads",
+        "Python worker, inline function",
+        "floor: raw pyzmq + msgpack DEALER",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("| {row}"))),
+            "no row {row:?} in\n{out}"
+        );
+    }
+}

@@ -1,10 +1,11 @@
 """The asyncio client: `await client.call(...)`, many concurrent calls on one connection.
 
-Built on pyzmq's asyncio sockets and the same `Session` as the sync client (so the same
-reliability contract). Three tasks on the running loop: a writer (calls queued in the
-same loop iteration leave together as one pipelined message), a reader, and a link
-watcher; a timer ends calls at their deadline. Cancelling the task awaiting a call tells
-the broker, like `system.cancel`.
+Built on the same `Session` as the sync client (so the same reliability contract), driven
+by callbacks on the running loop: the loop watches ZeroMQ's file descriptors (the socket
+and its monitor) with `add_reader`, calls queued in the same loop iteration leave together
+as one pipelined message (a call made while nothing else is in flight leaves at once), and
+a timer ends calls at their deadline. No task per call: `call` returns a future.
+Cancelling it tells the broker, like `system.cancel`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 from typing import Any, List, Optional, Tuple
 
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from . import curve as _curve
@@ -69,7 +69,8 @@ class _AsyncCaller(SystemFunctions):
 class AsyncClient(_AsyncCaller):
     """A connection to a broker's frontend for asyncio programs. Create it anywhere, use
     it from one event loop; `async with AsyncClient(...) as client:` closes it. Same
-    arguments and methods as `Client`, awaited."""
+    arguments and methods as `Client`; `call` returns an `asyncio.Future` to await
+    (gather it, or wrap it with `asyncio.ensure_future`)."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
                  curve: "_curve.Curve | bool | None" = None) -> None:
@@ -77,8 +78,9 @@ class AsyncClient(_AsyncCaller):
         self.endpoint = endpoint
         self._keys = _curve.resolve(curve)
         self._session = Session(endpoint)
-        self._socket: Optional[zmq.asyncio.Socket] = None
-        self._tasks: List[asyncio.Task] = []
+        self._socket: Optional[zmq.Socket] = None
+        self._monitor: Optional[zmq.Socket] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._flush_scheduled = False
         self._blocked = False
         self._timer: Optional[asyncio.TimerHandle] = None
@@ -86,18 +88,22 @@ class AsyncClient(_AsyncCaller):
         self._closed = False
 
     def _start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._context = zmq.asyncio.Context()
-        sock = self._context.socket(zmq.DEALER)
+        """Opens the socket on first use and watches it from the running loop: ZeroMQ's
+        file descriptor tells when the socket's events may have changed (edge-triggered,
+        so every pass reads until nothing is left)."""
+        self._loop = asyncio.get_running_loop()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         if self._keys is not None:
             self._keys.apply(sock)
-        monitor = sock.get_monitor_socket(MONITORED_EVENTS)
+        self._monitor = sock.get_monitor_socket(MONITORED_EVENTS)
         sock.connect(self.endpoint)
-        self._socket, self._monitor = sock, monitor
-        # A plain view of the same socket, to drain it without waiting (on a link drop).
-        self._drain = zmq.Socket.shadow(sock.underlying)
-        self._tasks = [loop.create_task(self._read()), loop.create_task(self._watch_link())]
+        self._socket = sock
+        self._loop.add_reader(sock.getsockopt(zmq.FD), self._on_socket)
+        self._loop.add_reader(self._monitor.getsockopt(zmq.FD), self._on_monitor)
+        # Events that happened before the readers were added raise no edge: look now.
+        self._loop.call_soon(self._on_monitor)
+        self._loop.call_soon(self._on_socket)
 
     def _send(self, call_id: int, frames: List[bytes], options: Options, function: str,
               timed: bool) -> "asyncio.Future[Any]":
@@ -121,13 +127,17 @@ class AsyncClient(_AsyncCaller):
                 self._cancel(call_id)
 
         future.add_done_callback(cancelled)
+        alone = not self._session.busy()
         self._session.add(Call(call_id, frames, options.timeout, options.idempotent, settle,
                                time.monotonic(), function))
-        self._changed()
+        if alone:
+            self._flush()  # nothing else in flight: no reason to wait for company
+        else:
+            self._changed()
         return future
 
     def _cancel(self, call_id: int) -> None:
-        """The awaiting task was cancelled: forget the call, and tell the broker if it
+        """The caller cancelled the future: forget the call, and tell the broker if it
         was sent."""
         if self._closed or self._session.forget(call_id) is None:
             return
@@ -140,17 +150,17 @@ class AsyncClient(_AsyncCaller):
     def _changed(self) -> None:
         """The session changed: schedule a flush (calls queued in this loop iteration
         leave together) and re-arm the timer."""
+        if self._closed or self._loop is None:
+            return
         if not self._flush_scheduled and not self._blocked and self._session.wants_to_send():
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         wakeup = self._session.next_wakeup()
         if wakeup is not None and (self._timer_at is None or wakeup < self._timer_at):
             if self._timer is not None:
                 self._timer.cancel()
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, wakeup - time.monotonic())
             self._timer_at = wakeup
-            self._timer = loop.call_later(delay, self._on_timer)
+            self._timer = self._loop.call_later(max(0.0, wakeup - time.monotonic()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, None
@@ -160,48 +170,54 @@ class AsyncClient(_AsyncCaller):
     def _flush(self) -> None:
         """Hands ZeroMQ every message the session has ready, until it refuses one."""
         self._flush_scheduled = False
-        assert self._socket is not None
+        if self._closed or self._socket is None:
+            return
+        self._blocked = False
         while True:
             message = self._session.next_message()
             if message is None:
                 break
             frames, calls = message
-            sending = self._socket.send_multipart(frames, copy=True)
-            self._session.sent(calls)
-            if not sending.done():
-                # ZeroMQ has no room: pyzmq sends it (in order) when it has; wait for that.
-                self._blocked = True
-                sending.add_done_callback(self._unblock)
+            try:
+                self._socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self._session.not_sent(calls)
+                self._blocked = True  # _on_socket flushes again when there is room
                 break
+            self._session.sent(calls)
+        self._changed()
+        # A send may have consumed the edge that announced a reply: look.
+        if self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]
+
+    def _on_socket(self) -> None:
+        """The socket's events may have changed: read every reply, send if there is room."""
+        sock = self._socket
+        if self._closed or sock is None:
+            return
+        while True:
+            events = sock.getsockopt(zmq.EVENTS)
+            if events & zmq.POLLIN:
+                self._session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
+                continue
+            if self._blocked and events & zmq.POLLOUT:
+                self._flush()
+            break
         self._changed()
 
-    def _unblock(self, _sending: Any) -> None:
-        self._blocked = False
-        self._changed()
-
-    async def _read(self) -> None:
-        assert self._socket is not None
-        while True:
-            frames = await self._socket.recv_multipart()
-            self._session.on_message(frames, time.monotonic())
-            self._changed()
-
-    async def _watch_link(self) -> None:
-        while True:
-            event = parse_monitor_message(await self._monitor.recv_multipart())["event"]
+    def _on_monitor(self) -> None:
+        monitor = self._monitor
+        if self._closed or monitor is None:
+            return
+        while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._session.on_link_up()
             else:
                 # Replies that arrived before the drop are still readable: take them first.
-                assert self._socket is not None
-                while True:
-                    try:
-                        frames = self._drain.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._session.on_message(frames, time.monotonic())
+                self._on_socket()
                 self._session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
-            self._changed()
+        self._changed()
 
     @property
     def counters(self) -> dict:
@@ -214,17 +230,15 @@ class AsyncClient(_AsyncCaller):
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
         self._session.fail_all(BrokerLost("the client was closed with the call in flight"))
-        if self._socket is not None:
+        if self._socket is not None and self._monitor is not None and self._loop is not None:
+            self._loop.remove_reader(self._socket.getsockopt(zmq.FD))
+            self._loop.remove_reader(self._monitor.getsockopt(zmq.FD))
             self._monitor.close(0)
             self._socket.disable_monitor()
             self._socket.close(0)
-            self._context.term()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
