@@ -157,6 +157,7 @@ class Client(_Caller):
         self._poller.register(self._monitor, zmq.POLLIN)
         self._poller.register(self._wake_read, zmq.POLLIN)
         self._blocked = False
+        self._polling_out = False
         self._lock = threading.Lock()
         self._work = threading.Event()
         self._closed = False
@@ -281,7 +282,9 @@ class Client(_Caller):
             if until is not None:
                 wakeup = until if wakeup is None else min(wakeup, until)
             timeout = None if wakeup is None else max(0, int((wakeup - now) * 1000) + 1)
-            self._poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._blocked else 0))
+            if self._blocked != self._polling_out:
+                self._polling_out = self._blocked
+                self._poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._blocked else 0))
             events = dict(self._poller.poll(timeout))
             if self._wake_read in events:
                 try:
@@ -310,12 +313,8 @@ class Client(_Caller):
 
     def _receive(self) -> None:
         sock, session = self._socket, self._session
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            session.on_message(frames, time.monotonic())
+        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
 
     def _watch_link(self) -> None:
         while True:
