@@ -148,6 +148,7 @@ pub fn registry_with(worker_name: &str, record: Option<Journal>, lookup: Lookup)
     registry.mount("time", time_functions());
     registry.mount("bytes", bytes_functions());
     registry.mount("work", work_functions(record));
+    registry.mount("isolated", isolated_functions());
     registry
 }
 
@@ -194,6 +195,31 @@ fn work_functions(record: Option<Journal>) -> Registry {
         .doc("Sleeps, records the token, returns it. Retry-safe.")
         .retry_safe();
     work
+}
+
+/// Functions mounted under `isolated.`: each call runs in a child process the worker kills
+/// when the call is cancelled.
+fn isolated_functions() -> Registry {
+    let mut isolated = Registry::new();
+    isolated
+        .register("pid", std::process::id)
+        .doc("The id of the process the call ran in (not the worker's: isolated).")
+        .isolated();
+    isolated
+        .register_fallible("hang", |path: String| -> Result<(), String> {
+            std::fs::write(&path, std::process::id().to_string()).map_err(|e| e.to_string())?;
+            loop {
+                // Ignores its cancellation token, as a stuck call would.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .doc("Writes its process id to the file named, then never returns, cancelled or not (isolated: the worker kills it).")
+        .isolated();
+    isolated
+        .register("abort", || -> () { std::process::abort() })
+        .doc("Aborts the process it runs in (isolated: the call fails, the worker lives).")
+        .isolated();
+    isolated
 }
 
 /// Functions mounted under `time.`: timestamps travel as the MessagePack timestamp extension.

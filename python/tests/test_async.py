@@ -31,8 +31,13 @@ def test_every_demo_function_answers(demo):
             assert await client.sleep_ms(3) == 3
             assert await client.lookup(5) == 5
             assert (await client.context())["attempt"] == 1
+            assert await client.lookup_unhedged(6) == 6
+            assert await client.work.idempotent("a", 1) == "a"
+            assert await client.work.once("b", 1) == "b"
             with pytest.raises(FunctionError, match="bad"):
                 await client.fail("bad")
+            with pytest.raises(FunctionError, match="oops"):
+                await client.panic("oops")
             with pytest.raises(BadArguments, match="takes 2 positional arguments but 3 were given"):
                 await client.add(1, 2, 3)
             with pytest.raises(UnknownFunction):

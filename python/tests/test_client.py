@@ -1,13 +1,14 @@
 """The sync client against the real broker and the Rust demo worker."""
 
 import datetime
+import signal
 import time
 
 import pytest
 
-from switchboard_rpc import (BadArguments, BadRequest, BrokerLost, Client, FunctionError, Outcome,
-                             Overloaded, PayloadTooLarge, RemoteError, Timeout, UnknownFunction,
-                             WorkerLost)
+from switchboard_rpc import (BadArguments, BadRequest, BrokerLost, Cancelled, Client, FunctionError,
+                             Outcome, Overloaded, PayloadTooLarge, RemoteError, ShuttingDown, Timeout,
+                             UnknownFunction, WorkerLost)
 
 UTC = datetime.timezone.utc
 
@@ -39,6 +40,17 @@ def test_every_demo_function_answers(client):
         client.fail("boom")
     with pytest.raises(FunctionError, match="kaboom"):
         client.panic("kaboom")
+    assert client.work.idempotent("token-1", 1) == "token-1"
+    assert client.work.once("token-2", 1) == "token-2"
+    assert client.isolated.pid() != client.isolated.pid()  # a process per call
+    with pytest.raises(FunctionError, match="the isolated process died"):
+        client.isolated.abort()
+    with pytest.raises(Timeout):
+        client.with_options(timeout=0.3).isolated.hang("/dev/null")
+    called = {"isolated.pid", "isolated.abort", "isolated.hang", "add", "echo", "upper", "greet", "bytes.len", "bytes.reverse", "time.shift", "time.now",
+              "whoami", "sleep_ms", "work_ms", "lookup", "lookup_unhedged", "context", "fail", "panic",
+              "work.idempotent", "work.once"}
+    assert {f["name"] for f in client.functions()} == called, "a demo function this test does not call"
 
 
 def test_timezone_aware_datetimes_travel_and_naive_ones_are_refused(client):
@@ -82,6 +94,25 @@ def test_every_error_class_reaches_the_caller(cluster):
         batch = client.batch()
         batch.call("system.batch")
         assert isinstance(batch.run()[0].error, BadRequest)
+        # system.cancel with the id of one of this client's calls: that call ends CANCELLED.
+        wait_until_idle(client)
+        running = client.submit("work_ms", 5000)
+        time.sleep(0.1)
+        assert client.call("system.cancel", running.call_id) is True
+        with pytest.raises(Cancelled) as cancelled:
+            running.result()
+        assert cancelled.value.may_have_run
+        # A stopping broker refuses what comes too late to run, while its last call finishes.
+        wait_until_idle(client)
+        last = client.submit("sleep_ms", 1500)
+        time.sleep(0.2)
+        broker.proc.signal(signal.SIGTERM)
+        time.sleep(0.1)
+        with pytest.raises(ShuttingDown) as refused:
+            client.add(1, 1)
+        assert not refused.value.may_have_run
+        assert last.result() == 1500
+        assert broker.proc.wait() == 0
         assert all(isinstance(e, RemoteError) for e in (unknown.value, failed.value, late.value))
 
 

@@ -361,3 +361,62 @@ fn a_worker_stuck_in_a_call_long_past_its_deadline_is_asked_to_leave() {
         client.call("system.stats", ()).unwrap();
     assert_eq!(stats["hung_workers"].as_u64(), Some(1), "{stats:?}");
 }
+
+#[test]
+fn an_isolated_call_that_hangs_is_killed_and_its_slot_comes_back_at_once() {
+    // One thread, no prefetch, and a hung-after far away: only the kill can free the slot.
+    let (broker, workers) = cluster(
+        1,
+        &["--hung-after-ms", "600000"],
+        &["--threads", "1", "--prefetch", "0"],
+    );
+    let client = broker.client(TIMEOUT);
+    let worker_pid = workers[0].process.pid();
+    let child_pid: u32 = client.call("isolated.pid", ()).unwrap();
+    assert_ne!(
+        child_pid, worker_pid,
+        "an isolated call runs in a process of its own"
+    );
+
+    let dir = ScratchDir::new("isolated");
+    let pid_file = dir.path.join("hang.pid");
+    let (late, _) = code(
+        client
+            .request("isolated.hang")
+            .args((pid_file.to_str().unwrap(),))
+            .timeout(Duration::from_millis(300))
+            .call(),
+    );
+    assert_eq!(late, ErrorCode::Timeout);
+    let hung: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the hung call wrote its pid")
+        .trim()
+        .parse()
+        .unwrap();
+    // The broker's CANCEL at the deadline makes the worker kill the child...
+    let until = Instant::now() + WAIT_LIMIT;
+    while std::path::Path::new(&format!("/proc/{hung}")).exists() {
+        assert!(
+            Instant::now() < until,
+            "the hung isolated process {hung} was never killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...so the worker's only slot serves the next call, and nobody asked it to leave.
+    let next: u64 = client
+        .request("sleep_ms")
+        .args((1,))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap();
+    assert_eq!(next, 1);
+    let listing: Vec<switchboard_protocol::WorkerListing> =
+        client.call("system.workers", ()).unwrap();
+    assert!(!listing[0].draining, "{listing:?}");
+
+    // A child that aborts fails its call; the worker goes on.
+    let (aborted, message) = code(client.call("isolated.abort", ()));
+    assert_eq!(aborted, ErrorCode::FunctionError);
+    assert!(message.contains("the isolated process died"), "{message}");
+    assert_eq!(client.call::<u64>("sleep_ms", (2,)).unwrap(), 2);
+}

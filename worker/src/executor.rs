@@ -191,7 +191,11 @@ pub(crate) fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
         job.attempt,
         job.traceparent.clone(),
     );
-    let reply = context.enter(|| job.function.call(&job.body));
+    let reply = if job.function.is_isolated() {
+        crate::isolation::execute_isolated(job)
+    } else {
+        context.enter(|| job.function.call(&job.body))
+    };
     if reply.len() > max_reply_bytes {
         return encode_error(&RemoteError::new(
             ErrorCode::PayloadTooLarge,

@@ -24,6 +24,7 @@
 //! # Layout
 //! - `registry` — [`Registry`], typed functions erased to "body in, reply out".
 //! - `executor` — the executor thread pool and its bounded job channel.
+//! - `isolation` — functions run in a child process the worker can kill.
 //! - `context` — [`CallContext`]: a running function's deadline, call id and
 //!   [`CancelToken`].
 //! - `link` — the conversation with the broker as a state machine with no socket: READY,
@@ -36,6 +37,7 @@ mod config;
 mod context;
 mod error;
 mod executor;
+mod isolation;
 mod link;
 mod registry;
 mod worker;

@@ -40,13 +40,22 @@ pub struct Function {
     invoke: Arc<Invoke>,
     /// Set once an inline call of it ran too long: its calls go to the executors since.
     demoted: std::sync::atomic::AtomicBool,
+    /// Each call runs in a child process the worker can kill (see `isolation`).
+    isolated: bool,
 }
 
 impl Function {
     /// Whether calls run on the worker's socket thread instead of an executor: it was
     /// registered `.inline()` and no call of it has been too slow for that.
     pub fn is_inline(&self) -> bool {
-        self.info.inline && !self.demoted.load(std::sync::atomic::Ordering::Relaxed)
+        self.info.inline
+            && !self.isolated
+            && !self.demoted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether each call runs in a child process ([`Registration::isolated`]).
+    pub fn is_isolated(&self) -> bool {
+        self.isolated
     }
 
     /// Sends its calls to the executors from now on (an inline call took too long and
@@ -134,6 +143,21 @@ impl Registration<'_> {
         self
     }
 
+    /// Runs each call in a child process that the worker kills when the call is
+    /// cancelled (deadline passed, caller cancelled, hedge lost) or crashes: a function
+    /// that hangs or ignores its cancellation token cannot hold a slot, and one that
+    /// aborts fails its call, not the worker. The child is this program started again with
+    /// the same arguments; it goes as far as [`Worker::run`](crate::Worker::run), which runs
+    /// the one call and exits, so the program must build the same registry on every run
+    /// and do nothing before `run` that must not happen twice. Costs a process start per
+    /// call: for long or risky functions.
+    pub fn isolated(self) -> Self {
+        Arc::get_mut(self.function)
+            .expect("a fresh registration is not shared")
+            .isolated = true;
+        self
+    }
+
     /// Replaces the signature derived from the Rust types.
     pub fn signature(mut self, signature: &str) -> Self {
         self.info_mut().signature = signature.to_owned();
@@ -200,6 +224,7 @@ impl Registry {
             info,
             invoke,
             demoted: Default::default(),
+            isolated: false,
         });
         let slot = match self.functions.entry(name.to_owned()) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -237,6 +262,7 @@ impl Registry {
                     info,
                     invoke,
                     demoted: Default::default(),
+                    isolated: function.isolated,
                 }),
             );
         }

@@ -55,7 +55,13 @@ impl Worker {
 
     /// Connects, registers and serves calls until `shutdown` is triggered; then
     /// leaves gracefully: tells the broker, finishes held calls (bounded), returns.
+    ///
+    /// In the child process of an isolated call ([`Registration::isolated`]) it runs that
+    /// call and exits the process instead.
+    ///
+    /// [`Registration::isolated`]: crate::Registration::isolated
     pub fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
+        crate::isolation::serve_child_if_asked(&self.registry);
         if self.registry.functions().is_empty() {
             return Err(WorkerError::EmptyRegistry);
         }
