@@ -121,11 +121,12 @@ pub fn registry_with(worker_name: &str, record: Option<Journal>, lookup: Lookup)
                 );
                 let left = context.time_left().as_millis().min(u64::MAX as u128) as u64;
                 map.insert("time_left_ms", Value::from(left));
+                map.insert("caller", context.caller().map_or(Value::Nil, Value::from));
             }
             map
         })
         .doc(
-            "Returns what the function sees of its call: call id, attempt, traceparent, time left.",
+            "Returns what the function sees of its call: call id, attempt, traceparent, time left, caller.",
         );
     registry
         .register_fallible("fail", |message: String| -> Result<(), String> {

@@ -361,27 +361,43 @@ fn none<T>() -> Option<T> {
 /// most 14 entries, as every reply body of this protocol is), without decoding the rest:
 /// its entry count goes up by one and the entry is appended. `None` for any other body.
 pub fn append_timings(body: &[u8], timings: &CallTimings) -> Option<Vec<u8>> {
+    append_entry(body, b"\xa7timings", &encode(timings).ok()?)
+}
+
+/// Adds `"run_us": n` (the function's own run time, measured by the worker) to a reply
+/// body the way [`append_timings`] adds its entry. `None` for a body that is not a small map.
+pub fn append_run_time(body: &[u8], run_us: u64) -> Option<Vec<u8>> {
+    append_entry(body, b"\xa6run_us", &encode(&run_us).ok()?)
+}
+
+/// Appends one entry (an encoded key and value) to a fixmap of at most 14 entries.
+fn append_entry(body: &[u8], key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
     let (&marker, rest) = body.split_first()?;
     if !(0x80..=0x8e).contains(&marker) {
         return None;
     }
-    let entry = encode(timings).ok()?;
-    let mut out = Vec::with_capacity(body.len() + 9 + entry.len());
+    let mut out = Vec::with_capacity(body.len() + key.len() + value.len());
     out.push(marker + 1);
     out.extend_from_slice(rest);
-    out.extend_from_slice(b"\xa7timings");
-    out.extend_from_slice(&entry);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
     Some(out)
 }
 
-/// The `"timings"` a reply body carries, if any (see [`append_timings`]).
+/// The `"timings"` a reply body carries, if any (see [`append_timings`]), with the
+/// worker's `"run_us"` when it reported one.
 pub fn decode_timings(body: &[u8]) -> Option<CallTimings> {
     #[derive(Deserialize)]
     struct WithTimings {
         #[serde(default)]
         timings: Option<CallTimings>,
+        #[serde(default)]
+        run_us: Option<u64>,
     }
-    decode::<WithTimings>(body).ok()?.timings
+    let found = decode::<WithTimings>(body).ok()?;
+    let mut timings = found.timings?;
+    timings.run_us = timings.run_us.or(found.run_us);
+    Some(timings)
 }
 
 /// The outcome of a reply body, for metrics: `None` for a result, else the error code.
@@ -675,6 +691,7 @@ mod tests {
             running_us: 1_200,
             attempts: 1,
             worker: "w0".into(),
+            run_us: None,
         };
         let body = encode_result(&vec![1, 2, 3]).unwrap();
         let with = append_timings(&body, &timings).unwrap();
@@ -690,5 +707,16 @@ mod tests {
         // Not a small map: left alone.
         assert_eq!(append_timings(b"\x91\x01", &timings), None);
         assert_eq!(append_timings(b"", &timings), None);
+        // The worker's own run time, added before the broker's timings, is read with them.
+        let with_run = append_run_time(&body, 900).unwrap();
+        let both = append_timings(&with_run, &timings).unwrap();
+        assert_eq!(decode_reply::<Vec<i32>>(&both).unwrap().unwrap(), [1, 2, 3]);
+        assert_eq!(
+            decode_timings(&both),
+            Some(CallTimings {
+                run_us: Some(900),
+                ..timings
+            })
+        );
     }
 }

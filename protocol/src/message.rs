@@ -35,6 +35,11 @@ pub struct CallTimings {
     pub attempts: u32,
     /// The name of the worker that answered (may be empty).
     pub worker: String,
+    /// Microseconds the function itself ran, as that worker measured it (the reply body's
+    /// top-level `"run_us"`, when the worker reports it); the rest of `running_us` is
+    /// transit and waiting in the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_us: Option<u64>,
 }
 
 /// Whether `value` is a W3C `traceparent` this protocol forwards: version `00`, a 32-digit
@@ -142,6 +147,10 @@ pub struct ReadyInfo {
     /// absent or false: plain REQUESTs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub context: bool,
+    /// The worker takes REQUESTs with caller (context, the caller's identity, and whether
+    /// to report its run time); wins over `context`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller: bool,
 }
 
 /// One entry of the broker's `system.workers` answer.

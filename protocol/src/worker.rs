@@ -14,6 +14,7 @@
 //! | CANCEL | `0x06` | broker → worker (that announced `cancel`) | one 8-byte ticket per call | none |
 //! | DRAIN | `0x07` | broker → worker (that announced `drain`) | nothing | none |
 //! | REQUEST with context | `0x08` | broker → worker (that announced `context`) | one record per call, with attempt and traceparent | one body per call |
+//! | REQUEST with caller | `0x09` | broker → worker (that announced `caller`) | one record per call, with attempt, traceparent, caller and flags | one body per call |
 //!
 //! REQUEST and REPLY carry 1 to [`MAX_COALESCED_CALLS`] calls, so that under load a
 //! busy broker and worker pay the per-message cost once for many calls; their bodies
@@ -35,6 +36,11 @@ const DISCONNECT: u8 = 0x05;
 const CANCEL: u8 = 0x06;
 const DRAIN: u8 = 0x07;
 const REQUEST_CONTEXT: u8 = 0x08;
+const REQUEST_CALLER: u8 = 0x09;
+
+/// Flag of a REQUEST-with-caller record: the caller asked for timings, so the worker adds
+/// its own run time to the reply body (`"run_us"`).
+pub const FLAG_REPORT_RUN_TIME: u8 = 0x01;
 
 /// Bytes of the control frame before the command's fields: signature and command.
 const HEAD_LEN: usize = WORKER_SIGNATURE.len() + 1;
@@ -166,6 +172,11 @@ pub struct CallRecord<'a> {
     pub attempt: u8,
     /// The caller's W3C trace context, or "" (always "" in a plain REQUEST).
     pub traceparent: &'a str,
+    /// Who called, as the broker authenticated it (`curve:<Z85 public key>` under CURVE),
+    /// or "" (unknown, and always "" unless the REQUEST is one with caller).
+    pub caller: &'a str,
+    /// [`FLAG_REPORT_RUN_TIME`] and future flags (always 0 unless with caller).
+    pub flags: u8,
 }
 
 impl CallMessage<Requests> {
@@ -177,9 +188,22 @@ impl CallMessage<Requests> {
         message
     }
 
+    /// An empty REQUEST with caller (command `0x09`): its records carry the call context,
+    /// the caller's identity and flags. Only for workers that announced `"caller": true`.
+    pub fn with_caller() -> RequestMessage {
+        let mut message = RequestMessage::new();
+        message.control[HEAD_LEN - 1] = REQUEST_CALLER;
+        message
+    }
+
     /// Whether the records carry the call context (see [`RequestMessage::with_context`]).
     pub fn has_context(&self) -> bool {
-        self.control[HEAD_LEN - 1] == REQUEST_CONTEXT
+        matches!(self.control[HEAD_LEN - 1], REQUEST_CONTEXT | REQUEST_CALLER)
+    }
+
+    /// Whether the records also carry the caller and flags ([`RequestMessage::with_caller`]).
+    pub fn has_caller(&self) -> bool {
+        self.control[HEAD_LEN - 1] == REQUEST_CALLER
     }
 
     /// Adds one call. `function` must be a valid function name (1 to 255 bytes); the
@@ -201,6 +225,13 @@ impl CallMessage<Requests> {
             self.control.push(record.attempt);
             self.control.push(trace.len() as u8);
             self.control.extend_from_slice(trace);
+        }
+        if self.has_caller() {
+            let caller = record.caller.as_bytes();
+            let caller = &caller[..caller.len().min(255)];
+            self.control.push(caller.len() as u8);
+            self.control.extend_from_slice(caller);
+            self.control.push(record.flags);
         }
         self.push_body(body);
     }
@@ -289,17 +320,30 @@ fn read_record(
         function: function_name(name)?,
         attempt: 0,
         traceparent: "",
+        caller: "",
+        flags: 0,
     };
     let mut next = name_at + name_len;
-    if control.get(HEAD_LEN - 1) == Some(&REQUEST_CONTEXT) {
+    let command = control.get(HEAD_LEN - 1).copied();
+    if matches!(command, Some(REQUEST_CONTEXT | REQUEST_CALLER)) {
         record.attempt = *control.get(next).ok_or(truncated.clone())?;
         let trace_len = *control.get(next + 1).ok_or(truncated.clone())? as usize;
         let trace = control
             .get(next + 2..next + 2 + trace_len)
-            .ok_or(truncated)?;
+            .ok_or(truncated.clone())?;
         record.traceparent = std::str::from_utf8(trace)
             .map_err(|_| ProtocolError::Control("traceparent is not UTF-8"))?;
         next += 2 + trace_len;
+    }
+    if command == Some(REQUEST_CALLER) {
+        let caller_len = *control.get(next).ok_or(truncated.clone())? as usize;
+        let caller = control
+            .get(next + 1..next + 1 + caller_len)
+            .ok_or(truncated.clone())?;
+        record.caller = std::str::from_utf8(caller)
+            .map_err(|_| ProtocolError::Control("caller is not UTF-8"))?;
+        record.flags = *control.get(next + 1 + caller_len).ok_or(truncated)?;
+        next += 2 + caller_len;
     }
     Ok(Some((record, next)))
 }
@@ -436,7 +480,7 @@ impl BrokerMessage {
     ) -> Result<BrokerMessage, ProtocolError> {
         let (command, control, rest) = split_control(frames.into_iter())?;
         match command {
-            REQUEST | REQUEST_CONTEXT => {
+            REQUEST | REQUEST_CONTEXT | REQUEST_CALLER => {
                 RequestMessage::parse(&control, rest).map(BrokerMessage::Request)
             }
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
@@ -519,6 +563,7 @@ mod tests {
             cancel: false,
             drain: false,
             context: false,
+            caller: false,
         };
         let parsed =
             WorkerMessage::parse(WorkerMessage::Ready(info.clone()).into_frames()).unwrap();
@@ -537,6 +582,8 @@ mod tests {
                 function: name,
                 attempt: 0,
                 traceparent: "",
+                caller: "",
+                flags: 0,
             };
             message.push(record, Frame::from(&[i as u8; 3][..]));
         }
@@ -598,6 +645,8 @@ mod tests {
                 function: "f",
                 attempt,
                 traceparent,
+                caller: "",
+                flags: 0,
             };
             message.push(record, Frame::from(&b"\x80"[..]));
         }
@@ -621,6 +670,8 @@ mod tests {
             function: "f",
             attempt: 1,
             traceparent: trace,
+            caller: "",
+            flags: 0,
         };
         cut.push(record, Frame::new());
         let mut frames = BrokerMessage::Request(cut).into_frames(b"w");
@@ -628,6 +679,61 @@ mod tests {
         let control = frames[0].to_vec();
         frames[0] = Frame::from(&control[..control.len() - 5]);
         assert!(BrokerMessage::parse(frames).is_err());
+    }
+
+    #[test]
+    fn a_request_with_caller_carries_context_caller_and_flags() {
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut message = RequestMessage::with_caller();
+        assert!(message.has_context() && message.has_caller());
+        let record = CallRecord {
+            ticket: Ticket(1),
+            call_id: 9,
+            time_left_ms: 100,
+            function: "f",
+            attempt: 2,
+            traceparent: trace,
+            caller: "curve:abc",
+            flags: FLAG_REPORT_RUN_TIME,
+        };
+        message.push(record, Frame::from(&b"\x80"[..]));
+        let plain = CallRecord {
+            caller: "",
+            flags: 0,
+            traceparent: "",
+            ..record
+        };
+        message.push(plain, Frame::from(&b"\x80"[..]));
+        let mut out = BrokerMessage::Request(message).into_frames(b"w");
+        out.remove(0);
+        assert_eq!(out[0][4], 0x09, "the command of a REQUEST with caller");
+        // The first record's tail: attempt, traceparent, caller length, caller, flags.
+        let control = out[0].to_vec();
+        let tail = [
+            &[2u8, trace.len() as u8][..],
+            trace.as_bytes(),
+            b"\x09curve:abc\x01",
+        ]
+        .concat();
+        let first_end = 5 + 21 + 1 + tail.len();
+        assert_eq!(&control[5 + 22..first_end], &tail[..]);
+        let copy = |frames: &[Frame]| {
+            frames
+                .iter()
+                .map(|f| Frame::from(&f[..]))
+                .collect::<Vec<_>>()
+        };
+        let BrokerMessage::Request(parsed) = BrokerMessage::parse(copy(&out)).unwrap() else {
+            panic!("a request")
+        };
+        let records: Vec<CallRecord> = parsed.records().collect();
+        assert_eq!(records, [record, plain]);
+        // Cut inside the caller field or before the flags: refused.
+        for cut in [1, 2] {
+            let mut frames = copy(&out);
+            frames[0] = Frame::from(&control[..control.len() - cut]);
+            assert!(BrokerMessage::parse(frames).is_err());
+        }
     }
 
     #[test]
@@ -669,6 +775,8 @@ mod tests {
             function: "f",
             attempt: 0,
             traceparent: "",
+            caller: "",
+            flags: 0,
         };
         big.push(record, Frame::from(vec![0u8; COALESCE_BYTES]));
         assert!(big.is_full() && big.len() == 1);

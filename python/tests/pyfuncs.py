@@ -72,7 +72,7 @@ def context() -> dict:
     """What the function sees of its call."""
     call = current_call()
     return {"call_id": call.call_id, "attempt": call.attempt, "traceparent": call.traceparent,
-            "time_left": call.time_left()}
+            "time_left": call.time_left(), "caller": call.caller}
 
 
 @registry.function("py.record", retry_safe=True)

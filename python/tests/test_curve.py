@@ -33,6 +33,8 @@ def test_listed_python_client_and_worker_talk_over_curve(cluster, curve_broker):
     broker.wait_for_workers("py.double", 1, curve=curve)
     with Client(broker.frontend, timeout=5, curve=curve) as client:
         assert client.py.double(4) == 8
+        client_public = (keys / "client.pub").read_text().strip()
+        assert client.py.context()["caller"] == f"curve:{client_public}"
     env = {"SWITCHBOARD_CURVE_SERVER_KEY_FILE": str(keys / "broker.pub"),
            "SWITCHBOARD_CURVE_KEY_FILE": str(keys / "client.key")}
     assert Curve.from_env(env) == curve

@@ -49,6 +49,16 @@ def test_request_header_and_worker_frames():
     with pytest.raises(ValueError):
         _wire.parse_request(control, [b"\x80", b"\x80"])
     assert _wire.reply_message([b"T" * 8], [b"B"]) == [b"SBW2\x03" + b"T" * 8, b"B"]
+    # REQUEST with caller: context, then caller length, caller, flags.
+    with_caller = bytes.fromhex("5342573209" "0000000000000001" "0000000000000009" "00000064" "0166"
+                                "0200" "09") + b"curve:abc" + b"\x01"
+    [call] = _wire.parse_request(with_caller, [b"\x80"])
+    assert (call.attempt, call.caller, call.flags) == (2, "curve:abc", _wire.FLAG_REPORT_RUN_TIME)
+    for cut in (1, 2):
+        with pytest.raises(ValueError):
+            _wire.parse_request(with_caller[:-cut], [b"\x80"])
+    reply = _wire.append_run_time(_wire.packb({"result": 5}), 1234)
+    assert _wire.unpackb(reply) == {"result": 5, "run_us": 1234}
 
 
 def test_every_code_has_its_class_and_unknown_codes_survive():

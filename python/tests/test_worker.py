@@ -78,6 +78,10 @@ def test_errors_never_stop_the_worker(pyworker):
         context = client.with_options(traceparent=trace, timeout=3).py.context()
         assert context["traceparent"] == trace and context["attempt"] == 1
         assert 0 < context["time_left"] <= 3
+        assert context["caller"] is None  # no CURVE: the broker does not know who called
+        timed = client.with_options(timings=True).submit("py.sleep", 0.05)
+        assert timed.result() == 0.05
+        assert 50_000 <= timed.timings["run_us"] <= timed.timings["running_us"], timed.timings
 
 
 def test_cancelled_and_timed_out_calls_stop_and_give_their_slot_back(cluster):

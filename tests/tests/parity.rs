@@ -342,6 +342,14 @@ fn timings_come_back_when_asked_for_and_the_cli_prints_them() {
     let timings = timings.expect("asked for");
     assert!(timings.running_us >= 20_000, "{timings:?}");
     assert_eq!((timings.attempts, timings.worker.as_str()), (1, "w0"));
+    // The worker's own measure of the function: within what the broker saw.
+    let run_us = timings
+        .run_us
+        .expect("the worker reports its run time when asked");
+    assert!(
+        (20_000..=timings.running_us).contains(&run_us),
+        "{timings:?}"
+    );
     // Not asked: none, and the reply is the plain one.
     let (_, none): (u64, _) = client
         .request("sleep_ms")
@@ -367,4 +375,5 @@ fn timings_come_back_when_asked_for_and_the_cli_prints_them() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "5");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("attempts 1, worker w0"), "{stderr}");
+    assert!(stderr.contains("(the function itself: "), "{stderr}");
 }

@@ -126,6 +126,15 @@ fn listed_client_and_worker_talk_over_curve() {
         workers.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
         ["trusted"]
     );
+    // The function sees who called: the key ZAP admitted, not anything the client says.
+    let context: std::collections::BTreeMap<String, switchboard_protocol::Value> =
+        client.call("context", ()).unwrap();
+    let alice = switchboard_transport::curve::encode_key(&secured.keys["alice"].public);
+    assert_eq!(
+        context["caller"].as_str(),
+        Some(format!("curve:{alice}").as_str()),
+        "{context:?}"
+    );
 }
 
 #[test]

@@ -53,6 +53,7 @@ pub struct CallContext {
     cancel: CancelToken,
     attempt: u32,
     traceparent: Option<String>,
+    caller: Option<String>,
 }
 
 thread_local! {
@@ -73,7 +74,20 @@ impl CallContext {
             cancel,
             attempt,
             traceparent,
+            caller: None,
         }
+    }
+
+    /// The same context, with who made the call.
+    pub(crate) fn with_caller(mut self, caller: Option<String>) -> CallContext {
+        self.caller = caller;
+        self
+    }
+
+    /// Who made the call, as the broker authenticated it: `curve:<Z85 public key>` when the
+    /// broker runs CURVE; `None` when it does not know (no CURVE), or an older broker.
+    pub fn caller(&self) -> Option<&str> {
+        self.caller.as_deref()
     }
 
     /// The context of the call this thread is running, or `None` outside a call.

@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use switchboard_protocol::codec::encode_error;
+use switchboard_protocol::codec::{append_run_time, encode_error};
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
 use switchboard_transport::wake::Waker;
@@ -35,6 +35,10 @@ pub(crate) struct Job {
     pub attempt: u32,
     /// The caller's W3C trace context, if the broker forwarded one.
     pub traceparent: Option<String>,
+    /// Who called, as the broker authenticated it (`curve:<public key>`), if known.
+    pub caller: Option<String>,
+    /// The caller asked for timings: add the function's run time to the reply.
+    pub report_run_time: bool,
 }
 
 /// The worker's current registration with a broker. Every READY starts a new one; a call
@@ -190,11 +194,19 @@ pub(crate) fn execute(job: &Job, max_reply_bytes: usize) -> Vec<u8> {
         job.cancel.clone(),
         job.attempt,
         job.traceparent.clone(),
-    );
+    )
+    .with_caller(job.caller.clone());
+    let started = Instant::now();
     let reply = if job.function.is_isolated() {
         crate::isolation::execute_isolated(job)
     } else {
         context.enter(|| job.function.call(&job.body))
+    };
+    let reply = if job.report_run_time {
+        let run_us = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        append_run_time(&reply, run_us).unwrap_or(reply)
+    } else {
+        reply
     };
     if reply.len() > max_reply_bytes {
         return encode_error(&RemoteError::new(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::codec::encode_error;
-use switchboard_protocol::worker::{BrokerMessage, CallRecord};
+use switchboard_protocol::worker::{BrokerMessage, CallRecord, FLAG_REPORT_RUN_TIME};
 use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
 use switchboard_transport::socket::{recv_frames, send_frames};
 use switchboard_transport::wake::waker;
@@ -179,6 +179,7 @@ impl Worker {
             cancel: true,
             drain: true,
             context: true,
+            caller: true,
         }
     }
 
@@ -239,6 +240,8 @@ impl Worker {
             function,
             attempt,
             traceparent,
+            caller,
+            flags,
         } = record;
         debug!(call_id, %function, "request");
         let Some(found) = self.registry.get(function) else {
@@ -260,6 +263,8 @@ impl Worker {
             cancel: cancel.clone(),
             attempt: u32::from(attempt),
             traceparent: (!traceparent.is_empty()).then(|| traceparent.to_owned()),
+            caller: (!caller.is_empty()).then(|| caller.to_owned()),
+            report_run_time: flags & FLAG_REPORT_RUN_TIME != 0,
         };
         if found.is_inline() && job.body.len() <= INLINE_BODY_LIMIT {
             // Quick functions run right here: no hand-off to an executor. A large body

@@ -356,6 +356,7 @@ impl Router {
                     .get(worker)
                     .map(|w| w.name.clone())
                     .unwrap_or_default(),
+                run_us: None,
             };
             append_timings(&body, &timings).map_or(body, Frame::from)
         } else {

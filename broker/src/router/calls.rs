@@ -69,6 +69,8 @@ pub(crate) struct Call {
     pub(crate) hedge: Option<Ticket>,
     /// The caller asked for the call's timings in the reply.
     pub(crate) timings: bool,
+    /// Who called, when the broker knows (CURVE: `curve:<public key>`).
+    pub(crate) caller: Option<Arc<str>>,
 }
 
 /// Every call held, by ticket, with their deadlines.

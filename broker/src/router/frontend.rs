@@ -20,9 +20,25 @@ use crate::introspection;
 use crate::route::{BatchRequest, Incoming, Rejected, Request};
 use crate::view::CallEnded;
 
+/// One call as it arrives, before the router decides about it.
+pub(super) struct CallIn<'a> {
+    header: &'a CallHeader,
+    function: &'a str,
+    body: Frame,
+    /// Who sent it, when the broker knows (CURVE).
+    caller: &'a Option<Arc<str>>,
+}
+
 impl Router {
     /// Handles a well-formed request (one call or a batch) from a client.
-    pub(crate) fn submit(&mut self, incoming: Incoming, now: Instant, out: &mut Vec<Action>) {
+    /// `caller` is who sent it, when the broker knows (CURVE: `curve:<public key>`).
+    pub(crate) fn submit(
+        &mut self,
+        incoming: Incoming,
+        caller: Option<Arc<str>>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         match incoming {
             Incoming::Call(request) => {
                 self.stats.requests += 1;
@@ -34,19 +50,27 @@ impl Router {
                 } = request;
                 // Read from the name frame itself: no copy of the name per call.
                 let name = function_name(&function).unwrap_or_default();
-                self.route(Origin::Caller(route), &header, name, body, now, out);
+                let call = CallIn {
+                    header: &header,
+                    function: name,
+                    body,
+                    caller: &caller,
+                };
+                self.route(Origin::Caller(route), call, now, out);
             }
             Incoming::Pipelined(calls) => {
                 for call in calls {
                     match call {
-                        Ok(request) => self.submit(Incoming::Call(request), now, out),
+                        Ok(request) => {
+                            self.submit(Incoming::Call(request), caller.clone(), now, out)
+                        }
                         Err(rejected) => self.reject(rejected, out),
                     }
                 }
             }
             Incoming::Batch(batch) => {
                 self.stats.requests += 1;
-                self.submit_batch(batch, now, out)
+                self.submit_batch(batch, &caller, now, out)
             }
         }
     }
@@ -55,6 +79,7 @@ impl Router {
     pub(super) fn submit_batch(
         &mut self,
         batch: BatchRequest,
+        caller: &Option<Arc<str>>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -85,7 +110,15 @@ impl Router {
                     let error = RemoteError::new(ErrorCode::BadRequest, message);
                     self.deliver(origin, encode_error(&error).into(), out);
                 }
-                (None, Ok(function)) => self.route(origin, &header, &function, body, now, out),
+                (None, Ok(function)) => {
+                    let call = CallIn {
+                        header: &header,
+                        function: &function,
+                        body,
+                        caller,
+                    };
+                    self.route(origin, call, now, out)
+                }
                 (None, Err(_)) => unreachable!("a malformed name is refused above"),
             }
         }
@@ -95,12 +128,16 @@ impl Router {
     pub(super) fn route(
         &mut self,
         origin: Origin,
-        header: &CallHeader,
-        function: &str,
-        body: Frame,
+        call: CallIn<'_>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        let CallIn {
+            header,
+            function,
+            body,
+            caller,
+        } = call;
         if function == CANCEL_FUNCTION {
             return self.cancel_request(origin, &body, now, out);
         }
@@ -154,6 +191,7 @@ impl Router {
             parent: None,
             hedge: None,
             timings: header.timings,
+            caller: caller.clone(),
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");

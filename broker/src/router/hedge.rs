@@ -71,6 +71,7 @@ impl Router {
             parent: Some(ticket),
             hedge: None,
             timings: false,
+            caller: call.caller.clone(),
         });
         let hedge_ticket = self.calls.next_ticket();
         let Router {

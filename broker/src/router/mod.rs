@@ -162,6 +162,10 @@ pub(crate) struct Dispatch {
     pub traced: bool,
     /// The worker takes the call context (attempt, trace): a REQUEST with context.
     pub context: bool,
+    /// The worker also takes the caller and flags: a REQUEST with caller.
+    pub caller: bool,
+    /// The caller asked for timings: the worker is asked to report its run time.
+    pub timings: bool,
 }
 
 /// The broker's routing state machine.
@@ -205,6 +209,11 @@ impl Router {
     /// The W3C trace context the caller of this call sent, if any.
     pub(crate) fn traceparent(&self, ticket: Ticket) -> Option<Arc<str>> {
         self.calls.get(ticket)?.traceparent.clone()
+    }
+
+    /// Who made the call with this ticket, when the broker knows.
+    pub(crate) fn caller(&self, ticket: Ticket) -> Option<Arc<str>> {
+        self.calls.get(ticket)?.caller.clone()
     }
 
     /// The calls that ended since the last time this was asked, for metrics.
@@ -436,6 +445,7 @@ fn start(
         inline,
         retry_safe,
         context,
+        caller,
         hedge_after,
     } = workers.start(&worker, ticket, &call.function);
     functions.started(&call.function);
@@ -457,6 +467,8 @@ fn start(
             attempt: call.attempts.min(255) as u8,
             traced: call.traceparent.is_some(),
             context,
+            caller,
+            timings: call.timings,
         },
     });
     call.place = Place::Running {

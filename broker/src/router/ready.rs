@@ -31,6 +31,8 @@ pub(crate) struct Registration {
     pub(crate) drain: bool,
     /// The worker takes REQUESTs with context.
     pub(crate) context: bool,
+    /// The worker takes REQUESTs with caller (which include the context).
+    pub(crate) caller: bool,
 }
 
 /// Checks a READY from `worker`. `hosted` tells whether the broker hosts a name already
@@ -121,7 +123,8 @@ pub(crate) fn check(
         corrected,
         cancel: info.cancel,
         drain: info.drain,
-        context: info.context,
+        context: info.context || info.caller,
+        caller: info.caller,
     })
 }
 

@@ -47,6 +47,8 @@ pub(crate) struct Worker {
     pub(crate) drains: bool,
     /// It takes REQUESTs with context (announced in its READY).
     pub(crate) context: bool,
+    /// It takes REQUESTs with caller (announced in its READY).
+    pub(crate) caller: bool,
     /// It ran a call long past the call's deadline: no new calls for it.
     pub(crate) hung: bool,
 }
@@ -110,6 +112,8 @@ pub(crate) struct Started {
     pub(crate) retry_safe: bool,
     /// It takes the call context.
     pub(crate) context: bool,
+    /// It takes the caller and flags too.
+    pub(crate) caller: bool,
     /// Hedge the call after this long without an answer (retry-safe functions only).
     pub(crate) hedge_after: Option<Duration>,
 }
@@ -196,6 +200,7 @@ impl Workers {
             cancels: registration.cancel,
             drains: registration.drain,
             context: registration.context,
+            caller: registration.caller,
             hung: false,
         };
         self.by_id.insert(id, worker)
@@ -247,6 +252,7 @@ impl Workers {
             inline,
             retry_safe,
             context: worker.context,
+            caller: worker.caller,
             hedge_after: (retry_safe && hedge_ms > 0).then(|| Duration::from_millis(hedge_ms)),
         }
     }

@@ -1,5 +1,6 @@
 //! The broker's sockets and poll loop: receive, hand to the router, send what it decides.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +86,33 @@ pub struct Broker {
     /// outcomes and latencies of the calls the router reports ended.
     metrics: Metrics,
     metrics_endpoint: Option<MetricsEndpoint>,
+    /// Who sent a client message, under CURVE.
+    callers: Callers,
+}
+
+/// The identities of CURVE clients, shared by their calls: `curve:<public key>`, one
+/// allocation per key rather than one per call.
+#[derive(Default)]
+struct Callers(HashMap<String, Arc<str>>);
+
+impl Callers {
+    /// At most this many keys are remembered (the allow-list bounds them anyway).
+    const MAX: usize = 4096;
+
+    /// The identity of the peer that sent `frames` (ZAP admitted its key: every frame
+    /// after the routing identity carries it as `User-Id`).
+    fn identify(&mut self, frames: &mut [Frame]) -> Option<Arc<str>> {
+        let key = frames.get_mut(1)?.gets("User-Id")?;
+        if let Some(known) = self.0.get(key) {
+            return Some(Arc::clone(known));
+        }
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        let identity: Arc<str> = Arc::from(format!("curve:{key}"));
+        self.0.insert(key.to_owned(), Arc::clone(&identity));
+        Some(identity)
+    }
 }
 
 /// The HTTP endpoint's thread and the channel it asks for metrics on.
@@ -196,6 +224,7 @@ impl Broker {
             config,
             metrics: Metrics::default(),
             metrics_endpoint,
+            callers: Callers::default(),
         })
     }
 
@@ -430,8 +459,13 @@ impl Broker {
                 return Ok(count);
             };
             let now = Instant::now();
+            let mut received = received;
+            let caller = match (&self.config.security, &mut received) {
+                (Some(_), Ok(frames)) => self.callers.identify(frames),
+                _ => None,
+            };
             match received.map(parse_request) {
-                Ok(Ok(incoming)) => self.router.submit(incoming, now, &mut self.outbox),
+                Ok(Ok(incoming)) => self.router.submit(incoming, caller, now, &mut self.outbox),
                 Ok(Err(rejected)) => self.router.reject(*rejected, &mut self.outbox),
                 Err(oversized) => self.router.reject(
                     reject_oversized(oversized.head, oversized.frames, oversized.bytes),

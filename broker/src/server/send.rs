@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use switchboard_protocol::worker::{BrokerMessage, CallRecord, RequestMessage};
+use switchboard_protocol::worker::{
+    BrokerMessage, CallRecord, RequestMessage, FLAG_REPORT_RUN_TIME,
+};
 use switchboard_protocol::Frame;
 use switchboard_transport::socket::try_send_frames;
 use tracing::debug;
@@ -156,6 +158,11 @@ impl Broker {
         } else {
             None
         };
+        let caller = if call.caller {
+            self.router.caller(call.ticket)
+        } else {
+            None
+        };
         let record = CallRecord {
             ticket: call.ticket,
             call_id: call.call_id,
@@ -163,11 +170,19 @@ impl Broker {
             function: &call.function,
             attempt: call.attempt,
             traceparent: traceparent.as_deref().unwrap_or_default(),
+            caller: caller.as_deref().unwrap_or_default(),
+            flags: if call.timings {
+                FLAG_REPORT_RUN_TIME
+            } else {
+                0
+            },
         };
         let index = match self.requests.iter().position(|(id, _)| *id == worker) {
             Some(index) => index,
             None => {
-                let request = if call.context {
+                let request = if call.caller {
+                    RequestMessage::with_caller()
+                } else if call.context {
                     RequestMessage::with_context()
                 } else {
                     RequestMessage::new()

@@ -184,8 +184,12 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
             let result: Result<Value, CallError> = match request.send() {
                 Ok(pending) => pending.wait_timed().map(|(value, timings)| {
                     if let Some(t) = timings.filter(|_| verbose) {
+                        let ran = t
+                            .run_us
+                            .map(|us| format!(" (the function itself: {us} µs)"))
+                            .unwrap_or_default();
                         eprintln!(
-                            "queued {} µs, running {} µs, attempts {}, worker {}",
+                            "queued {} µs, running {} µs{ran}, attempts {}, worker {}",
                             t.queued_us,
                             t.running_us,
                             t.attempts,

@@ -17,9 +17,10 @@ from .errors import BadRequest, RemoteError, from_wire
 
 CLIENT_SIGNATURE = b"SBC1"
 WORKER_SIGNATURE = b"SBW2"
-READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT, CANCEL, DRAIN, REQUEST_WITH_CONTEXT = (
-    WORKER_SIGNATURE + bytes([command]) for command in range(1, 9)
-)
+(READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT, CANCEL, DRAIN, REQUEST_WITH_CONTEXT,
+ REQUEST_WITH_CALLER) = (WORKER_SIGNATURE + bytes([command]) for command in range(1, 10))
+#: Flag of a REQUEST-with-caller record: add the function's run time ("run_us") to the reply.
+FLAG_REPORT_RUN_TIME = 0x01
 
 #: Calls in one pipelined client message, or one worker REQUEST/REPLY (PROTOCOL.md 6).
 MAX_CALLS_PER_MESSAGE = 256
@@ -91,7 +92,10 @@ def reply_outcome(body: bytes) -> Tuple[Any, Optional[RemoteError], Optional[Dic
         return None, BadRequest(f"the reply body does not decode: {error}"), None
     if not isinstance(reply, dict):
         return None, BadRequest("the reply body is not a map"), None
-    return (*outcome_of(reply), reply.get("timings"))
+    timings = reply.get("timings")
+    if isinstance(timings, dict) and "run_us" in reply:
+        timings = {**timings, "run_us": reply["run_us"]}
+    return (*outcome_of(reply), timings)
 
 
 def outcome_of(reply: Dict[str, Any]) -> Tuple[Any, Optional[RemoteError]]:
@@ -130,10 +134,12 @@ def reply_id(header_frame: bytes) -> Optional[int]:
 class WorkerCall:
     """One call of a REQUEST (5.2)."""
 
-    __slots__ = ("ticket", "call_id", "time_left_ms", "function", "attempt", "traceparent", "body")
+    __slots__ = ("ticket", "call_id", "time_left_ms", "function", "attempt", "traceparent", "body",
+                 "caller", "flags")
 
     def __init__(self, ticket: bytes, call_id: int, time_left_ms: int, function: str,
-                 attempt: int, traceparent: Optional[str], body: bytes) -> None:
+                 attempt: int, traceparent: Optional[str], body: bytes,
+                 caller: Optional[str] = None, flags: int = 0) -> None:
         self.ticket = ticket
         self.call_id = call_id
         self.time_left_ms = time_left_ms
@@ -141,14 +147,18 @@ class WorkerCall:
         self.attempt = attempt
         self.traceparent = traceparent
         self.body = body
+        self.caller = caller
+        self.flags = flags
 
 
 _RECORD = struct.Struct(">8sQIB")
 
 
 def parse_request(control: bytes, bodies: List[bytes]) -> List[WorkerCall]:
-    """The calls of a REQUEST or REQUEST-with-context message; ValueError if malformed."""
-    with_context = control[:5] == REQUEST_WITH_CONTEXT
+    """The calls of a REQUEST, REQUEST-with-context or REQUEST-with-caller message;
+    ValueError if malformed."""
+    with_caller = control[:5] == REQUEST_WITH_CALLER
+    with_context = with_caller or control[:5] == REQUEST_WITH_CONTEXT
     at, calls = 5, []
     while at < len(control):
         if at + _RECORD.size > len(control):
@@ -169,10 +179,21 @@ def parse_request(control: bytes, bodies: List[bytes]) -> List[WorkerCall]:
                 raise ValueError("REQUEST traceparent cut short")
             at += 2 + trace_len
             traceparent = trace.decode("ascii", "replace") or None
+        caller, flags = None, 0
+        if with_caller:
+            if at + 1 > len(control):
+                raise ValueError("REQUEST caller cut short")
+            caller_len = control[at]
+            who = control[at + 1:at + 1 + caller_len]
+            if len(who) != caller_len or at + 1 + caller_len >= len(control):
+                raise ValueError("REQUEST caller or flags cut short")
+            flags = control[at + 1 + caller_len]
+            at += 2 + caller_len
+            caller = who.decode("utf-8", "replace") or None
         if len(calls) >= len(bodies):
             raise ValueError("REQUEST has more records than bodies")
         calls.append(WorkerCall(ticket, call_id, time_left_ms, name.decode("utf-8", "replace"),
-                                attempt, traceparent, bodies[len(calls)]))
+                                attempt, traceparent, bodies[len(calls)], caller, flags))
     if not calls or len(calls) != len(bodies) or len(calls) > MAX_CALLS_PER_MESSAGE:
         raise ValueError(f"REQUEST with {len(calls)} records and {len(bodies)} bodies")
     return calls
@@ -189,6 +210,14 @@ def parse_tickets(control: bytes) -> List[bytes]:
 def reply_message(tickets: List[bytes], bodies: List[bytes]) -> List[bytes]:
     """A REPLY (5.3) answering the calls with these tickets."""
     return [REPLY + b"".join(tickets), *bodies]
+
+
+def append_run_time(body: bytes, run_us: int) -> bytes:
+    """Adds `"run_us": n` to a reply body (a small map: its entry count goes up by one and
+    the entry is appended), as the Rust worker does; other bodies are left alone."""
+    if not body or not 0x80 <= body[0] <= 0x8E:
+        return body
+    return bytes([body[0] + 1]) + body[1:] + b"\xa6run_us" + packb(run_us)
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -45,11 +45,14 @@ DEFAULT_BROKER = "tcp://127.0.0.1:5556"
 class CallContext:
     """What a running function can learn about its call (`current_call()`)."""
 
-    __slots__ = ("function", "call_id", "attempt", "traceparent", "deadline", "worker", "_cancelled")
+    __slots__ = ("function", "call_id", "attempt", "traceparent", "deadline", "worker", "caller",
+                 "_cancelled")
 
     def __init__(self, function: str, call_id: int, attempt: int, traceparent: Optional[str],
-                 deadline: float, worker: str = "") -> None:
+                 deadline: float, worker: str = "", caller: Optional[str] = None) -> None:
         self.function = function
+        #: Who called, as the broker authenticated it (`curve:<public key>`), or None.
+        self.caller = caller
         #: The name of the worker running the call.
         self.worker = worker
         self.call_id = call_id
@@ -206,6 +209,7 @@ class Worker:
             "cancel": True,
             "drain": True,
             "context": True,
+            "caller": True,
         }
         if any(entry.inline for entry in self.registry):
             body["inline_capacity"] = self.inline_capacity
@@ -271,7 +275,7 @@ class Worker:
                             break
                         received = time.monotonic()
                         command = frames[0][:5]
-                        if command in (_wire.REQUEST, _wire.REQUEST_WITH_CONTEXT):
+                        if command in (_wire.REQUEST, _wire.REQUEST_WITH_CONTEXT, _wire.REQUEST_WITH_CALLER):
                             try:
                                 calls = _wire.parse_request(frames[0], frames[1:])
                             except ValueError as error:
@@ -358,7 +362,8 @@ class Worker:
     def _dispatch(self, call: _wire.WorkerCall, received: float, generation: int,
                   held: Dict[bytes, _Held]) -> None:
         context = CallContext(call.function, call.call_id, call.attempt, call.traceparent,
-                              received + call.time_left_ms / 1000, self.name)
+                              received + call.time_left_ms / 1000, self.name, call.caller)
+        report = bool(call.flags & _wire.FLAG_REPORT_RUN_TIME)
         entry = self.registry.get(call.function)
         slot = _Held(context)
         held[call.ticket] = slot
@@ -366,14 +371,16 @@ class Worker:
             self._finish(generation, call.ticket, _wire.error_body(
                 "UNKNOWN_FUNCTION", f"this worker does not host function '{call.function}'"))
         elif entry.inline:
-            self._finish(generation, call.ticket, self._execute(entry, context, call.body))
+            started = time.perf_counter()
+            reply = self._execute(entry, context, call.body)
+            self._finish(generation, call.ticket, reply, started if report else None)
         elif entry.is_async:
             assert self._loop is not None
             slot.task = asyncio.run_coroutine_threadsafe(
-                self._execute_async(entry, context, call.body, generation, call.ticket), self._loop)
+                self._execute_async(entry, context, call.body, generation, call.ticket, report), self._loop)
         else:
             assert self._pool is not None
-            self._pool.submit(self._run_on_pool, entry, context, call.body, generation, call.ticket)
+            self._pool.submit(self._run_on_pool, entry, context, call.body, generation, call.ticket, report)
 
     def _cancel(self, slot: Optional[_Held]) -> None:
         if slot is None:
@@ -391,14 +398,18 @@ class Worker:
                 self._loop.call_soon_threadsafe(slot.task.cancel)
         held.clear()
 
-    def _finish(self, generation: int, ticket: bytes, body: bytes) -> None:
+    def _finish(self, generation: int, ticket: bytes, body: bytes, started: Optional[float] = None) -> None:
+        """A call's reply is ready; `started` (perf_counter) when its run time is reported."""
+        if started is not None:
+            body = _wire.append_run_time(body, int((time.perf_counter() - started) * 1e6))
         self.counters["calls"] += 1
         self._done.append((generation, ticket, body))
         self._wake()
 
     def _run_on_pool(self, entry: Function, context: CallContext, body: bytes, generation: int,
-                     ticket: bytes) -> None:
-        self._finish(generation, ticket, self._execute(entry, context, body))
+                     ticket: bytes, report: bool) -> None:
+        started = time.perf_counter()
+        self._finish(generation, ticket, self._execute(entry, context, body), started if report else None)
 
     def _prepare(self, entry: Function, context: CallContext, body: bytes) -> Tuple[Optional[bytes], Any, Any]:
         """Checks a call before it runs: (an error reply, or None with its arguments)."""
@@ -434,7 +445,8 @@ class Worker:
         return self._result_reply(entry, result)
 
     async def _execute_async(self, entry: Function, context: CallContext, body: bytes,
-                             generation: int, ticket: bytes) -> None:
+                             generation: int, ticket: bytes, report: bool = False) -> None:
+        started = time.perf_counter() if report else None
         refusal, args, kwargs = self._prepare(entry, context, body)
         if refusal is not None:
             self._finish(generation, ticket, refusal)
@@ -448,7 +460,7 @@ class Worker:
             reply = self._error_reply(entry, error)
         else:
             reply = self._result_reply(entry, result)
-        self._finish(generation, ticket, reply)
+        self._finish(generation, ticket, reply, started)
 
     def _error_reply(self, entry: Function, error: BaseException) -> bytes:
         if isinstance(error, RemoteError):  # a function may answer with a code of its own

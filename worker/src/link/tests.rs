@@ -53,6 +53,7 @@ impl Harness {
             cancel: false,
             drain: false,
             context: false,
+            caller: false,
         };
         let mut link = Link::new(timing, ready, registration, now);
         link.connected(now);
@@ -94,6 +95,8 @@ impl Harness {
                 function: "f",
                 attempt: 0,
                 traceparent: "",
+                caller: "",
+                flags: 0,
             };
             request.push(record, Frame::from(&b"\x80"[..]));
         }

@@ -48,6 +48,7 @@ pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
         cancel: false,
         drain: false,
         context: false,
+        caller: false,
     }
 }
 
@@ -168,7 +169,7 @@ impl Harness {
 
     fn submit(&mut self, incoming: Incoming) -> &mut Self {
         let now = self.now;
-        self.router.submit(incoming, now, &mut self.out);
+        self.router.submit(incoming, None, now, &mut self.out);
         self.checked()
     }
 

@@ -848,7 +848,7 @@ fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
         body: Frame::from(&b"\x80"[..]),
     });
     let now = h.now;
-    h.router.submit(request, now, &mut h.out);
+    h.router.submit(request, None, now, &mut h.out);
     let runs = |h: &Harness| -> Vec<(String, u8, Option<String>)> {
         h.out
             .iter()
