@@ -69,8 +69,9 @@ pub(crate) struct Call {
     pub(crate) hedge: Option<Ticket>,
     /// The caller asked for the call's timings in the reply.
     pub(crate) timings: bool,
-    /// Who called, when the broker knows (CURVE: `curve:<public key>`).
-    pub(crate) caller: Option<Arc<str>>,
+    /// The broker knows who called (CURVE): the table keeps the identity aside
+    /// ([`CallTable::caller_of`]), so that calls of unknown callers stay small.
+    pub(crate) identified: bool,
 }
 
 /// Every call held, by ticket, with their deadlines.
@@ -85,6 +86,8 @@ pub(crate) struct CallTable {
     by_caller: Map<(u64, u64), Ticket>,
     /// Seeded at random per broker: callers cannot aim collisions at each other.
     caller_hasher: ahash::RandomState,
+    /// Who made each identified call (CURVE): `curve:<public key>`.
+    identities: Map<Ticket, Arc<str>>,
 }
 
 impl CallTable {
@@ -96,6 +99,7 @@ impl CallTable {
             next_ticket: first_ticket,
             by_caller: Map::default(),
             caller_hasher: ahash::RandomState::new(),
+            identities: Map::default(),
         }
     }
 
@@ -140,7 +144,20 @@ impl CallTable {
         if let Some(key) = call.caller_key {
             self.by_caller.remove(&key);
         }
+        if call.identified {
+            self.identities.remove(&ticket);
+        }
         Some(call)
+    }
+
+    /// Records who made the call with this ticket (its `identified` is set).
+    pub(crate) fn identify(&mut self, ticket: Ticket, caller: Arc<str>) {
+        self.identities.insert(ticket, caller);
+    }
+
+    /// Who made the call with this ticket, when the broker knows.
+    pub(crate) fn caller_of(&self, ticket: Ticket) -> Option<Arc<str>> {
+        self.identities.get(&ticket).cloned()
     }
 
     /// The held call `call_id` that `caller` made and that waits for its answer.

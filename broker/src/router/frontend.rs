@@ -191,7 +191,7 @@ impl Router {
             parent: None,
             hedge: None,
             timings: header.timings,
-            caller: caller.clone(),
+            identified: caller.is_some(),
         });
         let ticket = self.calls.next_ticket();
         debug!(call_id = header.id, %function, ticket = ticket.0, "call accepted");
@@ -209,6 +209,9 @@ impl Router {
             }
         };
         self.calls.insert(ticket, call);
+        if let Some(caller) = caller {
+            self.calls.identify(ticket, Arc::clone(caller));
+        }
         if let Some(at) = hedge_at {
             self.calls.watch(ticket, at);
         }

@@ -71,7 +71,7 @@ impl Router {
             parent: Some(ticket),
             hedge: None,
             timings: false,
-            caller: call.caller.clone(),
+            identified: call.identified,
         });
         let hedge_ticket = self.calls.next_ticket();
         let Router {
@@ -87,6 +87,9 @@ impl Router {
             out,
         );
         self.calls.insert(hedge_ticket, hedge);
+        if let Some(caller) = self.calls.caller_of(ticket) {
+            self.calls.identify(hedge_ticket, caller);
+        }
         if let Some(call) = self.calls.get_mut(ticket) {
             call.hedge = Some(hedge_ticket);
         }

@@ -157,15 +157,60 @@ pub(crate) struct Dispatch {
     pub body: Frame,
     /// Which dispatch of the call this is (1 for the first; at most 255).
     pub attempt: u8,
+    /// What the worker's REQUEST record carries for this call.
+    pub shape: RecordShape,
+}
+
+/// What a worker's REQUEST record carries for one call: which REQUEST the worker takes
+/// (plain, with context, with caller) and what the call has to put in it (a trace, a
+/// known caller, a wish for timings). Packed in one byte, so that a dispatch — and the
+/// action that carries it, moved once per call — stays within 120 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordShape(u8);
+
+impl RecordShape {
+    const CONTEXT: u8 = 1;
+    const CALLER: u8 = 2;
+    const TRACED: u8 = 4;
+    const IDENTIFIED: u8 = 8;
+    const TIMINGS: u8 = 16;
+
+    fn new(started: &workers::Started, call: &Call) -> RecordShape {
+        let bit = |on: bool, bit: u8| if on { bit } else { 0 };
+        RecordShape(
+            bit(started.context, Self::CONTEXT)
+                | bit(started.caller, Self::CALLER)
+                | bit(call.traceparent.is_some(), Self::TRACED)
+                | bit(call.identified, Self::IDENTIFIED)
+                | bit(call.timings, Self::TIMINGS),
+        )
+    }
+
+    /// The worker takes the call context (attempt, trace): a REQUEST with context.
+    pub(crate) fn context(self) -> bool {
+        self.0 & Self::CONTEXT != 0
+    }
+
+    /// The worker also takes the caller and flags: a REQUEST with caller.
+    pub(crate) fn caller(self) -> bool {
+        self.0 & Self::CALLER != 0
+    }
+
     /// The caller sent a valid W3C trace context (read with [`Router::traceparent`]: it
     /// stays with the call, so that a dispatch stays small enough to move cheaply).
-    pub traced: bool,
-    /// The worker takes the call context (attempt, trace): a REQUEST with context.
-    pub context: bool,
-    /// The worker also takes the caller and flags: a REQUEST with caller.
-    pub caller: bool,
+    pub(crate) fn traced(self) -> bool {
+        self.0 & Self::TRACED != 0
+    }
+
+    /// The broker knows who made the call (read with [`Router::caller`], like the trace).
+    pub(crate) fn identified(self) -> bool {
+        self.0 & Self::IDENTIFIED != 0
+    }
+
     /// The caller asked for timings: the worker is asked to report its run time.
-    pub timings: bool,
+    pub(crate) fn timings(self) -> bool {
+        self.0 & Self::TIMINGS != 0
+    }
 }
 
 /// The broker's routing state machine.
@@ -213,7 +258,7 @@ impl Router {
 
     /// Who made the call with this ticket, when the broker knows.
     pub(crate) fn caller(&self, ticket: Ticket) -> Option<Arc<str>> {
-        self.calls.get(ticket)?.caller.clone()
+        self.calls.caller_of(ticket)
     }
 
     /// The calls that ended since the last time this was asked, for metrics.
@@ -441,13 +486,14 @@ fn start(
     now: Instant,
     out: &mut Vec<Action>,
 ) -> Option<Instant> {
+    let started = workers.start(&worker, ticket, &call.function);
+    let shape = RecordShape::new(&started, call);
     let workers::Started {
         inline,
         retry_safe,
-        context,
-        caller,
         hedge_after,
-    } = workers.start(&worker, ticket, &call.function);
+        ..
+    } = started;
     functions.started(&call.function);
     let remaining = call.deadline.saturating_duration_since(now);
     let body = call.body.take().expect("a queued call has its body");
@@ -465,10 +511,7 @@ fn start(
             function: Arc::clone(&call.function),
             body,
             attempt: call.attempts.min(255) as u8,
-            traced: call.traceparent.is_some(),
-            context,
-            caller,
-            timings: call.timings,
+            shape,
         },
     });
     call.place = Place::Running {

@@ -153,12 +153,13 @@ impl Broker {
 
     /// Adds a call to its worker's pending REQUEST; sends that when it is full.
     fn gather(&mut self, worker: WorkerId, call: Dispatch, now: Instant) {
-        let traceparent = if call.traced && call.context {
+        let shape = call.shape;
+        let traceparent = if shape.traced() && shape.context() {
             self.router.traceparent(call.ticket)
         } else {
             None
         };
-        let caller = if call.caller {
+        let caller = if shape.caller() && shape.identified() {
             self.router.caller(call.ticket)
         } else {
             None
@@ -171,7 +172,7 @@ impl Broker {
             attempt: call.attempt,
             traceparent: traceparent.as_deref().unwrap_or_default(),
             caller: caller.as_deref().unwrap_or_default(),
-            flags: if call.timings {
+            flags: if shape.timings() {
                 FLAG_REPORT_RUN_TIME
             } else {
                 0
@@ -180,9 +181,9 @@ impl Broker {
         let index = match self.requests.iter().position(|(id, _)| *id == worker) {
             Some(index) => index,
             None => {
-                let request = if call.caller {
+                let request = if shape.caller() {
                     RequestMessage::with_caller()
-                } else if call.context {
+                } else if shape.context() {
                     RequestMessage::with_context()
                 } else {
                     RequestMessage::new()

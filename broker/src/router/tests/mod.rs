@@ -858,7 +858,7 @@ fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
                     call.attempt,
                     h.router
                         .traceparent(call.ticket)
-                        .filter(|_| call.traced)
+                        .filter(|_| call.shape.traced())
                         .map(|t| t.to_string()),
                 )),
                 _ => None,
