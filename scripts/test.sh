@@ -8,7 +8,11 @@
 #   3. performance scripts: bench, the matrix and the CPU script on a tiny load, so that
 #      they cannot rot (figures are never asserted: see docs/PERFORMANCE.md);
 #   4. the docker-compose topology run as plain processes (the file validated with the
-#      engine-free docker-compose config).
+#      engine-free docker-compose config);
+#   5. docker compose for real: the image built from the host's binaries on a Debian base
+#      made with debootstrap, the stack brought up, loaded, crashed, restarted, scaled and
+#      stopped (scripts/compose_e2e.py; scripts/docker_setup.sh installs and starts the
+#      engine if needed, and fails when it cannot).
 # A failure in any step fails the run. Extra arguments go to step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,13 +30,15 @@ step() {
     "$@"
     echo "== done in $((SECONDS - started)) s"
 }
-step "1/4 cargo test" bash -c 'cargo test --workspace "$@" 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"' _ "$@"
-step "2/4 Python" bash -c 'cargo test -p switchboard-tests --test python 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
-step "2/4 Python: pytest python/tests" bash -c 'SWITCHBOARD_BIN_DIR=target/debug timeout 600 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 python/tests 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
-step "3/4 performance scripts" bash -c 'cargo test -p switchboard-tests --test bench 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
-step "4/4 compose topology" python3 scripts/compose_topology.py --bin-dir target/debug --workers 4
+step "1/5 cargo test" bash -c 'cargo test --workspace "$@" 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"' _ "$@"
+step "2/5 Python" bash -c 'cargo test -p switchboard-tests --test python 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
+step "2/5 Python: pytest python/tests" bash -c 'SWITCHBOARD_BIN_DIR=target/debug timeout 600 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 python/tests 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
+step "3/5 performance scripts" bash -c 'cargo test -p switchboard-tests --test bench 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
+step "4/5 compose topology" python3 scripts/compose_topology.py --bin-dir target/debug --workers 4
+step "5/5 docker compose end to end" bash -c 'scripts/docker_setup.sh && timeout 900 python3 scripts/compose_e2e.py --bin-dir target/debug'
 # One closing line for the whole suite (cargo prints one line per test binary, pytest
-# "N passed, M failed in …"; the compose topology counts as one test).
+# "N passed, M failed in …"; the compose topology and the compose end-to-end run count as
+# one test each).
 awk '/^test result:/ { passed += $4; failed += $6; next }
      / (passed|failed)(,| in )/ && !/^test / {
        for (i = 2; i <= NF; i++) {
@@ -40,4 +46,4 @@ awk '/^test result:/ { passed += $4; failed += $6; next }
          if ($i ~ /^failed/) failed += $(i - 1)
        }
      }
-     END { printf "tests: %d passed, %d failed\n", passed + 1, failed }' "$log"
+     END { printf "tests: %d passed, %d failed\n", passed + 2, failed }' "$log"
