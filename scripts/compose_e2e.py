@@ -68,17 +68,21 @@ def build_image(bin_dir):
 class Stack:
     """The compose project this run owns."""
 
-    def __init__(self, bin_dir):
+    def __init__(self, bin_dir, files=(os.path.join(ROOT, "docker-compose.yml"),), name="plain",
+                 client_args=()):
         self.bin_dir = bin_dir
-        self.project = f"sbe2e{os.getpid()}"
+        self.files = files
+        self.client_args = list(client_args)
+        self.project = f"sbe2e{name}{os.getpid()}"
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.env = dict(os.environ, SWITCHBOARD_IMAGE=IMAGE, SWITCHBOARD_CLIENT_PORT=str(self.port),
                         SWITCHBOARD_METRICS_PORT=str(free_port()))
 
     def compose(self, *args, check=True, timeout=300):
-        return run("docker-compose", "-f", os.path.join(ROOT, "docker-compose.yml"), "-p", self.project,
-                   *args, check=check, env=self.env, timeout=timeout)
+        files = [arg for path in self.files for arg in ("-f", path)]
+        return run("docker-compose", *files, "-p", self.project, *args, check=check, env=self.env,
+                   timeout=timeout)
 
     def containers(self, service):
         out = self.compose("ps", "-q", service).stdout.split()
@@ -89,7 +93,7 @@ class Stack:
 
     def client(self, *args, check=True):
         return run(os.path.join(self.bin_dir, "client"), "--endpoint", self.endpoint, "--timeout-ms", "5000",
-                   *args, check=check)
+                   *self.client_args, *args, check=check)
 
     def workers(self):
         done = self.client("--json", "workers", check=False)
@@ -219,7 +223,44 @@ def main():
               f"{len(codes)} containers exited 0")
     finally:
         stack.compose("down", "-v", "--remove-orphans", check=False, timeout=180)
+    curve(bin_dir)
     print(f"compose e2e: ok in {time.monotonic() - started:.0f} s")
+
+
+def curve(bin_dir):
+    """Step 8: docker-compose.curve.yml as its header says to use it."""
+    step(8, "CURVE: keys from scripts/compose_keys.sh, the override file, calls with and without a key")
+    with tempfile.TemporaryDirectory() as project:
+        for name in ("docker-compose.yml", "docker-compose.curve.yml"):
+            shutil.copy2(os.path.join(ROOT, name), project)
+        keys = os.path.join(project, "keys")
+        run(os.path.join(ROOT, "scripts", "compose_keys.sh"), keys, IMAGE)
+        files = tuple(os.path.join(project, name) for name in ("docker-compose.yml", "docker-compose.curve.yml"))
+        stack = Stack(bin_dir, files, name="curve",
+                      client_args=["--curve-server-key-file", os.path.join(keys, "broker.pub"),
+                                   "--curve-key-file", os.path.join(keys, "client.key")])
+        try:
+            stack.compose("up", "-d", "--no-build", "--scale", "worker=2")
+            stack.wait_for_workers(2, "with CURVE")
+            stack.wait_healthy()  # the health checks use their own key
+            restarts = {c[:12]: stack.inspect(c, "{{.RestartCount}}") for c in stack.containers("broker")}
+            if set(restarts.values()) != {"0"}:
+                raise SystemExit(f"compose e2e: the CURVE broker restarted: {restarts}")
+            answer = stack.client("call", "add", "2", "3").stdout.strip()
+            if answer != "5":
+                raise SystemExit(f"compose e2e: add(2, 3) over CURVE answered {answer!r}")
+            plain = run(os.path.join(bin_dir, "client"), "--endpoint", stack.endpoint, "--timeout-ms", "1000",
+                        "call", "add", "2", "3", check=False)
+            if plain.returncode == 0:
+                raise SystemExit("compose e2e: a client without a key got through the CURVE broker")
+            example = stack.compose("run", "--rm", "client", "call", "add", "2", "3").stdout.strip()
+            if not example.endswith("5"):
+                raise SystemExit(f"compose e2e: the example client over CURVE printed {example!r}")
+        finally:
+            stack.compose("down", "-v", "--remove-orphans", check=False, timeout=180)
+            # The key files belong to uid 10001 now; the temporary folder is ours to remove.
+            run("docker", "run", "--rm", "--user", "0:0", "--entrypoint", "/bin/sh", "-v", f"{keys}:/keys", IMAGE,
+                "-c", "rm -f /keys/*", check=False)
 
 
 if __name__ == "__main__":
