@@ -8,7 +8,7 @@
 #   3. performance scripts: bench, the matrix and the CPU script on a tiny load, so that
 #      they cannot rot (figures are never asserted: see docs/PERFORMANCE.md);
 #   4. the docker-compose topology run as plain processes (the file validated with the
-#      engine-free docker-compose config);
+#      engine-free docker-compose config), and the Kubernetes manifests validated offline;
 #   5. docker compose for real: the image built from the host's binaries on a Debian base
 #      made with debootstrap, the stack brought up, loaded, crashed, restarted, scaled and
 #      stopped (scripts/compose_e2e.py; scripts/docker_setup.sh installs and starts the
@@ -34,7 +34,7 @@ step "1/5 cargo test" bash -c 'cargo test --workspace "$@" 2>&1 | tee -a "'"$log
 step "2/5 Python" bash -c 'cargo test -p switchboard-tests --test python 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
 step "2/5 Python: pytest python/tests" bash -c 'SWITCHBOARD_BIN_DIR=target/debug timeout 600 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 python/tests 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
 step "3/5 performance scripts" bash -c 'cargo test -p switchboard-tests --test bench 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
-step "4/5 compose topology" python3 scripts/compose_topology.py --bin-dir target/debug --workers 4
+step "4/5 compose topology and Kubernetes manifests" bash -c 'python3 scripts/compose_topology.py --bin-dir target/debug --workers 4 && python3 scripts/k8s_validate.py'
 step "5/5 docker compose end to end" bash -c 'scripts/docker_setup.sh && timeout 900 python3 scripts/compose_e2e.py --bin-dir target/debug'
 # One closing line for the whole suite (cargo prints one line per test binary, pytest
 # "N passed, M failed in …"; the compose topology and the compose end-to-end run count as
