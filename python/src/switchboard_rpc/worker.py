@@ -85,6 +85,16 @@ def current_call() -> Optional[CallContext]:
     return _current.get()
 
 
+def _send(sock: zmq.Socket, frames: List[bytes]) -> None:
+    """Sends without waiting: a message the socket cannot take now is dropped and logged, as
+    the Rust worker does (the broker's liveness checks and the callers' deadlines cover it);
+    the socket thread never blocks, so heartbeats and replies keep flowing."""
+    try:
+        sock.send_multipart(frames, zmq.NOBLOCK)
+    except zmq.Again:
+        log.warning("cannot send to the broker now; message dropped")
+
+
 def _env_int(name: str, default: int) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
@@ -221,7 +231,7 @@ class Worker:
         if self._curve is not None:
             self._curve.apply(sock)
         sock.connect(self.broker)
-        sock.send_multipart([_wire.READY, self._ready_body()])
+        _send(sock, [_wire.READY, self._ready_body()])
         return sock
 
     def _serve(self) -> None:
@@ -248,7 +258,7 @@ class Worker:
             while True:
                 now = time.monotonic()
                 if self._stop.is_set() and leaving_since is None:
-                    sock.send_multipart([_wire.DISCONNECT])
+                    _send(sock, [_wire.DISCONNECT])
                     leaving_since, last_sent = now, now
                     log.info("worker %s leaving: finishing %d calls", self.name, len(held))
                 if leaving_since is not None:
@@ -256,7 +266,7 @@ class Worker:
                         break
                     if now - leaving_since >= self.shutdown_grace:
                         log.warning("worker %s: shutdown grace over, abandoning %d calls", self.name, len(held))
-                        sock.send_multipart([_wire.DISCONNECT])
+                        _send(sock, [_wire.DISCONNECT])
                         break
                 wait = min(last_sent + self.heartbeat, broker_expires) - now
                 if leaving_since is not None:
@@ -307,7 +317,7 @@ class Worker:
                                 log.info("worker %s: the broker asks to register again", self.name)
                                 generation += 1
                                 self._abandon(held)
-                                sock.send_multipart([_wire.READY, self._ready_body()])
+                                _send(sock, [_wire.READY, self._ready_body()])
                                 last_sent = received
                         elif frames == [_wire.DRAIN]:
                             broker_expires = received + self.liveness * self.heartbeat
@@ -326,15 +336,15 @@ class Worker:
                     tickets.append(ticket)
                     bodies.append(body)
                     if len(tickets) == _wire.MAX_CALLS_PER_MESSAGE:
-                        sock.send_multipart(_wire.reply_message(tickets, bodies))
+                        _send(sock, _wire.reply_message(tickets, bodies))
                         tickets, bodies = [], []
                 if tickets:
-                    sock.send_multipart(_wire.reply_message(tickets, bodies))
+                    _send(sock, _wire.reply_message(tickets, bodies))
                 now = time.monotonic()
                 if tickets:
                     last_sent = now
                 if now - last_sent >= self.heartbeat:
-                    sock.send_multipart([_wire.HEARTBEAT])
+                    _send(sock, [_wire.HEARTBEAT])
                     last_sent = now
                 if now >= broker_expires and leaving_since is None:
                     log.warning("worker %s: no word from the broker at %s for %.1f s: reconnecting",
