@@ -103,6 +103,7 @@ impl RequestBuilder<'_> {
             crate::client::HeaderExtras {
                 traceparent: self.traceparent,
                 timings: self.timings,
+                wait_for_ready: self.wait_for_ready,
             },
             |header| request_frames(&function, header, body),
             ReplySender::Async(reply),

@@ -30,6 +30,8 @@ pub(crate) struct HeaderExtras {
     pub(crate) traceparent: Option<String>,
     /// Ask for the call's timings in the reply.
     pub(crate) timings: bool,
+    /// Wait for a worker when none hosts the function.
+    pub(crate) wait_for_ready: bool,
 }
 
 /// A call handed to the socket thread.
@@ -233,6 +235,7 @@ impl Client {
             idempotent: false,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         }
     }
 
@@ -286,6 +289,7 @@ impl Client {
             timeout_ms: Some(timeout.as_millis().try_into().unwrap_or(u64::MAX)),
             traceparent: extras.traceparent,
             timings: extras.timings,
+            wait_for_ready: extras.wait_for_ready,
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
         let command = Command::Call(NewCall {
@@ -335,6 +339,7 @@ pub struct RequestBuilder<'c> {
     pub(crate) idempotent: bool,
     pub(crate) traceparent: Option<String>,
     pub(crate) timings: bool,
+    pub(crate) wait_for_ready: bool,
 }
 
 impl RequestBuilder<'_> {
@@ -371,6 +376,14 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// When no connected worker hosts the function, the call waits in the broker's queue
+    /// for one to register (until its deadline) instead of failing UNKNOWN_FUNCTION at
+    /// once: for workers that are scaled from zero on queue depth.
+    pub fn wait_for_ready(mut self) -> Self {
+        self.wait_for_ready = true;
+        self
+    }
+
     /// Marks the call safe to send twice: if the connection to the broker drops
     /// (a broker restart), the client sends it again instead of failing it with
     /// BROKER_LOST. Only for calls whose effect does not double when repeated.
@@ -386,6 +399,7 @@ impl RequestBuilder<'_> {
         let extras = HeaderExtras {
             traceparent: self.traceparent,
             timings: self.timings,
+            wait_for_ready: self.wait_for_ready,
         };
         self.client
             .start(self.timeout, self.idempotent, extras, |header| {

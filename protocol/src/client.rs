@@ -518,6 +518,7 @@ mod tests {
             timeout_ms: Some(50),
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         }
         .encode();
         let parsed = parse(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
@@ -534,6 +535,7 @@ mod tests {
                 timeout_ms: Some(50),
                 traceparent: None,
                 timings: false,
+                wait_for_ready: false,
             }
         );
         assert_eq!(&req.body[..], b"\x80");
@@ -554,6 +556,7 @@ mod tests {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         }
         .encode();
         let cases: Vec<(Vec<&[u8]>, &str)> = vec![
@@ -590,6 +593,7 @@ mod tests {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         }
         .encode();
         let h = &header[..];
@@ -628,6 +632,7 @@ mod tests {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         }
         .encode();
         let parts: Vec<&[u8]> = vec![
@@ -684,6 +689,7 @@ mod tests {
                 timeout_ms: None,
                 traceparent: None,
                 timings: false,
+                wait_for_ready: false,
             }
             .encode()
         };
@@ -752,6 +758,7 @@ mod tests {
             timeout_ms: Some(5),
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         let mut pipeline = Pipeline::new();
         pipeline.push(request_frames("add", &header, vec![0x80]));
@@ -778,6 +785,7 @@ mod tests {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         let route = Envelope::new(&frames(&[b"client"]), &header.encode());
         let mut out = route.reply_frames(Frame::from(&b"\x80"[..]));

@@ -175,6 +175,7 @@ fn usual_header(bytes: &[u8]) -> Option<CallHeader> {
         timeout_ms,
         traceparent: None,
         timings: false,
+        wait_for_ready: false,
     })
 }
 
@@ -673,6 +674,7 @@ mod tests {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         assert_eq!(header.encode(), [0x81, 0xa2, b'i', b'd', 0x07]);
         let header = CallHeader {
@@ -680,6 +682,7 @@ mod tests {
             timeout_ms: Some(1000),
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         assert_eq!(CallHeader::decode(&header.encode()).unwrap(), header);
     }

@@ -70,6 +70,10 @@ pub const MAX_FUNCTIONS_PER_WORKER: usize = 1_024;
 /// Most distinct function names the broker hosts at once; new ones beyond are ignored.
 pub const MAX_FUNCTIONS: usize = 10_000;
 
+/// Most functions that no worker hosts but that have calls waiting for a worker (callers
+/// asked `wait_for_ready`); a call that would add one more is refused OVERLOADED.
+pub const MAX_UNHOSTED_FUNCTIONS: usize = 1_024;
+
 /// Longest doc line kept, in bytes (longer ones are cut at a character boundary).
 pub const MAX_DOC_BYTES: usize = 1_024;
 

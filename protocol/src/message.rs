@@ -20,6 +20,10 @@ pub struct CallHeader {
     /// Ask for the call's timings in the reply body (`"timings"`, see [`CallTimings`]).
     #[serde(default, skip_serializing_if = "is_false")]
     pub timings: bool,
+    /// When no connected worker hosts the function, wait in its queue (until a worker that
+    /// hosts it registers, or the deadline) instead of UNKNOWN_FUNCTION at once.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub wait_for_ready: bool,
 }
 
 /// How a call went, as the broker measured it: added to the reply body under

@@ -242,3 +242,17 @@ def test_a_closed_client_refuses_calls(demo):
     client.close()
     with pytest.raises(BrokerLost, match="closed"):
         client.ping()
+
+
+def test_a_call_can_wait_for_its_first_worker(cluster):
+    broker = cluster.broker()
+    with broker.client(10) as client:
+        with pytest.raises(UnknownFunction):
+            client.whoami()
+        waiting = client.with_options(wait_for_ready=True).submit("whoami")
+        deadline = time.monotonic() + 5
+        while not any(f["name"] == "whoami" and f["queued"] == 1 for f in client.functions()):
+            assert time.monotonic() < deadline, "the waiting call never showed in the queue"
+            time.sleep(0.02)
+        cluster.rust_worker(broker.backend, "first")
+        assert waiting.result() == "first"

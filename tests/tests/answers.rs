@@ -75,6 +75,7 @@ fn a_stopping_broker_answers_every_request_its_sockets_took_in_its_last_moments(
             timeout_ms: Some(5000),
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         }
         .encode()
     };

@@ -168,3 +168,32 @@ fn a_worker_built_on_the_library_deploys_like_the_binary() {
     let status = worker.wait_exit(WAIT_LIMIT).expect("worker exits");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_call_that_waits_for_ready_shows_in_the_queue_and_runs_on_the_first_worker() {
+    use switchboard_tests::{LocalBroker, LocalWorker};
+    let broker = LocalBroker::start(switchboard_broker::BrokerConfig::default());
+    let client = broker.client(Duration::from_secs(10));
+    // No worker at all: a plain call is refused at once, a waiting one waits.
+    let refused = client.call::<u64>("sleep_ms", (1,)).unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(switchboard_client::ErrorCode::UnknownFunction)
+    );
+    let waiting = client
+        .request("sleep_ms")
+        .args((5,))
+        .wait_for_ready()
+        .send()
+        .unwrap();
+    // Its queue depth is visible (what an autoscaler reads to start the first worker).
+    broker.wait_for("sleep_ms", "1 call queued, no worker", |f| {
+        f.queued == 1 && f.workers == 0
+    });
+    let _worker = LocalWorker::start(
+        &broker.backend,
+        "first",
+        switchboard_worker::WorkerConfig::default(),
+    );
+    assert_eq!(waiting.wait::<u64>().unwrap(), 5);
+}

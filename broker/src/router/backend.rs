@@ -173,8 +173,8 @@ impl Router {
         let checked = ready::check(
             &info,
             &worker,
-            |name| functions.contains(name),
-            functions.len(),
+            |name| functions.get(name).is_some_and(|f| !f.hosts.is_empty()),
+            functions.len() - functions.unhosted_len(),
         );
         let registration = match checked {
             Ok(registration) => registration,
@@ -471,6 +471,12 @@ impl Router {
         };
         for ticket in queue {
             if !self.calls.is_queued(ticket) {
+                continue;
+            }
+            if self.calls.get(ticket).is_some_and(|call| call.wait) {
+                // Its caller asked to wait for a worker: it waits for the next host.
+                self.functions.ensure(name);
+                self.functions.enqueue(name, ticket, false);
                 continue;
             }
             let mut call = self.calls.remove(ticket).expect("queued");

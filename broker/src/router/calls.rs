@@ -69,6 +69,8 @@ pub(crate) struct Call {
     pub(crate) hedge: Option<Ticket>,
     /// The caller asked for the call's timings in the reply.
     pub(crate) timings: bool,
+    /// Its caller asked to wait for a worker when none hosts the function (`wait_for_ready`).
+    pub(crate) wait: bool,
     /// The broker knows who called (CURVE): the table keeps the identity aside
     /// ([`CallTable::caller_of`]), so that calls of unknown callers stay small.
     pub(crate) identified: bool,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::client::function_name;
 use switchboard_protocol::client::CANCEL_FUNCTION;
 use switchboard_protocol::codec::{encode_error, encode_result};
+use switchboard_protocol::limits::MAX_UNHOSTED_FUNCTIONS;
 use switchboard_protocol::message::is_traceparent;
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{
@@ -152,7 +153,7 @@ impl Router {
             .timeout_ms
             .map_or(self.config.default_timeout, Duration::from_millis)
             .min(self.config.max_timeout);
-        let worker = match self.admit(function, body.len(), timeout) {
+        let worker = match self.admit(function, body.len(), timeout, header.wait_for_ready) {
             Ok(worker) => worker,
             Err(refusal) => {
                 let Refusal {
@@ -171,7 +172,8 @@ impl Router {
             return self.answer(origin, header.id, ErrorCode::Timeout, message.into(), out);
         }
         self.stats.calls_accepted += 1;
-        let name = &self.functions.get(function).expect("admitted").name;
+        // A call that waits for a first host creates its function's entry.
+        let name = &self.functions.ensure(function).name;
         let mut call = Box::new(Call {
             origin: Some(origin),
             id: header.id,
@@ -191,6 +193,7 @@ impl Router {
             parent: None,
             hedge: None,
             timings: header.timings,
+            wait: header.wait_for_ready,
             identified: caller.is_some(),
         });
         let ticket = self.calls.next_ticket();
@@ -243,6 +246,7 @@ impl Router {
         function: &str,
         body_len: usize,
         timeout: Duration,
+        wait_for_ready: bool,
     ) -> Result<Option<WorkerId>, Refusal> {
         if self.shutting_down {
             return Err(Refusal::new(
@@ -259,11 +263,24 @@ impl Router {
                 ),
             ));
         }
-        let Some(entry) = self.functions.get(function) else {
-            return Err(Refusal::new(
-                ErrorCode::UnknownFunction,
-                format!("no connected worker hosts function '{function}'"),
-            ));
+        let entry = match self.functions.get(function) {
+            Some(entry) if !entry.hosts.is_empty() || wait_for_ready => entry,
+            _ if !wait_for_ready => {
+                return Err(Refusal::new(
+                    ErrorCode::UnknownFunction,
+                    format!("no connected worker hosts function '{function}'"),
+                ))
+            }
+            _ if self.functions.unhosted_len() >= MAX_UNHOSTED_FUNCTIONS => {
+                return Err(Refusal::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "no worker hosts '{function}', and calls already wait for the first host of {MAX_UNHOSTED_FUNCTIONS} other functions"
+                    ),
+                ))
+            }
+            // The first call to wait for a host of this function: it will be queued.
+            _ => return Ok(None),
         };
         if let Some(worker) = self.workers.pick(&entry.hosts, function) {
             return Ok(Some(worker));

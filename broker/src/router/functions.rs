@@ -1,5 +1,7 @@
 //! The functions table: for each hosted function, its hosts, its queue of waiting calls
-//! and how many of its calls run. A function exists while a connected worker hosts it.
+//! and how many of its calls run. A function exists while a connected worker hosts it, or
+//! while calls that asked to wait for a worker (`wait_for_ready`) wait in its queue with no
+//! host yet (an *unhosted* function: how its queue depth shows before any worker exists).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +76,8 @@ pub(crate) struct Functions {
     by_name: Map<Arc<str>, Function>,
     /// Functions whose queue is not empty.
     waiting: Set<Arc<str>>,
+    /// Functions with no host whose queue holds calls waiting for one.
+    unhosted: Set<Arc<str>>,
 }
 
 impl Functions {
@@ -97,9 +101,14 @@ impl Functions {
         self.by_name.values()
     }
 
-    /// Adds `worker` to the hosts of `name` (creating the function); returns the hosts
-    /// it had before.
-    pub(crate) fn host(&mut self, name: &str, worker: &WorkerId) -> &[WorkerId] {
+    /// How many functions have calls waiting for a first host.
+    pub(crate) fn unhosted_len(&self) -> usize {
+        self.unhosted.len()
+    }
+
+    /// The function called `name`; created with no host (for calls that wait for one) when
+    /// it does not exist.
+    pub(crate) fn ensure(&mut self, name: &str) -> &Function {
         if !self.by_name.contains_key(name) {
             let name: Arc<str> = Arc::from(name);
             let function = Function {
@@ -109,9 +118,18 @@ impl Functions {
                 running: 0,
                 run_time: RunTime::default(),
             };
+            self.unhosted.insert(Arc::clone(&name));
             self.by_name.insert(name, function);
         }
-        let function = self.by_name.get_mut(name).expect("inserted above");
+        self.by_name.get(name).expect("inserted above")
+    }
+
+    /// Adds `worker` to the hosts of `name` (creating the function); returns the hosts
+    /// it had before.
+    pub(crate) fn host(&mut self, name: &str, worker: &WorkerId) -> &[WorkerId] {
+        self.ensure(name);
+        self.unhosted.remove(name);
+        let function = self.by_name.get_mut(name).expect("ensured above");
         if !function.hosts.contains(worker) {
             function.hosts.push(worker.clone());
         }
@@ -129,6 +147,7 @@ impl Functions {
         }
         let mut function = self.by_name.remove(name).expect("present");
         self.waiting.remove(name);
+        self.unhosted.remove(name);
         Some(function.queue.take_all().into())
     }
 
@@ -137,7 +156,7 @@ impl Functions {
         let function = self
             .by_name
             .get_mut(name)
-            .expect("queued calls have a host");
+            .expect("a queued call's function exists (hosted, or ensured)");
         function.queue.push(ticket, front);
         if function.queue.len() == 1 {
             self.waiting.insert(Arc::clone(&function.name));
@@ -145,11 +164,16 @@ impl Functions {
     }
 
     /// Counts out a queued call of `name` that left its queue without being popped.
+    /// A function with no host whose last waiting call left is forgotten.
     pub(crate) fn forget_queued(&mut self, name: &str, is_queued: impl Fn(Ticket) -> bool) {
         if let Some(function) = self.by_name.get_mut(name) {
             function.queue.forget(is_queued);
             if function.queue.len() == 0 {
                 self.waiting.remove(name);
+                if function.hosts.is_empty() {
+                    self.by_name.remove(name);
+                    self.unhosted.remove(name);
+                }
             }
         }
     }
@@ -223,6 +247,10 @@ impl Functions {
             function.running = 0;
         }
         self.waiting.clear();
+        // With no call left, a function nobody hosts has no reason to exist.
+        for name in std::mem::take(&mut self.unhosted) {
+            self.by_name.remove(&name);
+        }
     }
 
     /// Gives back the memory queues kept after a flood drained.

@@ -71,6 +71,7 @@ impl Router {
             parent: Some(ticket),
             hedge: None,
             timings: false,
+            wait: false,
             identified: call.identified,
         });
         let hedge_ticket = self.calls.next_ticket();

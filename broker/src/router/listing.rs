@@ -14,8 +14,20 @@ impl View for Router {
             .iter()
             .map(|f| {
                 let variants = self.variants(f);
+                // A function no worker hosts yet (calls wait for one) has no announcement.
+                let info = variants.first().map_or_else(
+                    || FunctionInfo {
+                        name: f.name.to_string(),
+                        doc: String::new(),
+                        signature: String::new(),
+                        retry_safe: false,
+                        inline: false,
+                        hedge_ms: 0,
+                    },
+                    |v| v.0.clone(),
+                );
                 FunctionSummary {
-                    info: variants[0].0.clone(),
+                    info,
                     variants,
                     workers: f.hosts.len(),
                     queued: f.queue.len(),

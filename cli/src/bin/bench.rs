@@ -280,6 +280,7 @@ fn run_relay(args: &Args, body: &[u8]) -> anyhow::Result<Measured> {
         timeout_ms: Some(args.timeout_ms),
         traceparent: None,
         timings: false,
+        wait_for_ready: false,
     };
     let frames = request_frames(&args.function, &header, body.to_vec())
         .iter()
@@ -484,6 +485,7 @@ fn drive(
                         timeout_ms: Some(header_timeout),
                         traceparent: None,
                         timings: false,
+                        wait_for_ready: false,
                     };
                     pipeline.push_call(function, &header, owned_frame(body.clone()));
                     if pipeline.len() >= plan.pipeline {

@@ -46,6 +46,7 @@ impl Harness {
             timeout_ms: Some(timeout_ms),
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         let call = NewCall {
             id,
@@ -85,6 +86,7 @@ impl Harness {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         let route = Envelope::new::<Frame>(&[], &header.encode());
         self.session
@@ -339,6 +341,7 @@ fn an_async_call_is_answered_timeout_when_its_caller_gives_up() {
         timeout_ms: Some(100),
         traceparent: None,
         timings: false,
+        wait_for_ready: false,
     };
     h.session.handle_call(
         NewCall {

@@ -20,16 +20,18 @@ def next_id() -> int:
 class Options:
     """Per-call settings: deadline, whether the call may be re-sent, tracing, timings."""
 
-    __slots__ = ("timeout", "idempotent", "traceparent", "timings")
+    __slots__ = ("timeout", "idempotent", "traceparent", "timings", "wait_for_ready")
 
     def __init__(self, timeout: float, idempotent: bool = False,
-                 traceparent: Optional[str] = None, timings: bool = False) -> None:
+                 traceparent: Optional[str] = None, timings: bool = False,
+                 wait_for_ready: bool = False) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.timeout = float(timeout)
         self.idempotent = idempotent
         self.traceparent = traceparent
         self.timings = timings
+        self.wait_for_ready = wait_for_ready
 
     def replace(self, **changes: Any) -> "Options":
         fields = {name: getattr(self, name) for name in self.__slots__}
@@ -40,7 +42,8 @@ class Options:
         return Options(**fields)
 
     def header(self, call_id: int) -> bytes:
-        return _wire.header(call_id, max(1, int(self.timeout * 1000)), self.traceparent, self.timings)
+        return _wire.header(call_id, max(1, int(self.timeout * 1000)), self.traceparent, self.timings,
+                            self.wait_for_ready)
 
 
 def call_frames(function: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],

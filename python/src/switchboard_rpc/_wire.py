@@ -74,13 +74,16 @@ def request_body(args: Sequence[Any], kwargs: Dict[str, Any]) -> bytes:
     return packb({"args": list(args), "kwargs": kwargs})
 
 
-def header(call_id: int, timeout_ms: int, traceparent: Optional[str] = None, timings: bool = False) -> bytes:
+def header(call_id: int, timeout_ms: int, traceparent: Optional[str] = None, timings: bool = False,
+           wait_for_ready: bool = False) -> bytes:
     """A request header (4.3)."""
     fields: Dict[str, Any] = {"id": call_id, "timeout_ms": timeout_ms}
     if traceparent:
         fields["traceparent"] = traceparent
     if timings:
         fields["timings"] = True
+    if wait_for_ready:
+        fields["wait_for_ready"] = True
     return packb(fields)
 
 

@@ -45,10 +45,12 @@ class _AsyncCaller(SystemFunctions):
         return self._client._send(call_id, frames, self._options, function, timed=True)
 
     def with_options(self, timeout: Optional[float] = None, idempotent: Optional[bool] = None,
-                     traceparent: Optional[str] = None, timings: Optional[bool] = None) -> "_AsyncCaller":
+                     traceparent: Optional[str] = None, timings: Optional[bool] = None,
+                     wait_for_ready: Optional[bool] = None) -> "_AsyncCaller":
         """The same connection with other call options (see `Client.with_options`)."""
         options = self._options.replace(timeout=timeout, idempotent=idempotent,
-                                        traceparent=traceparent, timings=timings)
+                                        traceparent=traceparent, timings=timings,
+                                        wait_for_ready=wait_for_ready)
         return _AsyncCaller(self._client, options)
 
     def batch(self, timeout: Optional[float] = None) -> Batch:

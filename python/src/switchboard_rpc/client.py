@@ -97,12 +97,16 @@ class _Caller(SystemFunctions):
         return self._client._submit(function, args, kwargs, self._options, lead=True).result()
 
     def with_options(self, timeout: Optional[float] = None, idempotent: Optional[bool] = None,
-                     traceparent: Optional[str] = None, timings: Optional[bool] = None) -> "_Caller":
+                     traceparent: Optional[str] = None, timings: Optional[bool] = None,
+                     wait_for_ready: Optional[bool] = None) -> "_Caller":
         """The same connection, with other call options: `timeout` (seconds), `idempotent`
         (safe to send again after a lost connection), `traceparent` (W3C trace context),
-        `timings` (ask the broker for queue and run times: `submit(...).timings`)."""
+        `timings` (ask the broker for queue and run times: `submit(...).timings`),
+        `wait_for_ready` (when no worker hosts the function, wait in the broker's queue for
+        one instead of failing UNKNOWN_FUNCTION: for workers scaled from zero)."""
         options = self._options.replace(timeout=timeout, idempotent=idempotent,
-                                        traceparent=traceparent, timings=timings)
+                                        traceparent=traceparent, timings=timings,
+                                        wait_for_ready=wait_for_ready)
         return _Caller(self._client, options)
 
     def batch(self, timeout: Optional[float] = None) -> Batch:

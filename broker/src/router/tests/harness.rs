@@ -132,12 +132,31 @@ impl Harness {
             timeout_ms,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         let request = Incoming::Call(Request {
             route: ReplyRoute::new(&[Frame::from(client.as_bytes())], &header.encode()),
             function: function.into(),
             header,
             body,
+        });
+        self.submit(request)
+    }
+
+    /// A client calls `function` asking to wait for a worker if none hosts it.
+    pub(super) fn call_waiting(&mut self, function: &str, id: u64, timeout_ms: u64) -> &mut Self {
+        let header = CallHeader {
+            id,
+            timeout_ms: Some(timeout_ms),
+            traceparent: None,
+            timings: false,
+            wait_for_ready: true,
+        };
+        let request = Incoming::Call(Request {
+            route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
+            function: function.into(),
+            header,
+            body: no_args(),
         });
         self.submit(request)
     }
@@ -155,6 +174,7 @@ impl Harness {
             timeout_ms: None,
             traceparent: None,
             timings: false,
+            wait_for_ready: false,
         };
         let batch = Incoming::Batch(BatchRequest {
             route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),

@@ -840,6 +840,7 @@ fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
         timeout_ms: None,
         traceparent: Some(trace.into()),
         timings: false,
+        wait_for_ready: false,
     };
     let request = crate::route::Incoming::Call(crate::route::Request {
         route: crate::route::ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
@@ -1064,4 +1065,72 @@ fn a_huge_hedge_delay_is_clamped_not_a_clock_overflow() {
     assert_eq!(h.router.stats().ready_corrected, 2);
     h.call("f", 1, Some(60_000));
     assert_eq!(h.dispatched().len(), 1, "dispatched, no panic");
+}
+
+#[test]
+fn a_call_that_waits_for_ready_queues_until_a_first_host_registers() {
+    let mut h = Harness::new();
+    h.call_waiting("f", 1, 5_000).call_waiting("f", 2, 5_000);
+    assert!(h.out.is_empty(), "no answer: the calls wait");
+    let listing = h.router.functions();
+    assert_eq!(
+        (
+            listing[0].info.name.as_str(),
+            listing[0].workers,
+            listing[0].queued
+        ),
+        ("f", 0, 2),
+        "its queue depth shows before any worker hosts it"
+    );
+    // A plain call still learns at once that nobody hosts it.
+    h.call("f", 3, None);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::UnknownFunction)]);
+    h.clear();
+    h.ready("w", &["f"], 4);
+    assert_eq!(
+        h.dispatched().len(),
+        2,
+        "the waiting calls go to the first host"
+    );
+}
+
+#[test]
+fn waiting_calls_outlive_their_last_host_and_end_at_their_deadline() {
+    let mut h = Harness::new();
+    h.ready("w", &["f"], 1);
+    h.call("f", 1, None); // runs
+    let ticket = h.the_ticket();
+    h.call("f", 2, Some(5_000)).call_waiting("f", 3, 1_000); // queued
+    h.clear();
+    h.message("w", WorkerMessage::Disconnect);
+    h.reply("w", ticket); // the running call ends; the worker is gone
+    assert_eq!(
+        h.reply_codes(),
+        [None, Some(ErrorCode::UnknownFunction)],
+        "the plain queued call fails with its last host; the waiting one stays"
+    );
+    assert_eq!(h.router.functions()[0].queued, 1);
+    h.clear();
+    h.advance(1_001);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Timeout)]);
+    assert!(
+        h.router.functions().is_empty(),
+        "a function nobody hosts and nobody waits for is forgotten"
+    );
+}
+
+#[test]
+fn functions_waiting_for_a_first_host_are_bounded() {
+    use switchboard_protocol::limits::MAX_UNHOSTED_FUNCTIONS;
+    let mut h = Harness::new();
+    for i in 0..MAX_UNHOSTED_FUNCTIONS {
+        h.call_waiting(&format!("f{i}"), i as u64, 60_000);
+    }
+    assert!(h.out.is_empty());
+    h.call_waiting("one-too-many", 0, 60_000);
+    assert_eq!(h.reply_codes(), [Some(ErrorCode::Overloaded)]);
+    // A worker still registers new names: waiting functions do not count as hosted.
+    h.clear();
+    h.ready("w", &["f0", "fresh"], 1);
+    assert_eq!(h.dispatched().len(), 1);
 }
