@@ -173,7 +173,10 @@ impl Router {
         }
         self.stats.calls_accepted += 1;
         // A call that waits for a first host creates its function's entry.
-        let name = &self.functions.ensure(function).name;
+        let name = match self.functions.get(function) {
+            Some(entry) => &entry.name,
+            None => &self.functions.ensure(function).name,
+        };
         let mut call = Box::new(Call {
             origin: Some(origin),
             id: header.id,
