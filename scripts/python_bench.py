@@ -41,16 +41,22 @@ WINDOW = 1000
 # ---- measurements, each run in a child process by the venv's Python ----
 
 
+def sequential_p50_us(call, sequential):
+    """Median microseconds of `call()` one at a time, after 200 calls of warm-up."""
+    for _ in range(200):
+        call()
+    latencies = []
+    for _ in range(sequential):
+        started = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - started)
+    return statistics.median(latencies) * 1e6
+
+
 def measure_sync(endpoint, calls, sequential):
     from switchboard_rpc import Client
     with Client(endpoint, timeout=30) as client:
-        for _ in range(200):
-            client.echo(PAYLOAD)
-        latencies = []
-        for _ in range(sequential):
-            started = time.perf_counter()
-            client.echo(PAYLOAD)
-            latencies.append(time.perf_counter() - started)
+        p50 = sequential_p50_us(lambda: client.echo(PAYLOAD), sequential)
         window = collections.deque()
         started = time.perf_counter()
         for _ in range(calls):
@@ -60,7 +66,7 @@ def measure_sync(endpoint, calls, sequential):
         for future in window:
             future.result()
         seconds = time.perf_counter() - started
-    return {"p50_us": statistics.median(latencies) * 1e6, "calls_per_s": calls / seconds}
+    return {"p50_us": p50, "calls_per_s": calls / seconds}
 
 
 def measure_async(endpoint, calls, sequential):
@@ -120,13 +126,7 @@ def measure_zerorpc(endpoint, calls, sequential):
     import zerorpc
     client = zerorpc.Client(timeout=30, heartbeat=None)
     client.connect(endpoint)
-    for _ in range(200):
-        client.echo(PAYLOAD)
-    latencies = []
-    for _ in range(sequential):
-        started = time.perf_counter()
-        client.echo(PAYLOAD)
-        latencies.append(time.perf_counter() - started)
+    p50 = sequential_p50_us(lambda: client.echo(PAYLOAD), sequential)
     started = time.perf_counter()
     done = 0
     while done < calls:
@@ -137,7 +137,7 @@ def measure_zerorpc(endpoint, calls, sequential):
         done += batch
     seconds = time.perf_counter() - started
     client.close()
-    return {"p50_us": statistics.median(latencies) * 1e6, "calls_per_s": calls / seconds}
+    return {"p50_us": p50, "calls_per_s": calls / seconds}
 
 
 PYTHON_FUNCTIONS = textwrap.dedent('''
