@@ -41,7 +41,9 @@ pub mod vars {
 /// Worker settings. `main` fills them from flags and environment variables.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The broker's backend endpoint, e.g. `tcp://127.0.0.1:5556`.
+    /// The broker's backend endpoint, e.g. `tcp://127.0.0.1:5556`; several brokers as a
+    /// comma-separated list (`tcp://b1:5556,tcp://b2:5556`): the worker registers with each
+    /// and splits its capacity evenly among them.
     pub broker: String,
     /// Executor threads: how many calls run at once.
     pub threads: usize,
@@ -98,6 +100,25 @@ pub fn default_name() -> String {
 }
 
 impl WorkerConfig {
+    /// The broker endpoints [`WorkerConfig::broker`] lists, in order, without duplicates.
+    pub fn brokers(&self) -> Vec<String> {
+        let mut endpoints: Vec<String> = Vec::new();
+        for endpoint in self
+            .broker
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            if !endpoints.iter().any(|e| e == endpoint) {
+                endpoints.push(endpoint.to_owned());
+            }
+        }
+        if endpoints.is_empty() {
+            endpoints.push(WorkerConfig::default().broker);
+        }
+        endpoints
+    }
+
     /// The configuration the `SWITCHBOARD_*` environment variables describe (see [`vars`]
     /// and docs/OPERATIONS.md); unset variables keep their [`Default`] value. A variable
     /// that does not parse is an error that names it.

@@ -29,6 +29,11 @@ pub(crate) struct Job {
     pub deadline: Instant,
     /// The registration with the broker that the call came in (see [`Registration`]).
     pub registration: u64,
+    /// That broker link's registration now: a call whose registration has ended by the
+    /// time a thread takes it is not started.
+    pub current: Registration,
+    /// Which broker link the call came from (its reply goes back there).
+    pub link: usize,
     /// Set when the broker cancels the call; the function sees it in its context.
     pub cancel: CancelToken,
     /// Which dispatch of the call this is (1 for the first; 0 when the broker did not say).
@@ -69,6 +74,8 @@ pub(crate) struct Done {
     pub body: Vec<u8>,
     /// The registration the call came in.
     pub registration: u64,
+    /// The broker link the call came from.
+    pub link: usize,
 }
 
 /// A fixed pool of executor threads fed by a bounded channel.
@@ -87,7 +94,6 @@ impl Executor {
         max_reply_bytes: usize,
         done: Sender<Done>,
         waker: Waker,
-        registration: Registration,
     ) -> std::io::Result<Executor> {
         let (jobs, queue) = crossbeam_channel::bounded::<Job>(threads + queued);
         let handles = (0..threads)
@@ -95,10 +101,9 @@ impl Executor {
                 let queue = queue.clone();
                 let done = done.clone();
                 let waker = waker.clone();
-                let registration = registration.clone();
                 std::thread::Builder::new()
                     .name(format!("switchboard-exec-{i}"))
-                    .spawn(move || run_jobs(queue, done, waker, registration, max_reply_bytes))
+                    .spawn(move || run_jobs(queue, done, waker, max_reply_bytes))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Executor {
@@ -136,15 +141,9 @@ impl Drop for Executor {
     }
 }
 
-fn run_jobs(
-    queue: Receiver<Job>,
-    done: Sender<Done>,
-    waker: Waker,
-    registration: Registration,
-    max_reply_bytes: usize,
-) {
+fn run_jobs(queue: Receiver<Job>, done: Sender<Done>, waker: Waker, max_reply_bytes: usize) {
     for job in queue {
-        let body = if job.registration == registration.current() {
+        let body = if job.registration == job.current.current() {
             execute(&job, max_reply_bytes)
         } else {
             debug!(
@@ -158,6 +157,7 @@ fn run_jobs(
                 ticket: job.ticket,
                 body,
                 registration: job.registration,
+                link: job.link,
             })
             .is_err()
         {

@@ -125,6 +125,11 @@ impl Link {
         self.registration.current()
     }
 
+    /// The registration itself, for the executors to check a call is still wanted.
+    pub(crate) fn registration_handle(&self) -> Registration {
+        self.registration.clone()
+    }
+
     /// A message from the broker. Returns the calls of a REQUEST for the driver to run
     /// (each answered through [`Link::reply`], or handed to an executor with
     /// [`Link::handed_off`]).

@@ -1,5 +1,6 @@
-//! The worker's socket thread: a thin driver of [`Link`] over one DEALER socket, which
-//! runs quick (inline) calls itself and feeds the executor pool the others.
+//! The worker's socket thread: a thin driver of one [`Link`] per broker, each over its own
+//! DEALER socket; it runs quick (inline) calls itself and feeds the one executor pool the
+//! others, and sends each reply back to the broker its call came from.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,12 +27,41 @@ const INLINE_BODY_LIMIT: usize = 64 * 1024;
 /// Longest poll wait, so a shutdown request is noticed promptly.
 const MAX_POLL: Duration = Duration::from_millis(100);
 
-/// A worker process's connection to the broker.
+/// A worker process's connections to its brokers.
 pub struct Worker {
     registry: Arc<Registry>,
     config: WorkerConfig,
-    /// The current registration: calls from an earlier one are never answered.
-    registration: Registration,
+}
+
+/// The conversation with one broker: its endpoint, its state machine, its socket, and
+/// whether it has ended (`Some(out_of_grace)`).
+struct Peer {
+    endpoint: String,
+    link: Link,
+    socket: zmq::Socket,
+    stopped: Option<bool>,
+}
+
+/// What the worker announces to each broker when it serves several: its capacity split
+/// evenly (rounded up), so that together the brokers never send much more than the
+/// executors can take (a call beyond is answered OVERLOADED by the worker at once).
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    capacity: u32,
+    inline_capacity: u32,
+}
+
+impl Share {
+    fn new(config: &WorkerConfig, brokers: usize) -> Share {
+        let split = |total: usize| {
+            let each = total.div_ceil(brokers.max(1));
+            each.min(u32::MAX as usize) as u32
+        };
+        Share {
+            capacity: split(config.threads.max(1) + config.prefetch).max(1),
+            inline_capacity: split(config.inline_capacity),
+        }
+    }
 }
 
 impl Worker {
@@ -41,7 +71,6 @@ impl Worker {
         Worker {
             registry: Arc::new(registry),
             config: config.validated(),
-            registration: Registration::default(),
         }
     }
 
@@ -77,74 +106,109 @@ impl Worker {
         let (wake, wake_rx) = waker()?;
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let threads = self.config.threads.max(1);
-        // Room for every call the broker may send at once: inline calls can land here too
-        // (a large body, or a function demoted for being slow).
         // A programmatic stop wakes the poll at once (a signal is noticed within MAX_POLL).
         shutdown.wake_on_trigger(wake.clone());
+        // Room for every call the brokers may send at once: inline calls can land here too
+        // (a large body, or a function demoted for being slow).
         let executor = Executor::start(
             threads,
             self.config.prefetch + self.config.inline_capacity,
             self.config.max_reply_bytes,
             done_tx,
             wake,
-            self.registration.clone(),
         )?;
         let timing = Timing {
             heartbeat: self.config.heartbeat,
             liveness: self.config.heartbeat_liveness,
             shutdown_grace: self.config.shutdown_grace,
         };
+        let endpoints = self.config.brokers();
+        let share = Share::new(&self.config, endpoints.len());
         let now = Instant::now();
-        let mut link = Link::new(timing, self.ready_info(), self.registration.clone(), now);
-        let mut socket = self.connect(&context)?;
-        link.connected(now);
-        let out_of_grace = loop {
+        let mut peers = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let mut link = Link::new(timing, self.ready_info(share), Registration::default(), now);
+            let socket = self.connect(&context, &endpoint)?;
+            link.connected(now);
+            peers.push(Peer {
+                endpoint,
+                link,
+                socket,
+                stopped: None,
+            });
+        }
+        loop {
             let now = Instant::now();
-            if shutdown.is_triggered() {
-                link.begin_shutdown(now);
-            }
-            match link.handle_timeout(now) {
-                Next::Continue => {}
-                Next::Reconnect => {
-                    socket = self.connect(&context)?;
-                    link.connected(now);
+            for peer in peers.iter_mut().filter(|p| p.stopped.is_none()) {
+                if shutdown.is_triggered() {
+                    peer.link.begin_shutdown(now);
                 }
-                Next::Stop { out_of_grace } => break out_of_grace,
+                match peer.link.handle_timeout(now) {
+                    Next::Continue => {}
+                    Next::Reconnect => {
+                        peer.socket = self.connect(&context, &peer.endpoint)?;
+                        peer.link.connected(now);
+                    }
+                    Next::Stop { out_of_grace } => peer.stopped = Some(out_of_grace),
+                }
+                self.transmit(&peer.socket, &mut peer.link);
             }
-            self.transmit(&socket, &mut link);
-            let wait = link
-                .poll_timeout()
-                .saturating_duration_since(now)
+            if peers.iter().all(|p| p.stopped.is_some()) {
+                break;
+            }
+            let wait = peers
+                .iter()
+                .filter(|p| p.stopped.is_none())
+                .map(|p| p.link.poll_timeout().saturating_duration_since(now))
+                .min()
+                .unwrap_or(MAX_POLL)
                 .min(MAX_POLL);
-            let mut items = [socket.as_poll_item(zmq::POLLIN), wake_rx.poll_item()];
+            let mut items: Vec<zmq::PollItem<'_>> = peers
+                .iter()
+                .map(|p| p.socket.as_poll_item(zmq::POLLIN))
+                .collect();
+            items.push(wake_rx.poll_item());
             match zmq::poll(&mut items, wait.as_millis() as i64) {
                 Ok(_) | Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            if items[1].is_readable() {
+            let readable: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+            drop(items);
+            if readable[peers.len()] {
                 wake_rx.drain();
                 for done in done_rx.try_iter() {
-                    link.finished(done);
+                    if let Some(peer) = peers.get_mut(done.link) {
+                        peer.link.finished(done);
+                    }
                 }
             }
-            if items[0].is_readable() {
-                self.receive(&socket, &mut link, &executor)?;
+            for (index, peer) in peers.iter_mut().enumerate() {
+                if readable[index] && peer.stopped.is_none() {
+                    self.receive(index, peer, &executor)?;
+                }
+                peer.link.flush();
+                self.transmit(&peer.socket, &mut peer.link);
             }
-            link.flush();
-            self.transmit(&socket, &mut link);
-        };
+        }
         wake_rx.drain();
         for done in done_rx.try_iter() {
-            link.finished(done);
+            if let Some(peer) = peers.get_mut(done.link) {
+                peer.link.finished(done);
+            }
         }
-        link.flush();
-        self.transmit(&socket, &mut link);
-        if out_of_grace {
-            // Calls still waiting for an executor are not started; the ones running are
-            // left to finish on their own (their replies go nowhere): the worker exits now.
-            let abandoned = link.held();
-            link.abandon();
-            self.transmit(&socket, &mut link);
+        let mut abandoned = 0;
+        for peer in &mut peers {
+            peer.link.flush();
+            self.transmit(&peer.socket, &mut peer.link);
+            if peer.stopped == Some(true) {
+                // Calls still waiting for an executor are not started; the ones running
+                // are left to finish on their own (their replies go nowhere).
+                abandoned += peer.link.held();
+                peer.link.abandon();
+                self.transmit(&peer.socket, &mut peer.link);
+            }
+        }
+        if peers.iter().any(|p| p.stopped == Some(true)) {
             executor.detach();
             warn!(
                 abandoned,
@@ -157,22 +221,22 @@ impl Worker {
         Ok(())
     }
 
-    /// Opens a fresh DEALER socket to the broker.
-    fn connect(&self, context: &zmq::Context) -> Result<zmq::Socket, WorkerError> {
+    /// Opens a fresh DEALER socket to the broker at `endpoint`.
+    fn connect(&self, context: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, WorkerError> {
         let socket = context.socket(zmq::DEALER)?;
         self.config.limits.apply(&socket)?;
         if let Some(curve) = &self.config.curve {
             curve.apply(&socket)?;
         }
-        socket.connect(&self.config.broker)?;
-        info!(broker = %self.config.broker, functions = self.registry.functions().len(), "registering with broker");
+        socket.connect(endpoint)?;
+        info!(broker = %endpoint, functions = self.registry.functions().len(), "registering with broker");
         Ok(socket)
     }
 
-    fn ready_info(&self) -> ReadyInfo {
+    fn ready_info(&self, share: Share) -> ReadyInfo {
         ReadyInfo {
-            capacity: (self.config.threads.max(1) + self.config.prefetch) as u32,
-            inline_capacity: self.config.inline_capacity.min(u32::MAX as usize) as u32,
+            capacity: share.capacity,
+            inline_capacity: share.inline_capacity,
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
             functions: self.registry.functions(),
             name: self.config.name.clone(),
@@ -196,10 +260,11 @@ impl Worker {
     /// Handles every message waiting on the socket, running or handing off the calls.
     fn receive(
         &self,
-        socket: &zmq::Socket,
-        link: &mut Link,
+        index: usize,
+        peer: &mut Peer,
         executor: &Executor,
     ) -> Result<(), WorkerError> {
+        let Peer { socket, link, .. } = peer;
         loop {
             let frames = match recv_frames(socket, zmq::DONTWAIT) {
                 Ok(frames) => frames,
@@ -211,7 +276,7 @@ impl Worker {
                 Ok(message) => {
                     if let Some(mut calls) = link.handle_message(message, now) {
                         for (record, body) in calls.calls() {
-                            self.start(link, executor, record, body, now);
+                            self.start(index, link, executor, record, body, now);
                         }
                     }
                 }
@@ -227,6 +292,7 @@ impl Worker {
     /// Returns 1 if an executor took it (a reply will come back through `done`).
     fn start(
         &self,
+        index: usize,
         link: &mut Link,
         executor: &Executor,
         record: CallRecord<'_>,
@@ -260,6 +326,8 @@ impl Worker {
             body,
             deadline: now + Duration::from_millis(time_left_ms.into()),
             registration: link.registration(),
+            current: link.registration_handle(),
+            link: index,
             cancel: cancel.clone(),
             attempt: u32::from(attempt),
             traceparent: (!traceparent.is_empty()).then(|| traceparent.to_owned()),

@@ -14,7 +14,8 @@ use switchboard_worker::{default_name, vars, Worker, WorkerConfig};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// The broker's backend endpoint.
+    /// The broker's backend endpoint; several brokers as a comma-separated list (the worker
+    /// serves each and splits its capacity evenly among them).
     #[arg(
         long,
         env = vars::BROKER,

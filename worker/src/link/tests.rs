@@ -119,6 +119,7 @@ impl Harness {
             ticket: Ticket(ticket),
             body: b"\x81\xa6result\x01".to_vec(),
             registration,
+            link: 0,
         });
     }
 }
