@@ -207,3 +207,23 @@ def test_registry_refuses_what_the_broker_would():
 
     with pytest.raises(ValueError, match="async function cannot be inline"):
         registry.add("h", coroutine, inline=True)
+
+
+def test_a_python_worker_serves_several_brokers(cluster):
+    first, second = cluster.broker(), cluster.broker()
+    worker = cluster.python_worker(f"{first.backend},{second.backend}", "both",
+                                   env={"SWITCHBOARD_HEARTBEAT_MS": "100"})
+    first.wait_for_workers("py.double", 1)
+    second.wait_for_workers("py.double", 1)
+    for broker in (first, second):
+        with broker.client(5) as client:
+            assert [(w["name"], w["capacity"]) for w in client.workers()] == [("both", 10)], \
+                "4 threads + 16 prefetch split over 2 brokers"
+            assert [f.result() for f in [client.submit("py.double", i) for i in range(50)]] == \
+                [2 * i for i in range(50)]
+    first.proc.kill()
+    with second.client(5) as client:
+        assert client.py.double(21) == 42
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+        assert client.workers() == []

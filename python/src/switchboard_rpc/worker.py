@@ -123,7 +123,9 @@ class _Held:
 
 
 class Worker:
-    """Serves functions to the broker at `broker` (its backend endpoint).
+    """Serves functions to the broker at `broker` (its backend endpoint), or to every broker
+    of a comma-separated list (`tcp://b1:5556,tcp://b2:5556`): one connection per broker,
+    the capacity split evenly among them, each reply back to the broker its call came from.
 
     Defaults follow the Rust worker and its `SWITCHBOARD_*` variables: `threads` (4) run
     plain functions and `prefetch` (16) more calls may wait for them; `inline_capacity`
@@ -159,7 +161,7 @@ class Worker:
         self.max_reply_bytes = max_reply_bytes
         self._curve = _curve.resolve(curve)
         self._stop = threading.Event()
-        self._done: Deque[Tuple[int, bytes, bytes]] = collections.deque()
+        self._done: Deque[Tuple[Tuple[int, int], bytes, bytes]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -209,10 +211,10 @@ class Worker:
         except OSError:
             pass  # the pipe is full (a wake-up is pending anyway) or closed
 
-    def _ready_body(self) -> bytes:
+    def _ready_body(self, capacity: int, inline_capacity: int) -> bytes:
         functions = [entry.announcement() for entry in self.registry]
         body: Dict[str, Any] = {
-            "capacity": self.threads + self.prefetch,
+            "capacity": capacity,
             "heartbeat_ms": int(self.heartbeat * 1000),
             "functions": functions,
             "name": self.name,
@@ -222,17 +224,8 @@ class Worker:
             "caller": True,
         }
         if any(entry.inline for entry in self.registry):
-            body["inline_capacity"] = self.inline_capacity
+            body["inline_capacity"] = inline_capacity
         return _wire.packb(body)
-
-    def _connect(self, context: zmq.Context) -> zmq.Socket:
-        sock = context.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        if self._curve is not None:
-            self._curve.apply(sock)
-        sock.connect(self.broker)
-        _send(sock, [_wire.READY, self._ready_body()])
-        return sock
 
     def _serve(self) -> None:
         if not len(self.registry):
@@ -242,125 +235,50 @@ class Worker:
             self._loop = asyncio.new_event_loop()
             self._loop_thread = threading.Thread(target=self._loop.run_forever, name="switchboard-async", daemon=True)
             self._loop_thread.start()
+        endpoints = brokers(self.broker)
+        # Each broker is told an even share of the capacity, rounded up.
+        share = -(-(self.threads + self.prefetch) // len(endpoints))
+        inline_share = -(-self.inline_capacity // len(endpoints))
         context = zmq.Context.instance()
-        sock = self._connect(context)
-        log.info("worker %s serving %d functions to %s", self.name, len(self.registry), self.broker)
-        generation = 0  # a new session with the broker drops the replies of the old one
-        held: Dict[bytes, _Held] = {}
-        leaving_since: Optional[float] = None
-        acknowledged = False
-        last_sent = time.monotonic()
-        broker_expires = last_sent + self.liveness * self.heartbeat
+        links = [_BrokerLink(self, index, endpoint, context, share, inline_share)
+                 for index, endpoint in enumerate(endpoints)]
+        log.info("worker %s serving %d functions to %s", self.name, len(self.registry), ", ".join(endpoints))
+        polled: Tuple[zmq.Socket, ...] = ()
         poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_read, zmq.POLLIN)
         try:
-            while True:
+            while not all(link.stopped for link in links):
                 now = time.monotonic()
-                if self._stop.is_set() and leaving_since is None:
-                    _send(sock, [_wire.DISCONNECT])
-                    leaving_since, last_sent = now, now
-                    log.info("worker %s leaving: finishing %d calls", self.name, len(held))
-                if leaving_since is not None:
-                    if not held and (acknowledged or now >= broker_expires):
-                        break
-                    if now - leaving_since >= self.shutdown_grace:
-                        log.warning("worker %s: shutdown grace over, abandoning %d calls", self.name, len(held))
-                        _send(sock, [_wire.DISCONNECT])
-                        break
-                wait = min(last_sent + self.heartbeat, broker_expires) - now
-                if leaving_since is not None:
-                    wait = min(wait, leaving_since + self.shutdown_grace - now)
+                live = [link for link in links if not link.stopped]
+                for link in live:
+                    if self._stop.is_set():
+                        link.leave(now)
+                    link.check_leaving(now)
+                sockets = tuple(link.sock for link in live)
+                if sockets != polled:  # a link reconnected or ended: poll the new set
+                    polled, poller = sockets, zmq.Poller()
+                    for sock in sockets:
+                        poller.register(sock, zmq.POLLIN)
+                    poller.register(self._wake_read, zmq.POLLIN)
+                wait = min((link.next_wakeup() for link in live), default=now + 0.1) - now
                 events = dict(poller.poll(max(0, int(wait * 1000) + 1)))
                 if self._wake_read in events:
                     try:
                         os.read(self._wake_read, 4096)
                     except BlockingIOError:
                         pass
-                if sock in events:
-                    while True:
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        received = time.monotonic()
-                        command = frames[0][:5]
-                        if command in (_wire.REQUEST, _wire.REQUEST_WITH_CONTEXT, _wire.REQUEST_WITH_CALLER):
-                            try:
-                                calls = _wire.parse_request(frames[0], frames[1:])
-                            except ValueError as error:
-                                self.counters["malformed"] += 1
-                                log.warning("dropping malformed REQUEST: %s", error)
-                                continue
-                            broker_expires = received + self.liveness * self.heartbeat
-                            for call in calls:
-                                self._dispatch(call, received, generation, held)
-                        elif command == _wire.CANCEL and len(frames) == 1:
-                            broker_expires = received + self.liveness * self.heartbeat
-                            try:
-                                tickets = _wire.parse_tickets(frames[0])
-                            except ValueError:
-                                self.counters["malformed"] += 1
-                                continue
-                            for ticket in tickets:
-                                self._cancel(held.get(ticket))
-                        elif frames == [_wire.HEARTBEAT]:
-                            broker_expires = received + self.liveness * self.heartbeat
-                        elif frames == [_wire.DISCONNECT]:
-                            broker_expires = received + self.liveness * self.heartbeat
-                            if leaving_since is not None:
-                                acknowledged = True
-                            else:
-                                # The broker does not know this worker (it restarted, or
-                                # declared it lost): a new session; the old calls' replies
-                                # would be dropped, so they are not sent.
-                                log.info("worker %s: the broker asks to register again", self.name)
-                                generation += 1
-                                self._abandon(held)
-                                _send(sock, [_wire.READY, self._ready_body()])
-                                last_sent = received
-                        elif frames == [_wire.DRAIN]:
-                            broker_expires = received + self.liveness * self.heartbeat
-                            log.warning("worker %s: the broker asks it to leave (hung calls)", self.name)
-                            self._stop.set()
-                        else:
-                            self.counters["malformed"] += 1
-                            log.warning("dropping a malformed message from the broker (%d frames)", len(frames))
-                # Replies of finished calls, many per message.
-                tickets: List[bytes] = []
-                bodies: List[bytes] = []
+                for link in live:
+                    if link.sock in events:
+                        link.receive()
+                # Replies of finished calls, each to the broker its call came from.
                 while self._done:
-                    done_generation, ticket, body = self._done.popleft()
-                    if done_generation != generation or held.pop(ticket, None) is None:
-                        continue
-                    tickets.append(ticket)
-                    bodies.append(body)
-                    if len(tickets) == _wire.MAX_CALLS_PER_MESSAGE:
-                        _send(sock, _wire.reply_message(tickets, bodies))
-                        tickets, bodies = [], []
-                if tickets:
-                    _send(sock, _wire.reply_message(tickets, bodies))
+                    (index, generation), ticket, body = self._done.popleft()
+                    links[index].reply(generation, ticket, body)
                 now = time.monotonic()
-                if tickets:
-                    last_sent = now
-                if now - last_sent >= self.heartbeat:
-                    _send(sock, [_wire.HEARTBEAT])
-                    last_sent = now
-                if now >= broker_expires and leaving_since is None:
-                    log.warning("worker %s: no word from the broker at %s for %.1f s: reconnecting",
-                                self.name, self.broker, self.liveness * self.heartbeat)
-                    self.counters["reconnects"] += 1
-                    generation += 1
-                    self._abandon(held)
-                    poller.unregister(sock)
-                    sock.close(0)
-                    sock = self._connect(context)
-                    poller.register(sock, zmq.POLLIN)
-                    last_sent = now
-                    broker_expires = now + self.liveness * self.heartbeat
+                for link in live:
+                    link.flush(now)
         finally:
-            sock.close(0)
-            self._abandon(held)
+            for link in links:
+                link.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
@@ -369,8 +287,9 @@ class Worker:
 
     # ---- calls ----
 
-    def _dispatch(self, call: _wire.WorkerCall, received: float, generation: int,
+    def _dispatch(self, call: _wire.WorkerCall, received: float, origin: Tuple[int, int],
                   held: Dict[bytes, _Held]) -> None:
+        """Runs or hands off one call; `origin` is (broker link, its session) for the reply."""
         context = CallContext(call.function, call.call_id, call.attempt, call.traceparent,
                               received + call.time_left_ms / 1000, self.name, call.caller)
         report = bool(call.flags & _wire.FLAG_REPORT_RUN_TIME)
@@ -378,19 +297,19 @@ class Worker:
         slot = _Held(context)
         held[call.ticket] = slot
         if entry is None:
-            self._finish(generation, call.ticket, _wire.error_body(
+            self._finish(origin, call.ticket, _wire.error_body(
                 "UNKNOWN_FUNCTION", f"this worker does not host function '{call.function}'"))
         elif entry.inline:
             started = time.perf_counter()
             reply = self._execute(entry, context, call.body)
-            self._finish(generation, call.ticket, reply, started if report else None)
+            self._finish(origin, call.ticket, reply, started if report else None)
         elif entry.is_async:
             assert self._loop is not None
             slot.task = asyncio.run_coroutine_threadsafe(
-                self._execute_async(entry, context, call.body, generation, call.ticket, report), self._loop)
+                self._execute_async(entry, context, call.body, origin, call.ticket, report), self._loop)
         else:
             assert self._pool is not None
-            self._pool.submit(self._run_on_pool, entry, context, call.body, generation, call.ticket, report)
+            self._pool.submit(self._run_on_pool, entry, context, call.body, origin, call.ticket, report)
 
     def _cancel(self, slot: Optional[_Held]) -> None:
         if slot is None:
@@ -408,18 +327,19 @@ class Worker:
                 self._loop.call_soon_threadsafe(slot.task.cancel)
         held.clear()
 
-    def _finish(self, generation: int, ticket: bytes, body: bytes, started: Optional[float] = None) -> None:
+    def _finish(self, origin: Tuple[int, int], ticket: bytes, body: bytes,
+                started: Optional[float] = None) -> None:
         """A call's reply is ready; `started` (perf_counter) when its run time is reported."""
         if started is not None:
             body = _wire.append_run_time(body, int((time.perf_counter() - started) * 1e6))
         self.counters["calls"] += 1
-        self._done.append((generation, ticket, body))
+        self._done.append((origin, ticket, body))
         self._wake()
 
-    def _run_on_pool(self, entry: Function, context: CallContext, body: bytes, generation: int,
+    def _run_on_pool(self, entry: Function, context: CallContext, body: bytes, origin: Tuple[int, int],
                      ticket: bytes, report: bool) -> None:
         started = time.perf_counter()
-        self._finish(generation, ticket, self._execute(entry, context, body), started if report else None)
+        self._finish(origin, ticket, self._execute(entry, context, body), started if report else None)
 
     def _prepare(self, entry: Function, context: CallContext, body: bytes) -> Tuple[Optional[bytes], Any, Any]:
         """Checks a call before it runs: (an error reply, or None with its arguments)."""
@@ -455,11 +375,11 @@ class Worker:
         return self._result_reply(entry, result)
 
     async def _execute_async(self, entry: Function, context: CallContext, body: bytes,
-                             generation: int, ticket: bytes, report: bool = False) -> None:
+                             origin: Tuple[int, int], ticket: bytes, report: bool = False) -> None:
         started = time.perf_counter() if report else None
         refusal, args, kwargs = self._prepare(entry, context, body)
         if refusal is not None:
-            self._finish(generation, ticket, refusal)
+            self._finish(origin, ticket, refusal)
             return
         _current.set(context)  # the task runs in a copy of the context
         try:
@@ -470,7 +390,7 @@ class Worker:
             reply = self._error_reply(entry, error)
         else:
             reply = self._result_reply(entry, result)
-        self._finish(generation, ticket, reply, started)
+        self._finish(origin, ticket, reply, started)
 
     def _error_reply(self, entry: Function, error: BaseException) -> bytes:
         if isinstance(error, RemoteError):  # a function may answer with a code of its own
@@ -489,6 +409,159 @@ class Worker:
                 "PAYLOAD_TOO_LARGE",
                 f"{entry.name}: the result is {len(reply)} bytes, over the limit of {self.max_reply_bytes}")
         return reply
+
+
+def brokers(endpoints: str) -> List[str]:
+    """The endpoints a comma-separated list names, in order, without duplicates."""
+    found: List[str] = []
+    for endpoint in (e.strip() for e in endpoints.split(",")):
+        if endpoint and endpoint not in found:
+            found.append(endpoint)
+    return found or [DEFAULT_BROKER]
+
+
+class _BrokerLink:
+    """The conversation with one broker: its socket, its session (a generation: replies of
+    an earlier session are never sent), the calls it handed over, heartbeats both ways,
+    reconnecting when it falls silent, and the goodbye."""
+
+    def __init__(self, worker: "Worker", index: int, endpoint: str, context: zmq.Context,
+                 capacity: int, inline_capacity: int) -> None:
+        self.worker = worker
+        self.index = index
+        self.endpoint = endpoint
+        self.context = context
+        self.ready = worker._ready_body(capacity, inline_capacity)
+        self.generation = 0
+        self.held: Dict[bytes, _Held] = {}
+        #: Finished calls waiting for the next REPLY.
+        self.pending: List[Tuple[bytes, bytes]] = []
+        self.leaving_since: Optional[float] = None
+        self.acknowledged = False
+        self.stopped = False
+        self.sock = self._connect()
+        self.last_sent = time.monotonic()
+        self.broker_expires = self.last_sent + worker.liveness * worker.heartbeat
+
+    def _connect(self) -> zmq.Socket:
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if self.worker._curve is not None:
+            self.worker._curve.apply(sock)
+        sock.connect(self.endpoint)
+        _send(sock, [_wire.READY, self.ready])
+        return sock
+
+    def _heard(self, when: float) -> None:
+        self.broker_expires = when + self.worker.liveness * self.worker.heartbeat
+
+    def _new_session(self) -> None:
+        """The broker forgot this worker (restart, or declared it lost): the calls of the
+        old session would have their replies dropped, so they are stopped and not sent."""
+        self.generation += 1
+        self.worker._abandon(self.held)
+
+    def leave(self, now: float) -> None:
+        if self.leaving_since is None:
+            _send(self.sock, [_wire.DISCONNECT])
+            self.leaving_since, self.last_sent = now, now
+            log.info("worker %s leaving %s: finishing %d calls", self.worker.name, self.endpoint, len(self.held))
+
+    def check_leaving(self, now: float) -> None:
+        if self.leaving_since is None:
+            return
+        if not self.held and (self.acknowledged or now >= self.broker_expires):
+            self.stopped = True
+        elif now - self.leaving_since >= self.worker.shutdown_grace:
+            log.warning("worker %s: shutdown grace over, abandoning %d calls of %s",
+                        self.worker.name, len(self.held), self.endpoint)
+            _send(self.sock, [_wire.DISCONNECT])
+            self.stopped = True
+
+    def next_wakeup(self) -> float:
+        wake = min(self.last_sent + self.worker.heartbeat, self.broker_expires)
+        if self.leaving_since is not None:
+            wake = min(wake, self.leaving_since + self.worker.shutdown_grace)
+        return wake
+
+    def receive(self) -> None:
+        worker = self.worker
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            received = time.monotonic()
+            command = frames[0][:5]
+            if command in (_wire.REQUEST, _wire.REQUEST_WITH_CONTEXT, _wire.REQUEST_WITH_CALLER):
+                try:
+                    calls = _wire.parse_request(frames[0], frames[1:])
+                except ValueError as error:
+                    worker.counters["malformed"] += 1
+                    log.warning("dropping malformed REQUEST: %s", error)
+                    continue
+                self._heard(received)
+                for call in calls:
+                    worker._dispatch(call, received, (self.index, self.generation), self.held)
+            elif command == _wire.CANCEL and len(frames) == 1:
+                self._heard(received)
+                try:
+                    tickets = _wire.parse_tickets(frames[0])
+                except ValueError:
+                    worker.counters["malformed"] += 1
+                    continue
+                for ticket in tickets:
+                    worker._cancel(self.held.get(ticket))
+            elif frames == [_wire.HEARTBEAT]:
+                self._heard(received)
+            elif frames == [_wire.DISCONNECT]:
+                self._heard(received)
+                if self.leaving_since is not None:
+                    self.acknowledged = True
+                else:
+                    log.info("worker %s: the broker at %s asks to register again", worker.name, self.endpoint)
+                    self._new_session()
+                    _send(self.sock, [_wire.READY, self.ready])
+                    self.last_sent = received
+            elif frames == [_wire.DRAIN]:
+                self._heard(received)
+                log.warning("worker %s: the broker at %s asks it to leave (hung calls)", worker.name, self.endpoint)
+                worker._stop.set()
+            else:
+                worker.counters["malformed"] += 1
+                log.warning("dropping a malformed message from the broker (%d frames)", len(frames))
+
+    def reply(self, generation: int, ticket: bytes, body: bytes) -> None:
+        """A finished call of this link: kept for the next REPLY if its session still holds it."""
+        if generation == self.generation and self.held.pop(ticket, None) is not None:
+            self.pending.append((ticket, body))
+
+    def flush(self, now: float) -> None:
+        """Sends the replies gathered (many per REPLY), a heartbeat when due, and reconnects
+        when the broker has been silent for its liveness."""
+        if self.pending:
+            for at in range(0, len(self.pending), _wire.MAX_CALLS_PER_MESSAGE):
+                chunk = self.pending[at:at + _wire.MAX_CALLS_PER_MESSAGE]
+                _send(self.sock, _wire.reply_message([t for t, _ in chunk], [b for _, b in chunk]))
+            self.pending = []
+            self.last_sent = now
+        if now - self.last_sent >= self.worker.heartbeat:
+            _send(self.sock, [_wire.HEARTBEAT])
+            self.last_sent = now
+        if now >= self.broker_expires and self.leaving_since is None:
+            worker = self.worker
+            log.warning("worker %s: no word from the broker at %s for %.1f s: reconnecting",
+                        worker.name, self.endpoint, worker.liveness * worker.heartbeat)
+            worker.counters["reconnects"] += 1
+            self._new_session()
+            self.sock.close(0)
+            self.sock = self._connect()
+            self.last_sent = now
+            self._heard(now)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.worker._abandon(self.held)
 
 
 def serve(target: Any, **options: Any) -> None:
