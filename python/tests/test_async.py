@@ -103,13 +103,14 @@ def test_broker_lost_and_idempotent_resend(cluster):
         async with AsyncClient(broker.frontend, timeout=15) as client:
             assert await client.ping() == "pong"
             plain = asyncio.ensure_future(client.sleep_ms(1500))
-            again = asyncio.ensure_future(client.with_options(idempotent=True).sleep_ms(1500))
+            # Idempotent (client re-sends) and retry-safe (broker re-dispatches): see test_client.
+            again = asyncio.ensure_future(client.with_options(idempotent=True).work.idempotent("again", 1500))
             await asyncio.sleep(0.3)
             broker.proc.kill()
             with pytest.raises(BrokerLost):
                 await plain
             cluster.broker(frontend=broker.frontend, backend=broker.backend)
-            assert await again == 1500
+            assert await again == "again"
             assert client.counters["resent"] >= 1
     run(main())
 
