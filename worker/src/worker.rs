@@ -163,9 +163,14 @@ impl Worker {
                 .min()
                 .unwrap_or(MAX_POLL)
                 .min(MAX_POLL);
+            // A broker whose conversation ended is not watched: a message still arriving
+            // there would wake every poll without ever being read.
             let mut items: Vec<zmq::PollItem<'_>> = peers
                 .iter()
-                .map(|p| p.socket.as_poll_item(zmq::POLLIN))
+                .map(|p| match p.stopped {
+                    None => p.socket.as_poll_item(zmq::POLLIN),
+                    Some(_) => p.socket.as_poll_item(zmq::PollEvents::empty()),
+                })
                 .collect();
             items.push(wake_rx.poll_item());
             match zmq::poll(&mut items, wait.as_millis() as i64) {

@@ -1,5 +1,5 @@
 """Switchboard for Python: a client (sync and asyncio) and a worker for the Switchboard
-ZeroMQ RPC broker. See https://github.com/ (the project README) and python/README.md."""
+ZeroMQ RPC broker. See python/README.md, and docs/PROTOCOL.md for the wire protocol."""
 
 from .aio import AsyncClient
 from .client import CallFuture, Client

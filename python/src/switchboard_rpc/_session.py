@@ -22,11 +22,14 @@ they keep the same contract as the Rust client:
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _wire
 from .errors import BrokerLost, Overloaded, RemoteError, Timeout
+
+log = logging.getLogger("switchboard_rpc.client")
 
 #: Called once with a call's outcome: (result, error, timings).
 Settle = Callable[[Any, Optional[RemoteError], Optional[dict]], None]
@@ -149,8 +152,9 @@ class Session:
         """A message from the broker: one reply, or a group of replies to a pipeline."""
         try:
             replies = list(_wire.split_replies(frames))
-        except ValueError:
+        except ValueError as error:
             self.unmatched_replies += 1
+            log.warning("dropping a malformed message from the broker at %s: %s", self.endpoint, error)
             return
         for header, body in replies:
             call_id = _wire.reply_id(header)

@@ -1,8 +1,9 @@
 """The thread-safe synchronous client.
 
-One background I/O thread owns the DEALER socket and drives the shared `Session`;
-callers, from any thread, hand it calls and wait on futures. Many calls may be in flight
-at once: calls that wait together leave together as one pipelined message.
+Whoever holds the client's lock drives the DEALER socket and the shared `Session`: a
+thread waiting for its own result does the I/O itself, and a background thread does it
+while calls are in flight and nobody waits. Callers, from any thread, hand over calls and
+wait on futures; calls that wait together leave together as one pipelined message.
 """
 
 from __future__ import annotations
@@ -53,14 +54,18 @@ class CallFuture(concurrent.futures.Future):
         self._client = client
 
     def result(self, timeout: Optional[float] = None) -> Any:
-        if not self.done():
-            self._client._lead_until(self, timeout)
-        return super().result(timeout)
+        return super().result(self._lead(timeout))
 
     def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        if not self.done():
-            self._client._lead_until(self, timeout)
-        return super().exception(timeout)
+        return super().exception(self._lead(timeout))
+
+    def _lead(self, timeout: Optional[float]) -> Optional[float]:
+        """Drives the socket for this call if nobody does; returns what is left of `timeout`."""
+        if self.done():
+            return timeout
+        started = time.monotonic()
+        self._client._lead_until(self, timeout)
+        return None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
 
     def cancel(self) -> bool:
         if self.done():
