@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::codec::encode_error;
-use switchboard_protocol::worker::{BrokerMessage, CallRecord, FLAG_REPORT_RUN_TIME};
+use switchboard_protocol::worker::{
+    BrokerMessage, CallRecord, WorkerMessage, FLAG_REPORT_RUN_TIME,
+};
 use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
 use switchboard_transport::socket::{recv_frames, send_frames};
 use switchboard_transport::wake::waker;
@@ -40,6 +42,26 @@ struct Peer {
     link: Link,
     socket: zmq::Socket,
     stopped: Option<bool>,
+}
+
+/// How long a retired socket may try to deliver its goodbye.
+const RETIRE_LINGER: Duration = Duration::from_millis(200);
+
+/// Closes the socket of a conversation that is over because the broker fell silent. It
+/// says "gone now" first (DISCONNECT twice, 5.5): a broker that was only slow (paused,
+/// partitioned) then forgets this registration at once instead of sending it calls until
+/// its liveness runs out. The linger is short, so that an old READY still queued in the
+/// socket cannot register a ghost with a broker that comes back later — and if it is
+/// delivered, the goodbye right behind it undoes it.
+fn retire(socket: zmq::Socket) {
+    for _ in 0..2 {
+        let _ = send_frames(
+            &socket,
+            WorkerMessage::Disconnect.into_frames(),
+            zmq::DONTWAIT,
+        );
+    }
+    let _ = socket.set_linger(RETIRE_LINGER.as_millis() as i32);
 }
 
 /// What the worker announces to each broker when it serves several: its capacity split
@@ -146,7 +168,11 @@ impl Worker {
                 match peer.link.handle_timeout(now) {
                     Next::Continue => {}
                     Next::Reconnect => {
-                        peer.socket = self.connect(&context, &peer.endpoint)?;
+                        let old = std::mem::replace(
+                            &mut peer.socket,
+                            self.connect(&context, &peer.endpoint)?,
+                        );
+                        retire(old);
                         peer.link.connected(now);
                     }
                     Next::Stop { out_of_grace } => peer.stopped = Some(out_of_grace),

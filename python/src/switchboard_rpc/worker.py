@@ -554,10 +554,18 @@ class _BrokerLink:
                         worker.name, self.endpoint, worker.liveness * worker.heartbeat)
             worker.counters["reconnects"] += 1
             self._new_session()
-            self.sock.close(0)
+            self._retire()
             self.sock = self._connect()
             self.last_sent = now
             self._heard(now)
+
+    def _retire(self) -> None:
+        """Closes a socket whose broker fell silent, saying "gone now" (DISCONNECT twice)
+        first: a broker that was only paused forgets this registration at once. The short
+        linger keeps a READY still queued there from registering a ghost later."""
+        for _ in range(2):
+            _send(self.sock, [_wire.DISCONNECT])
+        self.sock.close(200)
 
     def close(self) -> None:
         self.sock.close(0)
