@@ -107,6 +107,7 @@ impl RequestBuilder<'_> {
             },
             |header| request_frames(&function, header, body),
             ReplySender::Async(reply),
+            None,
         )?;
         Ok(CallFuture {
             client,

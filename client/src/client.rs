@@ -19,9 +19,9 @@ use switchboard_transport::curve::ClientCurve;
 use switchboard_transport::socket::SocketLimits;
 use switchboard_transport::wake::{waker, Waker};
 
-use crate::connection::{Command, Connection};
+use crate::connection::{BrokerLink, Command, Connection, Routed};
 use crate::error::{CallError, ConnectError};
-use crate::session::{Counters, NewCall, ReplySender};
+use crate::session::{Counters, NewCall, ReplySender, RetryPolicy, Session};
 
 /// What a request may add to its header besides its id and timeout.
 #[derive(Debug, Default)]
@@ -56,7 +56,9 @@ const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The broker's frontend endpoint, e.g. `tcp://127.0.0.1:5555`.
+    /// The broker's frontend endpoint, e.g. `tcp://127.0.0.1:5555`; or several,
+    /// comma-separated, for a tier of brokers (each call goes to one of them, see
+    /// [`Client::connect`]).
     pub endpoint: String,
     /// Deadline of calls that do not set one.
     pub default_timeout: Duration,
@@ -64,6 +66,10 @@ pub struct ClientConfig {
     pub limits: SocketLimits,
     /// CURVE settings when the broker requires them.
     pub curve: Option<ClientCurve>,
+    /// How often the connection to each broker is checked (a ZMTP PING); a broker that
+    /// does not answer for three intervals — stopped, hung, or cut off by a silent
+    /// partition — counts as lost, as if its connection had closed. Zero turns it off.
+    pub heartbeat: Duration,
 }
 
 impl Default for ClientConfig {
@@ -74,6 +80,7 @@ impl Default for ClientConfig {
             default_timeout: Duration::from_secs(30),
             limits: SocketLimits::default(),
             curve: None,
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -136,6 +143,14 @@ pub struct Client {
 
 impl Client {
     /// Connects to a broker's frontend with default settings.
+    ///
+    /// `endpoint` may list several brokers, comma-separated
+    /// (`tcp://b1:5555,tcp://b2:5555`): the client keeps a connection to each and sends
+    /// each call to one of those that take calls, the one of two picked at random that
+    /// holds fewer of this client's calls. A call that never reached a broker (its
+    /// connection is down, or it is stopping and answered SHUTTING_DOWN) goes to another
+    /// at once; when a connection drops, idempotent calls in flight there are sent again
+    /// to another broker and the others fail with BROKER_LOST, as with one broker.
     pub fn connect(endpoint: &str) -> Result<Client, ConnectError> {
         Client::with_config(ClientConfig::new(endpoint))
     }
@@ -144,40 +159,25 @@ impl Client {
     pub fn with_config(config: ClientConfig) -> Result<Client, ConnectError> {
         let config = config.validated();
         let context = zmq::Context::new();
-        let fail = |source| ConnectError::Socket {
-            endpoint: config.endpoint.clone(),
-            source,
-        };
-        let socket = context.socket(zmq::DEALER).map_err(fail)?;
-        config.limits.apply(&socket).map_err(fail)?;
-        // Not ZMQ_IMMEDIATE: with it, ZeroMQ drops the replies it has received but we
-        // have not read yet when the connection closes (a broker that answers and exits).
-        // The socket thread itself holds calls back until a handshake is reported.
-        if let Some(curve) = &config.curve {
-            curve.apply(&socket)?;
+        let endpoints = switchboard_transport::socket::endpoint_list(&config.endpoint);
+        if endpoints.is_empty() {
+            return Err(ConnectError::Socket {
+                endpoint: config.endpoint.clone(),
+                source: zmq::Error::EINVAL,
+            });
         }
-        // Watch the connection so calls in flight do not wait for their deadline when it drops.
-        static MONITORS: AtomicU64 = AtomicU64::new(0);
-        let address = format!(
-            "inproc://switchboard-client-monitor-{}",
-            MONITORS.fetch_add(1, Ordering::Relaxed)
-        );
-        socket.monitor(&address, MONITORED_EVENTS).map_err(fail)?;
-        let monitor = context.socket(zmq::PAIR).map_err(fail)?;
-        monitor.set_linger(0).map_err(fail)?;
-        monitor.connect(&address).map_err(fail)?;
-        socket.connect(&config.endpoint).map_err(fail)?;
+        let counters = Arc::new(Counters::default());
+        let policy = RetryPolicy {
+            keep_copies: endpoints.len() > 1,
+            ..RetryPolicy::default()
+        };
+        let links = endpoints
+            .iter()
+            .map(|endpoint| open_link(&context, &config, endpoint, policy, &counters))
+            .collect::<Result<Vec<_>, _>>()?;
         let (waker, wake_rx) = waker()?;
         let (commands, inbox) = crossbeam_channel::unbounded();
-        let counters = Arc::new(Counters::default());
-        let connection = Connection::new(
-            &config.endpoint,
-            socket,
-            monitor,
-            inbox,
-            wake_rx,
-            Arc::clone(&counters),
-        );
+        let connection = Connection::new(links, inbox, wake_rx);
         let thread = std::thread::Builder::new()
             .name("switchboard-client-io".into())
             .spawn(move || {
@@ -263,6 +263,7 @@ impl Client {
             extras,
             frames,
             ReplySender::Blocking(reply),
+            None,
         )?;
         Ok(PendingCall {
             client: self.clone(),
@@ -281,6 +282,7 @@ impl Client {
         extras: HeaderExtras,
         frames: impl FnOnce(&CallHeader) -> Vec<Frame>,
         reply: ReplySender,
+        with_call: Option<u64>,
     ) -> Result<Queued, CallError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let timeout = timeout.unwrap_or(self.shared.default_timeout);
@@ -292,14 +294,17 @@ impl Client {
             wait_for_ready: extras.wait_for_ready,
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
-        let command = Command::Call(NewCall {
-            id,
-            frames: frames(&header),
-            reply,
-            deadline: Instant::now() + timeout,
-            forget_after: give_up_at,
-            idempotent,
-            timeout,
+        let command = Command::Call(Routed {
+            call: NewCall {
+                id,
+                frames: frames(&header),
+                reply,
+                deadline: Instant::now() + timeout,
+                forget_after: give_up_at,
+                idempotent,
+                timeout,
+            },
+            with_call,
         });
         let commands = self.shared.commands.as_ref().expect("set until drop");
         commands
@@ -324,9 +329,54 @@ impl Client {
             HeaderExtras::default(),
             |header| request_frames(CANCEL_FUNCTION, header, body),
             ReplySender::Blocking(reply),
+            Some(call_id),
         )?;
         Ok(())
     }
+}
+
+/// Opens the connection to one broker: a DEALER socket with a monitor, and its session.
+fn open_link(
+    context: &zmq::Context,
+    config: &ClientConfig,
+    endpoint: &str,
+    policy: RetryPolicy,
+    counters: &Arc<Counters>,
+) -> Result<BrokerLink, ConnectError> {
+    let fail = |source| ConnectError::Socket {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let socket = context.socket(zmq::DEALER).map_err(fail)?;
+    config.limits.apply(&socket).map_err(fail)?;
+    if !config.heartbeat.is_zero() {
+        let interval = config.heartbeat.as_millis().min(i32::MAX as u128 / 3) as i32;
+        socket.set_heartbeat_ivl(interval).map_err(fail)?;
+        socket.set_heartbeat_timeout(3 * interval).map_err(fail)?;
+    }
+    // Not ZMQ_IMMEDIATE: with it, ZeroMQ drops the replies it has received but we have
+    // not read yet when the connection closes (a broker that answers and exits). The
+    // socket thread itself holds calls back until a handshake is reported.
+    if let Some(curve) = &config.curve {
+        curve.apply(&socket)?;
+    }
+    // Watch the connection so calls in flight do not wait for their deadline when it drops.
+    static MONITORS: AtomicU64 = AtomicU64::new(0);
+    let address = format!(
+        "inproc://switchboard-client-monitor-{}",
+        MONITORS.fetch_add(1, Ordering::Relaxed)
+    );
+    socket.monitor(&address, MONITORED_EVENTS).map_err(fail)?;
+    let monitor = context.socket(zmq::PAIR).map_err(fail)?;
+    monitor.set_linger(0).map_err(fail)?;
+    monitor.connect(&address).map_err(fail)?;
+    socket.connect(endpoint).map_err(fail)?;
+    let session = Session::new(endpoint, policy, Arc::clone(counters), Instant::now());
+    Ok(BrokerLink {
+        socket,
+        monitor,
+        session,
+    })
 }
 
 /// A call being built: see [`Client::request`].

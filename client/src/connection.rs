@@ -1,11 +1,12 @@
-//! The client's socket thread: a thin driver of [`Session`] over one DEALER socket.
+//! The client's socket thread: a thin driver of one [`Session`] per broker, each over its
+//! own DEALER socket.
 //!
-//! It polls the socket, the waker and the socket monitor, turns what it finds into
-//! session events (calls and cancellations from callers, reply messages, the link going
-//! up or down, the time), and sends what the session hands out. Every decision — what
-//! leaves when, what is retried, what fails and why — is the session's.
+//! It polls the sockets, the waker and the socket monitors, turns what it finds into
+//! session events (calls and cancellations from callers, reply messages, links going up
+//! or down, the time), and sends what each session hands out. Every decision about one
+//! broker — what leaves when, what is retried, what fails and why — is its session's; the
+//! driver only decides which broker a call goes to ([`Brokers`]).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -13,89 +14,109 @@ use switchboard_transport::socket::{recv_frames, try_send_frames};
 use switchboard_transport::wake::WakeReceiver;
 use tracing::warn;
 
-use crate::session::{Counters, LinkEvent, NewCall, RetryPolicy, Session, Transmitted};
+use crate::balance::Brokers;
+use crate::session::{LinkEvent, NewCall, Session, Transmitted};
 
 /// What caller threads ask of the socket thread.
 pub(crate) enum Command {
     /// Send a call and deliver its outcome.
-    Call(NewCall),
+    Call(Routed),
     /// The caller stopped waiting for this call.
     Cancel(u64),
 }
 
+/// A call and where it must go.
+pub(crate) struct Routed {
+    /// The call.
+    pub(crate) call: NewCall,
+    /// Send it to the broker that holds this call (a cancellation must reach the broker
+    /// running the call it names); any broker if none does.
+    pub(crate) with_call: Option<u64>,
+}
+
+/// One broker: its socket, the monitor of that socket, and its session.
+pub(crate) struct BrokerLink {
+    /// The DEALER socket connected to the broker's frontend.
+    pub(crate) socket: zmq::Socket,
+    /// A PAIR socket connected to the socket's monitor.
+    pub(crate) monitor: zmq::Socket,
+    /// The broker's calls.
+    pub(crate) session: Session,
+}
+
 /// The socket thread's state.
 pub(crate) struct Connection {
-    socket: zmq::Socket,
-    monitor: zmq::Socket,
+    brokers: Brokers<BrokerLink>,
     commands: Receiver<Command>,
     wake: WakeReceiver,
-    session: Session,
 }
 
 impl Connection {
-    /// Wraps a connected DEALER socket; `monitor` is a PAIR socket connected to its monitor.
+    /// Drives `links` (one per broker, at least one).
     pub(crate) fn new(
-        endpoint: &str,
-        socket: zmq::Socket,
-        monitor: zmq::Socket,
+        links: Vec<BrokerLink>,
         commands: Receiver<Command>,
         wake: WakeReceiver,
-        counters: Arc<Counters>,
     ) -> Connection {
-        let session = Session::new(endpoint, RetryPolicy::default(), counters, Instant::now());
         Connection {
-            socket,
-            monitor,
+            brokers: Brokers::new(links),
             commands,
             wake,
-            session,
         }
     }
 
     /// Runs until every client handle is dropped.
     pub(crate) fn run(mut self) {
         loop {
+            let now = Instant::now();
             let wait = self
-                .session
-                .poll_timeout()
-                .saturating_duration_since(Instant::now());
-            // With calls waiting to be sent, also wake when the socket can take them.
-            let socket_events = if self.session.wants_to_send() {
-                zmq::POLLIN | zmq::POLLOUT
-            } else {
-                zmq::POLLIN
-            };
-            let mut items = [
-                self.socket.as_poll_item(socket_events),
-                self.wake.poll_item(),
-                self.monitor.as_poll_item(zmq::POLLIN),
-            ];
+                .brokers
+                .iter()
+                .map(|b| b.session.poll_timeout())
+                .min()
+                .unwrap_or(now)
+                .saturating_duration_since(now);
+            let mut items = Vec::with_capacity(2 * self.brokers.len() + 1);
+            items.push(self.wake.poll_item());
+            for broker in self.brokers.iter() {
+                // With calls waiting to be sent, also wake when the socket can take them.
+                let socket_events = if broker.session.wants_to_send() {
+                    zmq::POLLIN | zmq::POLLOUT
+                } else {
+                    zmq::POLLIN
+                };
+                items.push(broker.socket.as_poll_item(socket_events));
+                items.push(broker.monitor.as_poll_item(zmq::POLLIN));
+            }
             if let Err(e) = zmq::poll(&mut items, wait.as_millis() as i64 + 1) {
                 if e != zmq::Error::EINTR {
                     warn!(error = %e, "client poll failed; closing");
                     return;
                 }
             }
-            let (replies, woken, events) = (
-                items[0].is_readable(),
-                items[1].is_readable(),
-                items[2].is_readable(),
-            );
-            if woken {
+            let ready: Vec<bool> = items.iter().map(|i| i.is_readable()).collect();
+            drop(items);
+            if ready[0] {
                 self.wake.drain();
             }
             // Commands first, then replies: a reply never arrives before its call is known.
             if !self.take_commands() {
                 return;
             }
-            if replies && !self.take_replies() {
-                return;
+            for (index, broker) in self.brokers.iter_mut().enumerate() {
+                let (replies, events) = (ready[1 + 2 * index], ready[2 + 2 * index]);
+                if replies && !take_replies(broker) {
+                    return;
+                }
+                if events && !take_events(broker) {
+                    return;
+                }
+                broker.session.handle_timeout(Instant::now());
             }
-            if events && !self.take_events() {
-                return;
+            self.brokers.move_stranded_calls();
+            for broker in self.brokers.iter_mut() {
+                send(broker);
             }
-            self.session.handle_timeout(Instant::now());
-            self.send();
         }
     }
 
@@ -104,77 +125,88 @@ impl Connection {
         loop {
             match self.commands.try_recv() {
                 // Sent once every command is taken: calls made together leave together.
-                Ok(Command::Call(call)) => self.session.handle_call(call, Instant::now()),
-                Ok(Command::Cancel(id)) => self.session.handle_cancel(id),
+                Ok(Command::Call(Routed { call, with_call })) => {
+                    let broker = with_call
+                        .and_then(|id| self.brokers.position(|b| b.session.holds(id)))
+                        .unwrap_or_else(|| self.brokers.choose());
+                    self.brokers[broker]
+                        .session
+                        .handle_call(call, Instant::now());
+                }
+                Ok(Command::Cancel(id)) => {
+                    for broker in self.brokers.iter_mut() {
+                        broker.session.handle_cancel(id);
+                    }
+                }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
         }
     }
+}
 
-    /// Hands the session's messages to ZeroMQ until it has none or the socket is full.
-    fn send(&mut self) {
-        while let Some(frames) = self.session.poll_transmit() {
-            let outcome = match try_send_frames(&self.socket, frames) {
-                Ok(()) => Transmitted::Sent,
-                Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => {
-                    Transmitted::WouldBlock(frames)
-                }
-                Err((e, _)) => Transmitted::Failed(e.to_string()),
-            };
-            let blocked = matches!(outcome, Transmitted::WouldBlock(_));
-            self.session.transmitted(outcome);
-            if blocked {
-                return;
+/// Hands a session's messages to ZeroMQ until it has none or the socket is full.
+fn send(broker: &mut BrokerLink) {
+    while let Some(frames) = broker.session.poll_transmit() {
+        let outcome = match try_send_frames(&broker.socket, frames) {
+            Ok(()) => Transmitted::Sent,
+            Err((zmq::Error::EAGAIN, frames)) if !frames.is_empty() => {
+                Transmitted::WouldBlock(frames)
             }
+            Err((e, _)) => Transmitted::Failed(e.to_string()),
+        };
+        let blocked = matches!(outcome, Transmitted::WouldBlock(_));
+        broker.session.transmitted(outcome);
+        if blocked {
+            return;
         }
     }
+}
 
-    /// Hands every waiting reply message to the session. Returns false if the socket failed.
-    fn take_replies(&mut self) -> bool {
-        loop {
-            match recv_frames(&self.socket, zmq::DONTWAIT) {
-                Ok(frames) => self.session.handle_reply_message(frames, Instant::now()),
-                Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return true,
-                Err(e) => {
-                    warn!(error = %e, "client receive failed; closing");
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// Hands connection events to the session. Returns false if the socket failed.
-    fn take_events(&mut self) -> bool {
-        while let Ok(frames) = self.monitor.recv_multipart(zmq::DONTWAIT) {
-            let event = frames
-                .first()
-                .and_then(|f| f.get(..2))
-                .map(|b| u16::from_ne_bytes([b[0], b[1]]));
-            let Some(event) = event.map(zmq::SocketEvent::from_raw) else {
-                continue;
-            };
-            let event = match event {
-                zmq::SocketEvent::HANDSHAKE_SUCCEEDED => LinkEvent::Up,
-                zmq::SocketEvent::DISCONNECTED => LinkEvent::Down { failure: None },
-                zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => LinkEvent::Down {
-                    failure: Some("the broker refused this client's CURVE key (is it on the broker's allow-list?)"),
-                },
-                zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => LinkEvent::Down {
-                    failure: Some("the handshake failed: the two sides do not speak the same security mechanism (CURVE on one side only?)"),
-                },
-                zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL => LinkEvent::Down {
-                    failure: Some("the handshake with the broker failed (with CURVE: is the broker's public key right?)"),
-                },
-                _ => continue,
-            };
-            if matches!(event, LinkEvent::Down { .. }) && !self.take_replies() {
-                // Replies that arrived before the connection closed are still queued in
-                // the socket (the poll may have looked before they came): they go first.
+/// Hands every waiting reply message to the session. Returns false if the socket failed.
+fn take_replies(broker: &mut BrokerLink) -> bool {
+    loop {
+        match recv_frames(&broker.socket, zmq::DONTWAIT) {
+            Ok(frames) => broker.session.handle_reply_message(frames, Instant::now()),
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => return true,
+            Err(e) => {
+                warn!(error = %e, "client receive failed; closing");
                 return false;
             }
-            self.session.handle_link(event, Instant::now());
         }
-        true
     }
+}
+
+/// Hands connection events to the session. Returns false if the socket failed.
+fn take_events(broker: &mut BrokerLink) -> bool {
+    while let Ok(frames) = broker.monitor.recv_multipart(zmq::DONTWAIT) {
+        let event = frames
+            .first()
+            .and_then(|f| f.get(..2))
+            .map(|b| u16::from_ne_bytes([b[0], b[1]]));
+        let Some(event) = event.map(zmq::SocketEvent::from_raw) else {
+            continue;
+        };
+        let event = match event {
+            zmq::SocketEvent::HANDSHAKE_SUCCEEDED => LinkEvent::Up,
+            zmq::SocketEvent::DISCONNECTED => LinkEvent::Down { failure: None },
+            zmq::SocketEvent::HANDSHAKE_FAILED_AUTH => LinkEvent::Down {
+                failure: Some("the broker refused this client's CURVE key (is it on the broker's allow-list?)"),
+            },
+            zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => LinkEvent::Down {
+                failure: Some("the handshake failed: the two sides do not speak the same security mechanism (CURVE on one side only?)"),
+            },
+            zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL => LinkEvent::Down {
+                failure: Some("the handshake with the broker failed (with CURVE: is the broker's public key right?)"),
+            },
+            _ => continue,
+        };
+        if matches!(event, LinkEvent::Down { .. }) && !take_replies(broker) {
+            // Replies that arrived before the connection closed are still queued in
+            // the socket (the poll may have looked before they came): they go first.
+            return false;
+        }
+        broker.session.handle_link(event, Instant::now());
+    }
+    true
 }

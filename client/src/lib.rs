@@ -20,10 +20,14 @@
 //!   retried, failed and why; unit-tested with a fake clock.
 //! - `asynchronous` — [`CallFuture`]: calls as futures, on any runtime, cancelled when
 //!   dropped.
-//! - `connection` — the socket thread: a thin driver of the session over the DEALER socket.
+//! - `balance` — which broker a call goes to when the client has several
+//!   (power-of-two-choices; calls stranded on a lost or stopping broker move on).
+//! - `connection` — the socket thread: a thin driver of one session per broker, each over
+//!   its own DEALER socket.
 //! - `error` — [`CallError`] and [`ConnectError`].
 
 mod asynchronous;
+mod balance;
 mod client;
 mod connection;
 mod error;

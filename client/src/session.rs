@@ -18,7 +18,12 @@
 //! - when the link drops, idempotent calls in flight are sent again on the next
 //!   connection and the others fail at once with BROKER_LOST;
 //! - an idempotent call answered SHUTTING_DOWN, or UNKNOWN_FUNCTION by a broker that
-//!   just restarted, is sent again after a pause ([`RetryPolicy`]).
+//!   just restarted, is sent again after a pause ([`RetryPolicy`]);
+//! - with several brokers ([`RetryPolicy::keep_copies`]) every call keeps a copy of its
+//!   request, so that one a stopping broker answered SHUTTING_DOWN (it never ran) can go
+//!   to another broker whatever its kind, and the session counts as draining: the
+//!   driver sends it nothing new and moves the calls it has not sent
+//!   ([`Session::take_movable`]) to a broker that takes calls.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -86,6 +91,9 @@ pub(crate) struct RetryPolicy {
     pub(crate) max_unsent: usize,
     /// How often calls whose callers gave up are forgotten.
     pub(crate) sweep_every: Duration,
+    /// Keep a copy of every request, not only of idempotent ones: set when the client
+    /// has other brokers to send a refused call to.
+    pub(crate) keep_copies: bool,
 }
 
 impl Default for RetryPolicy {
@@ -95,6 +103,7 @@ impl Default for RetryPolicy {
             restart_window: Duration::from_secs(5),
             max_unsent: 10_000,
             sweep_every: Duration::from_millis(500),
+            keep_copies: false,
         }
     }
 }
@@ -132,7 +141,10 @@ struct Call {
     deadline: Instant,
     forget_after: Instant,
     timeout: Duration,
-    /// A copy of the request for idempotent calls.
+    /// Safe to send twice: sent again when the connection drops with it in flight.
+    idempotent: bool,
+    /// A copy of the request, for calls that may be sent again (idempotent ones, and
+    /// every call when [`RetryPolicy::keep_copies`]).
     resend: Option<Vec<Vec<u8>>>,
     /// The call was sent again after the connection dropped or the broker was stopping.
     resent: bool,
@@ -168,6 +180,9 @@ struct Link {
     last_failure: Option<&'static str>,
 }
 
+/// A call the session gives up to be sent by another (see [`Session::take_movable`]).
+pub(crate) struct Movable(Unsent);
+
 /// Every call of one client connection, and what the link is doing.
 pub(crate) struct Session {
     /// Calls waiting to be handed to ZeroMQ, oldest first.
@@ -186,6 +201,12 @@ pub(crate) struct Session {
     link: Link,
     /// When the connection to the broker last dropped.
     last_disconnect: Option<Instant>,
+    /// The broker said it is stopping (a call answered SHUTTING_DOWN): it gets no new
+    /// calls until a new connection comes up.
+    draining: bool,
+    /// The broker just restarted and knows no worker yet (a call came back
+    /// UNKNOWN_FUNCTION): no new calls until this instant.
+    cold_until: Option<Instant>,
     next_sweep: Instant,
     policy: RetryPolicy,
     counters: Arc<Counters>,
@@ -209,6 +230,8 @@ impl Session {
             async_timers: BinaryHeap::new(),
             link: Link::default(),
             last_disconnect: None,
+            draining: false,
+            cold_until: None,
             next_sweep: now + policy.sweep_every,
             policy,
             counters,
@@ -241,12 +264,14 @@ impl Session {
         if matches!(reply, ReplySender::Async(_)) {
             self.async_timers.push(Reverse((forget_after, id)));
         }
-        let resend = idempotent.then(|| frames.iter().map(|f| f.to_vec()).collect());
+        let resend = (idempotent || self.policy.keep_copies)
+            .then(|| frames.iter().map(|f| f.to_vec()).collect());
         let call = Call {
             reply,
             deadline,
             forget_after,
             timeout,
+            idempotent,
             resend,
             resent: false,
         };
@@ -304,6 +329,8 @@ impl Session {
                     up: true,
                     last_failure: None,
                 };
+                // A new connection: a broker that was stopping is gone, this one is new.
+                self.draining = false;
                 return;
             }
             LinkEvent::Down { failure } => failure,
@@ -323,7 +350,7 @@ impl Session {
             "connection to the broker lost"
         );
         for (id, call) in std::mem::take(&mut self.pending) {
-            if call.resend.is_some() {
+            if call.idempotent {
                 self.queue_again(id, call, now);
                 continue;
             }
@@ -338,6 +365,9 @@ impl Session {
     /// Time passed: paused retries whose time came are queued, unsent calls past their
     /// deadline fail, and calls whose callers gave up are forgotten.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.cold_until.is_some_and(|until| until <= now) {
+            self.cold_until = None;
+        }
         if self.retries.iter().any(|(at, _, _)| *at <= now) {
             let (due, later) = std::mem::take(&mut self.retries)
                 .into_iter()
@@ -402,7 +432,7 @@ impl Session {
         let retry = self.retries.iter().map(|(at, _, _)| *at).min();
         let unsent = self.unsent.iter().map(|u| u.call.deadline).min();
         let give_up = self.async_timers.peek().map(|Reverse((at, _))| *at);
-        [retry, unsent, give_up]
+        [retry, unsent, give_up, self.cold_until]
             .into_iter()
             .flatten()
             .fold(self.next_sweep, Instant::min)
@@ -474,6 +504,53 @@ impl Session {
         }
     }
 
+    /// Calls this session holds, sent or not: what power-of-two-choices compares.
+    pub(crate) fn load(&self) -> usize {
+        self.unsent.len() + self.pending.len() + self.retries.len()
+    }
+
+    /// Whether new calls should come here: connected, and the broker is not stopping.
+    pub(crate) fn accepting(&self) -> bool {
+        self.link.up && !self.draining && self.cold_until.is_none()
+    }
+
+    /// Whether call `id` was sent here and waits for its reply.
+    pub(crate) fn holds(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// Whether [`Session::take_movable`] would give anything.
+    pub(crate) fn has_movable(&self) -> bool {
+        !self.unsent.is_empty() || !self.retries.is_empty()
+    }
+
+    /// Gives up every call this session has not sent (waiting for the link, or paused
+    /// before a retry): none of them is at the broker, so another session may send it.
+    pub(crate) fn take_movable(&mut self) -> Vec<Movable> {
+        let mut moving: Vec<Movable> = self.unsent.drain(..).map(Movable).collect();
+        for (_, id, call) in std::mem::take(&mut self.retries) {
+            if let Some(frames) = call.copy_frames() {
+                moving.push(Movable(Unsent {
+                    id,
+                    frames,
+                    call,
+                    queued_at: Instant::now(),
+                }));
+            }
+        }
+        moving
+    }
+
+    /// Takes a call another session gave up, to send it after the ones waiting here.
+    pub(crate) fn adopt(&mut self, moved: Movable) {
+        let Movable(unsent) = moved;
+        if matches!(unsent.call.reply, ReplySender::Async(_)) {
+            self.async_timers
+                .push(Reverse((unsent.call.forget_after, unsent.id)));
+        }
+        self.unsent.push_back(unsent);
+    }
+
     /// Queues an idempotent call to be sent again.
     fn queue_again(&mut self, id: u64, mut call: Call, now: Instant) {
         let Some(frames) = call.copy_frames() else {
@@ -489,8 +566,9 @@ impl Session {
         });
     }
 
-    /// Whether an idempotent call's error reply means "try again shortly".
-    fn worth_retrying(&self, call: &Call, body: &[u8], now: Instant) -> bool {
+    /// Whether a call's error reply means "it never ran: try again shortly" (only calls
+    /// that kept a copy of their request). SHUTTING_DOWN also marks the broker draining.
+    fn worth_retrying(&mut self, call: &Call, body: &[u8], now: Instant) -> bool {
         if call.resend.is_none() || now + self.policy.retry_pause >= call.forget_after {
             return false;
         }
@@ -499,9 +577,16 @@ impl Session {
                 .last_disconnect
                 .is_some_and(|at| now.saturating_duration_since(at) < self.policy.restart_window);
         match decode_reply::<IgnoredAny>(body) {
-            Ok(Err(error)) => {
-                error.code == ErrorCode::ShuttingDown
-                    || (restarting && error.code == ErrorCode::UnknownFunction)
+            Ok(Err(error)) if error.code == ErrorCode::ShuttingDown => {
+                if !self.draining {
+                    info!(broker = %self.endpoint, "the broker is stopping: no new calls go to it");
+                }
+                self.draining = true;
+                true
+            }
+            Ok(Err(error)) if restarting && error.code == ErrorCode::UnknownFunction => {
+                self.cold_until = Some(now + self.policy.retry_pause);
+                true
             }
             _ => false,
         }

@@ -12,6 +12,7 @@
 //! Both kinds of broker dereference to [`BrokerEndpoints`], which makes clients and
 //! waits on observable events with a bound.
 
+pub mod contract;
 mod local;
 
 pub use local::{local_cluster, LocalBroker, LocalWorker};

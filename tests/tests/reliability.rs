@@ -3,162 +3,17 @@
 //! every failure carries a documented code, and overload stays bounded.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use switchboard_broker::BrokerConfig;
-use switchboard_client::{CallError, Client, ClientConfig, ClientStats, ErrorCode};
-use switchboard_tests::{
-    cluster, local_cluster, rss_kib, BrokerProcess, ScratchDir, WorkerProcess,
+use switchboard_client::{Client, ErrorCode};
+use switchboard_tests::contract::{
+    check_contract, executions, load, start_workers, wait_until, IDEMPOTENT, ONCE,
 };
-
-const ONCE: &str = "work.once";
-const IDEMPOTENT: &str = "work.idempotent";
-
-/// One call's token, function and outcome.
-struct Outcome {
-    token: String,
-    function: &'static str,
-    result: Result<String, CallError>,
-}
-
-/// Calls `work.*` `calls` times with `window` in flight, alternating the two functions.
-fn load(
-    endpoint: &str,
-    client: usize,
-    calls: usize,
-    window: usize,
-    mark_idempotent: bool,
-    done: &AtomicUsize,
-) -> (Vec<Outcome>, ClientStats) {
-    let mut config = ClientConfig::new(endpoint);
-    config.default_timeout = Duration::from_secs(5);
-    let connection = Client::with_config(config).expect("client");
-    let mut outcomes = Vec::with_capacity(calls);
-    let mut in_flight = std::collections::VecDeque::new();
-    for i in 0..calls + window {
-        if in_flight.len() == window || (i >= calls && !in_flight.is_empty()) {
-            let (token, function, call): (String, &'static str, switchboard_client::PendingCall) =
-                in_flight.pop_front().expect("non-empty");
-            outcomes.push(Outcome {
-                token,
-                function,
-                result: call.wait::<String>(),
-            });
-            done.fetch_add(1, Ordering::Relaxed);
-        }
-        if i < calls {
-            let token = format!("c{client}-{i}");
-            let function = if i % 2 == 0 { ONCE } else { IDEMPOTENT };
-            let mut request = connection.request(function).args((&token, 2u64));
-            if mark_idempotent && function == IDEMPOTENT {
-                request = request.idempotent();
-            }
-            in_flight.push_back((token, function, request.send().expect("send")));
-        }
-    }
-    (outcomes, connection.stats())
-}
-
-/// How many times each token was executed, from every worker's journal.
-fn executions(dir: &ScratchDir) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for entry in std::fs::read_dir(&dir.path).expect("journal dir") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("journal");
-        for token in text.lines() {
-            *counts.entry(token.to_owned()).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
-/// Checks the contract over all outcomes and returns the count of each outcome kind.
-fn check_contract(
-    outcomes: &[Outcome],
-    expected_calls: usize,
-    executions: &HashMap<String, usize>,
-    allowed: &[ErrorCode],
-) -> HashMap<String, usize> {
-    assert_eq!(
-        outcomes.len(),
-        expected_calls,
-        "every call ends in exactly one outcome"
-    );
-    let mut seen = std::collections::HashSet::new();
-    let mut tally: HashMap<String, usize> = HashMap::new();
-    for outcome in outcomes {
-        assert!(
-            seen.insert(&outcome.token),
-            "{} has two outcomes",
-            outcome.token
-        );
-        let ran = executions.get(&outcome.token).copied().unwrap_or(0);
-        if outcome.function == ONCE {
-            assert!(
-                ran <= 1,
-                "{} is not retry-safe but ran {ran} times",
-                outcome.token
-            );
-        }
-        match &outcome.result {
-            Ok(token) => {
-                assert_eq!(token, &outcome.token, "a reply reached the wrong call");
-                assert!(ran >= 1, "{} succeeded without running", outcome.token);
-                *tally.entry(format!("ok {}", outcome.function)).or_default() += 1;
-            }
-            Err(error) => {
-                let code = error
-                    .code()
-                    .unwrap_or_else(|| panic!("undocumented failure: {error:?}"));
-                assert!(
-                    allowed.contains(&code),
-                    "{}: unexpected {error}",
-                    outcome.token
-                );
-                *tally
-                    .entry(format!("{code} {}", outcome.function))
-                    .or_default() += 1;
-            }
-        }
-    }
-    tally
-}
-
-fn journal_flags(dir: &ScratchDir, name: &str) -> Vec<String> {
-    let path = dir.path.join(format!("{name}.log"));
-    vec!["--record-file".into(), path.to_string_lossy().into_owned()]
-}
-
-fn start_workers(
-    broker: &BrokerProcess,
-    dir: &ScratchDir,
-    count: usize,
-    extra: &[&str],
-) -> Vec<WorkerProcess> {
-    (0..count)
-        .map(|i| {
-            let name = format!("w{i}");
-            let mut flags: Vec<String> = journal_flags(dir, &name);
-            flags.extend(extra.iter().map(|s| s.to_string()));
-            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-            WorkerProcess::start(&broker.backend, &name, &flags)
-        })
-        .collect()
-}
-
-fn wait_until(done: &AtomicUsize, count: usize) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while done.load(Ordering::Relaxed) < count {
-        assert!(
-            Instant::now() < until,
-            "load stalled at {}",
-            done.load(Ordering::Relaxed)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use switchboard_tests::{cluster, local_cluster, rss_kib, BrokerProcess, ScratchDir};
 
 #[test]
 fn chaos_worker_killed_mid_run_every_call_ends_once_and_none_runs_twice() {
@@ -167,7 +22,7 @@ fn chaos_worker_killed_mid_run_every_call_ends_once_and_none_runs_twice() {
     let dir = ScratchDir::new("chaos-worker");
     let broker = BrokerProcess::start(&[]);
     let mut workers = start_workers(
-        &broker,
+        &broker.backend,
         &dir,
         3,
         &["--heartbeat-ms", "100", "--threads", "4"],
@@ -223,7 +78,7 @@ fn chaos_broker_restart_mid_run_every_call_ends_once_and_service_recovers() {
     let mut broker = BrokerProcess::start(&[]);
     let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
     let _workers = start_workers(
-        &broker,
+        &broker.backend,
         &dir,
         3,
         &["--heartbeat-ms", "100", "--threads", "4"],
@@ -342,7 +197,7 @@ fn long_call_outlives_many_heartbeats_without_its_worker_being_declared_dead() {
 fn graceful_scale_down_under_load_fails_no_call() {
     let dir = ScratchDir::new("scale-down");
     let broker = BrokerProcess::start(&[]);
-    let mut workers = start_workers(&broker, &dir, 3, &["--threads", "4"]);
+    let mut workers = start_workers(&broker.backend, &dir, 3, &["--threads", "4"]);
     broker.wait_for_workers(ONCE, 3);
     let done = Arc::new(AtomicUsize::new(0));
     let outcomes = std::thread::scope(|scope| {

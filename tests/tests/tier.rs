@@ -1,10 +1,21 @@
-//! Several brokers (the broker tier): workers that serve every broker at once.
+//! Several brokers (the broker tier): workers that serve every broker at once, clients
+//! that spread calls over them, and what each sees when one broker dies, pauses or is
+//! restarted.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use switchboard_broker::BrokerConfig;
+use switchboard_client::ErrorCode;
 use switchboard_protocol::WorkerListing;
-use switchboard_tests::{LocalBroker, LocalWorker};
+use switchboard_tests::contract::{
+    check_contract, executions, load_with, start_workers, wait_until, Outcome, Plan, IDEMPOTENT,
+    ONCE,
+};
+use switchboard_tests::{BrokerProcess, LocalBroker, LocalWorker, ScratchDir};
 use switchboard_worker::WorkerConfig;
 
 #[test]
@@ -49,4 +60,221 @@ fn a_worker_serves_every_broker_it_is_given_and_splits_its_capacity() {
     worker.stop();
     let workers: Vec<WorkerListing> = second_client.call("system.workers", ()).unwrap();
     assert!(workers.is_empty(), "{workers:?}");
+}
+
+/// A tier of `n` broker processes (default flags plus `flags`).
+fn brokers(n: usize, flags: &[&str]) -> Vec<BrokerProcess> {
+    (0..n).map(|_| BrokerProcess::start(flags)).collect()
+}
+
+/// The brokers' frontends, or backends, as one comma-separated list.
+fn list(brokers: &[BrokerProcess], backend: bool) -> String {
+    let endpoints: Vec<&str> = brokers
+        .iter()
+        .map(|b| {
+            if backend {
+                b.backend.as_str()
+            } else {
+                b.frontend.as_str()
+            }
+        })
+        .collect();
+    endpoints.join(",")
+}
+
+/// Runs `clients` load threads over every broker while `disturb` runs on this thread;
+/// returns every outcome, after checking that no reply was unmatched.
+fn under_load(
+    tier: &str,
+    clients: usize,
+    plan: &Plan,
+    disturb: impl FnOnce(&AtomicUsize),
+) -> Vec<Outcome> {
+    let done = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let done = Arc::clone(&done);
+                scope.spawn(move || load_with(tier, c, plan, &done))
+            })
+            .collect();
+        disturb(&done);
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                let (outcomes, stats) = h.join().expect("load thread");
+                assert_eq!(
+                    stats.unmatched_replies, 0,
+                    "a reply arrived twice or unasked"
+                );
+                outcomes
+            })
+            .collect()
+    })
+}
+
+/// Failures of calls of `function`.
+fn failures(tally: &HashMap<String, usize>, function: &str) -> usize {
+    tally
+        .iter()
+        .filter(|(k, _)| k.ends_with(function) && !k.starts_with("ok"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Checks that every call ended by its own deadline (plus the client's grace and some
+/// scheduling slack).
+fn check_deadlines(outcomes: &[Outcome]) {
+    for outcome in outcomes {
+        assert!(
+            outcome.waited <= outcome.timeout + Duration::from_secs(1),
+            "{} waited {:?}, past its deadline of {:?}",
+            outcome.token,
+            outcome.waited,
+            outcome.timeout
+        );
+    }
+}
+
+#[test]
+fn tier_broker_killed_mid_run_every_call_ends_once_and_every_idempotent_call_succeeds() {
+    const CLIENTS: usize = 3;
+    const CALLS: usize = 3_334; // 10 002 calls in all
+    const WINDOW: usize = 16;
+    let dir = ScratchDir::new("tier-kill");
+    let mut tier = brokers(3, &[]);
+    let _workers = start_workers(
+        &list(&tier, true),
+        &dir,
+        4,
+        &["--heartbeat-ms", "100", "--threads", "4"],
+    );
+    for broker in &tier {
+        broker.wait_for_workers(ONCE, 4);
+    }
+    let plan = Plan::new(CALLS, WINDOW, true);
+    let mut answered_after_kill = 0;
+    let outcomes = under_load(&list(&tier, false), CLIENTS, &plan, |done| {
+        wait_until(done, CLIENTS * CALLS / 3);
+        tier[1].process.kill();
+        let killed_at = done.load(Ordering::Relaxed);
+        // Within one heartbeat-liveness period (3 × 100 ms) the tier serves on.
+        std::thread::sleep(Duration::from_millis(300));
+        answered_after_kill = done.load(Ordering::Relaxed) - killed_at;
+    });
+    let tally = check_contract(
+        &outcomes,
+        CLIENTS * CALLS,
+        &executions(&dir),
+        &[ErrorCode::BrokerLost],
+    );
+    eprintln!(
+        "tier (broker kill -9): {} calls, {answered_after_kill} answered in the 300 ms after the kill: {tally:?}",
+        outcomes.len()
+    );
+    assert_eq!(failures(&tally, IDEMPOTENT), 0, "{tally:?}");
+    // Only calls in flight at the killed broker may fail: new calls went to the others.
+    assert!(
+        failures(&tally, ONCE) <= CLIENTS * WINDOW,
+        "more calls failed than were in flight: {tally:?}"
+    );
+    assert!(
+        answered_after_kill > 0,
+        "no call was answered in the liveness period after the kill"
+    );
+}
+
+#[test]
+fn tier_broker_paused_5s_no_call_outlives_its_deadline_and_new_calls_move_away() {
+    const CLIENTS: usize = 3;
+    const WINDOW: usize = 8;
+    let dir = ScratchDir::new("tier-pause");
+    let tier = brokers(3, &[]);
+    let _workers = start_workers(
+        &list(&tier, true),
+        &dir,
+        4,
+        &["--heartbeat-ms", "100", "--threads", "4"],
+    );
+    for broker in &tier {
+        broker.wait_for_workers(ONCE, 4);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let plan = Plan {
+        timeout: Duration::from_secs(4),
+        stop: Some(Arc::clone(&stop)),
+        ..Plan::new(60_000, WINDOW, true)
+    };
+    let mut during_pause = 0;
+    let outcomes = under_load(&list(&tier, false), CLIENTS, &plan, |done| {
+        wait_until(done, 600);
+        tier[0].process.signal(Signal::SIGSTOP);
+        let paused_at = done.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(5));
+        during_pause = done.load(Ordering::Relaxed) - paused_at;
+        tier[0].process.signal(Signal::SIGCONT);
+        let resumed_at = done.load(Ordering::Relaxed);
+        wait_until(done, resumed_at + 600);
+        stop.store(true, Ordering::Relaxed);
+    });
+    check_deadlines(&outcomes);
+    let calls = outcomes.len();
+    let tally = check_contract(
+        &outcomes,
+        calls,
+        &executions(&dir),
+        &[ErrorCode::BrokerLost, ErrorCode::Timeout],
+    );
+    eprintln!("tier (broker SIGSTOP 5 s): {calls} calls, {during_pause} ended during the pause: {tally:?}");
+    assert_eq!(failures(&tally, IDEMPOTENT), 0, "{tally:?}");
+    assert!(
+        failures(&tally, ONCE) <= CLIENTS * WINDOW,
+        "more calls failed than were in flight at the paused broker: {tally:?}"
+    );
+    assert!(
+        during_pause > 1_000,
+        "the other brokers served only {during_pause} calls during the pause"
+    );
+}
+
+#[test]
+fn tier_rolling_restart_under_load_fails_no_call() {
+    const CLIENTS: usize = 3;
+    let dir = ScratchDir::new("tier-rolling");
+    let mut tier = brokers(3, &[]);
+    let _workers = start_workers(
+        &list(&tier, true),
+        &dir,
+        4,
+        &["--heartbeat-ms", "100", "--threads", "4"],
+    );
+    for broker in &tier {
+        broker.wait_for_workers(ONCE, 4);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let plan = Plan {
+        stop: Some(Arc::clone(&stop)),
+        ..Plan::new(100_000, 8, true)
+    };
+    let frontends = list(&tier, false);
+    let outcomes = under_load(&frontends, CLIENTS, &plan, |done| {
+        wait_until(done, 300);
+        for broker in tier.iter_mut() {
+            broker.process.signal(Signal::SIGTERM);
+            let status = broker
+                .process
+                .wait_exit(Duration::from_secs(15))
+                .expect("a stopped broker exits");
+            assert!(status.success(), "graceful stop: {status:?}");
+            let (frontend, backend) = (broker.frontend.clone(), broker.backend.clone());
+            *broker = BrokerProcess::start_at(&frontend, &backend, &[]);
+            broker.wait_for_workers(ONCE, 4);
+            let before = done.load(Ordering::Relaxed);
+            wait_until(done, before + 200);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let calls = outcomes.len();
+    let tally = check_contract(&outcomes, calls, &executions(&dir), &[]);
+    eprintln!("tier (rolling restart of 3 brokers): {calls} calls: {tally:?}");
 }

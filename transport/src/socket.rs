@@ -159,3 +159,30 @@ impl SocketLimits {
         Ok(())
     }
 }
+
+/// The endpoints a comma-separated list names (`tcp://a:5555,tcp://b:5555`), in order,
+/// trimmed, without empty entries or duplicates: how the worker and the client take
+/// several brokers in one setting.
+pub fn endpoint_list(list: &str) -> Vec<String> {
+    let mut endpoints: Vec<String> = Vec::new();
+    for endpoint in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if !endpoints.iter().any(|e| e == endpoint) {
+            endpoints.push(endpoint.to_owned());
+        }
+    }
+    endpoints
+}
+
+#[cfg(test)]
+mod endpoint_list_tests {
+    use super::endpoint_list;
+
+    #[test]
+    fn splits_trims_and_drops_empty_and_repeated_entries() {
+        assert_eq!(
+            endpoint_list(" tcp://a:1 ,,tcp://b:2,tcp://a:1, "),
+            vec!["tcp://a:1".to_owned(), "tcp://b:2".to_owned()]
+        );
+        assert!(endpoint_list(" , ").is_empty());
+    }
+}

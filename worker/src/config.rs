@@ -102,17 +102,7 @@ pub fn default_name() -> String {
 impl WorkerConfig {
     /// The broker endpoints [`WorkerConfig::broker`] lists, in order, without duplicates.
     pub fn brokers(&self) -> Vec<String> {
-        let mut endpoints: Vec<String> = Vec::new();
-        for endpoint in self
-            .broker
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            if !endpoints.iter().any(|e| e == endpoint) {
-                endpoints.push(endpoint.to_owned());
-            }
-        }
+        let mut endpoints = switchboard_transport::socket::endpoint_list(&self.broker);
         if endpoints.is_empty() {
             endpoints.push(WorkerConfig::default().broker);
         }
