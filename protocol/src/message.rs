@@ -155,6 +155,11 @@ pub struct ReadyInfo {
     /// to report its run time); wins over `context`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub caller: bool,
+    /// The worker moves its capacity between brokers: it wants LOAD (the broker's
+    /// backlog) in place of HEARTBEAT, and may answer with CAPACITY; absent or false:
+    /// the capacity of READY holds for the whole registration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credit: bool,
 }
 
 /// One entry of the broker's `system.workers` answer.

@@ -37,6 +37,10 @@ const CANCEL: u8 = 0x06;
 const DRAIN: u8 = 0x07;
 const REQUEST_CONTEXT: u8 = 0x08;
 const REQUEST_CALLER: u8 = 0x09;
+const LOAD: u8 = 0x0a;
+const CAPACITY: u8 = 0x0b;
+/// LOAD flag: the broker is stopping (it takes no new calls; its queue still drains).
+pub const LOAD_STOPPING: u8 = 0x01;
 
 /// Flag of a REQUEST-with-caller record: the caller asked for timings, so the worker adds
 /// its own run time to the reply body (`"run_us"`).
@@ -372,6 +376,13 @@ pub enum WorkerMessage {
     Heartbeat,
     /// I am leaving: send me no new calls (I finish those I hold).
     Disconnect,
+    /// My budgets with you are now these (only to a broker that sent LOAD).
+    Capacity {
+        /// Calls of ordinary functions held at once.
+        capacity: u32,
+        /// Calls of inline functions held at once, beyond `capacity`.
+        inline_capacity: u32,
+    },
 }
 
 /// A message from the broker to a worker.
@@ -389,6 +400,14 @@ pub enum BrokerMessage {
     /// Leave as if stopped (DISCONNECT, finish or abandon your calls, exit): calls you
     /// hold ran long past their deadlines, so your capacity is stuck.
     Drain,
+    /// I am alive, and this many calls wait here for functions you host (only to a
+    /// worker whose READY said `"credit": true`, in place of HEARTBEAT).
+    Load {
+        /// Calls queued at the broker that the worker could take.
+        backlog: u32,
+        /// [`LOAD_STOPPING`] when the broker is stopping.
+        flags: u8,
+    },
 }
 
 /// The frames of a message: a `Vec`, or what is left of one after its first frames were
@@ -424,6 +443,24 @@ fn bare(control: &[u8], rest: &[Frame]) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// The fixed `N` bytes of fields of a command with no frames after its control frame.
+fn fields<'c, const N: usize>(
+    control: &'c [u8],
+    rest: &[Frame],
+    layout: &'static str,
+) -> Result<&'c [u8], ProtocolError> {
+    if !rest.is_empty() {
+        return Err(ProtocolError::FrameCount {
+            expected: "0",
+            got: rest.len(),
+        });
+    }
+    if control.len() != HEAD_LEN + N {
+        return Err(ProtocolError::Control(layout));
+    }
+    Ok(&control[HEAD_LEN..])
+}
+
 fn bare_frames(command: u8) -> Vec<Frame> {
     vec![Frame::from(&control_head(command)[..])]
 }
@@ -451,6 +488,13 @@ impl WorkerMessage {
             REPLY => ReplyMessage::parse(&control, rest).map(WorkerMessage::Reply),
             HEARTBEAT => bare(&control, &rest).map(|()| WorkerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| WorkerMessage::Disconnect),
+            CAPACITY => {
+                let fields = fields::<8>(&control, &rest, "CAPACITY carries two 4-byte counts")?;
+                Ok(WorkerMessage::Capacity {
+                    capacity: u32::from_be_bytes(fields[..4].try_into().expect("4 bytes")),
+                    inline_capacity: u32::from_be_bytes(fields[4..].try_into().expect("4 bytes")),
+                })
+            }
             other => Err(ProtocolError::UnknownCommand(other)),
         }
     }
@@ -469,6 +513,15 @@ impl WorkerMessage {
             }
             WorkerMessage::Heartbeat => bare_frames(HEARTBEAT),
             WorkerMessage::Disconnect => bare_frames(DISCONNECT),
+            WorkerMessage::Capacity {
+                capacity,
+                inline_capacity,
+            } => {
+                let mut control = control_head(CAPACITY);
+                control.extend_from_slice(&capacity.to_be_bytes());
+                control.extend_from_slice(&inline_capacity.to_be_bytes());
+                vec![owned_frame(control)]
+            }
         }
     }
 }
@@ -486,6 +539,17 @@ impl BrokerMessage {
             HEARTBEAT => bare(&control, &rest).map(|()| BrokerMessage::Heartbeat),
             DISCONNECT => bare(&control, &rest).map(|()| BrokerMessage::Disconnect),
             DRAIN => bare(&control, &rest).map(|()| BrokerMessage::Drain),
+            LOAD => {
+                let fields = fields::<5>(
+                    &control,
+                    &rest,
+                    "LOAD carries a 4-byte count and a flags byte",
+                )?;
+                Ok(BrokerMessage::Load {
+                    backlog: u32::from_be_bytes(fields[..4].try_into().expect("4 bytes")),
+                    flags: fields[4],
+                })
+            }
             CANCEL => {
                 if !rest.is_empty() {
                     return Err(ProtocolError::FrameCount {
@@ -525,6 +589,12 @@ impl BrokerMessage {
                 vec![identity, Frame::from(&control_head(DISCONNECT)[..])]
             }
             BrokerMessage::Drain => vec![identity, Frame::from(&control_head(DRAIN)[..])],
+            BrokerMessage::Load { backlog, flags } => {
+                let mut control = control_head(LOAD);
+                control.extend_from_slice(&backlog.to_be_bytes());
+                control.push(flags);
+                vec![identity, owned_frame(control)]
+            }
             BrokerMessage::Cancel(tickets) => {
                 let mut control = control_head(CANCEL);
                 for ticket in tickets {
@@ -564,10 +634,46 @@ mod tests {
             drain: false,
             context: false,
             caller: false,
+            credit: false,
         };
         let parsed =
             WorkerMessage::parse(WorkerMessage::Ready(info.clone()).into_frames()).unwrap();
         assert!(matches!(parsed, WorkerMessage::Ready(got) if got == info));
+    }
+
+    #[test]
+    fn load_and_capacity_round_trip_and_refuse_other_shapes() {
+        let load = BrokerMessage::Load {
+            backlog: 70_000,
+            flags: LOAD_STOPPING,
+        }
+        .into_frames(b"id");
+        assert_eq!(&load[1][..], b"SBW2\x0a\x00\x01\x11\x70\x01");
+        match BrokerMessage::parse(load.into_iter().skip(1).collect::<Vec<_>>()) {
+            Ok(BrokerMessage::Load { backlog, flags }) => {
+                assert_eq!((backlog, flags), (70_000, LOAD_STOPPING))
+            }
+            other => panic!("{other:?}"),
+        }
+        let capacity = WorkerMessage::Capacity {
+            capacity: 7,
+            inline_capacity: 2,
+        }
+        .into_frames();
+        assert_eq!(&capacity[0][..], b"SBW2\x0b\0\0\0\x07\0\0\0\x02");
+        match WorkerMessage::parse(capacity) {
+            Ok(WorkerMessage::Capacity {
+                capacity,
+                inline_capacity,
+            }) => assert_eq!((capacity, inline_capacity), (7, 2)),
+            other => panic!("{other:?}"),
+        }
+        // Cut short, too long, or with a frame after: refused.
+        for bad in [&b"SBW2\x0a\0\0\0\x01"[..], &b"SBW2\x0a\0\0\0\x01\0\0"[..]] {
+            assert!(BrokerMessage::parse(frames(&[bad])).is_err());
+        }
+        assert!(BrokerMessage::parse(frames(&[b"SBW2\x0a\0\0\0\x01\0", b"x"])).is_err());
+        assert!(WorkerMessage::parse(frames(&[b"SBW2\x0b\0\0\0\x07"])).is_err());
     }
 
     #[test]

@@ -286,6 +286,7 @@ fn one_huge_ready_neither_stalls_the_broker_nor_grows_it_without_bound() {
         drain: false,
         context: false,
         caller: false,
+        credit: false,
     })
     .unwrap();
     let (_ctx, flooder) = raw_socket(zmq::DEALER, &broker.backend);

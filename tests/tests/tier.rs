@@ -278,3 +278,80 @@ fn tier_rolling_restart_under_load_fails_no_call() {
     let tally = check_contract(&outcomes, calls, &executions(&dir), &[]);
     eprintln!("tier (rolling restart of 3 brokers): {calls} calls: {tally:?}");
 }
+
+/// The capacity `broker` lists for its only worker.
+fn listed_capacity(client: &switchboard_client::Client) -> u32 {
+    let workers: Vec<WorkerListing> = client.call("system.workers", ()).unwrap();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    workers[0].capacity
+}
+
+/// Waits (bounded) until `done` holds of the capacities the two brokers list.
+fn wait_for_capacities(
+    first: &switchboard_client::Client,
+    second: &switchboard_client::Client,
+    what: &str,
+    done: impl Fn(u32, u32) -> bool,
+) {
+    let until = std::time::Instant::now() + switchboard_tests::WAIT_LIMIT;
+    loop {
+        let (a, b) = (listed_capacity(first), listed_capacity(second));
+        if done(a, b) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{what}: capacities stayed {a} and {b}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_worker_moves_its_capacity_to_the_broker_whose_calls_wait_and_back_when_idle() {
+    let first = LocalBroker::start(BrokerConfig::default());
+    let second = LocalBroker::start(BrokerConfig::default());
+    let _worker = LocalWorker::start(
+        &format!("{},{}", first.backend, second.backend),
+        "mover",
+        WorkerConfig {
+            threads: 6,
+            prefetch: 0,
+            heartbeat: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        },
+    );
+    first.wait_for_workers("sleep_ms", 1);
+    second.wait_for_workers("sleep_ms", 1);
+    let (a, b) = (
+        first.client(Duration::from_secs(10)),
+        second.client(Duration::from_secs(10)),
+    );
+    assert_eq!(
+        (listed_capacity(&a), listed_capacity(&b)),
+        (3, 3),
+        "an even split to start"
+    );
+    // Only the first broker gets calls, more than the worker has slots: they wait there.
+    let calls: Vec<_> = (0..40)
+        .map(|_| a.request("sleep_ms").args((100,)).send().unwrap())
+        .collect();
+    wait_for_capacities(&a, &b, "the slots follow the waiting calls", |x, y| {
+        x == 5 && y == 1
+    });
+    for call in calls {
+        assert_eq!(call.wait::<u64>().unwrap(), 100);
+    }
+    wait_for_capacities(&a, &b, "idle again: an even split", |x, y| x == 3 && y == 3);
+    // The second broker stops: its share comes to the first.
+    drop(b);
+    second.stop();
+    let until = std::time::Instant::now() + switchboard_tests::WAIT_LIMIT;
+    while listed_capacity(&a) != 6 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the stopped broker's share never moved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

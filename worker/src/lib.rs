@@ -35,6 +35,7 @@
 
 mod config;
 mod context;
+mod credit;
 mod error;
 mod executor;
 mod isolation;

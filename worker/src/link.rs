@@ -12,12 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use switchboard_protocol::worker::{
-    BrokerMessage, ReplyMessage, RequestMessage, Ticket, WorkerMessage,
+    BrokerMessage, ReplyMessage, RequestMessage, Ticket, WorkerMessage, LOAD_STOPPING,
 };
 use switchboard_protocol::{owned_frame, ReadyInfo};
 use tracing::{debug, info, warn};
 
 use crate::context::CancelToken;
+use crate::credit::Demand;
 use crate::executor::{Done, Registration};
 
 /// The timing a link keeps.
@@ -77,6 +78,24 @@ pub(crate) struct Link {
     replies: ReplyMessage,
     /// Messages ready to send, in order.
     outbox: VecDeque<WorkerMessage>,
+    /// Heard from the broker since the connection opened.
+    heard: bool,
+    /// What the broker's last LOAD said on this connection (none: it does not move
+    /// capacity, or has not said yet).
+    load: Option<BrokerLoad>,
+    /// The ordinary capacity the broker currently has for this worker.
+    granted: u32,
+    /// A LOAD arrived since [`Link::take_load_news`] last looked.
+    load_news: bool,
+}
+
+/// What a broker's LOAD says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BrokerLoad {
+    /// Calls waiting there that this worker could take.
+    pub(crate) backlog: u32,
+    /// The broker is stopping.
+    pub(crate) stopping: bool,
 }
 
 impl Link {
@@ -89,7 +108,6 @@ impl Link {
     ) -> Link {
         Link {
             timing,
-            ready,
             registration,
             phase: Phase::Serving,
             broker_expires: now + timing.broker_silence(),
@@ -97,6 +115,11 @@ impl Link {
             held: HashMap::new(),
             replies: ReplyMessage::new(),
             outbox: VecDeque::new(),
+            heard: false,
+            load: None,
+            granted: ready.capacity,
+            load_news: false,
+            ready,
         }
     }
 
@@ -114,6 +137,10 @@ impl Link {
     fn register(&mut self) {
         // Their replies will be dropped: the functions may as well stop.
         self.cancel_all();
+        // The broker that hears it starts from READY's capacity, and may not move capacity.
+        self.heard = false;
+        self.load = None;
+        self.granted = self.ready.capacity;
         self.registration.renew();
         self.replies = ReplyMessage::new();
         self.outbox
@@ -139,9 +166,18 @@ impl Link {
         now: Instant,
     ) -> Option<RequestMessage> {
         self.broker_expires = now + self.timing.broker_silence();
+        self.heard = true;
         match message {
             BrokerMessage::Request(calls) => return Some(calls),
             BrokerMessage::Heartbeat => {}
+            BrokerMessage::Load { backlog, flags } => {
+                let stopping = flags & LOAD_STOPPING != 0;
+                if stopping && !self.load.is_some_and(|l| l.stopping) {
+                    info!("the broker is stopping: its share of this worker's capacity goes to the others");
+                }
+                self.load = Some(BrokerLoad { backlog, stopping });
+                self.load_news = true;
+            }
             BrokerMessage::Drain => {
                 warn!(held = self.held.len(), "the broker asks this worker to leave: a call it runs is long past its deadline");
                 self.begin_shutdown(now);
@@ -200,6 +236,41 @@ impl Link {
     /// Calls handed to executors and not finished.
     pub(crate) fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// What this conversation asks of the worker's capacity split (see `credit`):
+    /// `static_share` is what a broker that does not move capacity keeps.
+    pub(crate) fn demand(&self, static_share: u32) -> Demand {
+        let held = self.held.len().min(u32::MAX as usize) as u32;
+        match self.load {
+            _ if self.phase != Phase::Serving => Demand::Reserved(held),
+            Some(load) if !load.stopping => Demand::Active {
+                held,
+                backlog: load.backlog,
+            },
+            Some(_) => Demand::Reserved(held),
+            None if self.heard => Demand::Reserved(static_share),
+            None => Demand::Reserved(held),
+        }
+    }
+
+    /// Whether a LOAD arrived since the last look: the time to split the capacity again.
+    pub(crate) fn take_load_news(&mut self) -> bool {
+        std::mem::take(&mut self.load_news)
+    }
+
+    /// Gives the broker `capacity` for ordinary calls (CAPACITY), if it moves capacity
+    /// and that is not what it has already.
+    pub(crate) fn grant(&mut self, capacity: u32) {
+        if self.load.is_none() || capacity == self.granted || self.phase != Phase::Serving {
+            return;
+        }
+        debug!(from = self.granted, to = capacity, "moving capacity");
+        self.granted = capacity;
+        self.outbox.push_back(WorkerMessage::Capacity {
+            capacity,
+            inline_capacity: self.ready.inline_capacity,
+        });
     }
 
     /// Cancels every call held (their answers will go nowhere).

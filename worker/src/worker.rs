@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::WorkerConfig;
 use crate::context::CancelToken;
+use crate::credit::{self, Demand};
 use crate::error::WorkerError;
 use crate::executor::{execute, Executor, Job, Registration};
 use crate::link::{Link, Next, Timing};
@@ -132,9 +133,18 @@ impl Worker {
         shutdown.wake_on_trigger(wake.clone());
         // Room for every call the brokers may send at once: inline calls can land here too
         // (a large body, or a function demoted for being slow).
+        let brokers = self.config.brokers().len();
+        // Serving several brokers, the capacity moves between them (see `credit`): while a
+        // move is under way the brokers together may send up to twice the slots, plus the
+        // one slot each keeps; the queue has room for that, so no call is refused here.
+        let slack = if brokers > 1 {
+            threads + self.config.prefetch + brokers
+        } else {
+            0
+        };
         let executor = Executor::start(
             threads,
-            self.config.prefetch + self.config.inline_capacity,
+            self.config.prefetch + self.config.inline_capacity + slack,
             self.config.max_reply_bytes,
             done_tx,
             wake,
@@ -217,6 +227,9 @@ impl Worker {
                 if readable[index] && peer.stopped.is_none() {
                     self.receive(index, peer, &executor)?;
                 }
+            }
+            self.move_capacity(&mut peers, share);
+            for peer in &mut peers {
                 peer.link.flush();
                 self.transmit(&peer.socket, &mut peer.link);
             }
@@ -252,6 +265,28 @@ impl Worker {
         Ok(())
     }
 
+    /// Splits the capacity among the brokers again when one of them reported its
+    /// backlog (LOAD), and tells each broker whose share changed.
+    fn move_capacity(&self, peers: &mut [Peer], share: Share) {
+        let mut news = false;
+        for peer in peers.iter_mut() {
+            news |= peer.link.take_load_news();
+        }
+        if !news {
+            return;
+        }
+        let demands: Vec<Demand> = peers
+            .iter()
+            .map(|p| p.link.demand(share.capacity))
+            .collect();
+        let total = (self.config.threads.max(1) + self.config.prefetch).min(u32::MAX as usize);
+        for (peer, grant) in peers.iter_mut().zip(credit::split(total as u32, &demands)) {
+            if let Some(capacity) = grant {
+                peer.link.grant(capacity);
+            }
+        }
+    }
+
     /// Opens a fresh DEALER socket to the broker at `endpoint`.
     fn connect(&self, context: &zmq::Context, endpoint: &str) -> Result<zmq::Socket, WorkerError> {
         let socket = context.socket(zmq::DEALER)?;
@@ -275,6 +310,7 @@ impl Worker {
             drain: true,
             context: true,
             caller: true,
+            credit: self.config.brokers().len() > 1,
         }
     }
 

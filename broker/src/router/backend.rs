@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchboard_protocol::codec::{append_timings, encode_error, reply_outcome};
+use switchboard_protocol::limits::MAX_CAPACITY;
 use switchboard_protocol::worker::{Ticket, WorkerMessage};
 use switchboard_protocol::{CallTimings, ErrorCode, Frame, ReadyInfo, RemoteError};
 use tracing::{debug, info, warn};
@@ -42,6 +43,22 @@ impl Router {
         match message {
             WorkerMessage::Ready(_) => unreachable!("handled above"),
             WorkerMessage::Heartbeat => {}
+            WorkerMessage::Capacity {
+                capacity,
+                inline_capacity,
+            } => {
+                let (capacity, inline_capacity) = (
+                    capacity.min(MAX_CAPACITY),
+                    inline_capacity.min(MAX_CAPACITY),
+                );
+                if self.workers.set_budgets(&worker, capacity, inline_capacity) {
+                    debug!(worker = %self.workers.label(&worker), capacity, inline_capacity, "worker budgets changed");
+                    // Room it just made takes calls that wait.
+                    self.pull_queued(&worker, now, out);
+                } else {
+                    debug!(worker = %hex(&worker), "CAPACITY from a worker that did not announce credit; ignored");
+                }
+            }
             WorkerMessage::Reply(replies) => {
                 for (ticket, body) in replies.into_replies() {
                     self.complete(&worker, ticket, body, now, out);

@@ -123,6 +123,15 @@ pub(crate) enum Action {
         /// The worker's identity.
         worker: WorkerId,
     },
+    /// Send a worker a LOAD: the heartbeat of a worker that moves its capacity.
+    Load {
+        /// The worker's identity.
+        worker: WorkerId,
+        /// Calls waiting here that it could take.
+        backlog: u32,
+        /// This broker is stopping.
+        stopping: bool,
+    },
     /// Send a worker a DISCONNECT: "send READY", or "your leave is acknowledged".
     Disconnect {
         /// The worker's identity.
@@ -274,9 +283,12 @@ impl Router {
         }
     }
 
-    /// Stops accepting calls; calls already accepted go on.
-    pub(crate) fn begin_shutdown(&mut self) {
+    /// Stops accepting calls; calls already accepted go on. Workers that move their
+    /// capacity between brokers hear it at once (a LOAD saying so), so that they can
+    /// give their capacity to the other brokers as this one's queue drains.
+    pub(crate) fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        self.workers.hurry_loads(now);
     }
 
     /// Answers every unfinished call at the end of the shutdown grace period: a call that
@@ -312,7 +324,19 @@ impl Router {
             warn!(worker = %self.workers.label(&worker), "worker missed its heartbeats; declaring it lost");
             self.lose_worker(&worker, now, out);
         }
-        self.workers.send_heartbeats(now, out);
+        let Router {
+            workers, functions, ..
+        } = self;
+        let backlog = |worker: &workers::Worker| {
+            let waiting: usize = worker
+                .functions
+                .keys()
+                .filter_map(|name| functions.get(name))
+                .map(|f| f.queue.len())
+                .sum();
+            waiting.min(u32::MAX as usize) as u32
+        };
+        workers.send_heartbeats(now, backlog, self.shutting_down, out);
         for worker in self.workers.readmit(now) {
             // Back in rotation: it may take calls that wait.
             self.pull_queued(&worker, now, out);

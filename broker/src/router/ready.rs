@@ -33,6 +33,8 @@ pub(crate) struct Registration {
     pub(crate) context: bool,
     /// The worker takes REQUESTs with caller (which include the context).
     pub(crate) caller: bool,
+    /// The worker moves its capacity between brokers (LOAD and CAPACITY).
+    pub(crate) credit: bool,
 }
 
 /// Checks a READY from `worker`. `hosted` tells whether the broker hosts a name already
@@ -125,6 +127,7 @@ pub(crate) fn check(
         drain: info.drain,
         context: info.context || info.caller,
         caller: info.caller,
+        credit: info.credit,
     })
 }
 

@@ -51,6 +51,9 @@ pub(crate) struct Worker {
     pub(crate) caller: bool,
     /// It ran a call long past the call's deadline: no new calls for it.
     pub(crate) hung: bool,
+    /// It moves its capacity between brokers: it gets LOAD in place of HEARTBEAT and
+    /// may change its budgets with CAPACITY (announced in its READY).
+    pub(crate) credit: bool,
 }
 
 /// One function as one worker hosts it.
@@ -201,6 +204,7 @@ impl Workers {
             drains: registration.drain,
             context: registration.context,
             caller: registration.caller,
+            credit: registration.credit,
             hung: false,
         };
         self.by_id.insert(id, worker)
@@ -360,13 +364,51 @@ impl Workers {
             .collect()
     }
 
-    /// Queues a HEARTBEAT for each worker whose interval has passed.
-    pub(crate) fn send_heartbeats(&mut self, now: Instant, out: &mut Vec<Action>) {
+    /// Queues a HEARTBEAT for each worker whose interval has passed — a LOAD for a
+    /// worker that moves its capacity between brokers, with the calls waiting here that
+    /// it could take (`backlog`) and whether this broker is `stopping`.
+    pub(crate) fn send_heartbeats(
+        &mut self,
+        now: Instant,
+        backlog: impl Fn(&Worker) -> u32,
+        stopping: bool,
+        out: &mut Vec<Action>,
+    ) {
         for (id, worker) in &mut self.by_id {
             if worker.next_heartbeat <= now {
                 worker.next_heartbeat = now + worker.heartbeat;
-                out.push(Action::Heartbeat { worker: id.clone() });
+                let worker_id = id.clone();
+                out.push(if worker.credit {
+                    Action::Load {
+                        worker: worker_id,
+                        backlog: backlog(worker),
+                        stopping,
+                    }
+                } else {
+                    Action::Heartbeat { worker: worker_id }
+                });
             }
+        }
+    }
+
+    /// Makes every worker that moves its capacity between brokers due a LOAD now (the
+    /// broker began stopping: they should hear it at once).
+    pub(crate) fn hurry_loads(&mut self, now: Instant) {
+        for worker in self.by_id.values_mut().filter(|w| w.credit) {
+            worker.next_heartbeat = now;
+        }
+    }
+
+    /// A worker's new budgets (CAPACITY). Returns false when it did not announce that it
+    /// moves its capacity (the message is ignored).
+    pub(crate) fn set_budgets(&mut self, id: &[u8], capacity: u32, inline_capacity: u32) -> bool {
+        match self.by_id.get_mut(id) {
+            Some(worker) if worker.credit => {
+                worker.capacity = capacity;
+                worker.inline_capacity = inline_capacity;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use switchboard_protocol::worker::{
-    BrokerMessage, CallRecord, RequestMessage, FLAG_REPORT_RUN_TIME,
+    BrokerMessage, CallRecord, RequestMessage, FLAG_REPORT_RUN_TIME, LOAD_STOPPING,
 };
 use switchboard_protocol::Frame;
 use switchboard_transport::socket::try_send_frames;
@@ -73,6 +73,15 @@ impl Broker {
                     Action::Heartbeat { worker } => {
                         self.send_pending(&worker, now);
                         self.send_to_worker(worker, BrokerMessage::Heartbeat, now);
+                    }
+                    Action::Load {
+                        worker,
+                        backlog,
+                        stopping,
+                    } => {
+                        self.send_pending(&worker, now);
+                        let flags = if stopping { LOAD_STOPPING } else { 0 };
+                        self.send_to_worker(worker, BrokerMessage::Load { backlog, flags }, now);
                     }
                     Action::Disconnect { worker } => {
                         self.send_pending(&worker, now);

@@ -10,6 +10,7 @@ use switchboard_protocol::{Frame, FunctionInfo, ReadyInfo};
 
 use super::{Link, Next, Timing};
 use crate::context::CancelToken;
+use crate::credit::Demand;
 use crate::executor::{Done, Registration};
 
 const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -26,6 +27,7 @@ enum Said {
     Heartbeat,
     Disconnect,
     Reply(Vec<u64>),
+    Capacity(u32),
 }
 
 impl Harness {
@@ -54,6 +56,7 @@ impl Harness {
             drain: false,
             context: false,
             caller: false,
+            credit: false,
         };
         let mut link = Link::new(timing, ready, registration, now);
         link.connected(now);
@@ -68,6 +71,7 @@ impl Harness {
                 WorkerMessage::Ready(_) => Said::Ready,
                 WorkerMessage::Heartbeat => Said::Heartbeat,
                 WorkerMessage::Disconnect => Said::Disconnect,
+                WorkerMessage::Capacity { capacity, .. } => Said::Capacity(capacity),
                 WorkerMessage::Reply(replies) => {
                     Said::Reply(replies.into_replies().map(|(t, _)| t.0).collect())
                 }
@@ -294,4 +298,48 @@ fn a_cancel_from_the_broker_reaches_the_calls_it_names_only() {
         [Said::Reply(vec![1])],
         "a cancelled call is still answered"
     );
+}
+
+#[test]
+fn capacity_moves_only_with_a_broker_that_sent_load_and_a_new_connection_starts_over() {
+    let mut h = Harness::new();
+    h.said();
+    let capacity = h.link.ready.capacity;
+    // Not heard from yet: it keeps only what it holds; heard, but no LOAD: its READY share.
+    assert_eq!(h.link.demand(capacity), Demand::Reserved(0));
+    h.hear(BrokerMessage::Heartbeat);
+    assert_eq!(h.link.demand(capacity), Demand::Reserved(capacity));
+    h.link.grant(capacity + 5);
+    assert_eq!(
+        h.said(),
+        vec![],
+        "a broker that never sent LOAD gets no CAPACITY"
+    );
+    h.hear(BrokerMessage::Load {
+        backlog: 7,
+        flags: 0,
+    });
+    assert!(h.link.take_load_news());
+    assert!(!h.link.take_load_news());
+    assert_eq!(
+        h.link.demand(capacity),
+        Demand::Active {
+            held: 0,
+            backlog: 7
+        }
+    );
+    h.link.grant(capacity + 5);
+    h.link.grant(capacity + 5);
+    assert_eq!(h.said(), vec![Said::Capacity(capacity + 5)], "said once");
+    // Stopping: it keeps what it holds.
+    h.hand_off(1);
+    h.hear(BrokerMessage::Load {
+        backlog: 0,
+        flags: switchboard_protocol::worker::LOAD_STOPPING,
+    });
+    assert_eq!(h.link.demand(capacity), Demand::Reserved(1));
+    // The broker forgets the worker: READY again, from READY's capacity, no LOAD known.
+    h.hear(BrokerMessage::Disconnect);
+    assert_eq!(h.said(), vec![Said::Ready]);
+    assert_eq!(h.link.demand(capacity), Demand::Reserved(1));
 }

@@ -49,6 +49,7 @@ pub(super) fn ready_info(functions: &[&str], capacity: u32) -> ReadyInfo {
         drain: false,
         context: false,
         caller: false,
+        credit: false,
     }
 }
 

@@ -1134,3 +1134,69 @@ fn functions_waiting_for_a_first_host_are_bounded() {
     h.ready("w", &["f0", "fresh"], 1);
     assert_eq!(h.dispatched().len(), 1);
 }
+
+/// The LOADs in the outbox: (worker, backlog, stopping).
+fn loads(h: &Harness) -> Vec<(WorkerId, u32, bool)> {
+    h.out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Load {
+                worker,
+                backlog,
+                stopping,
+            } => Some((worker.clone(), *backlog, *stopping)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_credit_worker_hears_the_backlog_and_its_new_capacity_takes_queued_calls() {
+    let mut h = Harness::new();
+    let mut info = ready_info(&["f"], 1);
+    info.credit = true;
+    h.ready_with("a", info).ready("old", &["f"], 1);
+    // The old worker takes one call, "a" one; two wait (the harness queues at most 2).
+    for call in 1..=4 {
+        h.call("f", call, None);
+    }
+    assert_eq!(h.dispatched().len(), 2, "{:?}", h.reply_codes());
+    assert!(h.replies().is_empty(), "{:?}", h.reply_codes());
+    h.clear().advance(100);
+    assert_eq!(
+        loads(&h),
+        vec![(id("a"), 2, false)],
+        "only the credit worker gets LOAD"
+    );
+    assert!(h
+        .out
+        .iter()
+        .any(|a| matches!(a, Action::Heartbeat { worker } if *worker == id("old"))));
+    h.clear().message(
+        "a",
+        WorkerMessage::Capacity {
+            capacity: 4,
+            inline_capacity: 0,
+        },
+    );
+    assert_eq!(
+        h.dispatched().len(),
+        2,
+        "the new room takes the waiting calls"
+    );
+    // A CAPACITY from a worker that did not announce credit changes nothing.
+    h.call("f", 6, None).call("f", 7, None).clear().message(
+        "old",
+        WorkerMessage::Capacity {
+            capacity: 9,
+            inline_capacity: 0,
+        },
+    );
+    assert!(h.dispatched().is_empty());
+    // A stopping broker tells credit workers at once.
+    let now = h.now;
+    h.clear();
+    h.router.begin_shutdown(now);
+    h.advance(0);
+    assert_eq!(loads(&h), vec![(id("a"), 1, true)]);
+}
