@@ -17,12 +17,20 @@ they keep the same contract as the Rust client:
   restarted, is sent again after a pause;
 - a call with no reply by its deadline (plus a short grace for the broker's own TIMEOUT)
   fails with TIMEOUT: every call ends.
+
+With several brokers, `Tier` holds one `Session` per broker and makes the decisions that
+span them, as the Rust client's `balance` module does: a new call goes to the one of two
+brokers picked at random that holds fewer calls, among those that take calls (connected,
+not stopping, not just restarted); a call that never reached a broker — unsent while its
+connection is down, or answered SHUTTING_DOWN (it never ran, so whatever its kind) or
+UNKNOWN_FUNCTION by a broker that just restarted — moves to one that takes calls.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import random
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -65,8 +73,14 @@ class Session:
     """Every call of one client connection, and what the link is doing."""
 
     def __init__(self, endpoint: str, retry_pause: float = 0.1, restart_window: float = 5.0,
-                 max_unsent: int = 10_000) -> None:
+                 max_unsent: int = 10_000, redirect: bool = False) -> None:
         self.endpoint = endpoint
+        #: Other brokers exist: any call that never ran may be retried (elsewhere).
+        self.redirect = redirect
+        #: The broker said it is stopping: no new calls until a new connection.
+        self.draining = False
+        #: The broker just restarted and knows no worker yet: no new calls until then.
+        self.cold_until: Optional[float] = None
         self.retry_pause = retry_pause
         self.restart_window = restart_window
         self.max_unsent = max_unsent
@@ -171,6 +185,7 @@ class Session:
     def on_link_up(self) -> None:
         self.link_up = True
         self.last_failure = None
+        self.draining = False
 
     def on_link_down(self, failure: Optional[str], now: float) -> None:
         """The connection closed or a handshake failed. The driver first hands over every
@@ -196,6 +211,8 @@ class Session:
     def on_time(self, now: float) -> None:
         """Retries whose pause ended are queued; unsent calls past their deadline fail;
         sent calls past their deadline and grace fail with TIMEOUT."""
+        if self.cold_until is not None and self.cold_until <= now:
+            self.cold_until = None
         while self.retries and self.retries[0][0] <= now:
             _, _, call = heapq.heappop(self.retries)
             self._again(call)
@@ -221,7 +238,7 @@ class Session:
 
     def next_wakeup(self) -> Optional[float]:
         """The earliest time `on_time` has something to do, or None."""
-        times = []
+        times = [] if self.cold_until is None else [self.cold_until]
         if self.retries:
             times.append(self.retries[0][0])
         if self.timers:
@@ -251,12 +268,46 @@ class Session:
         heapq.heappush(self.timers, (call.deadline, call.id))
 
     def _worth_retrying(self, call: Call, error: RemoteError, now: float) -> bool:
-        if not call.idempotent or now + self.retry_pause >= call.give_up_at:
+        """Whether an error means "it never ran: try again shortly" (idempotent calls, and
+        every call when other brokers exist). SHUTTING_DOWN also marks the broker draining,
+        UNKNOWN_FUNCTION from a just-restarted broker marks it cold for a pause."""
+        if not (call.idempotent or self.redirect) or now + self.retry_pause >= call.give_up_at:
             return False
         restarting = call.resent or (
             self.last_disconnect is not None and now - self.last_disconnect < self.restart_window
         )
-        return error.code == "SHUTTING_DOWN" or (restarting and error.code == "UNKNOWN_FUNCTION")
+        if error.code == "SHUTTING_DOWN":
+            if not self.draining:
+                log.info("the broker at %s is stopping: no new calls go to it", self.endpoint)
+            self.draining = True
+            return True
+        if restarting and error.code == "UNKNOWN_FUNCTION":
+            self.cold_until = now + self.retry_pause
+            return True
+        return False
+
+    # ---- several brokers ----
+
+    def load(self) -> int:
+        """Calls this session holds, sent or not: what power-of-two-choices compares."""
+        return len(self.unsent) + len(self.pending) + len(self.retries)
+
+    def accepting(self) -> bool:
+        """Whether new calls should come here: connected, not stopping, not cold."""
+        return self.link_up and not self.draining and self.cold_until is None
+
+    def take_movable(self) -> List[Call]:
+        """Gives up every call not sent (waiting for the link, or paused before a retry):
+        none is at the broker, so another session may send it."""
+        moving = list(self.unsent) + [r[2] for r in self.retries]
+        self.unsent.clear()
+        self.retries = []
+        return moving
+
+    def adopt(self, call: Call) -> None:
+        """Takes a call another session gave up, to send after the ones waiting here."""
+        self.unsent.append(call)
+        heapq.heappush(self.timers, (call.deadline, call.id))
 
     def _unsent_error(self, waited: float) -> RemoteError:
         waited_ms = int(waited * 1000)
@@ -270,3 +321,78 @@ class Session:
             f"the call was not sent: no connection to the broker at {self.endpoint} "
             f"came up in {waited_ms} ms{why}"
         )
+
+
+class Tier:
+    """The sessions of a client's brokers (one or more), and the decisions that span them:
+    which broker a call goes to, and moving calls stranded on one that takes none."""
+
+    def __init__(self, endpoints: List[str]) -> None:
+        if not endpoints:
+            raise ValueError("a client needs at least one broker endpoint")
+        redirect = len(endpoints) > 1
+        self.sessions = [Session(endpoint, redirect=redirect) for endpoint in endpoints]
+        self._random = random.Random()
+
+    def choose(self) -> int:
+        """Of two brokers picked at random among those that take calls, the one holding
+        fewer calls; with none taking calls, the least loaded (the call waits there)."""
+        sessions = self.sessions
+        if len(sessions) == 1:
+            return 0
+        accepting = [i for i, s in enumerate(sessions) if s.accepting()]
+        if not accepting:
+            return min(range(len(sessions)), key=lambda i: sessions[i].load())
+        if len(accepting) == 1:
+            return accepting[0]
+        a, b = self._random.sample(accepting, 2)
+        return b if sessions[b].load() < sessions[a].load() else a
+
+    def add(self, call: Call) -> None:
+        """A new call, to the broker `choose` picks."""
+        self.sessions[self.choose()].add(call)
+
+    def forget(self, call_id: int) -> Optional[int]:
+        """The caller stopped waiting: forget the call wherever it is. Returns the index of
+        the broker it was sent to (which may still hold it), else None."""
+        sent_to = None
+        for index, session in enumerate(self.sessions):
+            if session.forget(call_id) is not None:
+                sent_to = index
+        return sent_to
+
+    def move_stranded(self) -> None:
+        """Moves every call waiting on a broker that takes no calls to one that does."""
+        sessions = self.sessions
+        if len(sessions) == 1 or not any(s.accepting() for s in sessions):
+            return
+        for session in sessions:
+            if session.accepting() or not (session.unsent or session.retries):
+                continue
+            for call in session.take_movable():
+                sessions[self.choose()].adopt(call)
+
+    def busy(self) -> bool:
+        return any(s.busy() for s in self.sessions)
+
+    def on_time(self, now: float) -> None:
+        for session in self.sessions:
+            session.on_time(now)
+        self.move_stranded()
+
+    def next_wakeup(self) -> Optional[float]:
+        times = [t for t in (s.next_wakeup() for s in self.sessions) if t is not None]
+        return min(times) if times else None
+
+    def fail_all(self, error: RemoteError) -> None:
+        for session in self.sessions:
+            session.fail_all(error)
+
+    def counters(self) -> dict:
+        """Disconnects, calls re-sent and unmatched replies, over every broker."""
+        return {
+            "disconnects": sum(s.disconnects for s in self.sessions),
+            "resent": sum(s.resent for s in self.sessions),
+            "unmatched_replies": sum(s.unmatched_replies for s in self.sessions),
+        }
+

@@ -226,3 +226,12 @@ def append_run_time(body: bytes, run_us: int) -> bytes:
 def error_body(code: str, message: str) -> bytes:
     """An error reply body."""
     return packb({"error": {"code": code, "message": message}})
+
+
+def endpoint_list(endpoints: str) -> List[str]:
+    """The endpoints a comma-separated list names, in order, without blanks or repeats."""
+    found: List[str] = []
+    for endpoint in (e.strip() for e in endpoints.split(",")):
+        if endpoint and endpoint not in found:
+            found.append(endpoint)
+    return found

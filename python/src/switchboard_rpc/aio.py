@@ -19,8 +19,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import curve as _curve
 from ._calls import Batch, Options, Outcome, Proxy, SystemFunctions, batch_outcomes, call_frames, next_id
-from ._session import Call, Session
-from .client import DEFAULT_ENDPOINT, HANDSHAKE_FAILURES, MONITORED_EVENTS
+from ._session import Call, Tier
+from .client import DEFAULT_ENDPOINT, HANDSHAKE_FAILURES, endpoints_of, open_socket
 from .errors import BrokerLost
 
 
@@ -71,20 +71,22 @@ class _AsyncCaller(SystemFunctions):
 class AsyncClient(_AsyncCaller):
     """A connection to a broker's frontend for asyncio programs. Create it anywhere, use
     it from one event loop; `async with AsyncClient(...) as client:` closes it. Same
-    arguments and methods as `Client`; `call` returns an `asyncio.Future` to await
-    (gather it, or wrap it with `asyncio.ensure_future`)."""
+    arguments and methods as `Client` (several brokers too); `call` returns an
+    `asyncio.Future` to await (gather it, or wrap it with `asyncio.ensure_future`)."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
                  curve: "_curve.Curve | bool | None" = None) -> None:
         super().__init__(self, Options(timeout))
         self.endpoint = endpoint
         self._keys = _curve.resolve(curve)
-        self._session = Session(endpoint)
-        self._socket: Optional[zmq.Socket] = None
-        self._monitor: Optional[zmq.Socket] = None
+        self._endpoints = endpoints_of(endpoint)
+        self._tier = Tier(self._endpoints)
+        self._sockets: List[zmq.Socket] = []
+        self._monitors: List[zmq.Socket] = []
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._flush_scheduled = False
-        self._blocked = False
+        # Brokers whose socket refused a message: flushed again when it has room.
+        self._blocked: set = set()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at: Optional[float] = None
         self._closed = False
@@ -94,18 +96,15 @@ class AsyncClient(_AsyncCaller):
         file descriptor tells when the socket's events may have changed (edge-triggered,
         so every pass reads until nothing is left)."""
         self._loop = asyncio.get_running_loop()
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        if self._keys is not None:
-            self._keys.apply(sock)
-        self._monitor = sock.get_monitor_socket(MONITORED_EVENTS)
-        sock.connect(self.endpoint)
-        self._socket = sock
-        self._loop.add_reader(sock.getsockopt(zmq.FD), self._on_socket)
-        self._loop.add_reader(self._monitor.getsockopt(zmq.FD), self._on_monitor)
-        # Events that happened before the readers were added raise no edge: look now.
-        self._loop.call_soon(self._on_monitor)
-        self._loop.call_soon(self._on_socket)
+        for index, endpoint in enumerate(self._endpoints):
+            sock, monitor = open_socket(endpoint, self._keys)
+            self._sockets.append(sock)
+            self._monitors.append(monitor)
+            self._loop.add_reader(sock.getsockopt(zmq.FD), self._on_socket, index)
+            self._loop.add_reader(monitor.getsockopt(zmq.FD), self._on_monitor, index)
+            # Events that happened before the readers were added raise no edge: look now.
+            self._loop.call_soon(self._on_monitor, index)
+            self._loop.call_soon(self._on_socket, index)
 
     def _send(self, call_id: int, frames: List[bytes], options: Options, function: str,
               timed: bool) -> "asyncio.Future[Any]":
@@ -114,7 +113,7 @@ class AsyncClient(_AsyncCaller):
         if self._closed:
             future.set_exception(BrokerLost("the client is closed"))
             return future
-        if self._socket is None:
+        if not self._sockets:
             self._start()
 
         def settle(result: Any, error: Optional[BaseException], timings: Optional[dict]) -> None:
@@ -129,8 +128,8 @@ class AsyncClient(_AsyncCaller):
                 self._cancel(call_id)
 
         future.add_done_callback(cancelled)
-        alone = not self._session.busy()
-        self._session.add(Call(call_id, frames, options.timeout, options.idempotent, settle,
+        alone = not self._tier.busy()
+        self._tier.add(Call(call_id, frames, options.timeout, options.idempotent, settle,
                                time.monotonic(), function))
         if alone:
             self._flush()  # nothing else in flight: no reason to wait for company
@@ -141,11 +140,13 @@ class AsyncClient(_AsyncCaller):
     def _cancel(self, call_id: int) -> None:
         """The caller cancelled the future: forget the call, and tell the broker if it
         was sent."""
-        if self._closed or self._session.forget(call_id) is None:
+        sent_to = None if self._closed else self._tier.forget(call_id)
+        if sent_to is None:
             return
         cancel_id = next_id()
         frames = call_frames("system.cancel", (call_id,), {}, Options(5.0), cancel_id)
-        self._session.add(Call(cancel_id, frames, 5.0, False, lambda *_: None, time.monotonic(),
+        # To the broker that holds the call.
+        self._tier.sessions[sent_to].add(Call(cancel_id, frames, 5.0, False, lambda *_: None, time.monotonic(),
                                "system.cancel"))
         self._changed()
 
@@ -154,10 +155,11 @@ class AsyncClient(_AsyncCaller):
         leave together) and re-arm the timer."""
         if self._closed or self._loop is None:
             return
-        if not self._flush_scheduled and not self._blocked and self._session.wants_to_send():
+        if not self._flush_scheduled and any(
+                s.wants_to_send() and i not in self._blocked for i, s in enumerate(self._tier.sessions)):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        wakeup = self._session.next_wakeup()
+        wakeup = self._tier.next_wakeup()
         if wakeup is not None and (self._timer_at is None or wakeup < self._timer_at):
             if self._timer is not None:
                 self._timer.cancel()
@@ -166,66 +168,69 @@ class AsyncClient(_AsyncCaller):
 
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, None
-        self._session.on_time(time.monotonic())
+        self._tier.on_time(time.monotonic())
         self._changed()
 
     def _flush(self) -> None:
         """Hands ZeroMQ every message the session has ready, until it refuses one."""
         self._flush_scheduled = False
-        if self._closed or self._socket is None:
+        if self._closed or not self._sockets:
             return
-        self._blocked = False
-        while True:
-            message = self._session.next_message()
-            if message is None:
-                break
-            frames, calls = message
-            try:
-                self._socket.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                self._session.not_sent(calls)
-                self._blocked = True  # _on_socket flushes again when there is room
-                break
-            self._session.sent(calls)
+        self._blocked.clear()
+        for index, session in enumerate(self._tier.sessions):
+            sock = self._sockets[index]
+            while True:
+                message = session.next_message()
+                if message is None:
+                    break
+                frames, calls = message
+                try:
+                    sock.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    session.not_sent(calls)
+                    self._blocked.add(index)  # _on_socket flushes again when there is room
+                    break
+                session.sent(calls)
+            # A send may have consumed the edge that announced a reply: look.
+            if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                self._loop.call_soon(self._on_socket, index)  # type: ignore[union-attr]
         self._changed()
-        # A send may have consumed the edge that announced a reply: look.
-        if self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]
 
-    def _on_socket(self) -> None:
-        """The socket's events may have changed: read every reply, send if there is room."""
-        sock = self._socket
-        if self._closed or sock is None:
+    def _on_socket(self, index: int) -> None:
+        """A socket's events may have changed: read every reply, send if there is room."""
+        if self._closed or not self._sockets:
             return
+        sock, session = self._sockets[index], self._tier.sessions[index]
         while True:
             events = sock.getsockopt(zmq.EVENTS)
             if events & zmq.POLLIN:
-                self._session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
+                session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
                 continue
-            if self._blocked and events & zmq.POLLOUT:
+            if index in self._blocked and events & zmq.POLLOUT:
                 self._flush()
             break
+        self._tier.move_stranded()
         self._changed()
 
-    def _on_monitor(self) -> None:
-        monitor = self._monitor
-        if self._closed or monitor is None:
+    def _on_monitor(self, index: int) -> None:
+        if self._closed or not self._monitors:
             return
+        monitor, session = self._monitors[index], self._tier.sessions[index]
         while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._session.on_link_up()
+                session.on_link_up()
             else:
                 # Replies that arrived before the drop are still readable: take them first.
-                self._on_socket()
-                self._session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+                self._on_socket(index)
+                session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+        self._tier.move_stranded()
         self._changed()
 
     @property
     def counters(self) -> dict:
         """This connection's own counters: disconnects, calls re-sent, unmatched replies."""
-        s = self._session
-        return {"disconnects": s.disconnects, "resent": s.resent, "unmatched_replies": s.unmatched_replies}
+        return self._tier.counters()
 
     async def close(self) -> None:
         """Closes the connection; calls still in flight fail with BROKER_LOST."""
@@ -234,13 +239,14 @@ class AsyncClient(_AsyncCaller):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        self._session.fail_all(BrokerLost("the client was closed with the call in flight"))
-        if self._socket is not None and self._monitor is not None and self._loop is not None:
-            self._loop.remove_reader(self._socket.getsockopt(zmq.FD))
-            self._loop.remove_reader(self._monitor.getsockopt(zmq.FD))
-            self._monitor.close(0)
-            self._socket.disable_monitor()
-            self._socket.close(0)
+        self._tier.fail_all(BrokerLost("the client was closed with the call in flight"))
+        if self._loop is not None:
+            for sock, monitor in zip(self._sockets, self._monitors):
+                self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                self._loop.remove_reader(monitor.getsockopt(zmq.FD))
+                monitor.close(0)
+                sock.disable_monitor()
+                sock.close(0)
 
     async def __aenter__(self) -> "AsyncClient":
         return self

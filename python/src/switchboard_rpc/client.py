@@ -18,9 +18,10 @@ from typing import Any, Deque, List, Optional, Tuple
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from . import _wire
 from . import curve as _curve
 from ._calls import Batch, Options, Outcome, Proxy, SystemFunctions, batch_outcomes, call_frames, next_id
-from ._session import Call, Session
+from ._session import Call, Tier
 from .errors import BrokerLost
 
 #: The connection events the I/O thread watches: drops, and how handshakes end.
@@ -39,6 +40,31 @@ HANDSHAKE_FAILURES = {
 }
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+#: How often each broker connection is checked (a ZMTP PING), in milliseconds; a broker
+#: that does not answer for three intervals (stopped, hung, cut off) counts as lost.
+HEARTBEAT_MS = 1000
+
+
+def open_socket(endpoint: str, keys: "Optional[_curve.Curve]") -> Tuple[zmq.Socket, zmq.Socket]:
+    """A DEALER socket connected to one broker, and the monitor socket watching it."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
+    if keys is not None:
+        keys.apply(sock)
+    monitor = sock.get_monitor_socket(MONITORED_EVENTS)
+    sock.connect(endpoint)
+    return sock, monitor
+
+
+def endpoints_of(endpoint: str) -> List[str]:
+    """The brokers a client's endpoint setting names (one, or several comma-separated)."""
+    endpoints = _wire.endpoint_list(endpoint)
+    if not endpoints:
+        raise ValueError(f"no broker endpoint in {endpoint!r}")
+    return endpoints
 
 
 class CallFuture(concurrent.futures.Future):
@@ -138,6 +164,11 @@ class Client(_Caller):
     functions; `submit` returns a future; `batch()` groups calls; `with_options` sets
     per-call options.
 
+    `endpoint` may list several brokers, comma-separated: each call goes to one of them
+    (the one of two picked at random that holds fewer of this client's calls, among those
+    connected and not stopping); a call that never reached a broker moves to another,
+    and when a connection drops, idempotent calls in flight there are sent to another.
+
     Whoever holds the lock drives the socket: a thread waiting for its own result does
     the I/O itself (no hand-off between threads on the sequential path), and a background
     thread drives it whenever calls are in flight and no caller is waiting in `result()`.
@@ -148,13 +179,14 @@ class Client(_Caller):
         super().__init__(self, Options(timeout))
         self.endpoint = endpoint
         keys = _curve.resolve(curve)
-        self._socket = zmq.Context.instance().socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if keys is not None:
-            keys.apply(self._socket)
-        self._monitor = self._socket.get_monitor_socket(MONITORED_EVENTS)
-        self._socket.connect(endpoint)
-        self._session = Session(endpoint)
+        endpoints = endpoints_of(endpoint)
+        self._tier = Tier(endpoints)
+        self._sockets: List[zmq.Socket] = []
+        self._monitors: List[zmq.Socket] = []
+        for each in endpoints:
+            sock, monitor = open_socket(each, keys)
+            self._sockets.append(sock)
+            self._monitors.append(monitor)
         # Commands from threads that found the socket busy; the driver takes them.
         self._commands: Deque[Tuple[Any, ...]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe()
@@ -162,11 +194,13 @@ class Client(_Caller):
         os.set_blocking(self._wake_write, False)
         self._wake_pending = False
         self._poller = zmq.Poller()
-        self._poller.register(self._socket, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
+        for sock, monitor in zip(self._sockets, self._monitors):
+            self._poller.register(sock, zmq.POLLIN)
+            self._poller.register(monitor, zmq.POLLIN)
         self._poller.register(self._wake_read, zmq.POLLIN)
-        self._blocked = False
-        self._polling_out = False
+        # Brokers whose socket refused a message (polled for room), and those polled so.
+        self._blocked: set = set()
+        self._polling_out: set = set()
         self._lock = threading.Lock()
         self._work = threading.Event()
         self._closed = False
@@ -220,7 +254,7 @@ class Client(_Caller):
     def _wake_background(self) -> None:
         """After a caller let go of the socket: the background thread drives it if calls
         are still in flight."""
-        if self._commands or self._session.busy():
+        if self._commands or self._tier.busy():
             self._work.set()
 
     def _lead_until(self, future: CallFuture, timeout: Optional[float]) -> None:
@@ -238,8 +272,7 @@ class Client(_Caller):
     @property
     def counters(self) -> dict:
         """This connection's own counters: disconnects, calls re-sent, unmatched replies."""
-        s = self._session
-        return {"disconnects": s.disconnects, "resent": s.resent, "unmatched_replies": s.unmatched_replies}
+        return self._tier.counters()
 
     def close(self) -> None:
         """Closes the connection; calls still in flight fail with BROKER_LOST."""
@@ -268,92 +301,103 @@ class Client(_Caller):
             self._work.wait(1.0)
             self._work.clear()
             with self._lock:
-                self._drive(lambda: not self._commands and not self._session.busy(), None)
+                self._drive(lambda: not self._commands and not self._tier.busy(), None)
         with self._lock:
-            self._session.fail_all(BrokerLost("the client was closed with the call in flight"))
+            self._tier.fail_all(BrokerLost("the client was closed with the call in flight"))
             self._commands.clear()
-            self._monitor.close(0)
-            self._socket.disable_monitor()
-            self._socket.close(0)
+            for sock, monitor in zip(self._sockets, self._monitors):
+                monitor.close(0)
+                sock.disable_monitor()
+                sock.close(0)
             os.close(self._wake_read)
             os.close(self._wake_write)
 
     def _drive(self, done: Any, until: Optional[float]) -> None:
-        session, sock = self._session, self._socket
+        tier = self._tier
         while not self._closed:
             self._take_commands()
             now = time.monotonic()
-            session.on_time(now)
+            tier.on_time(now)
             self._transmit()
             if done() or (until is not None and now >= until):
                 return
-            wakeup = session.next_wakeup()
+            wakeup = tier.next_wakeup()
             if until is not None:
                 wakeup = until if wakeup is None else min(wakeup, until)
             timeout = None if wakeup is None else max(0, int((wakeup - now) * 1000) + 1)
             if self._blocked != self._polling_out:
-                self._polling_out = self._blocked
-                self._poller.modify(sock, zmq.POLLIN | (zmq.POLLOUT if self._blocked else 0))
+                for index in self._blocked ^ self._polling_out:
+                    out = zmq.POLLOUT if index in self._blocked else 0
+                    self._poller.modify(self._sockets[index], zmq.POLLIN | out)
+                self._polling_out = set(self._blocked)
             events = dict(self._poller.poll(timeout))
             if self._wake_read in events:
                 try:
                     os.read(self._wake_read, 4096)
                 except BlockingIOError:
                     pass
-            if self._monitor in events:
-                self._watch_link()
-            if sock in events:
-                self._receive()
+            for index, (sock, monitor) in enumerate(zip(self._sockets, self._monitors)):
+                if monitor in events:
+                    self._watch_link(index)
+                if sock in events:
+                    self._receive(index)
 
     def _take_commands(self) -> None:
         """Hands callers' commands to the session."""
         self._wake_pending = False
-        session, commands = self._session, self._commands
+        tier, commands = self._tier, self._commands
         while commands:
             command = commands.popleft()
             if command[0] == "call":
-                session.add(command[1])
-            elif session.forget(command[1]) is not None:
-                # A cancelled call that was sent: tell the broker, so it leaves its queue
-                # or its worker stops.
+                tier.add(command[1])
+                continue
+            sent_to = tier.forget(command[1])
+            if sent_to is not None:
+                # A cancelled call that was sent: tell the broker that holds it, so it
+                # leaves its queue or its worker stops.
                 call_id = next_id()
                 frames = call_frames("system.cancel", (command[1],), {}, Options(5.0), call_id)
-                session.add(Call(call_id, frames, 5.0, False, _ignore, time.monotonic(), "system.cancel"))
+                tier.sessions[sent_to].add(
+                    Call(call_id, frames, 5.0, False, _ignore, time.monotonic(), "system.cancel"))
 
-    def _receive(self) -> None:
-        sock, session = self._socket, self._session
+    def _receive(self, index: int) -> None:
+        sock, session = self._sockets[index], self._tier.sessions[index]
         while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
+        self._tier.move_stranded()
 
-    def _watch_link(self) -> None:
+    def _watch_link(self, index: int) -> None:
+        session = self._tier.sessions[index]
         while True:
             try:
-                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+                event = recv_monitor_message(self._monitors[index], zmq.NOBLOCK)["event"]
             except zmq.Again:
-                return
+                break
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._session.on_link_up()
+                session.on_link_up()
             else:
                 # Replies that arrived before the drop are still readable: take them first.
-                self._receive()
-                self._session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+                self._receive(index)
+                session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+        self._tier.move_stranded()
 
     def _transmit(self) -> None:
-        """Sends what the session has ready until ZeroMQ refuses to take more."""
-        session, sock = self._session, self._socket
-        self._blocked = False
-        while True:
-            message = session.next_message()
-            if message is None:
-                return
-            frames, calls = message
-            try:
-                sock.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                session.not_sent(calls)
-                self._blocked = True
-                return
-            session.sent(calls)
+        """Sends what each broker's session has ready until ZeroMQ refuses to take more."""
+        self._blocked.clear()
+        for index, session in enumerate(self._tier.sessions):
+            sock = self._sockets[index]
+            while True:
+                message = session.next_message()
+                if message is None:
+                    break
+                frames, calls = message
+                try:
+                    sock.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    session.not_sent(calls)
+                    self._blocked.add(index)
+                    break
+                session.sent(calls)
 
 
 def _ignore(result: Any, error: Any, timings: Any) -> None:

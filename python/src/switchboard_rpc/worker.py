@@ -413,11 +413,7 @@ class Worker:
 
 def brokers(endpoints: str) -> List[str]:
     """The endpoints a comma-separated list names, in order, without duplicates."""
-    found: List[str] = []
-    for endpoint in (e.strip() for e in endpoints.split(",")):
-        if endpoint and endpoint not in found:
-            found.append(endpoint)
-    return found or [DEFAULT_BROKER]
+    return _wire.endpoint_list(endpoints) or [DEFAULT_BROKER]
 
 
 class _BrokerLink:

@@ -1,0 +1,84 @@
+"""Clients over a tier of brokers: calls spread over every broker, and a broker that dies
+or stops costs no call that could be saved (the same contract as the Rust client)."""
+
+import asyncio
+import signal
+import time
+
+from switchboard_rpc import AsyncClient, Client
+from switchboard_rpc.errors import BrokerLost
+
+
+def tier(cluster, brokers=2, workers=2):
+    """`brokers` brokers and `workers` Rust demo workers, each serving every broker."""
+    started = [cluster.broker() for _ in range(brokers)]
+    backends = ",".join(b.backend for b in started)
+    for i in range(workers):
+        cluster.rust_worker(backends, f"w{i}", "--heartbeat-ms", "100")
+    for broker in started:
+        broker.wait_for_workers("whoami", workers)
+    return started, ",".join(b.frontend for b in started)
+
+
+def connected(client):
+    """Drives the client until it is connected to every broker (bounded)."""
+    until = time.monotonic() + 10
+    while not all(s.link_up for s in client._tier.sessions):
+        assert time.monotonic() < until, "not every broker connection came up"
+        client.call("add", 1, 1)
+    return client
+
+
+def test_calls_spread_over_every_broker_and_survive_one_killed(cluster):
+    brokers, frontends = tier(cluster, brokers=3)
+    with Client(frontends, timeout=10.0) as client:
+        connected(client)
+        futures = [client.with_options(idempotent=True).submit("work.idempotent", f"t{i}", 5)
+                   for i in range(300)]
+        # Every broker took a share (power-of-two-choices on outstanding calls).
+        held = [s.load() for s in client._tier.sessions]
+        assert all(n > 0 for n in held), held
+        brokers[1].proc.kill()
+        assert [f.result() for f in futures] == [f"t{i}" for i in range(300)]
+        # New calls go to the brokers left, not-idempotent ones included.
+        for i in range(50):
+            assert client.call("add", i, 1) == i + 1
+        counters = client.counters
+        assert counters["unmatched_replies"] == 0
+        assert counters["disconnects"] >= 1
+
+
+def test_a_non_idempotent_call_in_flight_at_a_killed_broker_fails_broker_lost(cluster):
+    brokers, frontends = tier(cluster, brokers=2, workers=1)
+    with Client(frontends, timeout=10.0) as client:
+        connected(client)
+        slow = [client.submit("sleep_ms", 1000) for _ in range(4)]
+        time.sleep(0.3)
+        brokers[0].proc.kill()
+        outcomes = []
+        for future in slow:
+            try:
+                outcomes.append(future.result())
+            except BrokerLost:
+                outcomes.append("lost")
+        assert "lost" in outcomes, "some calls were at the killed broker"
+        assert 1000 in outcomes, "some calls were at the other one"
+
+
+def test_async_client_loses_no_call_when_a_broker_stops_gracefully(cluster):
+    brokers, frontends = tier(cluster, brokers=2)
+
+    async def main():
+        async with AsyncClient(frontends, timeout=10.0) as client:
+            first = [client.call("work.once", f"a{i}", 20) for i in range(200)]
+            await asyncio.sleep(0.05)
+            brokers[0].proc.signal(signal.SIGTERM)
+            # Calls made while it stops: refused SHUTTING_DOWN there (never run), so they
+            # move to the other broker, whatever their kind.
+            later = [client.call("work.once", f"b{i}", 1) for i in range(200)]
+            results = await asyncio.gather(*first, *later)
+            assert results == [f"a{i}" for i in range(200)] + [f"b{i}" for i in range(200)]
+            assert brokers[0].proc.wait() == 0
+            assert client.counters["unmatched_replies"] == 0
+
+    asyncio.run(main())
