@@ -23,22 +23,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Cluster:
-    """A broker and workers on ephemeral loopback ports, stopped on exit (by PID)."""
+    """A broker and workers on ephemeral loopback ports, stopped on exit (by PID). With
+    `brokers` > 1, a tier: every worker serves every broker; `frontend` is the first
+    broker's, `frontends` and `backend` list them all (comma-separated)."""
 
-    def __init__(self, bin_dir, workers, worker_args, broker_args=(), broker_wrapper=()):
+    def __init__(self, bin_dir, workers, worker_args, broker_args=(), broker_wrapper=(), brokers=1):
         self.bin_dir = bin_dir
         self.processes = []
         env = {**os.environ, "RUST_LOG": "warn"}
-        broker = subprocess.Popen(
-            [*broker_wrapper, os.path.join(bin_dir, "broker"), "--frontend", "tcp://127.0.0.1:*",
-             "--backend", "tcp://127.0.0.1:*", *broker_args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        self.processes.append(broker)
-        line = broker.stdout.readline()
-        self.frontend = re.search(r"frontend=(\S+)", line).group(1)
-        backend = re.search(r"backend=(\S+)", line).group(1)
-        self.broker_pid = broker.pid
-        self.backend = backend
+        frontends, backends = [], []
+        for _ in range(brokers):
+            broker = subprocess.Popen(
+                [*broker_wrapper, os.path.join(bin_dir, "broker"), "--frontend", "tcp://127.0.0.1:*",
+                 "--backend", "tcp://127.0.0.1:*", *broker_args],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            self.processes.append(broker)
+            line = broker.stdout.readline()
+            frontends.append(re.search(r"frontend=(\S+)", line).group(1))
+            backends.append(re.search(r"backend=(\S+)", line).group(1))
+            if len(frontends) == 1:
+                self.broker_pid = broker.pid
+        self.frontend = frontends[0]
+        self.frontends = ",".join(frontends)
+        self.backend = ",".join(backends)
         self.env = env
         for i in range(workers):
             self.add_worker(f"w{i}", worker_args, wait=False)
@@ -49,18 +56,23 @@ class Cluster:
         self.processes.append(subprocess.Popen(
             [os.path.join(self.bin_dir, "worker"), "--broker", self.backend, "--name", name, *worker_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env))
+        self.workers = getattr(self, "workers", 0) + 1
         if wait:
-            self.wait_for_workers(len(self.processes) - 1)
+            self.wait_for_workers(self.workers)
 
     def wait_for_workers(self, count):
+        """Waits until every broker lists `count` workers."""
         until = time.monotonic() + 20
-        while time.monotonic() < until:
-            out = subprocess.run([os.path.join(self.bin_dir, "client"), "--endpoint", self.frontend,
+        pending = self.frontends.split(",")
+        while time.monotonic() < until and pending:
+            out = subprocess.run([os.path.join(self.bin_dir, "client"), "--endpoint", pending[0],
                                   "--json", "workers"], capture_output=True, text=True)
             if out.returncode == 0 and len(json.loads(out.stdout)["result"]) >= count:
-                return
+                pending.pop(0)
+                continue
             time.sleep(0.1)
-        raise SystemExit(f"only some of {count} workers registered")
+        if pending:
+            raise SystemExit(f"only some of {count} workers registered")
 
     def rss_kib(self):
         with open(f"/proc/{self.broker_pid}/status") as f:
@@ -244,8 +256,25 @@ def main():
         row("one host failing every call among four: share of calls it gets once ejected", "< 5 %",
             f"{share:.1%}", share < 0.05, f"{before:.0%} of the first 100 calls, while it was found out")
 
+    # 9: the broker tier. Four workers serve two brokers; every call goes to the first: the
+    # workers move their slots to it (LOAD/CAPACITY), so throughput should stay close to
+    # the same four workers behind one broker.
+    def tier_group():
+        seconds = "2" if q else "8"
+        load = ["--function", "sleep_ms", "--args", "[5]", "--connections", "32", "--duration-s", seconds]
+        worker_args = ["--threads", "2", "--prefetch", "1", "--heartbeat-ms", "200"]
+        with Cluster(b, 4, worker_args) as cluster:
+            single = [bench(b, cluster.frontend, *load) for _ in range(args.runs)]
+        with Cluster(b, 4, worker_args, brokers=2) as cluster:
+            tier = [bench(b, cluster.frontend, *load) for _ in range(args.runs)]
+        one = median([r["broker"]["calls_per_second"] for r in single])
+        two = median([r["broker"]["calls_per_second"] for r in tier])
+        row("4 workers x 5 ms sleep serving 2 brokers, every call to one of them: throughput",
+            "≥ 90 % of one broker", f"{two / one:.1%}", two >= 0.9 * one,
+            f"{two:,.0f} calls/s vs {one:,.0f} calls/s with one broker; ideal 2,400/s")
+
     groups = {"echo": echo_group, "sleep": sleep_group, "memory": memory_group,
-              "overload": overload_group, "tail": tail_group}
+              "overload": overload_group, "tail": tail_group, "tier": tier_group}
     for name in args.cases.split(","):
         groups[name]()
 
