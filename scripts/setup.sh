@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Switchboard needs on Debian/Ubuntu:
 # libzmq3-dev (ZeroMQ with CURVE, via libsodium) and pkg-config for the zmq crate,
-# docker-compose (only to validate docker-compose.yml: no engine needed),
+# docker-compose (only to validate docker-compose.yml: no engine needed), iproute2 and
+# iptables (the broker-tier tests run brokers in network namespaces they create),
 # and pyzmq + msgpack + PyYAML for the Python tests. Safe to run again.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ as_root() {
 }
 
 missing=()
-for pkg in libzmq3-dev pkg-config docker-compose; do
+for pkg in libzmq3-dev pkg-config docker-compose iproute2 iptables; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,3 +28,6 @@ if ! python3 -c 'import zmq, msgpack, yaml' 2>/dev/null; then
 fi
 python3 -c 'import zmq, msgpack, yaml' || { echo "setup: pyzmq/msgpack/PyYAML still missing" >&2; exit 1; }
 command -v docker-compose >/dev/null || { echo "setup: docker-compose still missing" >&2; exit 1; }
+for tool in ip iptables; do
+  command -v "$tool" >/dev/null || { echo "setup: $tool still missing" >&2; exit 1; }
+done

@@ -14,8 +14,10 @@
 
 pub mod contract;
 mod local;
+mod netns;
 
 pub use local::{local_cluster, LocalBroker, LocalWorker};
+pub use netns::NetNs;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -157,7 +159,21 @@ impl BrokerProcess {
 
     /// Starts a broker on the given endpoints (to restart one where it was).
     pub fn start_at(frontend: &str, backend: &str, extra: &[&str]) -> BrokerProcess {
-        let mut child = Command::new(binary("broker"))
+        BrokerProcess::launch(Command::new(binary("broker")), frontend, backend, extra)
+    }
+
+    /// Starts a broker inside the network namespace `ns`, on the given endpoints.
+    pub fn start_in(ns: &NetNs, frontend: &str, backend: &str, extra: &[&str]) -> BrokerProcess {
+        BrokerProcess::launch(ns.command(&binary("broker")), frontend, backend, extra)
+    }
+
+    fn launch(
+        mut command: Command,
+        frontend: &str,
+        backend: &str,
+        extra: &[&str],
+    ) -> BrokerProcess {
+        let mut child = command
             .args(["--frontend", frontend, "--backend", backend])
             .args(extra)
             .env(
@@ -244,7 +260,16 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a demo worker connected to `backend`, with extra flags.
     pub fn start(backend: &str, name: &str, extra: &[&str]) -> WorkerProcess {
-        let child = Command::new(binary("worker"))
+        WorkerProcess::launch(Command::new(binary("worker")), backend, name, extra)
+    }
+
+    /// Starts a demo worker inside the network namespace `ns`.
+    pub fn start_in(ns: &NetNs, backend: &str, name: &str, extra: &[&str]) -> WorkerProcess {
+        WorkerProcess::launch(ns.command(&binary("worker")), backend, name, extra)
+    }
+
+    fn launch(mut command: Command, backend: &str, name: &str, extra: &[&str]) -> WorkerProcess {
+        let child = command
             .args(["--broker", backend, "--name", name])
             .args(extra)
             .env(

@@ -15,7 +15,9 @@ use switchboard_tests::contract::{
     check_contract, executions, load_with, start_workers, wait_until, Outcome, Plan, IDEMPOTENT,
     ONCE,
 };
-use switchboard_tests::{BrokerProcess, LocalBroker, LocalWorker, ScratchDir};
+use switchboard_tests::{
+    BrokerProcess, LocalBroker, LocalWorker, NetNs, ScratchDir, WorkerProcess,
+};
 use switchboard_worker::WorkerConfig;
 
 #[test]
@@ -354,4 +356,155 @@ fn a_worker_moves_its_capacity_to_the_broker_whose_calls_wait_and_back_when_idle
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// How many workers the broker at `frontend`, inside `ns`, lists (asked with the CLI).
+fn workers_listed(ns: &NetNs, frontend: &str) -> usize {
+    let client = switchboard_tests::binary("client");
+    let out = ns.run(&[
+        client.to_str().expect("utf-8 path"),
+        "--endpoint",
+        frontend,
+        "--timeout-ms",
+        "2000",
+        "--json",
+        "workers",
+    ]);
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON from the client");
+    reply["result"].as_array().expect("a list of workers").len()
+}
+
+/// Waits (bounded) until the brokers at `frontends` list `counts` workers.
+fn wait_for_listing(ns: &NetNs, frontends: &[&str], counts: &[usize], what: &str) {
+    let until = std::time::Instant::now() + switchboard_tests::WAIT_LIMIT;
+    loop {
+        let listed: Vec<usize> = frontends.iter().map(|f| workers_listed(ns, f)).collect();
+        if listed == counts {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{what}: workers listed {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_worker_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
+    let ns = NetNs::new("dns");
+    ns.set_hosts(&[("127.0.0.1", "brokers")]);
+    let (a, b) = ("tcp://127.0.0.1:7100", "tcp://127.0.0.2:7100");
+    let _first = BrokerProcess::start_in(&ns, a, "tcp://127.0.0.1:7101", &[]);
+    let _second = BrokerProcess::start_in(&ns, b, "tcp://127.0.0.2:7101", &[]);
+    let _worker = WorkerProcess::start_in(
+        &ns,
+        "tcp://brokers:7101",
+        "follower",
+        &["--resolve-interval-ms", "200", "--heartbeat-ms", "100"],
+    );
+    wait_for_listing(
+        &ns,
+        &[a, b],
+        &[1, 0],
+        "the name stands for the first broker",
+    );
+    ns.set_hosts(&[("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")]);
+    wait_for_listing(&ns, &[a, b], &[1, 1], "a broker added to the name");
+    ns.set_hosts(&[("127.0.0.2", "brokers")]);
+    wait_for_listing(&ns, &[a, b], &[0, 1], "a broker removed from the name");
+}
+
+#[test]
+fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() {
+    let ns = NetNs::new("cut");
+    let (a, b) = ("tcp://127.0.0.1:7200", "tcp://127.0.0.2:7200");
+    let _first = BrokerProcess::start_in(&ns, a, "tcp://127.0.0.1:7201", &[]);
+    let _second = BrokerProcess::start_in(&ns, b, "tcp://127.0.0.2:7201", &[]);
+    let backends = "tcp://127.0.0.1:7201,tcp://127.0.0.2:7201";
+    let _workers: Vec<_> = (0..2)
+        .map(|i| {
+            WorkerProcess::start_in(
+                &ns,
+                backends,
+                &format!("w{i}"),
+                &["--heartbeat-ms", "100", "--threads", "4"],
+            )
+        })
+        .collect();
+    wait_for_listing(&ns, &[a, b], &[2, 2], "both workers on both brokers");
+    // Calls through the second broker, 100 ms each, 8 at a time, for 3 s.
+    let bench = switchboard_tests::binary("bench");
+    let mut load = ns.command(&bench);
+    load.args([
+        "--endpoint",
+        b,
+        "--function",
+        "sleep_ms",
+        "--args",
+        "[100]",
+        "--connections",
+        "4",
+        "--in-flight",
+        "2",
+        "--duration-s",
+        "3",
+        "--timeout-ms",
+        "4000",
+        "--json",
+    ])
+    .stdout(std::process::Stdio::piped());
+    let load = load.spawn().expect("start bench");
+    std::thread::sleep(Duration::from_millis(700));
+    // The cut: packets between that broker's backend and the workers vanish, both ways,
+    // with no reset (a switch that drops them).
+    ns.run(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-d",
+        "127.0.0.2",
+        "-p",
+        "tcp",
+        "--dport",
+        "7201",
+        "-j",
+        "DROP",
+    ]);
+    ns.run(&[
+        "iptables",
+        "-A",
+        "OUTPUT",
+        "-s",
+        "127.0.0.2",
+        "-p",
+        "tcp",
+        "--sport",
+        "7201",
+        "-j",
+        "DROP",
+    ]);
+    let out = load.wait_with_output().expect("bench ends");
+    assert!(out.status.success(), "bench failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let measured = &report["broker"];
+    let errors = measured["errors"].as_object().expect("error counts");
+    eprintln!("partition: {measured}");
+    for code in errors.keys() {
+        assert!(
+            ["WORKER_LOST", "UNKNOWN_FUNCTION"].contains(&code.as_str()),
+            "calls through the cut-off broker ended {code}, not with a prompt error: {errors:?}"
+        );
+    }
+    assert!(
+        errors.contains_key("WORKER_LOST"),
+        "the calls running when the cut came were answered WORKER_LOST: {errors:?}"
+    );
+    let max_ms = measured["latency_us"]["max"].as_u64().expect("max latency") / 1000;
+    assert!(
+        max_ms < 4000,
+        "a call waited {max_ms} ms, up to its deadline"
+    );
+    // The other broker still serves, with both workers.
+    assert_eq!(workers_listed(&ns, a), 2);
 }

@@ -9,12 +9,14 @@
 //! - [`socket`] — multipart receive (bounded) and non-blocking send, socket options.
 //! - [`curve`] — CURVE keys, key files, allow-lists and socket setup.
 //! - [`wake`] — a waker that lets other threads interrupt a socket thread's poll.
+//! - [`resolve`] — broker endpoints that name a host: one connection per address.
 //! - [`shutdown`] — [`Shutdown`], the stop flag every long-running loop takes.
 //! - `process` (feature `process`) — logging and signals for programs.
 
 pub mod curve;
 #[cfg(feature = "process")]
 pub mod process;
+pub mod resolve;
 pub mod shutdown;
 pub mod socket;
 pub mod wake;

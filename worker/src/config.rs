@@ -20,6 +20,8 @@ pub mod vars {
     pub const INLINE_CAPACITY: &str = "SWITCHBOARD_INLINE_CAPACITY";
     /// Heartbeat interval in milliseconds.
     pub const HEARTBEAT_MS: &str = "SWITCHBOARD_HEARTBEAT_MS";
+    /// How often broker host names are looked up again, in milliseconds.
+    pub const RESOLVE_INTERVAL_MS: &str = "SWITCHBOARD_RESOLVE_INTERVAL_MS";
     /// Silent broker intervals before reconnecting.
     pub const HEARTBEAT_LIVENESS: &str = "SWITCHBOARD_HEARTBEAT_LIVENESS";
     /// How long a stopping worker finishes its calls, in milliseconds.
@@ -42,9 +44,13 @@ pub mod vars {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The broker's backend endpoint, e.g. `tcp://127.0.0.1:5556`; several brokers as a
-    /// comma-separated list (`tcp://b1:5556,tcp://b2:5556`): the worker registers with each
-    /// and splits its capacity evenly among them.
+    /// comma-separated list (`tcp://b1:5556,tcp://b2:5556`), or a host name that resolves
+    /// to several addresses (one broker each, looked up again every `resolve_interval`):
+    /// the worker registers with each and moves its capacity to where calls wait.
     pub broker: String,
+    /// How often host names in `broker` are looked up again (brokers that appeared get a
+    /// connection, brokers that are gone are left).
+    pub resolve_interval: Duration,
     /// Executor threads: how many calls run at once.
     pub threads: usize,
     /// Calls the worker accepts beyond its threads, waiting for a free thread. The broker
@@ -77,6 +83,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             broker: "tcp://127.0.0.1:5556".into(),
+            resolve_interval: Duration::from_secs(5),
             threads: 4,
             prefetch: 16,
             inline_capacity: 1024,
@@ -152,6 +159,9 @@ impl WorkerConfig {
         }
         if let Some(ms) = parse(&get, vars::HEARTBEAT_MS)? {
             config.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(ms) = parse(&get, vars::RESOLVE_INTERVAL_MS)? {
+            config.resolve_interval = Duration::from_millis(ms);
         }
         if let Some(liveness) = parse(&get, vars::HEARTBEAT_LIVENESS)? {
             config.heartbeat_liveness = liveness;

@@ -280,6 +280,11 @@ impl Link {
         }
     }
 
+    /// Whether the goodbye has started.
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.phase != Phase::Serving
+    }
+
     /// Starts the goodbye (once): gathered replies go out, then DISCONNECT; calls held
     /// may finish within the grace period.
     pub(crate) fn begin_shutdown(&mut self, now: Instant) {

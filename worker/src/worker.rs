@@ -10,6 +10,7 @@ use switchboard_protocol::worker::{
     BrokerMessage, CallRecord, WorkerMessage, FLAG_REPORT_RUN_TIME,
 };
 use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
+use switchboard_transport::resolve::{Resolver, MAX_BROKERS};
 use switchboard_transport::socket::{recv_frames, send_frames};
 use switchboard_transport::wake::waker;
 use switchboard_transport::Shutdown;
@@ -133,15 +134,10 @@ impl Worker {
         shutdown.wake_on_trigger(wake.clone());
         // Room for every call the brokers may send at once: inline calls can land here too
         // (a large body, or a function demoted for being slow).
-        let brokers = self.config.brokers().len();
         // Serving several brokers, the capacity moves between them (see `credit`): while a
         // move is under way the brokers together may send up to twice the slots, plus the
         // one slot each keeps; the queue has room for that, so no call is refused here.
-        let slack = if brokers > 1 {
-            threads + self.config.prefetch + brokers
-        } else {
-            0
-        };
+        let slack = threads + self.config.prefetch + MAX_BROKERS;
         let executor = Executor::start(
             threads,
             self.config.prefetch + self.config.inline_capacity + slack,
@@ -154,23 +150,21 @@ impl Worker {
             liveness: self.config.heartbeat_liveness,
             shutdown_grace: self.config.shutdown_grace,
         };
-        let endpoints = self.config.brokers();
-        let share = Share::new(&self.config, endpoints.len());
         let now = Instant::now();
-        let mut peers = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            let mut link = Link::new(timing, self.ready_info(share), Registration::default(), now);
-            let socket = self.connect(&context, &endpoint)?;
-            link.connected(now);
-            peers.push(Peer {
-                endpoint,
-                link,
-                socket,
-                stopped: None,
-            });
-        }
+        let mut resolver = Resolver::new(
+            &self.config.brokers().join(","),
+            self.config.resolve_interval,
+            now,
+        );
+        let mut peers: Vec<Peer> = Vec::new();
+        let found = resolver.resolve(now);
+        self.follow_brokers(&context, &mut peers, found, timing, now)?;
         loop {
             let now = Instant::now();
+            if resolver.due(now) && !shutdown.is_triggered() {
+                let found = resolver.resolve(now);
+                self.follow_brokers(&context, &mut peers, found, timing, now)?;
+            }
             for peer in peers.iter_mut().filter(|p| p.stopped.is_none()) {
                 if shutdown.is_triggered() {
                     peer.link.begin_shutdown(now);
@@ -184,18 +178,31 @@ impl Worker {
                         );
                         retire(old);
                         peer.link.connected(now);
+                        // Its address may have changed (a restarted container): look soon.
+                        resolver.look_again();
+                    }
+                    Next::Stop { out_of_grace } if !shutdown.is_triggered() => {
+                        // A broker that left the list (or asked this worker to leave).
+                        if out_of_grace {
+                            peer.link.abandon();
+                        }
+                        peer.stopped = Some(false);
                     }
                     Next::Stop { out_of_grace } => peer.stopped = Some(out_of_grace),
                 }
                 self.transmit(&peer.socket, &mut peer.link);
             }
-            if peers.iter().all(|p| p.stopped.is_some()) {
+            // With a host name to follow, brokers may come back: only a stop ends the run.
+            let all_stopped = peers.iter().all(|p| p.stopped.is_some());
+            if all_stopped && (shutdown.is_triggered() || !resolver.has_names()) {
                 break;
             }
             let wait = peers
                 .iter()
                 .filter(|p| p.stopped.is_none())
-                .map(|p| p.link.poll_timeout().saturating_duration_since(now))
+                .map(|p| p.link.poll_timeout())
+                .chain(resolver.has_names().then(|| resolver.next_lookup()))
+                .map(|at| at.saturating_duration_since(now))
                 .min()
                 .unwrap_or(MAX_POLL)
                 .min(MAX_POLL);
@@ -228,7 +235,7 @@ impl Worker {
                     self.receive(index, peer, &executor)?;
                 }
             }
-            self.move_capacity(&mut peers, share);
+            self.move_capacity(&mut peers);
             for peer in &mut peers {
                 peer.link.flush();
                 self.transmit(&peer.socket, &mut peer.link);
@@ -267,7 +274,7 @@ impl Worker {
 
     /// Splits the capacity among the brokers again when one of them reported its
     /// backlog (LOAD), and tells each broker whose share changed.
-    fn move_capacity(&self, peers: &mut [Peer], share: Share) {
+    fn move_capacity(&self, peers: &mut [Peer]) {
         let mut news = false;
         for peer in peers.iter_mut() {
             news |= peer.link.take_load_news();
@@ -275,9 +282,14 @@ impl Worker {
         if !news {
             return;
         }
+        let serving = peers.iter().filter(|p| p.stopped.is_none()).count();
+        let share = Share::new(&self.config, serving);
         let demands: Vec<Demand> = peers
             .iter()
-            .map(|p| p.link.demand(share.capacity))
+            .map(|p| match p.stopped {
+                None => p.link.demand(share.capacity),
+                Some(_) => Demand::Reserved(p.link.held().min(u32::MAX as usize) as u32),
+            })
             .collect();
         let total = (self.config.threads.max(1) + self.config.prefetch).min(u32::MAX as usize);
         for (peer, grant) in peers.iter_mut().zip(credit::split(total as u32, &demands)) {
@@ -285,6 +297,52 @@ impl Worker {
                 peer.link.grant(capacity);
             }
         }
+    }
+
+    /// Follows the brokers a lookup `found`: a broker that appeared gets a conversation
+    /// (in the slot of one that ended and holds no call, else a new one), and one that is
+    /// gone is left as on a stop (DISCONNECT, its calls finished within the grace).
+    fn follow_brokers(
+        &self,
+        context: &zmq::Context,
+        peers: &mut Vec<Peer>,
+        found: Vec<String>,
+        timing: Timing,
+        now: Instant,
+    ) -> Result<(), WorkerError> {
+        for peer in peers.iter_mut().filter(|p| p.stopped.is_none()) {
+            if !found.contains(&peer.endpoint) && !peer.link.is_leaving() {
+                info!(broker = %peer.endpoint, "broker no longer listed; leaving it");
+                peer.link.begin_shutdown(now);
+            }
+        }
+        let share = Share::new(&self.config, found.len());
+        for endpoint in found {
+            let served = peers
+                .iter()
+                .any(|p| p.stopped.is_none() && !p.link.is_leaving() && p.endpoint == endpoint);
+            if served {
+                continue;
+            }
+            let mut link = Link::new(timing, self.ready_info(share), Registration::default(), now);
+            let socket = self.connect(context, &endpoint)?;
+            link.connected(now);
+            let peer = Peer {
+                endpoint,
+                link,
+                socket,
+                stopped: None,
+            };
+            // A slot whose calls are all answered: no executor reply can still name it.
+            match peers
+                .iter_mut()
+                .find(|p| p.stopped.is_some() && p.link.held() == 0)
+            {
+                Some(slot) => *slot = peer,
+                None => peers.push(peer),
+            }
+        }
+        Ok(())
     }
 
     /// Opens a fresh DEALER socket to the broker at `endpoint`.
@@ -310,7 +368,8 @@ impl Worker {
             drain: true,
             context: true,
             caller: true,
-            credit: self.config.brokers().len() > 1,
+            // Always: a host name may come to stand for several brokers.
+            credit: true,
         }
     }
 

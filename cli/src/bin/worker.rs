@@ -33,6 +33,10 @@ struct Args {
     /// --prefetch (they run on the socket thread as they arrive; 0: they share the slots).
     #[arg(long, env = vars::INLINE_CAPACITY, default_value_t = WorkerConfig::default().inline_capacity)]
     inline_capacity: usize,
+    /// How often broker host names are looked up again, in milliseconds (a name that
+    /// resolves to several addresses is one broker per address).
+    #[arg(long, env = vars::RESOLVE_INTERVAL_MS, default_value_t = WorkerConfig::default().resolve_interval.as_millis() as u64)]
+    resolve_interval_ms: u64,
     /// Heartbeat interval in milliseconds.
     #[arg(long, env = vars::HEARTBEAT_MS, default_value_t = WorkerConfig::default().heartbeat.as_millis() as u64)]
     heartbeat_ms: u64,
@@ -70,6 +74,7 @@ fn main() -> anyhow::Result<()> {
     let name = args.name.unwrap_or_else(default_name);
     let config = WorkerConfig {
         broker: args.broker,
+        resolve_interval: Duration::from_millis(args.resolve_interval_ms),
         threads: args.threads,
         prefetch: args.prefetch,
         inline_capacity: args.inline_capacity,
