@@ -15,7 +15,11 @@ Rust `client` and `bench`:
 4. a worker stopped gracefully (SIGTERM) under load: no call fails, the container exits 0;
 5. the broker restarted: the workers register again without being restarted themselves;
 6. scale down to 2 and up to 4 under load: no call fails;
-7. `stop` with calls in flight: every call gets exactly one outcome, every container exits 0.
+7. `stop` with calls in flight: every call gets exactly one outcome, every container exits 0;
+8. CURVE: docker-compose.curve.yml as its header says to use it;
+9. the broker tier (docker-compose.tier.yml): three brokers behind one name, every broker lists
+   every worker, calls from the host over the three ports and from the example client through
+   the name, then a rolling restart of the three brokers under load: no call fails.
 
 Fails loudly (exit 1, the step named) on the first broken promise; always takes the stack down
 and kills only what it started.
@@ -133,11 +137,13 @@ class Stack:
 
     @staticmethod
     def finish(bench, calls, what):
+        """The bench's error counts, once it ends; `calls` (None for a timed run) is how
+        many outcomes it must report."""
         out, err = bench.communicate(timeout=300)
         if bench.returncode != 0:
             raise SystemExit(f"compose e2e: {what}: bench failed: {err}")
         report = json.loads(out)["broker"]
-        if report["calls"] != calls:
+        if calls is not None and report["calls"] != calls:
             raise SystemExit(f"compose e2e: {what}: {report['calls']} outcomes for {calls} calls")
         return report["errors"]
 
@@ -224,6 +230,7 @@ def main():
     finally:
         stack.compose("down", "-v", "--remove-orphans", check=False, timeout=180)
     curve(bin_dir)
+    tier(bin_dir)
     print(f"compose e2e: ok in {time.monotonic() - started:.0f} s")
 
 
@@ -261,6 +268,55 @@ def curve(bin_dir):
             # The key files belong to uid 10001 now; the temporary folder is ours to remove.
             run("docker", "run", "--rm", "--user", "0:0", "--entrypoint", "/bin/sh", "-v", f"{keys}:/keys", IMAGE,
                 "-c", "rm -f /keys/*", check=False)
+
+
+def tier(bin_dir):
+    """Step 9: docker-compose.tier.yml as its header says to use it."""
+    step(9, "the broker tier: three brokers behind one name, a rolling restart under load")
+    stack = Stack(bin_dir, (os.path.join(ROOT, "docker-compose.tier.yml"),), name="tier")
+    ports = [free_port() for _ in range(3)]
+    for number, port in enumerate(ports, 1):
+        stack.env[f"SWITCHBOARD_CLIENT_PORT_{number}"] = str(port)
+        stack.env[f"SWITCHBOARD_METRICS_PORT_{number}"] = str(free_port())
+    endpoints = [f"tcp://127.0.0.1:{port}" for port in ports]
+    every = ",".join(endpoints)
+
+    def wait_everywhere(what):
+        for endpoint in endpoints:
+            stack.endpoint = endpoint
+            stack.wait_for_workers(3, f"{what}, at {endpoint}")
+        stack.endpoint = every
+
+    try:
+        stack.compose("up", "-d", "--no-build", "--scale", "worker=3")
+        wait_everywhere("after up (each worker finds every broker through the name)")
+        names = {w["name"] for w in stack.workers()}
+        answer = stack.client("call", "add", "2", "3").stdout.strip()
+        if answer != "5":
+            raise SystemExit(f"compose e2e: add(2, 3) over the tier answered {answer!r}")
+        example = stack.compose("run", "--rm", "client", "call", "add", "2", "3").stdout.strip()
+        if not example.endswith("5"):
+            raise SystemExit(f"compose e2e: the example client through the name printed {example!r}")
+        load_seconds = 60
+        bench = stack.load("--via", "library", "--function", "sleep_ms", "--args", "[5]", "--in-flight", "16",
+                           "--duration-s", str(load_seconds), timeout_ms=10000)
+        began = time.monotonic()
+        time.sleep(1.0)
+        for name in ("broker-1", "broker-2", "broker-3"):
+            stack.compose("restart", name, timeout=120)
+            wait_everywhere(f"after restarting {name}")
+        took = time.monotonic() - began
+        if took > load_seconds - 1:
+            raise SystemExit(f"compose e2e: the rolling restart took {took:.0f} s, longer than the load")
+        errors = stack.finish(bench, None, "rolling restart")
+        if errors:
+            raise SystemExit(f"compose e2e: calls failed in the rolling restart of the brokers: {errors}")
+        after = {w["name"] for w in stack.workers()}
+        if after != names:
+            raise SystemExit(f"compose e2e: worker names changed in the rolling restart: {names} -> {after}")
+        print(f"compose e2e: tier: rolling restart of 3 brokers in {took:.0f} s under load, no call failed")
+    finally:
+        stack.compose("down", "-v", "--remove-orphans", check=False, timeout=180)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 pub struct ClientConfig {
     /// The broker's frontend endpoint, e.g. `tcp://127.0.0.1:5555`; or several,
     /// comma-separated, for a tier of brokers (each call goes to one of them, see
-    /// [`Client::connect`]).
+    /// [`Client::connect`]); a host name that resolves to several addresses, when the
+    /// client connects, stands for one broker each.
     pub endpoint: String,
     /// Deadline of calls that do not set one.
     pub default_timeout: Duration,
@@ -159,7 +160,8 @@ impl Client {
     pub fn with_config(config: ClientConfig) -> Result<Client, ConnectError> {
         let config = config.validated();
         let context = zmq::Context::new();
-        let endpoints = switchboard_transport::socket::endpoint_list(&config.endpoint);
+        // A host name with several addresses (a tier behind one name) is one broker each.
+        let endpoints = switchboard_transport::resolve::expand(&config.endpoint);
         if endpoints.is_empty() {
             return Err(ConnectError::Socket {
                 endpoint: config.endpoint.clone(),

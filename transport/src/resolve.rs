@@ -132,6 +132,29 @@ impl Resolver {
     }
 }
 
+/// The endpoints of a list once, for a program that connects once (the client): a host
+/// name that resolves to several addresses stands for one broker each; any other endpoint,
+/// a name with one address included, stays as written (ZeroMQ then looks the name up again
+/// whenever it reconnects, so a broker that comes back at a new address is found).
+pub fn expand(list: &str) -> Vec<String> {
+    let mut endpoints: Vec<String> = Vec::new();
+    for endpoint in endpoint_list(list) {
+        let mut one = Resolver::new(&endpoint, Duration::from_secs(1), Instant::now());
+        let found = if one.has_names() {
+            one.resolve(Instant::now())
+        } else {
+            Vec::new()
+        };
+        let chosen = if found.len() > 1 { found } else { vec![endpoint] };
+        for endpoint in chosen {
+            if !endpoints.contains(&endpoint) && endpoints.len() < MAX_BROKERS {
+                endpoints.push(endpoint);
+            }
+        }
+    }
+    endpoints
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +203,13 @@ mod tests {
         assert!(resolver.due(now + Duration::from_secs(5)));
         let fixed = Resolver::new("tcp://127.0.0.1:1", Duration::from_secs(5), now);
         assert!(!fixed.has_names() && !fixed.due(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn expanding_once_keeps_names_with_one_address_as_written() {
+        assert_eq!(
+            expand("tcp://no-such-host.invalid:1, ipc:///x,tcp://127.0.0.1:2"),
+            vec!["tcp://no-such-host.invalid:1", "ipc:///x", "tcp://127.0.0.1:2"]
+        );
     }
 }
