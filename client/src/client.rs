@@ -111,6 +111,9 @@ struct Shared {
     default_timeout: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
+    /// Ask brokers for NOTICEs (with several brokers: a stopping one is then avoided at
+    /// once).
+    notices: bool,
 }
 
 /// What a client's connection has seen so far.
@@ -123,6 +126,10 @@ pub struct ClientStats {
     pub disconnects: u64,
     /// Idempotent calls sent again after a disconnect.
     pub resent_calls: u64,
+    /// Calls a broker refused without running them (it was stopping, or had just
+    /// restarted and knew no worker yet) and that were sent again (to another broker,
+    /// when there is one).
+    pub refused_calls: u64,
 }
 
 impl Drop for Shared {
@@ -194,6 +201,7 @@ impl Client {
                 default_timeout: config.default_timeout,
                 thread: Mutex::new(Some(thread)),
                 counters,
+                notices: policy.keep_copies,
             }),
         })
     }
@@ -205,6 +213,7 @@ impl Client {
             unmatched_replies: c.unmatched_replies.load(Ordering::Relaxed),
             disconnects: c.disconnects.load(Ordering::Relaxed),
             resent_calls: c.resent_calls.load(Ordering::Relaxed),
+            refused_calls: c.refused_calls.load(Ordering::Relaxed),
         }
     }
 
@@ -294,6 +303,7 @@ impl Client {
             traceparent: extras.traceparent,
             timings: extras.timings,
             wait_for_ready: extras.wait_for_ready,
+            notices: self.shared.notices,
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
         let command = Command::Call(Routed {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use serde::de::IgnoredAny;
-use switchboard_protocol::client::{parse_replies, Pipeline};
+use switchboard_protocol::client::{parse_notice, parse_replies, Notice, Pipeline};
 use switchboard_protocol::codec::decode_reply;
 use switchboard_protocol::limits::MAX_PIPELINED_CALLS;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
@@ -75,6 +75,9 @@ pub(crate) struct Counters {
     pub(crate) disconnects: AtomicU64,
     /// Idempotent calls sent again after a disconnect.
     pub(crate) resent_calls: AtomicU64,
+    /// Calls a broker refused without running them (SHUTTING_DOWN, or UNKNOWN_FUNCTION
+    /// just after a restart), sent again.
+    pub(crate) refused_calls: AtomicU64,
 }
 
 /// When and how often calls are retried or given up on: a value, so tests and callers
@@ -292,6 +295,9 @@ impl Session {
 
     /// A reply message from the broker (one reply, or a group of replies to a pipeline).
     pub(crate) fn handle_reply_message(&mut self, frames: Vec<Frame>, now: Instant) {
+        if let Some(notice) = parse_notice(&frames) {
+            return self.handle_notice(notice);
+        }
         let replies = match parse_replies(frames) {
             Ok(replies) => replies,
             Err(error) => {
@@ -303,6 +309,7 @@ impl Session {
         for reply in replies {
             match self.pending.remove(&reply.header.id) {
                 Some(call) if self.worth_retrying(&call, &reply.body, now) => {
+                    self.counters.refused_calls.fetch_add(1, Ordering::Relaxed);
                     let at = now + self.policy.retry_pause;
                     self.retries.push((at, reply.header.id, call));
                 }
@@ -317,6 +324,20 @@ impl Session {
                     );
                 }
             }
+        }
+    }
+
+    /// A NOTICE from the broker: one that is stopping gets no new calls (its calls in
+    /// flight still end there).
+    fn handle_notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Stopping => {
+                if !self.draining {
+                    info!(broker = %self.endpoint, "the broker says it is stopping: no new calls go to it");
+                }
+                self.draining = true;
+            }
+            Notice::Other(name) => debug!(%name, "ignoring a notice this client does not know"),
         }
     }
 

@@ -389,6 +389,49 @@ pub fn parse_reply(frames: Vec<Frame>) -> Result<Reply, ProtocolError> {
     Ok(replies.pop().expect("four frames make one reply"))
 }
 
+/// What a broker announces to clients that asked for notices (header key `notices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The broker is stopping: it takes no new calls (they are answered SHUTTING_DOWN)
+    /// and answers the ones it holds before it closes.
+    Stopping,
+    /// A notice this version does not know (ignored by receivers).
+    Other(String),
+}
+
+/// The body key of a NOTICE.
+const NOTICE_KEY: &str = "notice";
+/// The NOTICE of a stopping broker.
+const STOPPING: &str = "stopping";
+
+/// The reply body of a NOTICE (frames `[""]["SBC1"][""][body]`: the header frame is empty,
+/// as no reply's is).
+pub fn notice_body(notice: &Notice) -> Vec<u8> {
+    let name = match notice {
+        Notice::Stopping => STOPPING,
+        Notice::Other(name) => name,
+    };
+    let mut body = std::collections::BTreeMap::new();
+    body.insert(NOTICE_KEY, name);
+    crate::codec::encode(&body).expect("a map of strings encodes")
+}
+
+/// The notice a message received on a `DEALER` socket carries, if it is a NOTICE
+/// (`[""]["SBC1"][""][{"notice": name}]`); `None` for anything else (replies included).
+pub fn parse_notice(frames: &[Frame]) -> Option<Notice> {
+    let [delimiter, signature, header, body] = frames else {
+        return None;
+    };
+    if !delimiter.is_empty() || &signature[..] != CLIENT_SIGNATURE || !header.is_empty() {
+        return None;
+    }
+    let map: std::collections::BTreeMap<String, rmpv::Value> = crate::codec::decode(body).ok()?;
+    match map.get(NOTICE_KEY)?.as_str()? {
+        STOPPING => Some(Notice::Stopping),
+        other => Some(Notice::Other(other.to_owned())),
+    }
+}
+
 /// Splits a reply message received on a `DEALER` socket that pipelines: one reply, or
 /// several grouped, `[""]["SBC1"]([header][body])…`. Every header must decode.
 pub fn parse_replies(frames: Vec<Frame>) -> Result<Vec<Reply>, ProtocolError> {
@@ -519,6 +562,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         }
         .encode();
         let parsed = parse(frames(&[b"\x00id", b"", b"SBC1", b"add", &header, b"\x80"]));
@@ -536,6 +580,7 @@ mod tests {
                 traceparent: None,
                 timings: false,
                 wait_for_ready: false,
+                notices: false,
             }
         );
         assert_eq!(&req.body[..], b"\x80");
@@ -557,6 +602,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         }
         .encode();
         let cases: Vec<(Vec<&[u8]>, &str)> = vec![
@@ -594,6 +640,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         }
         .encode();
         let h = &header[..];
@@ -633,6 +680,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         }
         .encode();
         let parts: Vec<&[u8]> = vec![
@@ -690,6 +738,7 @@ mod tests {
                 traceparent: None,
                 timings: false,
                 wait_for_ready: false,
+                notices: false,
             }
             .encode()
         };
@@ -759,6 +808,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         let mut pipeline = Pipeline::new();
         pipeline.push(request_frames("add", &header, vec![0x80]));
@@ -786,6 +836,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         let route = Envelope::new(&frames(&[b"client"]), &header.encode());
         let mut out = route.reply_frames(Frame::from(&b"\x80"[..]));

@@ -176,6 +176,7 @@ fn usual_header(bytes: &[u8]) -> Option<CallHeader> {
         traceparent: None,
         timings: false,
         wait_for_ready: false,
+        notices: false,
     })
 }
 
@@ -675,6 +676,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         assert_eq!(header.encode(), [0x81, 0xa2, b'i', b'd', 0x07]);
         let header = CallHeader {
@@ -683,6 +685,7 @@ mod tests {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         assert_eq!(CallHeader::decode(&header.encode()).unwrap(), header);
     }

@@ -24,6 +24,11 @@ pub struct CallHeader {
     /// hosts it registers, or the deadline) instead of UNKNOWN_FUNCTION at once.
     #[serde(default, skip_serializing_if = "is_false")]
     pub wait_for_ready: bool,
+    /// The client hears NOTICEs from this broker (PROTOCOL.md 4.11): it is sent one when
+    /// the broker begins to stop. Only for clients that read every message they get
+    /// (DEALER), never for a REQ socket.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notices: bool,
 }
 
 /// How a call went, as the broker measured it: added to the reply body under

@@ -83,7 +83,7 @@ proptest! {
         timeout in proptest::option::of(prop_oneof![0u64..70_000, any::<u64>()]),
         noise in msgpackish(),
     ) {
-        let header = CallHeader { id, timeout_ms: timeout, traceparent: None, timings: false, wait_for_ready: false };
+        let header = CallHeader { id, timeout_ms: timeout, traceparent: None, timings: false, wait_for_ready: false, notices: false };
         let bytes = header.encode();
         prop_assert_eq!(CallHeader::decode(&bytes).ok(), Some(header));
         // The general decoder also reads a struct from an array; headers are maps only.

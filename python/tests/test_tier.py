@@ -82,3 +82,20 @@ def test_async_client_loses_no_call_when_a_broker_stops_gracefully(cluster):
             assert client.counters["unmatched_replies"] == 0
 
     asyncio.run(main())
+
+
+def test_a_stopping_broker_tells_the_client_so_no_new_call_goes_there(cluster):
+    brokers, frontends = tier(cluster, brokers=2, workers=1)
+    with Client(frontends, timeout=10.0) as client:
+        connected(client)
+        slow = [client.submit("sleep_ms", 1500) for _ in range(6)]
+        time.sleep(0.2)
+        brokers[0].proc.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Calls drive the socket: the NOTICE is read before the first of them is placed.
+        client.call("add", 0, 0)
+        refused = client.counters["refused"]
+        assert [client.call("add", i, 2) for i in range(100)] == [i + 2 for i in range(100)]
+        assert client.counters["refused"] == refused, "a call went to the stopping broker"
+        assert [f.result() for f in slow] == [1500] * 6
+        assert brokers[0].proc.wait() == 0

@@ -76,6 +76,7 @@ fn a_stopping_broker_answers_every_request_its_sockets_took_in_its_last_moments(
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         }
         .encode()
     };

@@ -508,3 +508,43 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
     // The other broker still serves, with both workers.
     assert_eq!(workers_listed(&ns, a), 2);
 }
+
+#[test]
+fn a_stopping_broker_tells_its_clients_so_no_new_call_is_sent_there() {
+    let mut tier = brokers(2, &[]);
+    let _worker = WorkerProcess::start(&list(&tier, true), "w", &["--threads", "8"]);
+    for broker in &tier {
+        broker.wait_for_workers("sleep_ms", 1);
+    }
+    let mut config = switchboard_client::ClientConfig::new(&list(&tier, false));
+    config.default_timeout = Duration::from_secs(10);
+    let client = switchboard_client::Client::with_config(config).expect("client");
+    for i in 0..20 {
+        assert_eq!(client.call::<i64>("add", (i, 1)).unwrap(), i + 1);
+    }
+    // Slow calls on both brokers: the first one's stop lasts until its call ends.
+    let slow: Vec<_> = (0..6)
+        .map(|_| client.request("sleep_ms").args((1500,)).send().unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    tier[0].process.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = client.stats().refused_calls;
+    for i in 0..100 {
+        assert_eq!(client.call::<i64>("add", (i, 2)).unwrap(), i + 2);
+    }
+    assert_eq!(
+        client.stats().refused_calls,
+        refused,
+        "a call went to the stopping broker after its notice"
+    );
+    for call in slow {
+        assert_eq!(
+            call.wait::<u64>().unwrap(),
+            1500,
+            "calls it held still end there"
+        );
+    }
+    let status = tier[0].process.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

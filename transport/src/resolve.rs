@@ -145,7 +145,11 @@ pub fn expand(list: &str) -> Vec<String> {
         } else {
             Vec::new()
         };
-        let chosen = if found.len() > 1 { found } else { vec![endpoint] };
+        let chosen = if found.len() > 1 {
+            found
+        } else {
+            vec![endpoint]
+        };
         for endpoint in chosen {
             if !endpoints.contains(&endpoint) && endpoints.len() < MAX_BROKERS {
                 endpoints.push(endpoint);
@@ -209,7 +213,11 @@ mod tests {
     fn expanding_once_keeps_names_with_one_address_as_written() {
         assert_eq!(
             expand("tcp://no-such-host.invalid:1, ipc:///x,tcp://127.0.0.1:2"),
-            vec!["tcp://no-such-host.invalid:1", "ipc:///x", "tcp://127.0.0.1:2"]
+            vec![
+                "tcp://no-such-host.invalid:1",
+                "ipc:///x",
+                "tcp://127.0.0.1:2"
+            ]
         );
     }
 }

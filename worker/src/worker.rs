@@ -181,13 +181,8 @@ impl Worker {
                         // Its address may have changed (a restarted container): look soon.
                         resolver.look_again();
                     }
-                    Next::Stop { out_of_grace } if !shutdown.is_triggered() => {
-                        // A broker that left the list (or asked this worker to leave).
-                        if out_of_grace {
-                            peer.link.abandon();
-                        }
-                        peer.stopped = Some(false);
-                    }
+                    // Stopping, or a broker that left the list or asked this worker to
+                    // leave: calls still held past the grace are abandoned at the end.
                     Next::Stop { out_of_grace } => peer.stopped = Some(out_of_grace),
                 }
                 self.transmit(&peer.socket, &mut peer.link);

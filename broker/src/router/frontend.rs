@@ -139,6 +139,11 @@ impl Router {
             body,
             caller,
         } = call;
+        if header.notices {
+            if let Origin::Caller(route) = &origin {
+                self.listeners.note(route);
+            }
+        }
         if function == CANCEL_FUNCTION {
             return self.cancel_request(origin, &body, now, out);
         }

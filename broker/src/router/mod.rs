@@ -27,6 +27,7 @@ mod functions;
 mod health;
 mod hedge;
 mod invariants;
+mod listeners;
 mod listing;
 mod queue;
 mod ready;
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 use crate::route::ReplyRoute;
 use switchboard_protocol::worker::Ticket;
 use switchboard_protocol::{ErrorCode, Frame};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::AuthCounters;
 use crate::view::{CallEnded, RouterStats};
@@ -117,6 +118,11 @@ pub(crate) enum Action {
         worker: WorkerId,
         /// The call.
         call: Dispatch,
+    },
+    /// Tell a client that this broker is stopping (a NOTICE).
+    Notice {
+        /// The route back to the client, with an empty header frame.
+        route: ReplyRoute,
     },
     /// Send a worker a HEARTBEAT.
     Heartbeat {
@@ -230,6 +236,8 @@ pub(crate) struct Router {
     workers: Workers,
     batches: batches::Batches,
     shutting_down: bool,
+    /// Clients that asked for NOTICEs.
+    listeners: listeners::Listeners,
     stats: RouterStats,
     /// Calls ended since the socket loop last took them (for metrics).
     ended: Vec<CallEnded>,
@@ -248,6 +256,7 @@ impl Router {
             workers: Workers::default(),
             batches: batches::Batches::default(),
             shutting_down: false,
+            listeners: listeners::Listeners::default(),
             stats: RouterStats::default(),
             ended: Vec::new(),
             hedge_budget: hedge::HEDGE_BURST,
@@ -283,12 +292,23 @@ impl Router {
         }
     }
 
-    /// Stops accepting calls; calls already accepted go on. Workers that move their
-    /// capacity between brokers hear it at once (a LOAD saying so), so that they can
-    /// give their capacity to the other brokers as this one's queue drains.
-    pub(crate) fn begin_shutdown(&mut self, now: Instant) {
+    /// Stops accepting calls; calls already accepted go on. Clients that asked for
+    /// notices are told at once (a NOTICE), so that they send their new calls to other
+    /// brokers; workers that move their capacity between brokers too (a LOAD saying so),
+    /// so that they give it to the other brokers as this one's queue drains.
+    pub(crate) fn begin_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.shutting_down = true;
         self.workers.hurry_loads(now);
+        let told = self.listeners.len();
+        for route in self.listeners.take() {
+            out.push(Action::Notice { route });
+        }
+        if told > 0 {
+            info!(
+                clients = told,
+                "told the clients that asked that this broker is stopping"
+            );
+        }
     }
 
     /// Answers every unfinished call at the end of the shutdown grace period: a call that

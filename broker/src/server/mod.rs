@@ -271,7 +271,7 @@ impl Broker {
                     in_progress = self.router.calls_in_progress(),
                     "shutting down"
                 );
-                self.router.begin_shutdown(now);
+                self.router.begin_shutdown(now, &mut self.outbox);
                 stopping = Some(Stopping::Grace {
                     until: now + self.config.shutdown_grace,
                 });

@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
+use switchboard_protocol::client::{notice_body, Notice};
 use switchboard_protocol::worker::{
     BrokerMessage, CallRecord, RequestMessage, FLAG_REPORT_RUN_TIME, LOAD_STOPPING,
 };
-use switchboard_protocol::Frame;
+use switchboard_protocol::{owned_frame, Frame};
 use switchboard_transport::socket::try_send_frames;
 use tracing::debug;
 
@@ -70,6 +71,11 @@ impl Broker {
                         self.send_to_client(route.into_frames(body), 1)
                     }
                     Action::Run { worker, call } => self.gather(worker, call, now),
+                    Action::Notice { route } => {
+                        let body = notice_body(&Notice::Stopping);
+                        // Not an answer to any request: counted as none.
+                        self.send_to_client(route.into_frames(owned_frame(body)), 0);
+                    }
                     Action::Heartbeat { worker } => {
                         self.send_pending(&worker, now);
                         self.send_to_worker(worker, BrokerMessage::Heartbeat, now);

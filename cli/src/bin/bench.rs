@@ -281,6 +281,7 @@ fn run_relay(args: &Args, body: &[u8]) -> anyhow::Result<Measured> {
         traceparent: None,
         timings: false,
         wait_for_ready: false,
+        notices: false,
     };
     let frames = request_frames(&args.function, &header, body.to_vec())
         .iter()
@@ -486,6 +487,7 @@ fn drive(
                         traceparent: None,
                         timings: false,
                         wait_for_ready: false,
+                        notices: false,
                     };
                     pipeline.push_call(function, &header, owned_frame(body.clone()));
                     if pipeline.len() >= plan.pipeline {

@@ -47,6 +47,7 @@ fn header(id: u64) -> CallHeader {
         traceparent: None,
         timings: false,
         wait_for_ready: false,
+        notices: false,
     }
 }
 
@@ -164,4 +165,24 @@ fn one_broker_is_always_chosen_even_when_down() {
     assert_eq!(place(&mut b, 1), 0);
     b.move_stranded_calls();
     assert_eq!(b[0].load(), 1);
+}
+
+#[test]
+fn a_notice_that_a_broker_stops_sends_new_calls_elsewhere_at_once() {
+    let mut b = brokers(2);
+    up(&mut b, 0);
+    up(&mut b, 1);
+    let body =
+        switchboard_protocol::client::notice_body(&switchboard_protocol::client::Notice::Stopping);
+    let notice = vec![
+        Frame::new(),
+        Frame::from(&b"SBC1"[..]),
+        Frame::new(),
+        Frame::from(&body[..]),
+    ];
+    b[0].handle_reply_message(notice, Instant::now());
+    assert!(!b[0].accepting());
+    for id in 0..20 {
+        assert_eq!(place(&mut b, id), 1);
+    }
 }

@@ -47,6 +47,7 @@ impl Harness {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         let call = NewCall {
             id,
@@ -87,6 +88,7 @@ impl Harness {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         let route = Envelope::new::<Frame>(&[], &header.encode());
         self.session
@@ -342,6 +344,7 @@ fn an_async_call_is_answered_timeout_when_its_caller_gives_up() {
         traceparent: None,
         timings: false,
         wait_for_ready: false,
+        notices: false,
     };
     h.session.handle_call(
         NewCall {

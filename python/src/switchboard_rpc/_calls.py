@@ -20,11 +20,11 @@ def next_id() -> int:
 class Options:
     """Per-call settings: deadline, whether the call may be re-sent, tracing, timings."""
 
-    __slots__ = ("timeout", "idempotent", "traceparent", "timings", "wait_for_ready")
+    __slots__ = ("timeout", "idempotent", "traceparent", "timings", "wait_for_ready", "notices")
 
     def __init__(self, timeout: float, idempotent: bool = False,
                  traceparent: Optional[str] = None, timings: bool = False,
-                 wait_for_ready: bool = False) -> None:
+                 wait_for_ready: bool = False, notices: bool = False) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.timeout = float(timeout)
@@ -32,6 +32,8 @@ class Options:
         self.traceparent = traceparent
         self.timings = timings
         self.wait_for_ready = wait_for_ready
+        #: Ask brokers for NOTICEs (set by a client of several brokers).
+        self.notices = notices
 
     def replace(self, **changes: Any) -> "Options":
         fields = {name: getattr(self, name) for name in self.__slots__}
@@ -43,7 +45,7 @@ class Options:
 
     def header(self, call_id: int) -> bytes:
         return _wire.header(call_id, max(1, int(self.timeout * 1000)), self.traceparent, self.timings,
-                            self.wait_for_ready)
+                            self.wait_for_ready, self.notices)
 
 
 def call_frames(function: str, args: Tuple[Any, ...], kwargs: Dict[str, Any],

@@ -97,6 +97,8 @@ class Session:
         self.disconnects = 0
         self.resent = 0
         self.unmatched_replies = 0
+        #: Calls a broker refused without running them (stopping, or just restarted), sent again.
+        self.refused = 0
 
     # ---- from callers ----
 
@@ -163,7 +165,14 @@ class Session:
     # ---- from the socket ----
 
     def on_message(self, frames: List[bytes], now: float) -> None:
-        """A message from the broker: one reply, or a group of replies to a pipeline."""
+        """A message from the broker: one reply, a group of replies to a pipeline, or a
+        NOTICE (a stopping broker gets no new calls)."""
+        notice = _wire.notice(frames)
+        if notice is not None:
+            if notice == "stopping" and not self.draining:
+                log.info("the broker at %s says it is stopping: no new calls go to it", self.endpoint)
+                self.draining = True
+            return
         try:
             replies = list(_wire.split_replies(frames))
         except ValueError as error:
@@ -178,6 +187,7 @@ class Session:
                 continue
             result, error, timings = _wire.reply_outcome(body)
             if error is not None and self._worth_retrying(call, error, now):
+                self.refused += 1
                 heapq.heappush(self.retries, (now + self.retry_pause, call.id, call))
                 continue
             call.settle(result, error, timings)
@@ -394,5 +404,6 @@ class Tier:
             "disconnects": sum(s.disconnects for s in self.sessions),
             "resent": sum(s.resent for s in self.sessions),
             "unmatched_replies": sum(s.unmatched_replies for s in self.sessions),
+            "refused": sum(s.refused for s in self.sessions),
         }
 

@@ -75,9 +75,11 @@ def request_body(args: Sequence[Any], kwargs: Dict[str, Any]) -> bytes:
 
 
 def header(call_id: int, timeout_ms: int, traceparent: Optional[str] = None, timings: bool = False,
-           wait_for_ready: bool = False) -> bytes:
+           wait_for_ready: bool = False, notices: bool = False) -> bytes:
     """A request header (4.3)."""
     fields: Dict[str, Any] = {"id": call_id, "timeout_ms": timeout_ms}
+    if notices:
+        fields["notices"] = True
     if traceparent:
         fields["traceparent"] = traceparent
     if timings:
@@ -118,6 +120,19 @@ def split_replies(frames: List[bytes]) -> Iterator[Tuple[bytes, bytes]]:
         raise ValueError(f"malformed reply message of {len(frames)} frames")
     for at in range(2, len(frames), 2):
         yield frames[at], frames[at + 1]
+
+
+def notice(frames: List[bytes]) -> Optional[str]:
+    """The name of the notice a message from the broker carries (4.11: `"stopping"`), or
+    None when it is not a NOTICE."""
+    if len(frames) != 4 or frames[0] != b"" or frames[1] != CLIENT_SIGNATURE or frames[2] != b"":
+        return None
+    try:
+        body = unpackb(frames[3])
+    except Exception:  # noqa: BLE001
+        return None
+    name = body.get("notice") if isinstance(body, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def reply_id(header_frame: bytes) -> Optional[int]:

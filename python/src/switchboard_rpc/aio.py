@@ -76,10 +76,10 @@ class AsyncClient(_AsyncCaller):
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
                  curve: "_curve.Curve | bool | None" = None) -> None:
-        super().__init__(self, Options(timeout))
+        self._endpoints = endpoints_of(endpoint)
+        super().__init__(self, Options(timeout, notices=len(self._endpoints) > 1))
         self.endpoint = endpoint
         self._keys = _curve.resolve(curve)
-        self._endpoints = endpoints_of(endpoint)
         self._tier = Tier(self._endpoints)
         self._sockets: List[zmq.Socket] = []
         self._monitors: List[zmq.Socket] = []

@@ -206,10 +206,10 @@ class Client(_Caller):
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
                  curve: "_curve.Curve | bool | None" = None) -> None:
-        super().__init__(self, Options(timeout))
+        endpoints = endpoints_of(endpoint)
+        super().__init__(self, Options(timeout, notices=len(endpoints) > 1))
         self.endpoint = endpoint
         keys = _curve.resolve(curve)
-        endpoints = endpoints_of(endpoint)
         self._tier = Tier(endpoints)
         self._sockets: List[zmq.Socket] = []
         self._monitors: List[zmq.Socket] = []

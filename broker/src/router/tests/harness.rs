@@ -134,6 +134,7 @@ impl Harness {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         let request = Incoming::Call(Request {
             route: ReplyRoute::new(&[Frame::from(client.as_bytes())], &header.encode()),
@@ -152,6 +153,7 @@ impl Harness {
             traceparent: None,
             timings: false,
             wait_for_ready: true,
+            notices: false,
         };
         let request = Incoming::Call(Request {
             route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
@@ -176,6 +178,7 @@ impl Harness {
             traceparent: None,
             timings: false,
             wait_for_ready: false,
+            notices: false,
         };
         let batch = Incoming::Batch(BatchRequest {
             route: ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),

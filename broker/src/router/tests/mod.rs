@@ -841,6 +841,7 @@ fn a_retried_call_tells_its_attempt_and_keeps_its_trace() {
         traceparent: Some(trace.into()),
         timings: false,
         wait_for_ready: false,
+        notices: false,
     };
     let request = crate::route::Incoming::Call(crate::route::Request {
         route: crate::route::ReplyRoute::new(&[Frame::from(&b"c"[..])], &header.encode()),
@@ -1196,7 +1197,48 @@ fn a_credit_worker_hears_the_backlog_and_its_new_capacity_takes_queued_calls() {
     // A stopping broker tells credit workers at once.
     let now = h.now;
     h.clear();
-    h.router.begin_shutdown(now);
+    h.router.begin_shutdown(now, &mut h.out);
     h.advance(0);
     assert_eq!(loads(&h), vec![(id("a"), 1, true)]);
+}
+
+#[test]
+fn a_stopping_broker_sends_a_notice_to_each_client_that_asked_once() {
+    let mut h = Harness::new();
+    h.ready("a", &["f"], 4);
+    let mut call = |client: &[u8], id: u64, notices: bool| {
+        let header = switchboard_protocol::CallHeader {
+            id,
+            timeout_ms: None,
+            traceparent: None,
+            timings: false,
+            wait_for_ready: false,
+            notices,
+        };
+        let request = crate::route::Incoming::Call(crate::route::Request {
+            route: crate::route::ReplyRoute::new(&[Frame::from(client)], &header.encode()),
+            function: "f".into(),
+            header,
+            body: Frame::from(&b"\x80"[..]),
+        });
+        let now = h.now;
+        h.router.submit(request, None, now, &mut h.out);
+    };
+    call(b"listener", 1, true);
+    call(b"listener", 2, true);
+    call(b"deaf", 3, false);
+    h.out.clear();
+    let now = h.now;
+    h.router.begin_shutdown(now, &mut h.out);
+    let notices: Vec<Vec<Frame>> = h
+        .out
+        .drain(..)
+        .filter_map(|a| match a {
+            Action::Notice { route } => Some(route.into_frames(Frame::from(&b"n"[..]))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 1, "one notice, to the client that asked");
+    let frames: Vec<&[u8]> = notices[0].iter().map(|f| &f[..]).collect();
+    assert_eq!(frames, vec![&b"listener"[..], b"", b"SBC1", b"", b"n"]);
 }
