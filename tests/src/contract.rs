@@ -60,23 +60,6 @@ impl Plan {
     }
 }
 
-/// Calls `work.*` `calls` times with `window` in flight, alternating the two functions.
-pub fn load(
-    endpoint: &str,
-    client: usize,
-    calls: usize,
-    window: usize,
-    mark_idempotent: bool,
-    done: &AtomicUsize,
-) -> (Vec<Outcome>, ClientStats) {
-    load_with(
-        endpoint,
-        client,
-        &Plan::new(calls, window, mark_idempotent),
-        done,
-    )
-}
-
 /// Calls `work.*` as `plan` says, alternating the two functions, each with a token of
 /// its own; `done` counts the calls ended. `endpoint` may list several brokers.
 pub fn load_with(
@@ -126,6 +109,35 @@ pub fn load_with(
         sent += 1;
     }
     (outcomes, connection.stats())
+}
+
+/// Runs `clients` load threads (as `plan` says) against `endpoint` (one broker, or several
+/// comma-separated) while `disturb` runs on this thread; returns every outcome and how many
+/// replies matched no waiting call, over all clients.
+pub fn under_load(
+    endpoint: &str,
+    clients: usize,
+    plan: &Plan,
+    disturb: impl FnOnce(&AtomicUsize),
+) -> (Vec<Outcome>, u64) {
+    let done = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let done = Arc::clone(&done);
+                scope.spawn(move || load_with(endpoint, c, plan, &done))
+            })
+            .collect();
+        disturb(&done);
+        let mut unmatched = 0;
+        let mut outcomes = Vec::new();
+        for handle in handles {
+            let (some, stats) = handle.join().expect("load thread");
+            unmatched += stats.unmatched_replies;
+            outcomes.extend(some);
+        }
+        (outcomes, unmatched)
+    })
 }
 
 /// How many times each token was executed, from every worker's journal.

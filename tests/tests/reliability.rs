@@ -3,15 +3,13 @@
 //! every failure carries a documented code, and overload stays bounded.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use switchboard_broker::BrokerConfig;
 use switchboard_client::{Client, ErrorCode};
 use switchboard_tests::contract::{
-    check_contract, executions, load, start_workers, wait_until, IDEMPOTENT, ONCE,
+    check_contract, executions, start_workers, under_load, wait_until, Plan, IDEMPOTENT, ONCE,
 };
 use switchboard_tests::{cluster, local_cluster, rss_kib, BrokerProcess, ScratchDir};
 
@@ -28,30 +26,13 @@ fn chaos_worker_killed_mid_run_every_call_ends_once_and_none_runs_twice() {
         &["--heartbeat-ms", "100", "--threads", "4"],
     );
     broker.wait_for_workers(ONCE, 3);
-    let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let outcomes = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                let done = Arc::clone(&done);
-                let endpoint = broker.frontend.clone();
-                scope.spawn(move || load(&endpoint, c, CALLS, 32, false, &done))
-            })
-            .collect();
-        wait_until(&done, CLIENTS * CALLS / 3);
+    let plan = Plan::new(CALLS, 32, false);
+    let (outcomes, unmatched) = under_load(&broker.frontend, CLIENTS, &plan, |done| {
+        wait_until(done, CLIENTS * CALLS / 3);
         workers[0].process.kill();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                let (outcomes, stats) = h.join().expect("load thread");
-                assert_eq!(
-                    stats.unmatched_replies, 0,
-                    "a reply arrived twice or unasked"
-                );
-                outcomes
-            })
-            .collect::<Vec<_>>()
     });
+    assert_eq!(unmatched, 0, "a reply arrived twice or unasked");
     let tally = check_contract(
         &outcomes,
         CLIENTS * CALLS,
@@ -84,17 +65,10 @@ fn chaos_broker_restart_mid_run_every_call_ends_once_and_service_recovers() {
         &["--heartbeat-ms", "100", "--threads", "4"],
     );
     broker.wait_for_workers(ONCE, 3);
-    let done = Arc::new(AtomicUsize::new(0));
     let mut recovery = Duration::ZERO;
-    let outcomes = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..CLIENTS)
-            .map(|c| {
-                let done = Arc::clone(&done);
-                let endpoint = frontend.clone();
-                scope.spawn(move || load(&endpoint, c, CALLS, 16, true, &done))
-            })
-            .collect();
-        wait_until(&done, CLIENTS * CALLS / 3);
+    let plan = Plan::new(CALLS, 16, true);
+    let (outcomes, _) = under_load(&frontend, CLIENTS, &plan, |done| {
+        wait_until(done, CLIENTS * CALLS / 3);
         broker.process.kill();
         let restarted_at = Instant::now();
         broker = BrokerProcess::start_at(&frontend, &backend, &[]);
@@ -110,10 +84,6 @@ fn chaos_broker_restart_mid_run_every_call_ends_once_and_service_recovers() {
                 "no recovery in 10 s"
             );
         }
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("load thread").0)
-            .collect::<Vec<_>>()
     });
     let allowed = [
         ErrorCode::BrokerLost,
@@ -199,26 +169,15 @@ fn graceful_scale_down_under_load_fails_no_call() {
     let broker = BrokerProcess::start(&[]);
     let mut workers = start_workers(&broker.backend, &dir, 3, &["--threads", "4"]);
     broker.wait_for_workers(ONCE, 3);
-    let done = Arc::new(AtomicUsize::new(0));
-    let outcomes = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..2)
-            .map(|c| {
-                let done = Arc::clone(&done);
-                let endpoint = broker.frontend.clone();
-                scope.spawn(move || load(&endpoint, c, 1_500, 24, false, &done))
-            })
-            .collect();
-        wait_until(&done, 1_000);
+    let plan = Plan::new(1_500, 24, false);
+    let (outcomes, _) = under_load(&broker.frontend, 2, &plan, |done| {
+        wait_until(done, 1_000);
         workers[0].process.signal(Signal::SIGTERM);
         let status = workers[0]
             .process
             .wait_exit(Duration::from_secs(10))
             .expect("worker exits");
         assert!(status.success(), "worker exit status {status:?}");
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("load thread").0)
-            .collect::<Vec<_>>()
     });
     let tally = check_contract(&outcomes, 3_000, &executions(&dir), &[]);
     eprintln!("scale-down under load: {tally:?}");

@@ -3,7 +3,7 @@
 //! restarted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use switchboard_broker::BrokerConfig;
 use switchboard_client::ErrorCode;
 use switchboard_protocol::WorkerListing;
 use switchboard_tests::contract::{
-    check_contract, executions, load_with, start_workers, wait_until, Outcome, Plan, IDEMPOTENT,
+    check_contract, executions, start_workers, under_load, wait_until, Outcome, Plan, IDEMPOTENT,
     ONCE,
 };
 use switchboard_tests::{
@@ -84,35 +84,19 @@ fn list(brokers: &[BrokerProcess], backend: bool) -> String {
     endpoints.join(",")
 }
 
-/// Runs `clients` load threads over every broker while `disturb` runs on this thread;
-/// returns every outcome, after checking that no reply was unmatched.
-fn under_load(
-    tier: &str,
-    clients: usize,
-    plan: &Plan,
-    disturb: impl FnOnce(&AtomicUsize),
-) -> Vec<Outcome> {
-    let done = Arc::new(AtomicUsize::new(0));
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let done = Arc::clone(&done);
-                scope.spawn(move || load_with(tier, c, plan, &done))
-            })
-            .collect();
-        disturb(&done);
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                let (outcomes, stats) = h.join().expect("load thread");
-                assert_eq!(
-                    stats.unmatched_replies, 0,
-                    "a reply arrived twice or unasked"
-                );
-                outcomes
-            })
-            .collect()
-    })
+/// Four journaling workers (heartbeat 100 ms, 4 threads) serving every broker of `tier`,
+/// registered with each.
+fn journaling_workers(tier: &[BrokerProcess], dir: &ScratchDir) -> Vec<WorkerProcess> {
+    let workers = start_workers(
+        &list(tier, true),
+        dir,
+        4,
+        &["--heartbeat-ms", "100", "--threads", "4"],
+    );
+    for broker in tier {
+        broker.wait_for_workers(ONCE, 4);
+    }
+    workers
 }
 
 /// Failures of calls of `function`.
@@ -145,18 +129,10 @@ fn tier_broker_killed_mid_run_every_call_ends_once_and_every_idempotent_call_suc
     const WINDOW: usize = 16;
     let dir = ScratchDir::new("tier-kill");
     let mut tier = brokers(3, &[]);
-    let _workers = start_workers(
-        &list(&tier, true),
-        &dir,
-        4,
-        &["--heartbeat-ms", "100", "--threads", "4"],
-    );
-    for broker in &tier {
-        broker.wait_for_workers(ONCE, 4);
-    }
+    let _workers = journaling_workers(&tier, &dir);
     let plan = Plan::new(CALLS, WINDOW, true);
     let mut answered_after_kill = 0;
-    let outcomes = under_load(&list(&tier, false), CLIENTS, &plan, |done| {
+    let (outcomes, unmatched) = under_load(&list(&tier, false), CLIENTS, &plan, |done| {
         wait_until(done, CLIENTS * CALLS / 3);
         tier[1].process.kill();
         let killed_at = done.load(Ordering::Relaxed);
@@ -164,6 +140,7 @@ fn tier_broker_killed_mid_run_every_call_ends_once_and_every_idempotent_call_suc
         std::thread::sleep(Duration::from_millis(300));
         answered_after_kill = done.load(Ordering::Relaxed) - killed_at;
     });
+    assert_eq!(unmatched, 0, "a reply arrived twice or unasked");
     let tally = check_contract(
         &outcomes,
         CLIENTS * CALLS,
@@ -192,15 +169,7 @@ fn tier_broker_paused_5s_no_call_outlives_its_deadline_and_new_calls_move_away()
     const WINDOW: usize = 8;
     let dir = ScratchDir::new("tier-pause");
     let tier = brokers(3, &[]);
-    let _workers = start_workers(
-        &list(&tier, true),
-        &dir,
-        4,
-        &["--heartbeat-ms", "100", "--threads", "4"],
-    );
-    for broker in &tier {
-        broker.wait_for_workers(ONCE, 4);
-    }
+    let _workers = journaling_workers(&tier, &dir);
     let stop = Arc::new(AtomicBool::new(false));
     let plan = Plan {
         timeout: Duration::from_secs(4),
@@ -208,7 +177,7 @@ fn tier_broker_paused_5s_no_call_outlives_its_deadline_and_new_calls_move_away()
         ..Plan::new(60_000, WINDOW, true)
     };
     let mut during_pause = 0;
-    let outcomes = under_load(&list(&tier, false), CLIENTS, &plan, |done| {
+    let (outcomes, unmatched) = under_load(&list(&tier, false), CLIENTS, &plan, |done| {
         wait_until(done, 600);
         tier[0].process.signal(Signal::SIGSTOP);
         let paused_at = done.load(Ordering::Relaxed);
@@ -219,6 +188,7 @@ fn tier_broker_paused_5s_no_call_outlives_its_deadline_and_new_calls_move_away()
         wait_until(done, resumed_at + 600);
         stop.store(true, Ordering::Relaxed);
     });
+    assert_eq!(unmatched, 0, "a reply arrived twice or unasked");
     check_deadlines(&outcomes);
     let calls = outcomes.len();
     let tally = check_contract(
@@ -244,22 +214,14 @@ fn tier_rolling_restart_under_load_fails_no_call() {
     const CLIENTS: usize = 3;
     let dir = ScratchDir::new("tier-rolling");
     let mut tier = brokers(3, &[]);
-    let _workers = start_workers(
-        &list(&tier, true),
-        &dir,
-        4,
-        &["--heartbeat-ms", "100", "--threads", "4"],
-    );
-    for broker in &tier {
-        broker.wait_for_workers(ONCE, 4);
-    }
+    let _workers = journaling_workers(&tier, &dir);
     let stop = Arc::new(AtomicBool::new(false));
     let plan = Plan {
         stop: Some(Arc::clone(&stop)),
         ..Plan::new(100_000, 8, true)
     };
     let frontends = list(&tier, false);
-    let outcomes = under_load(&frontends, CLIENTS, &plan, |done| {
+    let (outcomes, unmatched) = under_load(&frontends, CLIENTS, &plan, |done| {
         wait_until(done, 300);
         for broker in tier.iter_mut() {
             broker.process.signal(Signal::SIGTERM);
@@ -276,6 +238,7 @@ fn tier_rolling_restart_under_load_fails_no_call() {
         }
         stop.store(true, Ordering::Relaxed);
     });
+    assert_eq!(unmatched, 0, "a reply arrived twice or unasked");
     let calls = outcomes.len();
     let tally = check_contract(&outcomes, calls, &executions(&dir), &[]);
     eprintln!("tier (rolling restart of 3 brokers): {calls} calls: {tally:?}");

@@ -20,7 +20,7 @@ from zmq.utils.monitor import parse_monitor_message
 from . import curve as _curve
 from ._calls import Batch, Options, Outcome, Proxy, SystemFunctions, batch_outcomes, call_frames, next_id
 from ._session import Call, Tier
-from .client import DEFAULT_ENDPOINT, HANDSHAKE_FAILURES, endpoints_of, open_socket
+from .client import DEFAULT_ENDPOINT, HANDSHAKE_FAILURES, endpoints_of, open_socket, transmit
 from .errors import BrokerLost
 
 
@@ -176,21 +176,9 @@ class AsyncClient(_AsyncCaller):
         self._flush_scheduled = False
         if self._closed or not self._sockets:
             return
-        self._blocked.clear()
-        for index, session in enumerate(self._tier.sessions):
-            sock = self._sockets[index]
-            while True:
-                message = session.next_message()
-                if message is None:
-                    break
-                frames, calls = message
-                try:
-                    sock.send_multipart(frames, zmq.NOBLOCK)
-                except zmq.Again:
-                    session.not_sent(calls)
-                    self._blocked.add(index)  # _on_socket flushes again when there is room
-                    break
-                session.sent(calls)
+        # A socket that refused a message is flushed again by _on_socket when it has room.
+        self._blocked = transmit(self._tier, self._sockets)
+        for index, sock in enumerate(self._sockets):
             # A send may have consumed the edge that announced a reply: look.
             if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 self._loop.call_soon(self._on_socket, index)  # type: ignore[union-attr]

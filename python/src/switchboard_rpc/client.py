@@ -61,6 +61,27 @@ def open_socket(endpoint: str, keys: "Optional[_curve.Curve]") -> Tuple[zmq.Sock
     return sock, monitor
 
 
+def transmit(tier: Tier, sockets: List[zmq.Socket]) -> set:
+    """Hands each broker's socket (`sockets[i]` for session i) the messages its session has
+    ready, until ZeroMQ refuses one; returns the indexes of the sockets that did."""
+    blocked = set()
+    for index, session in enumerate(tier.sessions):
+        sock = sockets[index]
+        while True:
+            message = session.next_message()
+            if message is None:
+                break
+            frames, calls = message
+            try:
+                sock.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                session.not_sent(calls)
+                blocked.add(index)
+                break
+            session.sent(calls)
+    return blocked
+
+
 def endpoints_of(endpoint: str) -> List[str]:
     """The brokers a client's endpoint setting names (one, or several comma-separated); a
     host name that resolves to several addresses stands for one broker each (one with a
@@ -413,21 +434,7 @@ class Client(_Caller):
 
     def _transmit(self) -> None:
         """Sends what each broker's session has ready until ZeroMQ refuses to take more."""
-        self._blocked.clear()
-        for index, session in enumerate(self._tier.sessions):
-            sock = self._sockets[index]
-            while True:
-                message = session.next_message()
-                if message is None:
-                    break
-                frames, calls = message
-                try:
-                    sock.send_multipart(frames, zmq.NOBLOCK)
-                except zmq.Again:
-                    session.not_sent(calls)
-                    self._blocked.add(index)
-                    break
-                session.sent(calls)
+        self._blocked = transmit(self._tier, self._sockets)
 
 
 def _ignore(result: Any, error: Any, timings: Any) -> None:
