@@ -145,3 +145,22 @@ def test_session_every_call_ends_by_its_deadline():
     session.on_time(3.0 + 0.25)
     assert isinstance(outcomes.got[2][1], errors.Timeout)
     assert not session.busy()
+
+
+def test_a_host_name_with_several_addresses_stands_for_one_broker_each(monkeypatch):
+    import socket as socket_module
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        table = {"tier": ["10.0.0.2", "10.0.0.1", "10.0.0.2"], "one": ["10.0.0.9"], "v6": ["fd00::1", "fd00::2"]}
+        if host not in table:
+            raise socket_module.gaierror("unknown")
+        return [(socket_module.AF_INET, socket_module.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
+
+    monkeypatch.setattr(_wire.socket, "getaddrinfo", getaddrinfo)
+    assert _wire.expand_endpoints("tcp://tier:5555, tcp://one:5555,tcp://gone:1, ipc:///x, tcp://10.0.0.1:5555") == [
+        "tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555",   # several addresses: one broker each
+        "tcp://one:5555",                                # one address: left to ZeroMQ
+        "tcp://gone:1",                                  # not resolving (yet): left to ZeroMQ
+        "ipc:///x",
+    ]
+    assert _wire.expand_endpoints("tcp://v6:7") == ["tcp://[fd00::1]:7", "tcp://[fd00::2]:7"]

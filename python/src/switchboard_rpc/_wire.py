@@ -8,6 +8,8 @@ and everything else is as `msgpack` maps it.
 from __future__ import annotations
 
 import datetime
+import ipaddress
+import socket
 import struct
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -250,3 +252,37 @@ def endpoint_list(endpoints: str) -> List[str]:
         if endpoint and endpoint not in found:
             found.append(endpoint)
     return found
+
+
+def expand_endpoints(endpoints: str) -> List[str]:
+    """The endpoints a comma-separated list names; a host name that resolves to several
+    addresses stands for one broker each (one with a single address stays as written:
+    ZeroMQ looks it up again when it reconnects, so a broker back at a new address is found)."""
+    found: List[str] = []
+    for each in endpoint_list(endpoints):
+        for endpoint in _addresses(each):
+            if endpoint not in found:
+                found.append(endpoint)
+    return found
+
+
+def _addresses(endpoint: str) -> List[str]:
+    """`tcp://name:port` as one endpoint per address of `name` when it has several."""
+    if not endpoint.startswith("tcp://") or ":" not in endpoint[6:]:
+        return [endpoint]
+    host, _, port = endpoint[6:].rpartition(":")
+    if not port.isdigit() or host in ("", "*") or host.startswith("[") or ";" in host:
+        return [endpoint]
+    try:
+        ipaddress.ip_address(host)
+        return [endpoint]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return [endpoint]
+    addresses = sorted({info[4][0] for info in infos})
+    if len(addresses) < 2:
+        return [endpoint]
+    return [f"tcp://[{a}]:{port}" if ":" in a else f"tcp://{a}:{port}" for a in addresses]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import ipaddress
 import os
-import socket
 import threading
 import time
 from typing import Any, Deque, List, Optional, Tuple
@@ -83,39 +81,11 @@ def transmit(tier: Tier, sockets: List[zmq.Socket]) -> set:
 
 
 def endpoints_of(endpoint: str) -> List[str]:
-    """The brokers a client's endpoint setting names (one, or several comma-separated); a
-    host name that resolves to several addresses stands for one broker each (one with a
-    single address stays as written: ZeroMQ looks it up again when it reconnects)."""
-    endpoints: List[str] = []
-    for each in _wire.endpoint_list(endpoint):
-        for found in _expand(each):
-            if found not in endpoints:
-                endpoints.append(found)
+    """The brokers a client's endpoint setting names (see `_wire.expand_endpoints`)."""
+    endpoints = _wire.expand_endpoints(endpoint)
     if not endpoints:
         raise ValueError(f"no broker endpoint in {endpoint!r}")
     return endpoints
-
-
-def _expand(endpoint: str) -> List[str]:
-    """`tcp://name:port` as one endpoint per address of `name` when it has several."""
-    if not endpoint.startswith("tcp://") or ":" not in endpoint[6:]:
-        return [endpoint]
-    host, _, port = endpoint[6:].rpartition(":")
-    if not port.isdigit() or host in ("", "*") or host.startswith("[") or ";" in host:
-        return [endpoint]
-    try:
-        ipaddress.ip_address(host)
-        return [endpoint]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-    except OSError:
-        return [endpoint]
-    addresses = sorted({info[4][0] for info in infos})
-    if len(addresses) < 2:
-        return [endpoint]
-    return [f"tcp://[{a}]:{port}" if ":" in a else f"tcp://{a}:{port}" for a in addresses]
 
 
 class CallFuture(concurrent.futures.Future):

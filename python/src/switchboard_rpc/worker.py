@@ -412,8 +412,9 @@ class Worker:
 
 
 def brokers(endpoints: str) -> List[str]:
-    """The endpoints a comma-separated list names, in order, without duplicates."""
-    return _wire.endpoint_list(endpoints) or [DEFAULT_BROKER]
+    """The brokers a comma-separated list names, in order, without duplicates; a host name
+    with several addresses is one broker each (looked up when the worker starts)."""
+    return _wire.expand_endpoints(endpoints) or [DEFAULT_BROKER]
 
 
 class _BrokerLink:
