@@ -63,6 +63,36 @@ impl<T: HasSession> Brokers<T> {
         self.links.iter_mut()
     }
 
+    /// Adds a broker.
+    pub(crate) fn push(&mut self, link: T) {
+        self.links.push(link);
+        self.several_changed();
+    }
+
+    /// Forgets the brokers that left the list and hold no call any more (at least one
+    /// broker is always kept).
+    pub(crate) fn drop_finished(&mut self) {
+        let finished = |l: &T| l.session().is_retired() && l.session().load() == 0;
+        if !self.links.iter().any(finished) || self.links.iter().all(finished) {
+            return;
+        }
+        self.links.retain(|l| !finished(l));
+        self.several_changed();
+    }
+
+    /// Whether the client has several brokers now: then every call keeps a copy of its
+    /// request (a broker that refuses it unrun can be skipped) and asks for notices.
+    pub(crate) fn several(&self) -> bool {
+        self.links.len() > 1
+    }
+
+    fn several_changed(&mut self) {
+        let several = self.several();
+        for link in &mut self.links {
+            link.session_mut().keep_copies(several);
+        }
+    }
+
     /// The first link whose session satisfies `found`.
     pub(crate) fn position(&self, found: impl Fn(&T) -> bool) -> Option<usize> {
         self.links.iter().position(found)

@@ -1,6 +1,6 @@
 //! [`Client`]: call functions by name; safe to share across threads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,10 +16,11 @@ use switchboard_protocol::codec::{
 };
 use switchboard_protocol::{CallHeader, CallTimings, CodecError, Frame};
 use switchboard_transport::curve::ClientCurve;
+use switchboard_transport::resolve::{self, Watcher};
 use switchboard_transport::socket::SocketLimits;
 use switchboard_transport::wake::{waker, Waker};
 
-use crate::connection::{BrokerLink, Command, Connection, Routed};
+use crate::connection::{BrokerLink, Command, Connection, OpenLink, Routed};
 use crate::error::{CallError, ConnectError};
 use crate::session::{Counters, NewCall, ReplySender, RetryPolicy, Session};
 
@@ -71,6 +72,9 @@ pub struct ClientConfig {
     /// does not answer for three intervals — stopped, hung, or cut off by a silent
     /// partition — counts as lost, as if its connection had closed. Zero turns it off.
     pub heartbeat: Duration,
+    /// How often a host name in `endpoint` is looked up again: brokers that appear get a
+    /// connection, brokers that are gone get no new calls.
+    pub resolve_interval: Duration,
 }
 
 impl Default for ClientConfig {
@@ -82,6 +86,7 @@ impl Default for ClientConfig {
             limits: SocketLimits::default(),
             curve: None,
             heartbeat: Duration::from_secs(1),
+            resolve_interval: Duration::from_secs(5),
         }
     }
 }
@@ -111,9 +116,9 @@ struct Shared {
     default_timeout: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
-    /// Ask brokers for NOTICEs (with several brokers: a stopping one is then avoided at
-    /// once).
-    notices: bool,
+    /// The client has several brokers now: calls ask for NOTICEs (a stopping broker is
+    /// then avoided at once).
+    several: Arc<AtomicBool>,
 }
 
 /// What a client's connection has seen so far.
@@ -168,7 +173,7 @@ impl Client {
         let config = config.validated();
         let context = zmq::Context::new();
         // A host name with several addresses (a tier behind one name) is one broker each.
-        let endpoints = switchboard_transport::resolve::expand(&config.endpoint);
+        let endpoints = resolve::expand(&config.endpoint);
         if endpoints.is_empty() {
             return Err(ConnectError::Socket {
                 endpoint: config.endpoint.clone(),
@@ -176,6 +181,9 @@ impl Client {
             });
         }
         let counters = Arc::new(Counters::default());
+        // With several brokers, calls keep copies and ask for notices (set again as brokers
+        // come and go).
+        let several = Arc::new(AtomicBool::new(endpoints.len() > 1));
         let policy = RetryPolicy {
             keep_copies: endpoints.len() > 1,
             ..RetryPolicy::default()
@@ -185,8 +193,22 @@ impl Client {
             .map(|endpoint| open_link(&context, &config, endpoint, policy, &counters))
             .collect::<Result<Vec<_>, _>>()?;
         let (waker, wake_rx) = waker()?;
+        let watcher = Watcher::start(
+            &config.endpoint,
+            endpoints,
+            config.resolve_interval,
+            waker.clone(),
+        )?;
+        let follow = watcher.map(|watcher| {
+            let (context, config, counters) =
+                (context.clone(), config.clone(), Arc::clone(&counters));
+            let open: OpenLink = Box::new(move |endpoint: &str| {
+                open_link(&context, &config, endpoint, policy, &counters)
+            });
+            (watcher, open)
+        });
         let (commands, inbox) = crossbeam_channel::unbounded();
-        let connection = Connection::new(links, inbox, wake_rx);
+        let connection = Connection::new(links, inbox, wake_rx, follow, Arc::clone(&several));
         let thread = std::thread::Builder::new()
             .name("switchboard-client-io".into())
             .spawn(move || {
@@ -201,7 +223,7 @@ impl Client {
                 default_timeout: config.default_timeout,
                 thread: Mutex::new(Some(thread)),
                 counters,
-                notices: policy.keep_copies,
+                several,
             }),
         })
     }
@@ -303,7 +325,7 @@ impl Client {
             traceparent: extras.traceparent,
             timings: extras.timings,
             wait_for_ready: extras.wait_for_ready,
-            notices: self.shared.notices,
+            notices: self.shared.several.load(Ordering::Relaxed),
         };
         let give_up_at = Instant::now() + timeout + DEADLINE_GRACE;
         let command = Command::Call(Routed {

@@ -9,12 +9,17 @@
 
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, TryRecvError};
+use switchboard_transport::resolve::Watcher;
 use switchboard_transport::socket::{recv_frames, try_send_frames};
 use switchboard_transport::wake::WakeReceiver;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::balance::Brokers;
+use crate::error::ConnectError;
 use crate::session::{LinkEvent, NewCall, Session, Transmitted};
 
 /// What caller threads ask of the socket thread.
@@ -44,11 +49,20 @@ pub(crate) struct BrokerLink {
     pub(crate) session: Session,
 }
 
+/// Opens the connection to a broker that appeared in the client's list.
+pub(crate) type OpenLink = Box<dyn Fn(&str) -> Result<BrokerLink, ConnectError> + Send>;
+
 /// The socket thread's state.
 pub(crate) struct Connection {
     brokers: Brokers<BrokerLink>,
     commands: Receiver<Command>,
     wake: WakeReceiver,
+    /// With a host name in the list: the brokers it stands for as they change, and how to
+    /// connect to a new one.
+    follow: Option<(Watcher, OpenLink)>,
+    /// Shared with the callers' side: there are several brokers (requests then ask for
+    /// notices).
+    several: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -57,17 +71,64 @@ impl Connection {
         links: Vec<BrokerLink>,
         commands: Receiver<Command>,
         wake: WakeReceiver,
+        follow: Option<(Watcher, OpenLink)>,
+        several: Arc<AtomicBool>,
     ) -> Connection {
+        let brokers = Brokers::new(links);
+        several.store(brokers.several(), Ordering::Relaxed);
         Connection {
-            brokers: Brokers::new(links),
+            brokers,
             commands,
             wake,
+            follow,
+            several,
         }
+    }
+
+    /// Follows the brokers the list stands for now: a new one gets a connection, one that
+    /// left gets no new calls and is forgotten once its calls have ended.
+    fn follow_brokers(&mut self) {
+        let Some((watcher, open)) = &self.follow else {
+            return;
+        };
+        if let Some(found) = watcher.latest() {
+            for broker in self.brokers.iter_mut() {
+                let session = &mut broker.session;
+                if !session.is_retired() && !found.iter().any(|e| e == session.endpoint()) {
+                    info!(broker = %session.endpoint(), "broker no longer listed; no new calls go to it");
+                    session.retire();
+                }
+            }
+            for endpoint in found {
+                let served = self
+                    .brokers
+                    .iter()
+                    .any(|b| !b.session.is_retired() && b.session.endpoint() == endpoint);
+                if served {
+                    continue;
+                }
+                match open(&endpoint) {
+                    Ok(link) => {
+                        info!(broker = %endpoint, "broker listed; connecting");
+                        self.brokers.push(link);
+                    }
+                    Err(error) => {
+                        warn!(broker = %endpoint, %error, "cannot connect to a listed broker")
+                    }
+                }
+            }
+        }
+        self.brokers.drop_finished();
+        self.several
+            .store(self.brokers.several(), Ordering::Relaxed);
     }
 
     /// Runs until every client handle is dropped.
     pub(crate) fn run(mut self) {
         loop {
+            // Before the poll: the set of brokers polled below stays as it is until the
+            // poll's answers are read.
+            self.follow_brokers();
             let now = Instant::now();
             let wait = self
                 .brokers
@@ -108,7 +169,7 @@ impl Connection {
                 if replies && !take_replies(broker) {
                     return;
                 }
-                if events && !take_events(broker) {
+                if events && !take_events(broker, self.follow.as_ref().map(|(w, _)| w)) {
                     return;
                 }
                 broker.session.handle_timeout(Instant::now());
@@ -177,8 +238,10 @@ fn take_replies(broker: &mut BrokerLink) -> bool {
     }
 }
 
-/// Hands connection events to the session. Returns false if the socket failed.
-fn take_events(broker: &mut BrokerLink) -> bool {
+/// Hands connection events to the session (and asks `watcher` for a lookup when a
+/// connection drops: the broker may be back at another address). Returns false if the
+/// socket failed.
+fn take_events(broker: &mut BrokerLink, watcher: Option<&Watcher>) -> bool {
     while let Ok(frames) = broker.monitor.recv_multipart(zmq::DONTWAIT) {
         let event = frames
             .first()
@@ -201,10 +264,15 @@ fn take_events(broker: &mut BrokerLink) -> bool {
             },
             _ => continue,
         };
-        if matches!(event, LinkEvent::Down { .. }) && !take_replies(broker) {
-            // Replies that arrived before the connection closed are still queued in
-            // the socket (the poll may have looked before they came): they go first.
-            return false;
+        if matches!(event, LinkEvent::Down { .. }) {
+            if let Some(watcher) = watcher {
+                watcher.look_again();
+            }
+            if !take_replies(broker) {
+                // Replies that arrived before the connection closed are still queued in
+                // the socket (the poll may have looked before they came): they go first.
+                return false;
+            }
         }
         broker.session.handle_link(event, Instant::now());
     }

@@ -210,6 +210,9 @@ pub(crate) struct Session {
     /// The broker just restarted and knows no worker yet (a call came back
     /// UNKNOWN_FUNCTION): no new calls until this instant.
     cold_until: Option<Instant>,
+    /// The broker left the client's list (its host name no longer stands for it): no
+    /// new calls; the session ends once its calls have.
+    retired: bool,
     next_sweep: Instant,
     policy: RetryPolicy,
     counters: Arc<Counters>,
@@ -235,6 +238,7 @@ impl Session {
             last_disconnect: None,
             draining: false,
             cold_until: None,
+            retired: false,
             next_sweep: now + policy.sweep_every,
             policy,
             counters,
@@ -532,7 +536,29 @@ impl Session {
 
     /// Whether new calls should come here: connected, and the broker is not stopping.
     pub(crate) fn accepting(&self) -> bool {
-        self.link.up && !self.draining && self.cold_until.is_none()
+        self.link.up && !self.draining && self.cold_until.is_none() && !self.retired
+    }
+
+    /// The broker left the client's list: it gets no new calls (calls not sent there
+    /// move on, calls sent there end there).
+    pub(crate) fn retire(&mut self) {
+        self.retired = true;
+    }
+
+    /// Whether the broker left the client's list.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired
+    }
+
+    /// Whether every call keeps a copy of its request (the client has several brokers
+    /// now).
+    pub(crate) fn keep_copies(&mut self, keep: bool) {
+        self.policy.keep_copies = keep;
+    }
+
+    /// The broker's endpoint.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// Whether call `id` was sent here and waits for its reply.

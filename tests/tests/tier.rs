@@ -511,3 +511,88 @@ fn a_stopping_broker_tells_its_clients_so_no_new_call_is_sent_there() {
     let status = tier[0].process.wait_exit(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// How many requests the broker at `frontend`, inside `ns`, has read (asked with the CLI;
+/// the asking counts).
+fn requests_at(ns: &NetNs, frontend: &str) -> u64 {
+    let client = switchboard_tests::binary("client");
+    let out = ns.run(&[
+        client.to_str().expect("utf-8 path"),
+        "--endpoint",
+        frontend,
+        "--timeout-ms",
+        "2000",
+        "--json",
+        "call",
+        "system.stats",
+    ]);
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON from the client");
+    reply["result"]["requests"]
+        .as_u64()
+        .expect("a request count")
+}
+
+#[test]
+fn a_client_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
+    let ns = NetNs::new("cdns");
+    ns.set_hosts(&[("127.0.0.1", "brokers")]);
+    let (a, b) = ("tcp://127.0.0.1:7300", "tcp://127.0.0.2:7300");
+    let _first = BrokerProcess::start_in(&ns, a, "tcp://127.0.0.1:7301", &[]);
+    let _second = BrokerProcess::start_in(&ns, b, "tcp://127.0.0.2:7301", &[]);
+    let _worker = WorkerProcess::start_in(
+        &ns,
+        "tcp://127.0.0.1:7301,tcp://127.0.0.2:7301",
+        "w",
+        &["--heartbeat-ms", "100"],
+    );
+    wait_for_listing(&ns, &[a, b], &[1, 1], "the worker on both brokers");
+    let bench = switchboard_tests::binary("bench");
+    let mut load = ns.command(&bench);
+    load.args([
+        "--via",
+        "library",
+        "--endpoint",
+        "tcp://brokers:7300",
+        "--function",
+        "add",
+        "--args",
+        "[1, 2]",
+        "--in-flight",
+        "4",
+        "--duration-s",
+        "4",
+        "--resolve-interval-ms",
+        "200",
+        "--json",
+    ])
+    .stdout(std::process::Stdio::piped());
+    let load = load.spawn().expect("start bench");
+    std::thread::sleep(Duration::from_millis(800));
+    let second_before = requests_at(&ns, b);
+    ns.set_hosts(&[("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let second_after = requests_at(&ns, b);
+    assert!(
+        second_after > second_before + 10,
+        "the client never used the broker added to its name ({second_before} -> {second_after} requests)"
+    );
+    ns.set_hosts(&[("127.0.0.2", "brokers")]);
+    std::thread::sleep(Duration::from_millis(800));
+    let first_left = requests_at(&ns, a);
+    std::thread::sleep(Duration::from_millis(800));
+    let first_later = requests_at(&ns, a);
+    assert!(
+        first_later <= first_left + 1,
+        "calls still went to the broker removed from the name ({first_left} -> {first_later})"
+    );
+    let out = load.wait_with_output().expect("bench ends");
+    assert!(out.status.success(), "bench failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let errors = report["broker"]["errors"]
+        .as_object()
+        .expect("error counts");
+    assert!(
+        errors.is_empty(),
+        "calls failed while brokers came and went: {errors:?}"
+    );
+}

@@ -1,18 +1,23 @@
 //! Broker endpoints that name a host: one DNS name for a whole tier of brokers.
 //!
 //! `tcp://brokers:5556`, where `brokers` resolves to several addresses (a Kubernetes
-//! headless Service, a compose service scaled to several brokers), stands for one broker
-//! per address. [`Resolver`] turns a list of endpoints into the concrete ones
-//! (`tcp://10.0.0.7:5556`, ...) and says when to look again, so that the worker and the
-//! client open a connection per broker and follow brokers as they come and go. Endpoints
-//! that are already concrete (an IP address, `ipc://`, `inproc://`) stand for themselves.
+//! headless Service, a compose network alias shared by several brokers), stands for one
+//! broker per address. [`expand`] turns a list of endpoints into the brokers it stands for
+//! now (`tcp://10.0.0.7:5556`, ...); a name with a single address stays as written, so
+//! ZeroMQ looks it up again whenever it reconnects. [`Watcher`] does that again and again
+//! on a thread of its own (a lookup can block for seconds when DNS is slow: never on a
+//! socket thread) and hands over each new answer, so that the worker and the client open a
+//! connection per broker and follow brokers as they come and go. Endpoints that are
+//! already concrete (an IP address, `ipc://`, `inproc://`) stand for themselves.
 
 use std::net::{IpAddr, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tracing::warn;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tracing::{debug, warn};
 
 use crate::socket::endpoint_list;
+use crate::wake::Waker;
 
 /// Most brokers one name (or list) may stand for; more are ignored and logged.
 pub const MAX_BROKERS: usize = 64;
@@ -43,107 +48,39 @@ impl Configured {
     }
 }
 
-/// The endpoints of a broker list, resolved now and again.
-#[derive(Debug)]
-pub struct Resolver {
-    configured: Vec<Configured>,
-    interval: Duration,
-    next: Instant,
-}
-
-impl Resolver {
-    /// A resolver for a comma-separated endpoint list, looked up again every `interval`.
-    pub fn new(list: &str, interval: Duration, now: Instant) -> Resolver {
-        Resolver {
-            configured: endpoint_list(list)
-                .iter()
-                .map(|e| Configured::parse(e))
-                .collect(),
-            interval: interval.max(Duration::from_millis(100)),
-            next: now,
+/// The addresses `host` resolves to now, as `tcp://` endpoints on `port`, sorted; none
+/// (logged) when it does not resolve.
+fn lookup(host: &str, port: u16) -> Vec<String> {
+    match (host, port).to_socket_addrs() {
+        Ok(addresses) => {
+            let mut found: Vec<String> = addresses
+                .map(|a| match a.ip() {
+                    IpAddr::V4(ip) => format!("tcp://{ip}:{port}"),
+                    IpAddr::V6(ip) => format!("tcp://[{ip}]:{port}"),
+                })
+                .collect();
+            found.sort();
+            found.dedup();
+            found
         }
-    }
-
-    /// Whether the list names a host (then [`Resolver::resolve`] may change over time).
-    pub fn has_names(&self) -> bool {
-        self.configured
-            .iter()
-            .any(|c| matches!(c, Configured::Named { .. }))
-    }
-
-    /// When the list should be looked up again.
-    pub fn next_lookup(&self) -> Instant {
-        self.next
-    }
-
-    /// Brings the next lookup forward to now (a broker's connection fell silent: its
-    /// address may have changed).
-    pub fn look_again(&mut self) {
-        self.next = self.next.min(Instant::now());
-    }
-
-    /// Whether it is time to look again (always false for a list with no host name).
-    pub fn due(&self, now: Instant) -> bool {
-        self.has_names() && now >= self.next
-    }
-
-    /// Looks the list up now: every concrete endpoint, in order, without repeats. A name
-    /// that does not resolve (yet) stands for no broker; it is logged, and looked up
-    /// again at the next lookup. Schedules the next lookup.
-    pub fn resolve(&mut self, now: Instant) -> Vec<String> {
-        self.next = now + self.interval;
-        let mut endpoints: Vec<String> = Vec::new();
-        let mut add = |endpoint: String| {
-            if !endpoints.contains(&endpoint) {
-                endpoints.push(endpoint);
-            }
-        };
-        for configured in &self.configured {
-            match configured {
-                Configured::Fixed(endpoint) => add(endpoint.clone()),
-                Configured::Named { host, port } => {
-                    match (host.as_str(), *port).to_socket_addrs() {
-                        Ok(addresses) => {
-                            let mut found: Vec<String> = addresses
-                                .map(|a| match a.ip() {
-                                    IpAddr::V4(ip) => format!("tcp://{ip}:{port}"),
-                                    IpAddr::V6(ip) => format!("tcp://[{ip}]:{port}"),
-                                })
-                                .collect();
-                            found.sort();
-                            found.into_iter().for_each(&mut add);
-                        }
-                        Err(error) => {
-                            warn!(%host, %error, "broker host name does not resolve (yet)");
-                        }
-                    }
-                }
-            }
+        Err(error) => {
+            warn!(%host, %error, "broker host name does not resolve (yet)");
+            Vec::new()
         }
-        if endpoints.len() > MAX_BROKERS {
-            warn!(
-                found = endpoints.len(),
-                kept = MAX_BROKERS,
-                "more brokers than one process connects to; ignoring the rest"
-            );
-            endpoints.truncate(MAX_BROKERS);
-        }
-        endpoints
     }
 }
 
-/// The endpoints of a list once, for a program that connects once (the client): a host
-/// name that resolves to several addresses stands for one broker each; any other endpoint,
-/// a name with one address included, stays as written (ZeroMQ then looks the name up again
-/// whenever it reconnects, so a broker that comes back at a new address is found).
+/// The brokers a comma-separated list stands for now, in order, without repeats (at most
+/// [`MAX_BROKERS`]): a host name that resolves to several addresses stands for one broker
+/// each; any other endpoint, a name with one address included, stays as written (ZeroMQ
+/// then looks the name up again whenever it reconnects, so a broker that comes back at a
+/// new address is found).
 pub fn expand(list: &str) -> Vec<String> {
     let mut endpoints: Vec<String> = Vec::new();
     for endpoint in endpoint_list(list) {
-        let mut one = Resolver::new(&endpoint, Duration::from_secs(1), Instant::now());
-        let found = if one.has_names() {
-            one.resolve(Instant::now())
-        } else {
-            Vec::new()
+        let found = match Configured::parse(&endpoint) {
+            Configured::Named { host, port } => lookup(&host, port),
+            Configured::Fixed(_) => Vec::new(),
         };
         let chosen = if found.len() > 1 {
             found
@@ -151,12 +88,86 @@ pub fn expand(list: &str) -> Vec<String> {
             vec![endpoint]
         };
         for endpoint in chosen {
-            if !endpoints.contains(&endpoint) && endpoints.len() < MAX_BROKERS {
+            if !endpoints.contains(&endpoint) {
                 endpoints.push(endpoint);
             }
         }
     }
+    if endpoints.len() > MAX_BROKERS {
+        warn!(
+            found = endpoints.len(),
+            kept = MAX_BROKERS,
+            "more brokers than one process connects to; ignoring the rest"
+        );
+        endpoints.truncate(MAX_BROKERS);
+    }
     endpoints
+}
+
+/// Whether a list names a host (then what it stands for may change over time).
+pub fn names_a_host(list: &str) -> bool {
+    endpoint_list(list)
+        .iter()
+        .any(|e| matches!(Configured::parse(e), Configured::Named { .. }))
+}
+
+/// A thread that looks a broker list up every interval (and at once when asked) and
+/// hands over each answer that differs from the last. It ends when the `Watcher` is
+/// dropped (at its next wake-up).
+#[derive(Debug)]
+pub struct Watcher {
+    answers: Receiver<Vec<String>>,
+    nudge: Sender<()>,
+}
+
+impl Watcher {
+    /// Watches `list`, whose brokers are `current` now, every `interval`; `wake` is woken
+    /// when a new answer is ready. `None` when the list names no host (nothing to watch).
+    pub fn start(
+        list: &str,
+        current: Vec<String>,
+        interval: Duration,
+        wake: Waker,
+    ) -> std::io::Result<Option<Watcher>> {
+        if !names_a_host(list) {
+            return Ok(None);
+        }
+        let (answer, answers) = crossbeam_channel::unbounded();
+        let (nudge, nudged) = crossbeam_channel::unbounded();
+        let list = list.to_owned();
+        let interval = interval.max(Duration::from_millis(100));
+        std::thread::Builder::new()
+            .name("switchboard-lookup".into())
+            .spawn(move || {
+                let mut last = current;
+                loop {
+                    match nudged.recv_timeout(interval) {
+                        Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    let found = expand(&list);
+                    if found != last {
+                        debug!(?found, "the broker list stands for other brokers now");
+                        if answer.send(found.clone()).is_err() {
+                            return;
+                        }
+                        wake.wake();
+                        last = found;
+                    }
+                }
+            })?;
+        Ok(Some(Watcher { answers, nudge }))
+    }
+
+    /// The newest answer since the last call, if any.
+    pub fn latest(&self) -> Option<Vec<String>> {
+        self.answers.try_iter().last()
+    }
+
+    /// Asks for a lookup now (a broker fell silent: its address may have changed).
+    pub fn look_again(&self) {
+        let _ = self.nudge.send(());
+    }
 }
 
 #[cfg(test)]
@@ -185,28 +196,14 @@ mod tests {
     }
 
     #[test]
-    fn a_name_stands_for_each_of_its_addresses_and_fixed_ones_for_themselves() {
-        let now = Instant::now();
-        let mut resolver = Resolver::new(
-            "tcp://localhost:7001, tcp://127.0.0.1:7002, tcp://no-such-host.invalid:7003",
-            Duration::from_secs(5),
-            now,
+    fn names_are_looked_up_and_fixed_endpoints_stand_for_themselves() {
+        assert_eq!(
+            lookup("localhost", 7001).first().map(String::as_str),
+            Some("tcp://127.0.0.1:7001")
         );
-        assert!(resolver.has_names() && resolver.due(now));
-        let found = resolver.resolve(now);
-        assert!(
-            found.contains(&"tcp://127.0.0.1:7001".to_owned()),
-            "{found:?}"
-        );
-        assert!(
-            found.contains(&"tcp://127.0.0.1:7002".to_owned()),
-            "{found:?}"
-        );
-        assert!(!found.iter().any(|e| e.contains("7003")), "{found:?}");
-        assert!(!resolver.due(now + Duration::from_secs(4)));
-        assert!(resolver.due(now + Duration::from_secs(5)));
-        let fixed = Resolver::new("tcp://127.0.0.1:1", Duration::from_secs(5), now);
-        assert!(!fixed.has_names() && !fixed.due(now + Duration::from_secs(60)));
+        assert!(lookup("no-such-host.invalid", 7003).is_empty());
+        assert!(names_a_host("tcp://127.0.0.1:1, tcp://brokers:2"));
+        assert!(!names_a_host("tcp://127.0.0.1:1, ipc:///x"));
     }
 
     #[test]

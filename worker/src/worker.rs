@@ -10,7 +10,7 @@ use switchboard_protocol::worker::{
     BrokerMessage, CallRecord, WorkerMessage, FLAG_REPORT_RUN_TIME,
 };
 use switchboard_protocol::{ErrorCode, Frame, ReadyInfo, RemoteError};
-use switchboard_transport::resolve::{Resolver, MAX_BROKERS};
+use switchboard_transport::resolve::{expand, Watcher, MAX_BROKERS};
 use switchboard_transport::socket::{recv_frames, send_frames};
 use switchboard_transport::wake::waker;
 use switchboard_transport::Shutdown;
@@ -132,6 +132,7 @@ impl Worker {
         let threads = self.config.threads.max(1);
         // A programmatic stop wakes the poll at once (a signal is noticed within MAX_POLL).
         shutdown.wake_on_trigger(wake.clone());
+        let wake_on_lookup = wake.clone();
         // Room for every call the brokers may send at once: inline calls can land here too
         // (a large body, or a function demoted for being slow).
         // Serving several brokers, the capacity moves between them (see `credit`): while a
@@ -151,19 +152,18 @@ impl Worker {
             shutdown_grace: self.config.shutdown_grace,
         };
         let now = Instant::now();
-        let mut resolver = Resolver::new(
-            &self.config.brokers().join(","),
-            self.config.resolve_interval,
-            now,
-        );
+        let list = self.config.brokers().join(",");
         let mut peers: Vec<Peer> = Vec::new();
-        let found = resolver.resolve(now);
-        self.follow_brokers(&context, &mut peers, found, timing, now)?;
+        let found = expand(&list);
+        self.follow_brokers(&context, &mut peers, found.clone(), timing, now)?;
+        // A host name in the list: looked up again on a thread of its own.
+        let watcher = Watcher::start(&list, found, self.config.resolve_interval, wake_on_lookup)?;
         loop {
             let now = Instant::now();
-            if resolver.due(now) && !shutdown.is_triggered() {
-                let found = resolver.resolve(now);
-                self.follow_brokers(&context, &mut peers, found, timing, now)?;
+            if let Some(found) = watcher.as_ref().and_then(Watcher::latest) {
+                if !shutdown.is_triggered() {
+                    self.follow_brokers(&context, &mut peers, found, timing, now)?;
+                }
             }
             for peer in peers.iter_mut().filter(|p| p.stopped.is_none()) {
                 if shutdown.is_triggered() {
@@ -179,7 +179,9 @@ impl Worker {
                         retire(old);
                         peer.link.connected(now);
                         // Its address may have changed (a restarted container): look soon.
-                        resolver.look_again();
+                        if let Some(watcher) = &watcher {
+                            watcher.look_again();
+                        }
                     }
                     // Stopping, or a broker that left the list or asked this worker to
                     // leave: calls still held past the grace are abandoned at the end.
@@ -189,15 +191,13 @@ impl Worker {
             }
             // With a host name to follow, brokers may come back: only a stop ends the run.
             let all_stopped = peers.iter().all(|p| p.stopped.is_some());
-            if all_stopped && (shutdown.is_triggered() || !resolver.has_names()) {
+            if all_stopped && (shutdown.is_triggered() || watcher.is_none()) {
                 break;
             }
             let wait = peers
                 .iter()
                 .filter(|p| p.stopped.is_none())
-                .map(|p| p.link.poll_timeout())
-                .chain(resolver.has_names().then(|| resolver.next_lookup()))
-                .map(|at| at.saturating_duration_since(now))
+                .map(|p| p.link.poll_timeout().saturating_duration_since(now))
                 .min()
                 .unwrap_or(MAX_POLL)
                 .min(MAX_POLL);

@@ -81,6 +81,10 @@ struct Args {
     /// Deadline of each call, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// With --via library and a host name in --endpoint: how often the name is looked up
+    /// again, in milliseconds (brokers that appear are used, brokers that are gone are not).
+    #[arg(long, env = "SWITCHBOARD_RESOLVE_INTERVAL_MS", default_value_t = ClientConfig::default().resolve_interval.as_millis() as u64)]
+    resolve_interval_ms: u64,
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Mode::Broker)]
     mode: Mode,
@@ -172,6 +176,7 @@ struct Plan {
     until: Option<Instant>,
     interval: Option<Duration>,
     timeout: Duration,
+    resolve_interval: Duration,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -382,6 +387,7 @@ fn run(args: &Args, endpoint: &str, load: Load) -> anyhow::Result<Measured> {
         until,
         interval,
         timeout: Duration::from_millis(args.timeout_ms),
+        resolve_interval: Duration::from_millis(args.resolve_interval_ms),
     };
     let done = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(AtomicBool::new(false));
@@ -578,6 +584,7 @@ fn drive_library(
 ) -> anyhow::Result<Measured> {
     let mut config = ClientConfig::new(&plan.endpoint);
     config.default_timeout = plan.timeout;
+    config.resolve_interval = plan.resolve_interval;
     let client = Client::with_config(config)?;
     let mut latency = new_histogram();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
