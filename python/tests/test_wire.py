@@ -164,3 +164,16 @@ def test_a_host_name_with_several_addresses_stands_for_one_broker_each(monkeypat
         "ipc:///x",
     ]
     assert _wire.expand_endpoints("tcp://v6:7") == ["tcp://[fd00::1]:7", "tcp://[fd00::2]:7"]
+
+
+def test_capacity_is_split_as_the_rust_worker_splits_it():
+    # The same cases as worker/src/credit.rs.
+    active = lambda held, backlog: ("active", held, backlog)  # noqa: E731
+    assert _wire.split_capacity(8, [active(0, 0)] * 3) == [3, 3, 2]
+    assert _wire.split_capacity(8, [active(2, 500), active(0, 0), active(0, 0)]) == [8, 1, 1]
+    assert _wire.split_capacity(12, [active(4, 4), active(4, 4), active(0, 0)]) == [6, 6, 1]
+    assert _wire.split_capacity(8, [("reserved", 3, 0), active(0, 10), active(0, 10)]) == [None, 3, 2]
+    assert _wire.split_capacity(2, [("reserved", 2, 0), active(0, 5), active(0, 0)]) == [None, 1, 1]
+    assert _wire.split_capacity(8, [("reserved", 8, 0)]) == [None]
+    assert _wire.parse_load(b"SBW2\x0a\x00\x01\x11\x70\x01") == (70_000, True)
+    assert _wire.capacity_message(7, 2) == [b"SBW2\x0b\x00\x00\x00\x07\x00\x00\x00\x02"]

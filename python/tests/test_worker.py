@@ -227,3 +227,30 @@ def test_a_python_worker_serves_several_brokers(cluster):
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0
         assert client.workers() == []
+
+
+def test_a_python_worker_moves_its_capacity_to_the_broker_whose_calls_wait(cluster):
+    first, second = cluster.broker(), cluster.broker()
+    cluster.python_worker(f"{first.backend},{second.backend}", "mover",
+                          env={"SWITCHBOARD_HEARTBEAT_MS": "50", "SWITCHBOARD_THREADS": "6",
+                               "SWITCHBOARD_PREFETCH": "0"})
+    first.wait_for_workers("py.sleep", 1)
+    second.wait_for_workers("py.sleep", 1)
+
+    def capacities():
+        with first.client(5) as a, second.client(5) as b:
+            return a.workers()[0]["capacity"], b.workers()[0]["capacity"]
+
+    def wait_for(expected, what):
+        until = time.monotonic() + 15
+        while (found := capacities()) != expected:
+            assert time.monotonic() < until, f"{what}: capacities stayed {found}"
+            time.sleep(0.02)
+
+    assert capacities() == (3, 3), "an even split to start"
+    with first.client(10) as client:
+        # More calls than slots, all through the first broker: they wait there.
+        calls = [client.submit("py.sleep", 0.1) for _ in range(40)]
+        wait_for((5, 1), "the slots follow the waiting calls")
+        assert [c.result() for c in calls] == [0.1] * 40
+    wait_for((3, 3), "idle again: an even split")

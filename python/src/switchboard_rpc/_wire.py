@@ -21,6 +21,11 @@ CLIENT_SIGNATURE = b"SBC1"
 WORKER_SIGNATURE = b"SBW2"
 (READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT, CANCEL, DRAIN, REQUEST_WITH_CONTEXT,
  REQUEST_WITH_CALLER) = (WORKER_SIGNATURE + bytes([command]) for command in range(1, 10))
+#: LOAD (broker -> worker: its backlog, and whether it is stopping) and CAPACITY (worker ->
+#: broker: new budgets), PROTOCOL.md 5.8.
+LOAD, CAPACITY = WORKER_SIGNATURE + b"\x0a", WORKER_SIGNATURE + b"\x0b"
+#: LOAD flag: the broker is stopping.
+LOAD_STOPPING = 0x01
 #: Flag of a REQUEST-with-caller record: add the function's run time ("run_us") to the reply.
 FLAG_REPORT_RUN_TIME = 0x01
 
@@ -225,6 +230,39 @@ def parse_tickets(control: bytes) -> List[bytes]:
     if not rest or len(rest) % 8:
         raise ValueError("ticket list of a wrong length")
     return [rest[at:at + 8] for at in range(0, len(rest), 8)]
+
+
+def parse_load(control: bytes) -> Tuple[int, bool]:
+    """A LOAD control frame as (backlog, stopping). Raises ValueError for another shape."""
+    if len(control) != 10 or control[:5] != LOAD:
+        raise ValueError("LOAD carries a 4-byte count and a flags byte")
+    backlog, flags = struct.unpack(">IB", control[5:])
+    return backlog, bool(flags & LOAD_STOPPING)
+
+
+def capacity_message(capacity: int, inline_capacity: int) -> List[bytes]:
+    """A CAPACITY message: the worker's new budgets with one broker."""
+    return [CAPACITY + struct.pack(">II", capacity, inline_capacity)]
+
+
+def split_capacity(total: int, demands: List[Tuple[str, int, int]]) -> List[Optional[int]]:
+    """Each broker's share of `total` slots, as the Rust worker splits (worker/src/credit.rs):
+    `("active", held, backlog)` for a broker that moves capacity gets a share in proportion to
+    held + backlog + 1 (at least 1) of what the `("reserved", slots, 0)` ones do not keep;
+    a reserved one gets None (it keeps what it has)."""
+    reserved = sum(slots for kind, slots, _ in demands if kind == "reserved")
+    available = max(0, total - reserved)
+    weights = [held + backlog + 1 if kind == "active" else 0 for kind, held, backlog in demands]
+    total_weight = sum(weights)
+    if total_weight == 0:
+        return [None] * len(demands)
+    floors = [available * w // total_weight for w in weights]
+    rests = [available * w % total_weight for w in weights]
+    left = available - sum(floors)
+    order = sorted((i for i, w in enumerate(weights) if w), key=lambda i: -rests[i])
+    for i in order[:left]:
+        floors[i] += 1
+    return [max(1, floors[i]) if weights[i] else None for i in range(len(demands))]
 
 
 def reply_message(tickets: List[bytes], bodies: List[bytes]) -> List[bytes]:

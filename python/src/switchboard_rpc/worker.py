@@ -222,6 +222,8 @@ class Worker:
             "drain": True,
             "context": True,
             "caller": True,
+            # Its capacity moves to the brokers whose calls wait (LOAD and CAPACITY, 5.8).
+            "credit": True,
         }
         if any(entry.inline for entry in self.registry):
             body["inline_capacity"] = inline_capacity
@@ -269,6 +271,8 @@ class Worker:
                 for link in live:
                     if link.sock in events:
                         link.receive()
+                if any(link.take_load_news() for link in live):
+                    self._move_capacity(links)
                 # Replies of finished calls, each to the broker its call came from.
                 while self._done:
                     (index, generation), ticket, body = self._done.popleft()
@@ -284,6 +288,16 @@ class Worker:
                 self._loop.call_soon_threadsafe(self._loop.stop)
             self._stop.clear()
             log.info("worker %s stopped", self.name)
+
+    def _move_capacity(self, links: List["_BrokerLink"]) -> None:
+        """Splits the slots among the brokers again after one reported its backlog, and
+        tells each broker whose share changed (CAPACITY)."""
+        serving = [link for link in links if not link.stopped]
+        share = -(-(self.threads + self.prefetch) // max(1, len(serving)))
+        demands = [link.demand(share) for link in links]
+        for link, grant in zip(links, _wire.split_capacity(self.threads + self.prefetch, demands)):
+            if grant is not None:
+                link.grant(grant)
 
     # ---- calls ----
 
@@ -429,6 +443,13 @@ class _BrokerLink:
         self.endpoint = endpoint
         self.context = context
         self.ready = worker._ready_body(capacity, inline_capacity)
+        self.capacity, self.inline_capacity = capacity, inline_capacity
+        #: Heard from the broker since READY; its last LOAD (backlog, stopping); the
+        #: capacity it has for this worker; a LOAD arrived since the last look.
+        self.heard = False
+        self.load: Optional[Tuple[int, bool]] = None
+        self.granted = capacity
+        self.load_news = False
         self.generation = 0
         self.held: Dict[bytes, _Held] = {}
         #: Finished calls waiting for the next REPLY.
@@ -447,10 +468,38 @@ class _BrokerLink:
             self.worker._curve.apply(sock)
         sock.connect(self.endpoint)
         _send(sock, [_wire.READY, self.ready])
+        self._registered()
         return sock
 
     def _heard(self, when: float) -> None:
         self.broker_expires = when + self.worker.liveness * self.worker.heartbeat
+        self.heard = True
+
+    def _registered(self) -> None:
+        """READY was sent: the broker starts from READY's budgets, maybe without LOAD."""
+        self.heard, self.load, self.granted = False, None, self.capacity
+
+    def take_load_news(self) -> bool:
+        news, self.load_news = self.load_news, False
+        return news
+
+    def demand(self, static_share: int) -> Tuple[str, int, int]:
+        """What this broker asks of the capacity split (see `_wire.split_capacity`)."""
+        held = len(self.held)
+        if self.stopped or self.leaving_since is not None:
+            return ("reserved", held, 0)
+        if self.load is not None and not self.load[1]:
+            return ("active", held, self.load[0])
+        if self.load is None and self.heard:
+            return ("reserved", static_share, 0)
+        return ("reserved", held, 0)
+
+    def grant(self, capacity: int) -> None:
+        """Gives the broker `capacity` (CAPACITY), if it moves capacity and that changes it."""
+        if self.load is None or capacity == self.granted or self.leaving_since is not None:
+            return
+        self.granted = capacity
+        _send(self.sock, _wire.capacity_message(capacity, self.inline_capacity))
 
     def _new_session(self) -> None:
         """The broker forgot this worker (restart, or declared it lost): the calls of the
@@ -511,6 +560,17 @@ class _BrokerLink:
                     worker._cancel(self.held.get(ticket))
             elif frames == [_wire.HEARTBEAT]:
                 self._heard(received)
+            elif command == _wire.LOAD and len(frames) == 1:
+                try:
+                    backlog, stopping = _wire.parse_load(frames[0])
+                except ValueError:
+                    worker.counters["malformed"] += 1
+                    continue
+                self._heard(received)
+                if stopping and not (self.load and self.load[1]):
+                    log.info("worker %s: the broker at %s is stopping: its share goes to the others",
+                             worker.name, self.endpoint)
+                self.load, self.load_news = (backlog, stopping), True
             elif frames == [_wire.DISCONNECT]:
                 self._heard(received)
                 if self.leaving_since is not None:
@@ -519,6 +579,7 @@ class _BrokerLink:
                     log.info("worker %s: the broker at %s asks to register again", worker.name, self.endpoint)
                     self._new_session()
                     _send(self.sock, [_wire.READY, self.ready])
+                    self._registered()
                     self.last_sent = received
             elif frames == [_wire.DRAIN]:
                 self._heard(received)
@@ -554,7 +615,8 @@ class _BrokerLink:
             self._retire()
             self.sock = self._connect()
             self.last_sent = now
-            self._heard(now)
+            # A new clock for the new connection, but nothing heard on it yet.
+            self.broker_expires = now + worker.liveness * worker.heartbeat
 
     def _retire(self) -> None:
         """Closes a socket whose broker fell silent, saying "gone now" (DISCONNECT twice)
