@@ -2,8 +2,16 @@
 or stops costs no call that could be saved (the same contract as the Rust client)."""
 
 import asyncio
+import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
+
+import pytest
+from conftest import Proc, binary
 
 from switchboard_rpc import AsyncClient, Client
 from switchboard_rpc.errors import BrokerLost
@@ -102,3 +110,115 @@ def test_a_stopping_broker_tells_the_client_so_no_new_call_goes_there(cluster):
         assert client.counters["refused"] == refused, "a call went to the stopping broker"
         assert [f.result() for f in slow] == [1500] * 6
         assert brokers[0].proc.wait() == 0
+
+
+class NetNs:
+    """A network namespace this test creates and deletes, with its own loopback and its own
+    /etc/hosts (`ip netns exec` mounts /etc/netns/<name>/hosts over it). Needs root and
+    iproute2 (scripts/setup.sh installs it); fails loudly without them."""
+
+    def __init__(self, label):
+        self.name = f"sbpy-{label}-{os.getpid()}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.etc = f"/etc/netns/{self.name}"
+        os.makedirs(self.etc, exist_ok=True)
+        self.hosts([])
+        self.run("ip", "link", "set", "lo", "up")
+
+    def hosts(self, entries):
+        with open(f"{self.etc}/hosts", "w") as f:  # in place: the file is bind-mounted
+            f.write("127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for a, n in entries))
+
+    def command(self, *args):
+        return ["ip", "netns", "exec", self.name, *args]
+
+    def run(self, *args):
+        return subprocess.run(self.command(*args), check=True, capture_output=True, text=True).stdout
+
+    def close(self):
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+
+FOLLOWER_ASYNC = """
+import asyncio, json, sys, time
+from switchboard_rpc import AsyncClient
+async def main():
+    errors, calls = 0, 0
+    async with AsyncClient("tcp://brokers:7400", timeout=5.0) as client:
+        until = time.monotonic() + float(sys.argv[1])
+        while time.monotonic() < until:
+            try:
+                assert await client.call("add", 1, 2) == 3
+            except Exception as error:
+                errors += 1
+                print(repr(error), file=sys.stderr)
+            calls += 1
+    print(json.dumps({"calls": calls, "errors": errors}))
+asyncio.run(main())
+"""
+
+FOLLOWER = """
+import json, sys, time
+from switchboard_rpc import Client
+errors, calls = 0, 0
+with Client("tcp://brokers:7400", timeout=5.0) as client:
+    until = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < until:
+        try:
+            assert client.call("add", 1, 2) == 3
+        except Exception as error:
+            errors += 1
+            print(repr(error), file=sys.stderr)
+        calls += 1
+print(json.dumps({"calls": calls, "errors": errors}))
+"""
+
+
+@pytest.mark.parametrize("script", [FOLLOWER, FOLLOWER_ASYNC], ids=["sync", "asyncio"])
+def test_a_python_client_follows_brokers_as_their_host_name_changes(cluster, tmp_path, script):
+    ns = NetNs("follow")
+    try:
+        ns.hosts([("127.0.0.1", "brokers")])
+        a, b = "tcp://127.0.0.1:7400", "tcp://127.0.0.2:7400"
+        for frontend, backend in ((a, "tcp://127.0.0.1:7401"), (b, "tcp://127.0.0.2:7401")):
+            cluster.procs.append(Proc(ns.command(binary("broker"), "--frontend", frontend, "--backend", backend)))
+        cluster.procs.append(Proc(ns.command(binary("worker"), "--broker", "tcp://127.0.0.1:7401,tcp://127.0.0.2:7401",
+                                             "--heartbeat-ms", "100")))
+
+        def requests(frontend):
+            out = ns.run(binary("client"), "--endpoint", frontend, "--timeout-ms", "2000", "--json",
+                         "call", "system.stats")
+            return json.loads(out)["result"]["requests"]
+
+        until = time.monotonic() + 15
+        while True:
+            try:
+                if requests(a) and requests(b):
+                    break
+            except subprocess.CalledProcessError:
+                pass
+            assert time.monotonic() < until, "the brokers never answered"
+            time.sleep(0.1)
+        path = tmp_path / "follower.py"
+        path.write_text(script)
+        env = dict(os.environ, SWITCHBOARD_RESOLVE_INTERVAL_MS="200")
+        load = subprocess.Popen(ns.command(sys.executable, str(path), "4"), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.8)
+        before = requests(b)
+        ns.hosts([("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")])
+        time.sleep(1.2)
+        after = requests(b)
+        assert after > before + 10, f"the client never used the broker added to its name ({before} -> {after})"
+        ns.hosts([("127.0.0.2", "brokers")])
+        time.sleep(0.8)
+        left = requests(a)
+        time.sleep(0.8)
+        assert requests(a) <= left + 1, "calls still went to the broker removed from the name"
+        out, err = load.communicate(timeout=30)
+        assert load.returncode == 0, err
+        report = json.loads(out)
+        assert report["errors"] == 0 and report["calls"] > 100, (report, err)
+    finally:
+        ns.close()

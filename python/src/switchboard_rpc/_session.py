@@ -81,6 +81,8 @@ class Session:
         self.draining = False
         #: The broker just restarted and knows no worker yet: no new calls until then.
         self.cold_until: Optional[float] = None
+        #: The broker left the client's list (its host name no longer stands for it).
+        self.retired = False
         self.retry_pause = retry_pause
         self.restart_window = restart_window
         self.max_unsent = max_unsent
@@ -303,8 +305,8 @@ class Session:
         return len(self.unsent) + len(self.pending) + len(self.retries)
 
     def accepting(self) -> bool:
-        """Whether new calls should come here: connected, not stopping, not cold."""
-        return self.link_up and not self.draining and self.cold_until is None
+        """Whether new calls should come here: connected, not stopping, not cold, listed."""
+        return self.link_up and not self.draining and self.cold_until is None and not self.retired
 
     def take_movable(self) -> List[Call]:
         """Gives up every call not sent (waiting for the link, or paused before a retry):
@@ -352,11 +354,36 @@ class Tier:
             return 0
         accepting = [i for i, s in enumerate(sessions) if s.accepting()]
         if not accepting:
-            return min(range(len(sessions)), key=lambda i: sessions[i].load())
+            listed = [i for i, s in enumerate(sessions) if not s.retired] or list(range(len(sessions)))
+            return min(listed, key=lambda i: sessions[i].load())
         if len(accepting) == 1:
             return accepting[0]
         a, b = self._random.sample(accepting, 2)
         return b if sessions[b].load() < sessions[a].load() else a
+
+    def follow(self, found: List[str]) -> List[str]:
+        """The brokers the list stands for now are `found`: a listed broker that is not
+        found is retired (no new calls; its calls end there); returns the endpoints found
+        that have no session yet (the driver connects to each and calls `added`)."""
+        for session in self.sessions:
+            if not session.retired and session.endpoint not in found:
+                log.info("broker %s no longer listed; no new calls go to it", session.endpoint)
+                session.retired = True
+        listed = {s.endpoint for s in self.sessions if not s.retired}
+        return [endpoint for endpoint in found if endpoint not in listed]
+
+    def added(self, endpoint: str) -> int:
+        """A session for a broker that appeared; returns its index."""
+        self.sessions.append(Session(endpoint))
+        several = sum(not s.retired for s in self.sessions) > 1
+        for session in self.sessions:
+            session.redirect = several
+        return len(self.sessions) - 1
+
+    def finished(self, index: int) -> bool:
+        """Whether broker `index` left the list and holds no call any more."""
+        session = self.sessions[index]
+        return session.retired and session.load() == 0
 
     def add(self, call: Call) -> None:
         """A new call, to the broker `choose` picks."""

@@ -304,20 +304,33 @@ def expand_endpoints(endpoints: str) -> List[str]:
     return found
 
 
-def _addresses(endpoint: str) -> List[str]:
-    """`tcp://name:port` as one endpoint per address of `name` when it has several."""
+def names_a_host(endpoints: str) -> bool:
+    """Whether a comma-separated list names a host (what it stands for may then change)."""
+    return any(_host_and_port(e) is not None for e in endpoint_list(endpoints))
+
+
+def _host_and_port(endpoint: str) -> Optional[Tuple[str, int]]:
+    """(host name, port) of `tcp://name:port` when `name` is a host name, not an address."""
     if not endpoint.startswith("tcp://") or ":" not in endpoint[6:]:
-        return [endpoint]
+        return None
     host, _, port = endpoint[6:].rpartition(":")
     if not port.isdigit() or host in ("", "*") or host.startswith("[") or ";" in host:
-        return [endpoint]
+        return None
     try:
         ipaddress.ip_address(host)
-        return [endpoint]
+        return None
     except ValueError:
-        pass
+        return host, int(port)
+
+
+def _addresses(endpoint: str) -> List[str]:
+    """`tcp://name:port` as one endpoint per address of `name` when it has several."""
+    named = _host_and_port(endpoint)
+    if named is None:
+        return [endpoint]
+    host, port = named
     try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         return [endpoint]
     addresses = sorted({info[4][0] for info in infos})

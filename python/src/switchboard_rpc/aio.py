@@ -17,10 +17,12 @@ from typing import Any, List, Optional, Tuple
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from . import _wire
 from . import curve as _curve
 from ._calls import Batch, Options, Outcome, Proxy, SystemFunctions, batch_outcomes, call_frames, next_id
 from ._session import Call, Tier
-from .client import DEFAULT_ENDPOINT, HANDSHAKE_FAILURES, endpoints_of, open_socket, transmit
+from .client import (DEFAULT_ENDPOINT, HANDSHAKE_FAILURES, RESOLVE_INTERVAL, Follower, endpoints_of,
+                     open_socket, transmit)
 from .errors import BrokerLost
 
 
@@ -77,12 +79,15 @@ class AsyncClient(_AsyncCaller):
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
                  curve: "_curve.Curve | bool | None" = None) -> None:
         self._endpoints = endpoints_of(endpoint)
-        super().__init__(self, Options(timeout, notices=len(self._endpoints) > 1))
+        self._named = _wire.names_a_host(endpoint)
+        super().__init__(self, Options(timeout, notices=len(self._endpoints) > 1 or self._named))
         self.endpoint = endpoint
         self._keys = _curve.resolve(curve)
         self._tier = Tier(self._endpoints)
-        self._sockets: List[zmq.Socket] = []
-        self._monitors: List[zmq.Socket] = []
+        # One per broker, in the tier's order; None once a broker that left is done with.
+        self._sockets: List[Optional[zmq.Socket]] = []
+        self._monitors: List[Optional[zmq.Socket]] = []
+        self._follower: Optional[Follower] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._flush_scheduled = False
         # Brokers whose socket refused a message: flushed again when it has room.
@@ -96,15 +101,54 @@ class AsyncClient(_AsyncCaller):
         file descriptor tells when the socket's events may have changed (edge-triggered,
         so every pass reads until nothing is left)."""
         self._loop = asyncio.get_running_loop()
-        for index, endpoint in enumerate(self._endpoints):
-            sock, monitor = open_socket(endpoint, self._keys)
-            self._sockets.append(sock)
-            self._monitors.append(monitor)
-            self._loop.add_reader(sock.getsockopt(zmq.FD), self._on_socket, index)
-            self._loop.add_reader(monitor.getsockopt(zmq.FD), self._on_monitor, index)
-            # Events that happened before the readers were added raise no edge: look now.
-            self._loop.call_soon(self._on_monitor, index)
-            self._loop.call_soon(self._on_socket, index)
+        for endpoint in self._endpoints:
+            self._open(endpoint)
+        if self._named:
+            loop = self._loop
+            self._follower = Follower(self.endpoint, self._endpoints, RESOLVE_INTERVAL,
+                                      lambda: loop.call_soon_threadsafe(self._follow))
+
+    def _open(self, endpoint: str) -> None:
+        """Connects to one broker (the next index) and watches its socket and monitor."""
+        assert self._loop is not None
+        index = len(self._sockets)
+        sock, monitor = open_socket(endpoint, self._keys)
+        self._sockets.append(sock)
+        self._monitors.append(monitor)
+        self._loop.add_reader(sock.getsockopt(zmq.FD), self._on_socket, index)
+        self._loop.add_reader(monitor.getsockopt(zmq.FD), self._on_monitor, index)
+        # Events that happened before the readers were added raise no edge: look now.
+        self._loop.call_soon(self._on_monitor, index)
+        self._loop.call_soon(self._on_socket, index)
+
+    def _follow(self) -> None:
+        """New brokers in the list get a connection (from the lookup thread, via the loop)."""
+        if self._closed or self._follower is None:
+            return
+        found = self._follower.take()
+        if found is not None:
+            for endpoint in self._tier.follow(found):
+                self._tier.added(endpoint)
+                self._open(endpoint)
+        self._changed()
+
+    def _close_finished(self) -> None:
+        """Closes the connection to each broker that left the list once its calls ended."""
+        for index, sock in enumerate(self._sockets):
+            if sock is not None and self._tier.finished(index):
+                self._close_link(index)
+
+    def _close_link(self, index: int) -> None:
+        sock, monitor = self._sockets[index], self._monitors[index]
+        if sock is None or monitor is None or self._loop is None:
+            return
+        self._loop.remove_reader(sock.getsockopt(zmq.FD))
+        self._loop.remove_reader(monitor.getsockopt(zmq.FD))
+        monitor.close(0)
+        sock.disable_monitor()
+        sock.close(0)
+        self._sockets[index] = self._monitors[index] = None
+        self._blocked.discard(index)
 
     def _send(self, call_id: int, frames: List[bytes], options: Options, function: str,
               timed: bool) -> "asyncio.Future[Any]":
@@ -155,6 +199,7 @@ class AsyncClient(_AsyncCaller):
         leave together) and re-arm the timer."""
         if self._closed or self._loop is None:
             return
+        self._close_finished()
         if not self._flush_scheduled and any(
                 s.wants_to_send() and i not in self._blocked for i, s in enumerate(self._tier.sessions)):
             self._flush_scheduled = True
@@ -180,7 +225,7 @@ class AsyncClient(_AsyncCaller):
         self._blocked = transmit(self._tier, self._sockets)
         for index, sock in enumerate(self._sockets):
             # A send may have consumed the edge that announced a reply: look.
-            if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            if sock is not None and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 self._loop.call_soon(self._on_socket, index)  # type: ignore[union-attr]
         self._changed()
 
@@ -189,7 +234,7 @@ class AsyncClient(_AsyncCaller):
         if self._closed or not self._sockets:
             return
         sock, session = self._sockets[index], self._tier.sessions[index]
-        while True:
+        while sock is not None:
             events = sock.getsockopt(zmq.EVENTS)
             if events & zmq.POLLIN:
                 session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
@@ -204,7 +249,7 @@ class AsyncClient(_AsyncCaller):
         if self._closed or not self._monitors:
             return
         monitor, session = self._monitors[index], self._tier.sessions[index]
-        while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while monitor is not None and monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 session.on_link_up()
@@ -212,6 +257,8 @@ class AsyncClient(_AsyncCaller):
                 # Replies that arrived before the drop are still readable: take them first.
                 self._on_socket(index)
                 session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+                if self._follower is not None:
+                    self._follower.look_again()  # the broker may be back at a new address
         self._tier.move_stranded()
         self._changed()
 
@@ -228,13 +275,10 @@ class AsyncClient(_AsyncCaller):
         if self._timer is not None:
             self._timer.cancel()
         self._tier.fail_all(BrokerLost("the client was closed with the call in flight"))
-        if self._loop is not None:
-            for sock, monitor in zip(self._sockets, self._monitors):
-                self._loop.remove_reader(sock.getsockopt(zmq.FD))
-                self._loop.remove_reader(monitor.getsockopt(zmq.FD))
-                monitor.close(0)
-                sock.disable_monitor()
-                sock.close(0)
+        if self._follower is not None:
+            self._follower.close()
+        for index in range(len(self._sockets)):
+            self._close_link(index)
 
     async def __aenter__(self) -> "AsyncClient":
         return self

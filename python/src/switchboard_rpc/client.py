@@ -65,6 +65,8 @@ def transmit(tier: Tier, sockets: List[zmq.Socket]) -> set:
     blocked = set()
     for index, session in enumerate(tier.sessions):
         sock = sockets[index]
+        if sock is None:  # a broker that left the list, its calls ended
+            continue
         while True:
             message = session.next_message()
             if message is None:
@@ -78,6 +80,51 @@ def transmit(tier: Tier, sockets: List[zmq.Socket]) -> set:
                 break
             session.sent(calls)
     return blocked
+
+
+class Follower:
+    """Looks a client's broker list up again every `interval` seconds (and at once when
+    asked) on a thread of its own — a lookup can block while DNS is slow — and keeps each
+    answer that differs from the last for the driver, calling `notify` to wake it."""
+
+    def __init__(self, setting: str, current: List[str], interval: float, notify: Any) -> None:
+        self._setting, self._last, self._interval, self._notify = setting, current, interval, notify
+        self._latest: Optional[List[str]] = None
+        self._lock = threading.Lock()
+        self._nudge = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._run, name="switchboard-lookup", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self._nudge.wait(self._interval)
+            self._nudge.clear()
+            if self._closed:
+                return
+            found = _wire.expand_endpoints(self._setting)
+            if found and found != self._last:
+                self._last = found
+                with self._lock:
+                    self._latest = found
+                self._notify()
+
+    def take(self) -> Optional[List[str]]:
+        """The newest answer since the last call, if any."""
+        with self._lock:
+            latest, self._latest = self._latest, None
+        return latest
+
+    def look_again(self) -> None:
+        """Asks for a lookup now (a connection dropped: the broker may be at a new address)."""
+        self._nudge.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._nudge.set()
+
+
+#: How often a host name in a client's endpoint is looked up again, in seconds.
+RESOLVE_INTERVAL = float(os.environ.get("SWITCHBOARD_RESOLVE_INTERVAL_MS", "5000")) / 1000
 
 
 def endpoints_of(endpoint: str) -> List[str]:
@@ -198,12 +245,15 @@ class Client(_Caller):
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
                  curve: "_curve.Curve | bool | None" = None) -> None:
         endpoints = endpoints_of(endpoint)
-        super().__init__(self, Options(timeout, notices=len(endpoints) > 1))
+        named = _wire.names_a_host(endpoint)
+        # Several brokers, or a name that may come to stand for several: ask for notices.
+        super().__init__(self, Options(timeout, notices=len(endpoints) > 1 or named))
         self.endpoint = endpoint
-        keys = _curve.resolve(curve)
+        keys = self._keys = _curve.resolve(curve)
         self._tier = Tier(endpoints)
-        self._sockets: List[zmq.Socket] = []
-        self._monitors: List[zmq.Socket] = []
+        # One per broker, in the tier's order; None once a broker that left is done with.
+        self._sockets: List[Optional[zmq.Socket]] = []
+        self._monitors: List[Optional[zmq.Socket]] = []
         for each in endpoints:
             sock, monitor = open_socket(each, keys)
             self._sockets.append(sock)
@@ -226,6 +276,7 @@ class Client(_Caller):
         self._work = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._background, name="switchboard-client-io", daemon=True)
+        self._follower = Follower(endpoint, endpoints, RESOLVE_INTERVAL, self._wake_driver) if named else None
         self._thread.start()
 
     # ---- the caller side ----
@@ -272,6 +323,14 @@ class Client(_Caller):
                     pass  # closed, or already full of wake-ups
             self._work.set()
 
+    def _wake_driver(self) -> None:
+        """From another thread: whoever drives the socket should look (new brokers)."""
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass
+        self._work.set()
+
     def _wake_background(self) -> None:
         """After a caller let go of the socket: the background thread drives it if calls
         are still in flight."""
@@ -300,6 +359,8 @@ class Client(_Caller):
         if self._closed:
             return
         self._closed = True
+        if self._follower is not None:
+            self._follower.close()
         self._work.set()
         try:
             os.write(self._wake_write, b"x")
@@ -326,16 +387,15 @@ class Client(_Caller):
         with self._lock:
             self._tier.fail_all(BrokerLost("the client was closed with the call in flight"))
             self._commands.clear()
-            for sock, monitor in zip(self._sockets, self._monitors):
-                monitor.close(0)
-                sock.disable_monitor()
-                sock.close(0)
+            for index in range(len(self._sockets)):
+                self._close_link(index)
             os.close(self._wake_read)
             os.close(self._wake_write)
 
     def _drive(self, done: Any, until: Optional[float]) -> None:
         tier = self._tier
         while not self._closed:
+            self._follow()
             self._take_commands()
             now = time.monotonic()
             tier.on_time(now)
@@ -349,7 +409,8 @@ class Client(_Caller):
             if self._blocked != self._polling_out:
                 for index in self._blocked ^ self._polling_out:
                     out = zmq.POLLOUT if index in self._blocked else 0
-                    self._poller.modify(self._sockets[index], zmq.POLLIN | out)
+                    if self._sockets[index] is not None:
+                        self._poller.modify(self._sockets[index], zmq.POLLIN | out)
                 self._polling_out = set(self._blocked)
             events = dict(self._poller.poll(timeout))
             if self._wake_read in events:
@@ -358,10 +419,40 @@ class Client(_Caller):
                 except BlockingIOError:
                     pass
             for index, (sock, monitor) in enumerate(zip(self._sockets, self._monitors)):
-                if monitor in events:
+                if monitor is not None and monitor in events:
                     self._watch_link(index)
-                if sock in events:
+                if sock is not None and sock in events:
                     self._receive(index)
+
+    def _follow(self) -> None:
+        """Connects to brokers that appeared in the list, and closes the connection to each
+        that left it once its calls have ended."""
+        if self._follower is not None:
+            found = self._follower.take()
+            if found is not None:
+                for endpoint in self._tier.follow(found):
+                    sock, monitor = open_socket(endpoint, self._keys)
+                    self._tier.added(endpoint)
+                    self._sockets.append(sock)
+                    self._monitors.append(monitor)
+                    self._poller.register(sock, zmq.POLLIN)
+                    self._poller.register(monitor, zmq.POLLIN)
+        for index, sock in enumerate(self._sockets):
+            if sock is not None and self._tier.finished(index):
+                self._poller.unregister(sock)
+                self._poller.unregister(self._monitors[index])
+                self._close_link(index)
+                self._blocked.discard(index)
+                self._polling_out.discard(index)
+
+    def _close_link(self, index: int) -> None:
+        sock, monitor = self._sockets[index], self._monitors[index]
+        if sock is None or monitor is None:
+            return
+        monitor.close(0)
+        sock.disable_monitor()
+        sock.close(0)
+        self._sockets[index] = self._monitors[index] = None
 
     def _take_commands(self) -> None:
         """Hands callers' commands to the session."""
@@ -383,7 +474,7 @@ class Client(_Caller):
 
     def _receive(self, index: int) -> None:
         sock, session = self._sockets[index], self._tier.sessions[index]
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while sock is not None and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             session.on_message(sock.recv_multipart(zmq.NOBLOCK), time.monotonic())
         self._tier.move_stranded()
 
@@ -400,6 +491,8 @@ class Client(_Caller):
                 # Replies that arrived before the drop are still readable: take them first.
                 self._receive(index)
                 session.on_link_down(HANDSHAKE_FAILURES.get(event), time.monotonic())
+                if self._follower is not None:
+                    self._follower.look_again()  # the broker may be back at a new address
         self._tier.move_stranded()
 
     def _transmit(self) -> None:
