@@ -222,3 +222,37 @@ def test_a_python_client_follows_brokers_as_their_host_name_changes(cluster, tmp
         assert report["errors"] == 0 and report["calls"] > 100, (report, err)
     finally:
         ns.close()
+
+
+def test_a_python_worker_follows_brokers_as_their_host_name_changes(cluster):
+    ns = NetNs("pyworker")
+    try:
+        ns.hosts([("127.0.0.1", "brokers")])
+        a, b = "tcp://127.0.0.1:7500", "tcp://127.0.0.2:7500"
+        for frontend, backend in ((a, "tcp://127.0.0.1:7501"), (b, "tcp://127.0.0.2:7501")):
+            cluster.procs.append(Proc(ns.command(binary("broker"), "--frontend", frontend, "--backend", backend)))
+        cluster.procs.append(Proc(
+            ns.command(sys.executable, "-m", "switchboard_rpc", "worker", "pyfuncs:registry",
+                       "--broker", "tcp://brokers:7501", "--name", "follower", "--log-level", "warning"),
+            env={"SWITCHBOARD_RESOLVE_INTERVAL_MS": "200", "SWITCHBOARD_HEARTBEAT_MS": "100"}))
+
+        def listed(frontend):
+            try:
+                out = ns.run(binary("client"), "--endpoint", frontend, "--timeout-ms", "2000", "--json", "workers")
+            except subprocess.CalledProcessError:
+                return None
+            return len(json.loads(out)["result"])
+
+        def wait_for(expected, what):
+            until = time.monotonic() + 15
+            while (found := (listed(a), listed(b))) != expected:
+                assert time.monotonic() < until, f"{what}: workers listed {found}"
+                time.sleep(0.05)
+
+        wait_for((1, 0), "the name stands for the first broker")
+        ns.hosts([("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")])
+        wait_for((1, 1), "a broker added to the name")
+        ns.hosts([("127.0.0.2", "brokers")])
+        wait_for((0, 1), "a broker removed from the name")
+    finally:
+        ns.close()

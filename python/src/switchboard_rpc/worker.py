@@ -34,6 +34,7 @@ import zmq
 
 from . import _wire
 from . import curve as _curve
+from .client import RESOLVE_INTERVAL, Follower
 from .errors import RemoteError
 from .registry import Function, Registry
 
@@ -168,6 +169,7 @@ class Worker:
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread: Optional[threading.Thread] = None
+        self._follower: Optional[Follower] = None
         #: What happened so far: calls answered, malformed messages, reconnections.
         self.counters = {"calls": 0, "malformed": 0, "reconnects": 0, "cancelled": 0}
 
@@ -245,11 +247,19 @@ class Worker:
         links = [_BrokerLink(self, index, endpoint, context, share, inline_share)
                  for index, endpoint in enumerate(endpoints)]
         log.info("worker %s serving %d functions to %s", self.name, len(self.registry), ", ".join(endpoints))
+        # A host name in the list: looked up again on a thread of its own.
+        self._follower = (Follower(self.broker, endpoints, RESOLVE_INTERVAL, self._wake)
+                          if _wire.names_a_host(self.broker) else None)
         polled: Tuple[zmq.Socket, ...] = ()
         poller = zmq.Poller()
         try:
-            while not all(link.stopped for link in links):
+            # With a name to follow, brokers may come back: only a stop ends the run.
+            while not (all(link.stopped for link in links)
+                       and (self._stop.is_set() or self._follower is None)):
                 now = time.monotonic()
+                found = self._follower.take() if self._follower is not None else None
+                if found is not None and not self._stop.is_set():
+                    self._follow(links, found, context, share, inline_share, now)
                 live = [link for link in links if not link.stopped]
                 for link in live:
                     if self._stop.is_set():
@@ -281,6 +291,8 @@ class Worker:
                 for link in live:
                     link.flush(now)
         finally:
+            if self._follower is not None:
+                self._follower.close()
             for link in links:
                 link.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -288,6 +300,19 @@ class Worker:
                 self._loop.call_soon_threadsafe(self._loop.stop)
             self._stop.clear()
             log.info("worker %s stopped", self.name)
+
+    def _follow(self, links: List["_BrokerLink"], found: List[str], context: zmq.Context,
+                share: int, inline_share: int, now: float) -> None:
+        """A broker that appeared in the list gets a link; one that left is left as on a stop."""
+        for link in links:
+            if not link.stopped and link.leaving_since is None and link.endpoint not in found:
+                log.info("worker %s: broker %s no longer listed; leaving it", self.name, link.endpoint)
+                link.leave(now)
+        served = {link.endpoint for link in links if not link.stopped and link.leaving_since is None}
+        for endpoint in found:
+            if endpoint not in served:
+                log.info("worker %s: broker %s listed; registering", self.name, endpoint)
+                links.append(_BrokerLink(self, len(links), endpoint, context, share, inline_share))
 
     def _move_capacity(self, links: List["_BrokerLink"]) -> None:
         """Splits the slots among the brokers again after one reported its backlog, and
@@ -427,7 +452,7 @@ class Worker:
 
 def brokers(endpoints: str) -> List[str]:
     """The brokers a comma-separated list names, in order, without duplicates; a host name
-    with several addresses is one broker each (looked up when the worker starts)."""
+    with several addresses is one broker each (looked up again while the worker runs)."""
     return _wire.expand_endpoints(endpoints) or [DEFAULT_BROKER]
 
 
@@ -614,6 +639,8 @@ class _BrokerLink:
             self._new_session()
             self._retire()
             self.sock = self._connect()
+            if worker._follower is not None:
+                worker._follower.look_again()  # the broker may be back at a new address
             self.last_sent = now
             # A new clock for the new connection, but nothing heard on it yet.
             self.broker_expires = now + worker.liveness * worker.heartbeat
