@@ -42,10 +42,12 @@ impl<T: HasSession> Brokers<T> {
     /// Every broker's link (`links` must not be empty).
     pub(crate) fn new(links: Vec<T>) -> Brokers<T> {
         assert!(!links.is_empty(), "a client needs at least one broker");
-        Brokers {
+        let mut brokers = Brokers {
             links,
             rng: fastrand::Rng::new(),
-        }
+        };
+        brokers.several_changed();
+        brokers
     }
 
     /// How many brokers there are.
@@ -87,9 +89,9 @@ impl<T: HasSession> Brokers<T> {
     }
 
     fn several_changed(&mut self) {
-        let several = self.several();
+        let brokers = self.links.len();
         for link in &mut self.links {
-            link.session_mut().keep_copies(several);
+            link.session_mut().set_brokers(brokers);
         }
     }
 

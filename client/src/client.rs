@@ -186,6 +186,7 @@ impl Client {
         let several = Arc::new(AtomicBool::new(endpoints.len() > 1));
         let policy = RetryPolicy {
             keep_copies: endpoints.len() > 1,
+            other_brokers: endpoints.len() - 1,
             ..RetryPolicy::default()
         };
         let links = endpoints

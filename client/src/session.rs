@@ -97,6 +97,9 @@ pub(crate) struct RetryPolicy {
     /// Keep a copy of every request, not only of idempotent ones: set when the client
     /// has other brokers to send a refused call to.
     pub(crate) keep_copies: bool,
+    /// How many other brokers the client has: a call answered UNKNOWN_FUNCTION by one
+    /// broker is tried on another, at most this many times.
+    pub(crate) other_brokers: usize,
 }
 
 impl Default for RetryPolicy {
@@ -107,6 +110,7 @@ impl Default for RetryPolicy {
             max_unsent: 10_000,
             sweep_every: Duration::from_millis(500),
             keep_copies: false,
+            other_brokers: 0,
         }
     }
 }
@@ -151,6 +155,8 @@ struct Call {
     resend: Option<Vec<Vec<u8>>>,
     /// The call was sent again after the connection dropped or the broker was stopping.
     resent: bool,
+    /// Brokers that answered UNKNOWN_FUNCTION to it.
+    refusals: u8,
 }
 
 impl Call {
@@ -281,6 +287,7 @@ impl Session {
             idempotent,
             resend,
             resent: false,
+            refusals: 0,
         };
         self.unsent.push_back(Unsent {
             id,
@@ -312,12 +319,15 @@ impl Session {
         };
         for reply in replies {
             match self.pending.remove(&reply.header.id) {
-                Some(call) if self.worth_retrying(&call, &reply.body, now) => {
-                    self.counters.refused_calls.fetch_add(1, Ordering::Relaxed);
-                    let at = now + self.policy.retry_pause;
-                    self.retries.push((at, reply.header.id, call));
+                Some(mut call) => {
+                    if self.worth_retrying(&mut call, &reply.body, now) {
+                        self.counters.refused_calls.fetch_add(1, Ordering::Relaxed);
+                        let at = now + self.policy.retry_pause;
+                        self.retries.push((at, reply.header.id, call));
+                    } else {
+                        call.deliver(Ok(reply.body));
+                    }
                 }
-                Some(call) => call.deliver(Ok(reply.body)),
                 None => {
                     self.counters
                         .unmatched_replies
@@ -550,10 +560,11 @@ impl Session {
         self.retired
     }
 
-    /// Whether every call keeps a copy of its request (the client has several brokers
-    /// now).
-    pub(crate) fn keep_copies(&mut self, keep: bool) {
-        self.policy.keep_copies = keep;
+    /// The client has `brokers` brokers now: with several, every call keeps a copy of
+    /// its request, and one answered UNKNOWN_FUNCTION may try the others.
+    pub(crate) fn set_brokers(&mut self, brokers: usize) {
+        self.policy.keep_copies = brokers > 1;
+        self.policy.other_brokers = brokers.saturating_sub(1);
     }
 
     /// The broker's endpoint.
@@ -615,7 +626,7 @@ impl Session {
 
     /// Whether a call's error reply means "it never ran: try again shortly" (only calls
     /// that kept a copy of their request). SHUTTING_DOWN also marks the broker draining.
-    fn worth_retrying(&mut self, call: &Call, body: &[u8], now: Instant) -> bool {
+    fn worth_retrying(&mut self, call: &mut Call, body: &[u8], now: Instant) -> bool {
         if call.resend.is_none() || now + self.policy.retry_pause >= call.forget_after {
             return false;
         }
@@ -631,7 +642,14 @@ impl Session {
                 self.draining = true;
                 true
             }
-            Ok(Err(error)) if restarting && error.code == ErrorCode::UnknownFunction => {
+            // A broker that just restarted and knows no worker yet; or, with other
+            // brokers, one that lost its workers (cut off from them): the call never ran,
+            // another broker may run it (each broker is tried once).
+            Ok(Err(error))
+                if error.code == ErrorCode::UnknownFunction
+                    && (restarting || usize::from(call.refusals) < self.policy.other_brokers) =>
+            {
+                call.refusals = call.refusals.saturating_add(1);
                 self.cold_until = Some(now + self.policy.retry_pause);
                 true
             }

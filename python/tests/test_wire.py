@@ -177,3 +177,24 @@ def test_capacity_is_split_as_the_rust_worker_splits_it():
     assert _wire.split_capacity(8, [("reserved", 8, 0)]) == [None]
     assert _wire.parse_load(b"SBW2\x0a\x00\x01\x11\x70\x01") == (70_000, True)
     assert _wire.capacity_message(7, 2) == [b"SBW2\x0b\x00\x00\x00\x07\x00\x00\x00\x02"]
+
+
+def test_tier_unknown_function_from_one_broker_tries_the_other_once_then_fails():
+    from switchboard_rpc._session import Tier
+    outcomes, tier = Outcomes(), Tier(["tcp://a", "tcp://b"])
+    for session in tier.sessions:
+        session.on_link_up()
+    first = tier.sessions[0]
+    first.add(new_call(outcomes, 9, 0.0))
+    first.sent(first.next_message()[1])
+    unknown = {"error": {"code": "UNKNOWN_FUNCTION", "message": "no worker hosts 'f'"}}
+    # The first broker lost its workers: the call never ran there; the other one may run it.
+    first.on_message(reply(9, unknown), 0.1)
+    assert 9 not in outcomes.got and not first.accepting()
+    tier.move_stranded()
+    second = tier.sessions[1]
+    assert (first.load(), second.load()) == (0, 1)
+    second.sent(second.next_message()[1])
+    # No broker hosts it: the caller hears UNKNOWN_FUNCTION once each broker said so.
+    second.on_message(reply(9, unknown), 0.2)
+    assert isinstance(outcomes.got[9][1], errors.UnknownFunction)

@@ -418,6 +418,28 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
     ])
     .stdout(std::process::Stdio::piped());
     let load = load.spawn().expect("start bench");
+    // And a client of both brokers, through the client library.
+    let mut tier_load = ns.command(&bench);
+    tier_load
+        .args([
+            "--via",
+            "library",
+            "--endpoint",
+            &format!("{a},{b}"),
+            "--function",
+            "sleep_ms",
+            "--args",
+            "[20]",
+            "--in-flight",
+            "8",
+            "--duration-s",
+            "3",
+            "--timeout-ms",
+            "4000",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped());
+    let tier_load = tier_load.spawn().expect("start bench");
     std::thread::sleep(Duration::from_millis(700));
     // The cut: packets between that broker's backend and the workers vanish, both ways,
     // with no reset (a switch that drops them).
@@ -470,6 +492,23 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
     );
     // The other broker still serves, with both workers.
     assert_eq!(workers_listed(&ns, a), 2);
+    // The client of both brokers: calls the cut-off broker refused unrun (UNKNOWN_FUNCTION)
+    // went to the other; only calls running at the cut were lost (WORKER_LOST).
+    let out = tier_load.wait_with_output().expect("bench ends");
+    assert!(out.status.success(), "bench failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let measured = &report["broker"];
+    eprintln!("partition, client of both brokers: {measured}");
+    let errors = measured["errors"].as_object().expect("error counts");
+    assert!(
+        errors.keys().all(|code| code == "WORKER_LOST"),
+        "calls a broker refused unrun should have gone to the other: {errors:?}"
+    );
+    let lost = errors
+        .get("WORKER_LOST")
+        .and_then(|n| n.as_u64())
+        .unwrap_or(0);
+    assert!(lost <= 8, "more calls lost than were in flight: {errors:?}");
 }
 
 #[test]

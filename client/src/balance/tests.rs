@@ -7,6 +7,8 @@ use switchboard_protocol::client::{request_frames, Envelope, ReturnAddress};
 use switchboard_protocol::codec::encode_error;
 use switchboard_protocol::{CallHeader, ErrorCode, Frame, RemoteError};
 
+use serde::de::IgnoredAny;
+
 use super::*;
 use crate::session::{Counters, LinkEvent, NewCall, ReplySender, RetryPolicy, Transmitted};
 
@@ -185,4 +187,38 @@ fn a_notice_that_a_broker_stops_sends_new_calls_elsewhere_at_once() {
     for id in 0..20 {
         assert_eq!(place(&mut b, id), 1);
     }
+}
+
+#[test]
+fn unknown_function_from_one_broker_tries_the_other_once_then_fails() {
+    let mut b = brokers(2);
+    up(&mut b, 0);
+    up(&mut b, 1);
+    let (reply, outcome) = crossbeam_channel::bounded(1);
+    let mut lost = call(9);
+    lost.reply = ReplySender::Blocking(reply);
+    b[0].handle_call(lost, Instant::now());
+    assert_eq!(flush(&mut b, 0), 1);
+    let unknown = |id: u64| {
+        let error = RemoteError::new(ErrorCode::UnknownFunction, "no worker hosts 'f'");
+        Envelope::new::<Frame>(&[], &header(id).encode())
+            .reply_frames(Frame::from(encode_error(&error)))
+    };
+    // The first broker lost its workers: the call never ran there, the other one may run it.
+    b[0].handle_reply_message(unknown(9), Instant::now());
+    assert!(
+        !b[0].accepting(),
+        "a broker that answered UNKNOWN_FUNCTION rests a moment"
+    );
+    b.move_stranded_calls();
+    assert_eq!((b[0].load(), b[1].load()), (0, 1));
+    assert!(outcome.try_recv().is_err(), "not answered yet");
+    assert_eq!(flush(&mut b, 1), 1);
+    // No broker hosts it: the caller hears UNKNOWN_FUNCTION, after each broker said so.
+    b[1].handle_reply_message(unknown(9), Instant::now());
+    let body = outcome.try_recv().expect("answered").expect("a reply");
+    let error = switchboard_protocol::codec::decode_reply::<IgnoredAny>(&body)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::UnknownFunction);
 }

@@ -50,7 +50,7 @@ class Call:
     """One call, from its caller to its outcome."""
 
     __slots__ = ("id", "frames", "deadline", "give_up_at", "timeout", "idempotent", "resent",
-                 "settle", "queued_at", "function")
+                 "settle", "queued_at", "function", "refusals")
 
     def __init__(self, call_id: int, frames: List[bytes], timeout: float, idempotent: bool,
                  settle: Settle, now: float, function: str) -> None:
@@ -64,6 +64,8 @@ class Call:
         self.settle = settle
         self.queued_at = now
         self.function = function
+        #: Brokers that answered UNKNOWN_FUNCTION to it.
+        self.refusals = 0
 
     def pipelines(self) -> bool:
         return len(self.frames) == 3 and self.frames[0] != b"system.batch"
@@ -77,6 +79,9 @@ class Session:
         self.endpoint = endpoint
         #: Other brokers exist: any call that never ran may be retried (elsewhere).
         self.redirect = redirect
+        #: How many other brokers there are: a call answered UNKNOWN_FUNCTION here tries
+        #: another, at most this many times.
+        self.other_brokers = 0
         #: The broker said it is stopping: no new calls until a new connection.
         self.draining = False
         #: The broker just restarted and knows no worker yet: no new calls until then.
@@ -293,7 +298,10 @@ class Session:
                 log.info("the broker at %s is stopping: no new calls go to it", self.endpoint)
             self.draining = True
             return True
-        if restarting and error.code == "UNKNOWN_FUNCTION":
+        # A broker that just restarted and knows no worker yet; or, with other brokers, one
+        # that lost its workers: the call never ran, another broker may run it (each once).
+        if error.code == "UNKNOWN_FUNCTION" and (restarting or call.refusals < self.other_brokers):
+            call.refusals += 1
             self.cold_until = now + self.retry_pause
             return True
         return False
@@ -342,9 +350,16 @@ class Tier:
     def __init__(self, endpoints: List[str]) -> None:
         if not endpoints:
             raise ValueError("a client needs at least one broker endpoint")
-        redirect = len(endpoints) > 1
-        self.sessions = [Session(endpoint, redirect=redirect) for endpoint in endpoints]
+        self.sessions = [Session(endpoint) for endpoint in endpoints]
+        self._brokers_changed()
         self._random = random.Random()
+
+    def _brokers_changed(self) -> None:
+        """With several brokers, calls that never ran may go to another."""
+        listed = sum(not s.retired for s in self.sessions)
+        for session in self.sessions:
+            session.redirect = listed > 1
+            session.other_brokers = max(0, listed - 1)
 
     def choose(self) -> int:
         """Of two brokers picked at random among those that take calls, the one holding
@@ -369,15 +384,14 @@ class Tier:
             if not session.retired and session.endpoint not in found:
                 log.info("broker %s no longer listed; no new calls go to it", session.endpoint)
                 session.retired = True
+        self._brokers_changed()
         listed = {s.endpoint for s in self.sessions if not s.retired}
         return [endpoint for endpoint in found if endpoint not in listed]
 
     def added(self, endpoint: str) -> int:
         """A session for a broker that appeared; returns its index."""
         self.sessions.append(Session(endpoint))
-        several = sum(not s.retired for s in self.sessions) > 1
-        for session in self.sessions:
-            session.redirect = several
+        self._brokers_changed()
         return len(self.sessions) - 1
 
     def finished(self, index: int) -> bool:
