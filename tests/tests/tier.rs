@@ -108,6 +108,16 @@ fn failures(tally: &HashMap<String, usize>, function: &str) -> usize {
         .sum()
 }
 
+/// Checks that every idempotent call succeeded and that at most `in_flight` of the others
+/// failed (the calls a lost broker held).
+fn check_losses(tally: &HashMap<String, usize>, in_flight: usize) {
+    assert_eq!(failures(tally, IDEMPOTENT), 0, "{tally:?}");
+    assert!(
+        failures(tally, ONCE) <= in_flight,
+        "more calls failed than were in flight at the lost broker: {tally:?}"
+    );
+}
+
 /// Checks that every call ended by its own deadline (plus the client's grace and some
 /// scheduling slack).
 fn check_deadlines(outcomes: &[Outcome]) {
@@ -151,12 +161,8 @@ fn tier_broker_killed_mid_run_every_call_ends_once_and_every_idempotent_call_suc
         "tier (broker kill -9): {} calls, {answered_after_kill} answered in the 300 ms after the kill: {tally:?}",
         outcomes.len()
     );
-    assert_eq!(failures(&tally, IDEMPOTENT), 0, "{tally:?}");
     // Only calls in flight at the killed broker may fail: new calls went to the others.
-    assert!(
-        failures(&tally, ONCE) <= CLIENTS * WINDOW,
-        "more calls failed than were in flight: {tally:?}"
-    );
+    check_losses(&tally, CLIENTS * WINDOW);
     assert!(
         answered_after_kill > 0,
         "no call was answered in the liveness period after the kill"
@@ -198,11 +204,7 @@ fn tier_broker_paused_5s_no_call_outlives_its_deadline_and_new_calls_move_away()
         &[ErrorCode::BrokerLost, ErrorCode::Timeout],
     );
     eprintln!("tier (broker SIGSTOP 5 s): {calls} calls, {during_pause} ended during the pause: {tally:?}");
-    assert_eq!(failures(&tally, IDEMPOTENT), 0, "{tally:?}");
-    assert!(
-        failures(&tally, ONCE) <= CLIENTS * WINDOW,
-        "more calls failed than were in flight at the paused broker: {tally:?}"
-    );
+    check_losses(&tally, CLIENTS * WINDOW);
     assert!(
         during_pause > 1_000,
         "the other brokers served only {during_pause} calls during the pause"
@@ -321,6 +323,23 @@ fn a_worker_moves_its_capacity_to_the_broker_whose_calls_wait_and_back_when_idle
     }
 }
 
+/// Starts `bench --json` with `args` inside `ns`.
+fn bench_in(ns: &NetNs, args: &[&str]) -> std::process::Child {
+    let mut load = ns.command(&switchboard_tests::binary("bench"));
+    load.args(args)
+        .arg("--json")
+        .stdout(std::process::Stdio::piped());
+    load.spawn().expect("start bench")
+}
+
+/// What a bench started with [`bench_in`] measured through the broker, once it ends.
+fn bench_report(bench: std::process::Child) -> serde_json::Value {
+    let out = bench.wait_with_output().expect("bench ends");
+    assert!(out.status.success(), "bench failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    report["broker"].clone()
+}
+
 /// How many workers the broker at `frontend`, inside `ns`, lists (asked with the CLI).
 fn workers_listed(ns: &NetNs, frontend: &str) -> usize {
     let client = switchboard_tests::binary("client");
@@ -397,31 +416,29 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
         .collect();
     wait_for_listing(&ns, &[a, b], &[2, 2], "both workers on both brokers");
     // Calls through the second broker, 100 ms each, 8 at a time, for 3 s.
-    let bench = switchboard_tests::binary("bench");
-    let mut load = ns.command(&bench);
-    load.args([
-        "--endpoint",
-        b,
-        "--function",
-        "sleep_ms",
-        "--args",
-        "[100]",
-        "--connections",
-        "4",
-        "--in-flight",
-        "2",
-        "--duration-s",
-        "3",
-        "--timeout-ms",
-        "4000",
-        "--json",
-    ])
-    .stdout(std::process::Stdio::piped());
-    let load = load.spawn().expect("start bench");
+    let load = bench_in(
+        &ns,
+        &[
+            "--endpoint",
+            b,
+            "--function",
+            "sleep_ms",
+            "--args",
+            "[100]",
+            "--connections",
+            "4",
+            "--in-flight",
+            "2",
+            "--duration-s",
+            "3",
+            "--timeout-ms",
+            "4000",
+        ],
+    );
     // And a client of both brokers, through the client library.
-    let mut tier_load = ns.command(&bench);
-    tier_load
-        .args([
+    let tier_load = bench_in(
+        &ns,
+        &[
             "--via",
             "library",
             "--endpoint",
@@ -436,10 +453,8 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
             "3",
             "--timeout-ms",
             "4000",
-            "--json",
-        ])
-        .stdout(std::process::Stdio::piped());
-    let tier_load = tier_load.spawn().expect("start bench");
+        ],
+    );
     std::thread::sleep(Duration::from_millis(700));
     // The cut: packets between that broker's backend and the workers vanish, both ways,
     // with no reset (a switch that drops them).
@@ -469,10 +484,7 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
         "-j",
         "DROP",
     ]);
-    let out = load.wait_with_output().expect("bench ends");
-    assert!(out.status.success(), "bench failed");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
-    let measured = &report["broker"];
+    let measured = bench_report(load);
     let errors = measured["errors"].as_object().expect("error counts");
     eprintln!("partition: {measured}");
     for code in errors.keys() {
@@ -494,10 +506,7 @@ fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() 
     assert_eq!(workers_listed(&ns, a), 2);
     // The client of both brokers: calls the cut-off broker refused unrun (UNKNOWN_FUNCTION)
     // went to the other; only calls running at the cut were lost (WORKER_LOST).
-    let out = tier_load.wait_with_output().expect("bench ends");
-    assert!(out.status.success(), "bench failed");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
-    let measured = &report["broker"];
+    let measured = bench_report(tier_load);
     eprintln!("partition, client of both brokers: {measured}");
     let errors = measured["errors"].as_object().expect("error counts");
     assert!(
@@ -585,27 +594,25 @@ fn a_client_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
         &["--heartbeat-ms", "100"],
     );
     wait_for_listing(&ns, &[a, b], &[1, 1], "the worker on both brokers");
-    let bench = switchboard_tests::binary("bench");
-    let mut load = ns.command(&bench);
-    load.args([
-        "--via",
-        "library",
-        "--endpoint",
-        "tcp://brokers:7300",
-        "--function",
-        "add",
-        "--args",
-        "[1, 2]",
-        "--in-flight",
-        "4",
-        "--duration-s",
-        "4",
-        "--resolve-interval-ms",
-        "200",
-        "--json",
-    ])
-    .stdout(std::process::Stdio::piped());
-    let load = load.spawn().expect("start bench");
+    let load = bench_in(
+        &ns,
+        &[
+            "--via",
+            "library",
+            "--endpoint",
+            "tcp://brokers:7300",
+            "--function",
+            "add",
+            "--args",
+            "[1, 2]",
+            "--in-flight",
+            "4",
+            "--duration-s",
+            "4",
+            "--resolve-interval-ms",
+            "200",
+        ],
+    );
     std::thread::sleep(Duration::from_millis(800));
     let second_before = requests_at(&ns, b);
     ns.set_hosts(&[("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")]);
