@@ -33,6 +33,24 @@ use switchboard_transport::curve::ClientCurve;
 /// Longest a harness wait may take before the test fails.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(15);
 
+/// Observes something every 20 ms until `done` holds of it, at most [`WAIT_LIMIT`]; then
+/// fails the test with `what` and the last observation.
+pub fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut observe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let until = Instant::now() + WAIT_LIMIT;
+    loop {
+        let seen = observe();
+        if done(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < until, "{what}: still {seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Path of one of the workspace's binaries.
 pub fn binary(name: &str) -> PathBuf {
     let dir = match std::env::var_os("SWITCHBOARD_BIN_DIR") {

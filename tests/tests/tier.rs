@@ -16,7 +16,7 @@ use switchboard_tests::contract::{
     ONCE,
 };
 use switchboard_tests::{
-    BrokerProcess, LocalBroker, LocalWorker, NetNs, ScratchDir, WorkerProcess,
+    eventually, BrokerProcess, LocalBroker, LocalWorker, NetNs, ScratchDir, WorkerProcess,
 };
 use switchboard_worker::WorkerConfig;
 
@@ -253,25 +253,18 @@ fn listed_capacity(client: &switchboard_client::Client) -> u32 {
     workers[0].capacity
 }
 
-/// Waits (bounded) until `done` holds of the capacities the two brokers list.
+/// Waits (bounded) until the two brokers list the capacities `expected`.
 fn wait_for_capacities(
     first: &switchboard_client::Client,
     second: &switchboard_client::Client,
     what: &str,
-    done: impl Fn(u32, u32) -> bool,
+    expected: (u32, u32),
 ) {
-    let until = std::time::Instant::now() + switchboard_tests::WAIT_LIMIT;
-    loop {
-        let (a, b) = (listed_capacity(first), listed_capacity(second));
-        if done(a, b) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "{what}: capacities stayed {a} and {b}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        what,
+        || (listed_capacity(first), listed_capacity(second)),
+        |seen| *seen == expected,
+    );
 }
 
 #[test]
@@ -303,24 +296,19 @@ fn a_worker_moves_its_capacity_to_the_broker_whose_calls_wait_and_back_when_idle
     let calls: Vec<_> = (0..40)
         .map(|_| a.request("sleep_ms").args((100,)).send().unwrap())
         .collect();
-    wait_for_capacities(&a, &b, "the slots follow the waiting calls", |x, y| {
-        x == 5 && y == 1
-    });
+    wait_for_capacities(&a, &b, "the slots follow the waiting calls", (5, 1));
     for call in calls {
         assert_eq!(call.wait::<u64>().unwrap(), 100);
     }
-    wait_for_capacities(&a, &b, "idle again: an even split", |x, y| x == 3 && y == 3);
+    wait_for_capacities(&a, &b, "idle again: an even split", (3, 3));
     // The second broker stops: its share comes to the first.
     drop(b);
     second.stop();
-    let until = std::time::Instant::now() + switchboard_tests::WAIT_LIMIT;
-    while listed_capacity(&a) != 6 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the stopped broker's share never moved"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        "the stopped broker's share moves to the other",
+        || listed_capacity(&a),
+        |capacity| *capacity == 6,
+    );
 }
 
 /// Starts `bench --json` with `args` inside `ns`.
@@ -358,18 +346,16 @@ fn workers_listed(ns: &NetNs, frontend: &str) -> usize {
 
 /// Waits (bounded) until the brokers at `frontends` list `counts` workers.
 fn wait_for_listing(ns: &NetNs, frontends: &[&str], counts: &[usize], what: &str) {
-    let until = std::time::Instant::now() + switchboard_tests::WAIT_LIMIT;
-    loop {
-        let listed: Vec<usize> = frontends.iter().map(|f| workers_listed(ns, f)).collect();
-        if listed == counts {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "{what}: workers listed {listed:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        what,
+        || {
+            frontends
+                .iter()
+                .map(|f| workers_listed(ns, f))
+                .collect::<Vec<_>>()
+        },
+        |listed| listed == counts,
+    );
 }
 
 #[test]
