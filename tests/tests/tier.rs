@@ -328,6 +328,15 @@ fn bench_report(bench: std::process::Child) -> serde_json::Value {
     report["broker"].clone()
 }
 
+/// Two brokers inside `ns` on the same ports, one on 127.0.0.1 and one on 127.0.0.2:
+/// frontend `tcp://127.0.0.N:port`, backend `port + 1`.
+fn two_brokers_in(ns: &NetNs, port: u16) -> [BrokerProcess; 2] {
+    [1, 2].map(|n| {
+        let endpoint = |port: u16| format!("tcp://127.0.0.{n}:{port}");
+        BrokerProcess::start_in(ns, &endpoint(port), &endpoint(port + 1), &[])
+    })
+}
+
 /// How many workers the broker at `frontend`, inside `ns`, lists (asked with the CLI).
 fn workers_listed(ns: &NetNs, frontend: &str) -> usize {
     let client = switchboard_tests::binary("client");
@@ -362,9 +371,8 @@ fn wait_for_listing(ns: &NetNs, frontends: &[&str], counts: &[usize], what: &str
 fn a_worker_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
     let ns = NetNs::new("dns");
     ns.set_hosts(&[("127.0.0.1", "brokers")]);
+    let _brokers = two_brokers_in(&ns, 7100);
     let (a, b) = ("tcp://127.0.0.1:7100", "tcp://127.0.0.2:7100");
-    let _first = BrokerProcess::start_in(&ns, a, "tcp://127.0.0.1:7101", &[]);
-    let _second = BrokerProcess::start_in(&ns, b, "tcp://127.0.0.2:7101", &[]);
     let _worker = WorkerProcess::start_in(
         &ns,
         "tcp://brokers:7101",
@@ -386,9 +394,8 @@ fn a_worker_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
 #[test]
 fn a_silent_partition_between_a_broker_and_its_workers_loses_no_call_silently() {
     let ns = NetNs::new("cut");
+    let _brokers = two_brokers_in(&ns, 7200);
     let (a, b) = ("tcp://127.0.0.1:7200", "tcp://127.0.0.2:7200");
-    let _first = BrokerProcess::start_in(&ns, a, "tcp://127.0.0.1:7201", &[]);
-    let _second = BrokerProcess::start_in(&ns, b, "tcp://127.0.0.2:7201", &[]);
     let backends = "tcp://127.0.0.1:7201,tcp://127.0.0.2:7201";
     let _workers: Vec<_> = (0..2)
         .map(|i| {
@@ -570,9 +577,8 @@ fn requests_at(ns: &NetNs, frontend: &str) -> u64 {
 fn a_client_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
     let ns = NetNs::new("cdns");
     ns.set_hosts(&[("127.0.0.1", "brokers")]);
+    let _brokers = two_brokers_in(&ns, 7300);
     let (a, b) = ("tcp://127.0.0.1:7300", "tcp://127.0.0.2:7300");
-    let _first = BrokerProcess::start_in(&ns, a, "tcp://127.0.0.1:7301", &[]);
-    let _second = BrokerProcess::start_in(&ns, b, "tcp://127.0.0.2:7301", &[]);
     let _worker = WorkerProcess::start_in(
         &ns,
         "tcp://127.0.0.1:7301,tcp://127.0.0.2:7301",
