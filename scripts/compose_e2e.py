@@ -1,6 +1,6 @@
 """docker compose for real: the stack of docker-compose.yml on a Docker engine, under load.
 
-    python3 scripts/compose_e2e.py [--bin-dir target/debug]
+    python3 scripts/compose_e2e.py [--bin-dir target/release]
 
 Builds the runtime image the way a machine without a registry can: a Debian base from
 `scripts/docker_base.sh` (debootstrap + docker import), the Dockerfile's `runtime-base` stage
@@ -154,7 +154,7 @@ def step(number, text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "debug"))
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     args = parser.parse_args()
     bin_dir = os.path.abspath(args.bin_dir)
     started = time.monotonic()

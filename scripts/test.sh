@@ -35,7 +35,8 @@ step "2/5 Python" bash -c 'cargo test -p switchboard-tests --test python 2>&1 | 
 step "2/5 Python: pytest python/tests" bash -c 'SWITCHBOARD_BIN_DIR=target/debug timeout 600 python3 -m pytest -q -p no:cacheprovider -o faulthandler_timeout=120 python/tests 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
 step "3/5 performance scripts" bash -c 'cargo test -p switchboard-tests --test bench 2>&1 | tee -a "'"$log"'"; exit "${PIPESTATUS[0]}"'
 step "4/5 compose topology and Kubernetes manifests" bash -c 'python3 scripts/compose_topology.py --bin-dir target/debug --workers 4 && python3 scripts/k8s_validate.py'
-step "5/5 docker compose end to end" bash -c 'scripts/docker_setup.sh && timeout 900 python3 scripts/compose_e2e.py --bin-dir target/debug'
+# The image is built from release binaries, as users would ship them.
+step "5/5 docker compose end to end" bash -c 'scripts/docker_setup.sh && cargo build --release --workspace --bins && timeout 900 python3 scripts/compose_e2e.py --bin-dir target/release'
 # One closing line for the whole suite (cargo prints one line per test binary, pytest
 # "N passed, M failed in …"; the compose topology and the compose end-to-end run count as
 # one test each).
