@@ -252,6 +252,10 @@ def test_a_python_worker_follows_brokers_as_their_host_name_changes(cluster):
         wait_for((1, 0), "the name stands for the first broker")
         ns.hosts([("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")])
         wait_for((1, 1), "a broker added to the name")
+        # The name stops resolving for a while (a DNS outage): the worker keeps the brokers.
+        ns.hosts([])
+        time.sleep(1.0)
+        wait_for((1, 1), "a name that does not resolve for a while")
         ns.hosts([("127.0.0.2", "brokers")])
         wait_for((0, 1), "a broker removed from the name")
     finally:

@@ -198,3 +198,10 @@ def test_tier_unknown_function_from_one_broker_tries_the_other_once_then_fails()
     # No broker hosts it: the caller hears UNKNOWN_FUNCTION once each broker said so.
     second.on_message(reply(9, unknown), 0.2)
     assert isinstance(outcomes.got[9][1], errors.UnknownFunction)
+
+
+def test_a_name_that_does_not_resolve_is_kept_as_written_or_reported_when_followed():
+    listed = "tcp://127.0.0.1:1, tcp://no-such-host.invalid:2"
+    assert _wire.expand_endpoints(listed) == ["tcp://127.0.0.1:1", "tcp://no-such-host.invalid:2"]
+    assert _wire.expand_endpoints_strictly(listed) is None
+    assert _wire.expand_endpoints_strictly("tcp://127.0.0.1:1, ipc:///x") == ["tcp://127.0.0.1:1", "ipc:///x"]

@@ -387,6 +387,16 @@ fn a_worker_follows_brokers_as_their_host_name_gains_and_loses_addresses() {
     );
     ns.set_hosts(&[("127.0.0.1", "brokers"), ("127.0.0.2", "brokers")]);
     wait_for_listing(&ns, &[a, b], &[1, 1], "a broker added to the name");
+    // The name stops resolving for a while (a DNS outage): the worker keeps the brokers it
+    // knows.
+    ns.set_hosts(&[]);
+    std::thread::sleep(Duration::from_millis(1_000));
+    wait_for_listing(
+        &ns,
+        &[a, b],
+        &[1, 1],
+        "a name that does not resolve for a while",
+    );
     ns.set_hosts(&[("127.0.0.2", "brokers")]);
     wait_for_listing(&ns, &[a, b], &[0, 1], "a broker removed from the name");
 }

@@ -48,9 +48,9 @@ impl Configured {
     }
 }
 
-/// The addresses `host` resolves to now, as `tcp://` endpoints on `port`, sorted; none
-/// (logged) when it does not resolve.
-fn lookup(host: &str, port: u16) -> Vec<String> {
+/// The addresses `host` resolves to now, as `tcp://` endpoints on `port`, sorted; `None`
+/// (logged) when the lookup fails.
+fn lookup(host: &str, port: u16) -> Option<Vec<String>> {
     match (host, port).to_socket_addrs() {
         Ok(addresses) => {
             let mut found: Vec<String> = addresses
@@ -61,11 +61,11 @@ fn lookup(host: &str, port: u16) -> Vec<String> {
                 .collect();
             found.sort();
             found.dedup();
-            found
+            Some(found)
         }
         Err(error) => {
-            warn!(%host, %error, "broker host name does not resolve (yet)");
-            Vec::new()
+            warn!(%host, %error, "broker host name does not resolve (now)");
+            None
         }
     }
 }
@@ -75,11 +75,28 @@ fn lookup(host: &str, port: u16) -> Vec<String> {
 /// each; any other endpoint, a name with one address included, stays as written (ZeroMQ
 /// then looks the name up again whenever it reconnects, so a broker that comes back at a
 /// new address is found).
+/// A name that does not resolve stays as written too (ZeroMQ keeps trying it).
 pub fn expand(list: &str) -> Vec<String> {
+    expand_with(list, |host, port| {
+        Some(lookup(host, port).unwrap_or_default())
+    })
+    .expect("lenient lookups never fail")
+}
+
+/// [`expand`], or `None` when a name in the list does not resolve now: a DNS outage must
+/// not make a program drop the brokers it follows (the [`Watcher`] keeps its last answer).
+fn expand_strictly(list: &str) -> Option<Vec<String>> {
+    expand_with(list, lookup)
+}
+
+fn expand_with(
+    list: &str,
+    lookup: impl Fn(&str, u16) -> Option<Vec<String>>,
+) -> Option<Vec<String>> {
     let mut endpoints: Vec<String> = Vec::new();
     for endpoint in endpoint_list(list) {
         let found = match Configured::parse(&endpoint) {
-            Configured::Named { host, port } => lookup(&host, port),
+            Configured::Named { host, port } => lookup(&host, port)?,
             Configured::Fixed(_) => Vec::new(),
         };
         let chosen = if found.len() > 1 {
@@ -101,7 +118,7 @@ pub fn expand(list: &str) -> Vec<String> {
         );
         endpoints.truncate(MAX_BROKERS);
     }
-    endpoints
+    Some(endpoints)
 }
 
 /// Whether a list names a host (then what it stands for may change over time).
@@ -145,7 +162,10 @@ impl Watcher {
                         Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    let found = expand(&list);
+                    // A name that does not resolve now: keep following the brokers known.
+                    let Some(found) = expand_strictly(&list) else {
+                        continue;
+                    };
                     if found != last {
                         debug!(?found, "the broker list stands for other brokers now");
                         if answer.send(found.clone()).is_err() {
@@ -196,12 +216,29 @@ mod tests {
     }
 
     #[test]
+    fn a_name_that_does_not_resolve_keeps_the_brokers_known_when_followed() {
+        let list = "tcp://127.0.0.1:1, tcp://no-such-host.invalid:2";
+        assert_eq!(
+            expand(list),
+            vec!["tcp://127.0.0.1:1", "tcp://no-such-host.invalid:2"]
+        );
+        assert_eq!(expand_strictly(list), None);
+        assert_eq!(
+            expand_strictly("tcp://127.0.0.1:1, ipc:///x"),
+            Some(vec!["tcp://127.0.0.1:1".to_owned(), "ipc:///x".to_owned()])
+        );
+    }
+
+    #[test]
     fn names_are_looked_up_and_fixed_endpoints_stand_for_themselves() {
         assert_eq!(
-            lookup("localhost", 7001).first().map(String::as_str),
+            lookup("localhost", 7001)
+                .unwrap_or_default()
+                .first()
+                .map(String::as_str),
             Some("tcp://127.0.0.1:7001")
         );
-        assert!(lookup("no-such-host.invalid", 7003).is_empty());
+        assert!(lookup("no-such-host.invalid", 7003).is_none());
         assert!(names_a_host("tcp://127.0.0.1:1, tcp://brokers:2"));
         assert!(!names_a_host("tcp://127.0.0.1:1, ipc:///x"));
     }

@@ -294,11 +294,26 @@ def endpoint_list(endpoints: str) -> List[str]:
 
 def expand_endpoints(endpoints: str) -> List[str]:
     """The endpoints a comma-separated list names; a host name that resolves to several
-    addresses stands for one broker each (one with a single address stays as written:
-    ZeroMQ looks it up again when it reconnects, so a broker back at a new address is found)."""
+    addresses stands for one broker each (one with a single address, or that does not resolve,
+    stays as written: ZeroMQ looks it up again when it reconnects)."""
+    found = _expand(endpoints, strict=False)
+    assert found is not None
+    return found
+
+
+def expand_endpoints_strictly(endpoints: str) -> Optional[List[str]]:
+    """`expand_endpoints`, or None when a host name in the list does not resolve now (a DNS
+    outage must not make a client or worker drop the brokers it follows)."""
+    return _expand(endpoints, strict=True)
+
+
+def _expand(endpoints: str, strict: bool) -> Optional[List[str]]:
     found: List[str] = []
     for each in endpoint_list(endpoints):
-        for endpoint in _addresses(each):
+        addresses = _addresses(each, strict)
+        if addresses is None:
+            return None
+        for endpoint in addresses:
             if endpoint not in found:
                 found.append(endpoint)
     return found
@@ -323,8 +338,9 @@ def _host_and_port(endpoint: str) -> Optional[Tuple[str, int]]:
         return host, int(port)
 
 
-def _addresses(endpoint: str) -> List[str]:
-    """`tcp://name:port` as one endpoint per address of `name` when it has several."""
+def _addresses(endpoint: str, strict: bool = False) -> Optional[List[str]]:
+    """`tcp://name:port` as one endpoint per address of `name` when it has several; with
+    `strict`, None when `name` does not resolve."""
     named = _host_and_port(endpoint)
     if named is None:
         return [endpoint]
@@ -332,7 +348,7 @@ def _addresses(endpoint: str) -> List[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
-        return [endpoint]
+        return None if strict else [endpoint]
     addresses = sorted({info[4][0] for info in infos})
     if len(addresses) < 2:
         return [endpoint]

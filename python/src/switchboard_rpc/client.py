@@ -101,7 +101,8 @@ class Follower:
             self._nudge.clear()
             if self._closed:
                 return
-            found = _wire.expand_endpoints(self._setting)
+            # A name that does not resolve now: keep following the brokers known.
+            found = _wire.expand_endpoints_strictly(self._setting)
             if found and found != self._last:
                 self._last = found
                 with self._lock:
