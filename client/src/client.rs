@@ -181,14 +181,10 @@ impl Client {
             });
         }
         let counters = Arc::new(Counters::default());
-        // With several brokers, calls keep copies and ask for notices (set again as brokers
-        // come and go).
-        let several = Arc::new(AtomicBool::new(endpoints.len() > 1));
-        let policy = RetryPolicy {
-            keep_copies: endpoints.len() > 1,
-            other_brokers: endpoints.len() - 1,
-            ..RetryPolicy::default()
-        };
+        // With several brokers, calls keep copies and ask for notices: the connection sets
+        // both (`Brokers`) as brokers come and go.
+        let several = Arc::new(AtomicBool::new(false));
+        let policy = RetryPolicy::default();
         let links = endpoints
             .iter()
             .map(|endpoint| open_link(&context, &config, endpoint, policy, &counters))

@@ -19,7 +19,7 @@
 //!   connection and the others fail at once with BROKER_LOST;
 //! - an idempotent call answered SHUTTING_DOWN, or UNKNOWN_FUNCTION by a broker that
 //!   just restarted, is sent again after a pause ([`RetryPolicy`]);
-//! - with several brokers ([`RetryPolicy::keep_copies`]) every call keeps a copy of its
+//! - with several brokers ([`RetryPolicy::other_brokers`]) every call keeps a copy of its
 //!   request, so that one a stopping broker answered SHUTTING_DOWN (it never ran) can go
 //!   to another broker whatever its kind, and the session counts as draining: the
 //!   driver sends it nothing new and moves the calls it has not sent
@@ -32,9 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use serde::de::IgnoredAny;
 use switchboard_protocol::client::{parse_notice, parse_replies, Notice, Pipeline};
-use switchboard_protocol::codec::decode_reply;
+use switchboard_protocol::codec::reply_outcome;
 use switchboard_protocol::limits::MAX_PIPELINED_CALLS;
 use switchboard_protocol::{ErrorCode, Frame, RemoteError};
 use tracing::{debug, info, warn};
@@ -94,11 +93,10 @@ pub(crate) struct RetryPolicy {
     pub(crate) max_unsent: usize,
     /// How often calls whose callers gave up are forgotten.
     pub(crate) sweep_every: Duration,
-    /// Keep a copy of every request, not only of idempotent ones: set when the client
-    /// has other brokers to send a refused call to.
-    pub(crate) keep_copies: bool,
-    /// How many other brokers the client has: a call answered UNKNOWN_FUNCTION by one
-    /// broker is tried on another, at most this many times.
+    /// How many other brokers the client has. With any, every request keeps a copy (not
+    /// only idempotent ones), so that a call refused unrun can go to another broker; a
+    /// call answered UNKNOWN_FUNCTION by one broker is tried on another, at most this many
+    /// times.
     pub(crate) other_brokers: usize,
 }
 
@@ -109,7 +107,6 @@ impl Default for RetryPolicy {
             restart_window: Duration::from_secs(5),
             max_unsent: 10_000,
             sweep_every: Duration::from_millis(500),
-            keep_copies: false,
             other_brokers: 0,
         }
     }
@@ -151,7 +148,7 @@ struct Call {
     /// Safe to send twice: sent again when the connection drops with it in flight.
     idempotent: bool,
     /// A copy of the request, for calls that may be sent again (idempotent ones, and
-    /// every call when [`RetryPolicy::keep_copies`]).
+    /// every call when the client has [`RetryPolicy::other_brokers`]).
     resend: Option<Vec<Vec<u8>>>,
     /// The call was sent again after the connection dropped or the broker was stopping.
     resent: bool,
@@ -277,7 +274,7 @@ impl Session {
         if matches!(reply, ReplySender::Async(_)) {
             self.async_timers.push(Reverse((forget_after, id)));
         }
-        let resend = (idempotent || self.policy.keep_copies)
+        let resend = (idempotent || self.policy.other_brokers > 0)
             .then(|| frames.iter().map(|f| f.to_vec()).collect());
         let call = Call {
             reply,
@@ -544,7 +541,8 @@ impl Session {
         self.unsent.len() + self.pending.len() + self.retries.len()
     }
 
-    /// Whether new calls should come here: connected, and the broker is not stopping.
+    /// Whether new calls should come here: connected, and the broker is not stopping, not
+    /// just restarted without workers, and still listed.
     pub(crate) fn accepting(&self) -> bool {
         self.link.up && !self.draining && self.cold_until.is_none() && !self.retired
     }
@@ -563,7 +561,6 @@ impl Session {
     /// The client has `brokers` brokers now: with several, every call keeps a copy of
     /// its request, and one answered UNKNOWN_FUNCTION may try the others.
     pub(crate) fn set_brokers(&mut self, brokers: usize) {
-        self.policy.keep_copies = brokers > 1;
         self.policy.other_brokers = brokers.saturating_sub(1);
     }
 
@@ -634,8 +631,9 @@ impl Session {
             || self
                 .last_disconnect
                 .is_some_and(|at| now.saturating_duration_since(at) < self.policy.restart_window);
-        match decode_reply::<IgnoredAny>(body) {
-            Ok(Err(error)) if error.code == ErrorCode::ShuttingDown => {
+        // A result is recognised from its first bytes: only error replies are decoded.
+        match reply_outcome(body) {
+            Some(ErrorCode::ShuttingDown) => {
                 if !self.draining {
                     info!(broker = %self.endpoint, "the broker is stopping: no new calls go to it");
                 }
@@ -645,9 +643,8 @@ impl Session {
             // A broker that just restarted and knows no worker yet; or, with other
             // brokers, one that lost its workers (cut off from them): the call never ran,
             // another broker may run it (each broker is tried once).
-            Ok(Err(error))
-                if error.code == ErrorCode::UnknownFunction
-                    && (restarting || usize::from(call.refusals) < self.policy.other_brokers) =>
+            Some(ErrorCode::UnknownFunction)
+                if restarting || usize::from(call.refusals) < self.policy.other_brokers =>
             {
                 call.refusals = call.refusals.saturating_add(1);
                 self.cold_until = Some(now + self.policy.retry_pause);

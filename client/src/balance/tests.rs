@@ -23,10 +23,8 @@ impl HasSession for Session {
 
 fn brokers(n: usize) -> Brokers<Session> {
     let now = Instant::now();
-    let policy = RetryPolicy {
-        keep_copies: true,
-        ..RetryPolicy::default()
-    };
+    // `Brokers::new` tells each session how many brokers there are.
+    let policy = RetryPolicy::default();
     let counters = Arc::new(Counters::default());
     Brokers::new(
         (0..n)
