@@ -75,12 +75,11 @@ class Session:
     """Every call of one client connection, and what the link is doing."""
 
     def __init__(self, endpoint: str, retry_pause: float = 0.1, restart_window: float = 5.0,
-                 max_unsent: int = 10_000, redirect: bool = False) -> None:
+                 max_unsent: int = 10_000) -> None:
         self.endpoint = endpoint
-        #: Other brokers exist: any call that never ran may be retried (elsewhere).
-        self.redirect = redirect
-        #: How many other brokers there are: a call answered UNKNOWN_FUNCTION here tries
-        #: another, at most this many times.
+        #: How many other brokers there are (set by `Tier`). With any, every call that never
+        #: ran may be retried elsewhere, and one answered UNKNOWN_FUNCTION here tries another,
+        #: at most this many times.
         self.other_brokers = 0
         #: The broker said it is stopping: no new calls until a new connection.
         self.draining = False
@@ -288,7 +287,7 @@ class Session:
         """Whether an error means "it never ran: try again shortly" (idempotent calls, and
         every call when other brokers exist). SHUTTING_DOWN also marks the broker draining,
         UNKNOWN_FUNCTION from a just-restarted broker marks it cold for a pause."""
-        if not (call.idempotent or self.redirect) or now + self.retry_pause >= call.give_up_at:
+        if not (call.idempotent or self.other_brokers) or now + self.retry_pause >= call.give_up_at:
             return False
         restarting = call.resent or (
             self.last_disconnect is not None and now - self.last_disconnect < self.restart_window
@@ -358,7 +357,6 @@ class Tier:
         """With several brokers, calls that never ran may go to another."""
         listed = sum(not s.retired for s in self.sessions)
         for session in self.sessions:
-            session.redirect = listed > 1
             session.other_brokers = max(0, listed - 1)
 
     def choose(self) -> int:
