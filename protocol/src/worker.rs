@@ -431,16 +431,7 @@ fn split_control(mut frames: Frames) -> Result<(u8, Frame, Vec<Frame>), Protocol
 
 /// Checks a command that has no fields and no frames after the control frame.
 fn bare(control: &[u8], rest: &[Frame]) -> Result<(), ProtocolError> {
-    if control.len() != HEAD_LEN {
-        return Err(ProtocolError::Control("this command has no fields"));
-    }
-    if !rest.is_empty() {
-        return Err(ProtocolError::FrameCount {
-            expected: "0",
-            got: rest.len(),
-        });
-    }
-    Ok(())
+    fields::<0>(control, rest, "this command has no fields").map(|_| ())
 }
 
 /// The fixed `N` bytes of fields of a command with no frames after its control frame.

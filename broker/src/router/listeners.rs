@@ -9,26 +9,25 @@ use super::Map;
 /// Most clients remembered; beyond, the less recently seen half is forgotten.
 const MAX_LISTENERS: usize = 16_384;
 
+/// A caller as `ReplyRoute::caller` gives it: its envelope's frame count and packed bytes.
+type CallerKey = (u8, Box<[u8]>);
+
 /// Return addresses of clients that asked for notices, with when each was last seen.
 #[derive(Default)]
 pub(crate) struct Listeners {
-    /// By envelope (its frames, each prefixed with its length): a sequence number of
-    /// when it was last seen, and a route back to it with an empty header frame.
-    seen: Map<Box<[u8]>, (u64, ReplyRoute)>,
+    /// By caller (`ReplyRoute::caller`, the packed envelope): a sequence number of when
+    /// it was last seen, and a route back to it with an empty header frame.
+    seen: Map<CallerKey, (u64, ReplyRoute)>,
     next: u64,
 }
 
 impl Listeners {
     /// A call from the client at `route` asked for notices.
     pub(crate) fn note(&mut self, route: &ReplyRoute) {
-        let envelope = route.envelope();
-        let mut key = Vec::with_capacity(envelope.iter().map(|f| f.len() + 4).sum());
-        for frame in &envelope {
-            key.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-            key.extend_from_slice(frame);
-        }
+        let (frames, packed) = route.caller();
+        let key: CallerKey = (frames, Box::from(packed));
         self.next += 1;
-        if let Some(entry) = self.seen.get_mut(&key[..]) {
+        if let Some(entry) = self.seen.get_mut(&key) {
             entry.0 = self.next;
             return;
         }
@@ -38,10 +37,8 @@ impl Listeners {
             let cut = ages[ages.len() / 2];
             self.seen.retain(|_, (seen, _)| *seen > cut);
         }
-        self.seen.insert(
-            key.into_boxed_slice(),
-            (self.next, ReplyRoute::new(&envelope, &[])),
-        );
+        let back = ReplyRoute::new(&route.envelope(), &[]);
+        self.seen.insert(key, (self.next, back));
     }
 
     /// How many clients are remembered.
