@@ -578,8 +578,9 @@ class _BrokerLink:
                 self._heard(received)
                 try:
                     tickets = _wire.parse_tickets(frames[0])
-                except ValueError:
+                except ValueError as error:
                     worker.counters["malformed"] += 1
+                    log.warning("dropping a malformed CANCEL from the broker at %s: %s", self.endpoint, error)
                     continue
                 for ticket in tickets:
                     worker._cancel(self.held.get(ticket))
@@ -588,8 +589,9 @@ class _BrokerLink:
             elif command == _wire.LOAD and len(frames) == 1:
                 try:
                     backlog, stopping = _wire.parse_load(frames[0])
-                except ValueError:
+                except ValueError as error:
                     worker.counters["malformed"] += 1
+                    log.warning("dropping a malformed LOAD from the broker at %s: %s", self.endpoint, error)
                     continue
                 self._heard(received)
                 if stopping and not (self.load and self.load[1]):
